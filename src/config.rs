@@ -1,0 +1,504 @@
+//! Settings: a TOML file (default `deploy/phi-gateway.toml`) overlaid by
+//! environment variables. Secrets are `SecretString`s; `Debug` of any type
+//! here masks them, so printing the settings is safe.
+//!
+//! This module only reads and checks settings; it opens no connection.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+/// Where the service runs: development relaxes nothing that matters for data
+/// safety, it only picks smaller pool defaults and allows a development keyring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+impl FromStr for Environment {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Self::Development),
+            "production" | "prod" => Ok(Self::Production),
+            other => bail!("unknown environment {other:?} (expected development or production)"),
+        }
+    }
+}
+
+/// TLS to PostgreSQL, in libpq's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl FromStr for TlsMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "disable" => Self::Disable,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => bail!(
+                "unknown TLS mode {other:?} (expected disable, prefer, require, verify-ca or verify-full)"
+            ),
+        })
+    }
+}
+
+impl From<TlsMode> for PgSslMode {
+    fn from(m: TlsMode) -> Self {
+        match m {
+            TlsMode::Disable => PgSslMode::Disable,
+            TlsMode::Prefer => PgSslMode::Prefer,
+            TlsMode::Require => PgSslMode::Require,
+            TlsMode::VerifyCa => PgSslMode::VerifyCa,
+            TlsMode::VerifyFull => PgSslMode::VerifyFull,
+        }
+    }
+}
+
+/// A database URL that may carry a password. `Debug` masks the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretString::from(url.into()))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask_url_password(self.expose()))
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+fn mask_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return "***".into();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***@{}", &url[..scheme_end + 3], user, &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    pub workers: Option<usize>,
+    /// How long in-flight requests may run after SIGTERM before exit.
+    pub shutdown_timeout: Duration,
+    /// Log format: `json` for machines, `pretty` for people.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    /// Used by `phi-gateway migrate`: a role that may create roles and
+    /// extensions. Never used by `serve`.
+    pub migration_url: Option<DatabaseUrl>,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub idle_timeout: Duration,
+    pub acquire_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub statement_timeout: Duration,
+    pub tls_mode: TlsMode,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl DatabaseSettings {
+    /// Connection options for the service's own pool.
+    pub fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
+        self.options_for(&self.url)
+    }
+
+    /// Connection options for migrations (falls back to the service URL).
+    pub fn migration_options(&self) -> anyhow::Result<PgConnectOptions> {
+        self.options_for(self.migration_url.as_ref().unwrap_or(&self.url))
+    }
+
+    fn options_for(&self, url: &DatabaseUrl) -> anyhow::Result<PgConnectOptions> {
+        let mut opts = PgConnectOptions::from_str(url.expose())
+            .map_err(|e| anyhow::anyhow!("invalid database URL {url:?}: {}", redact_sqlx(&e)))?
+            .ssl_mode(self.tls_mode.into())
+            .application_name("phi-gateway")
+            .options([(
+                "statement_timeout",
+                format!("{}", self.statement_timeout.as_millis()),
+            )]);
+        if let Some(ca) = &self.ca_file {
+            opts = opts.ssl_root_cert(ca);
+        }
+        Ok(opts)
+    }
+}
+
+/// sqlx's URL parse errors can echo the URL; keep only the kind.
+fn redact_sqlx(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Configuration(_) => "configuration error",
+        _ => "parse error",
+    }
+}
+
+/// The file's shape: every field optional so that environment variables and
+/// environment-dependent defaults fill the gaps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    environment: Option<Environment>,
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    database: FileDatabase,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    host: Option<String>,
+    port: Option<u16>,
+    max_body_bytes: Option<usize>,
+    workers: Option<usize>,
+    shutdown_timeout_secs: Option<u64>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    url: Option<SecretString>,
+    migration_url: Option<SecretString>,
+    max_connections: Option<u32>,
+    min_connections: Option<u32>,
+    idle_timeout_secs: Option<u64>,
+    acquire_timeout_secs: Option<u64>,
+    max_lifetime_secs: Option<u64>,
+    statement_timeout_ms: Option<u64>,
+    tls_mode: Option<TlsMode>,
+    ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for FileDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileDatabase").finish_non_exhaustive()
+    }
+}
+
+/// A source of environment variables; tests pass a map instead of the process
+/// environment so they can run in parallel.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for std::collections::HashMap<&str, &str, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).map(|v| v.to_string())
+    }
+}
+
+pub const DEFAULT_CONFIG_FILE: &str = "deploy/phi-gateway.toml";
+
+impl Settings {
+    /// Reads the file named by `PHI_CONFIG` (else `deploy/phi-gateway.toml`
+    /// when it exists), then applies environment overrides.
+    pub fn load() -> anyhow::Result<Self> {
+        let env = ProcessEnv;
+        let path = env.var("PHI_CONFIG").map(PathBuf::from).or_else(|| {
+            let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+            p.exists().then_some(p)
+        });
+        let text = match &path {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading configuration file {}", p.display()))?,
+            None => String::new(),
+        };
+        Self::from_parts(&text, path.as_deref(), &env)
+    }
+
+    pub fn from_parts(text: &str, path: Option<&Path>, env: &dyn Env) -> anyhow::Result<Self> {
+        let file: FileSettings = toml::from_str(text).with_context(|| match path {
+            Some(p) => format!("parsing configuration file {}", p.display()),
+            None => "parsing configuration".to_string(),
+        })?;
+
+        let environment = match env.var("PHI_ENVIRONMENT") {
+            Some(v) => v.parse()?,
+            None => file.environment.unwrap_or(Environment::Development),
+        };
+        let prod = environment == Environment::Production;
+
+        let server = ServerSettings {
+            host: env
+                .var("PHI_HOST")
+                .or(file.server.host)
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port: parse_env(env, "PHI_PORT")?
+                .or(file.server.port)
+                .unwrap_or(8080),
+            max_body_bytes: parse_env(env, "PHI_MAX_BODY_BYTES")?
+                .or(file.server.max_body_bytes)
+                .unwrap_or(256 * 1024),
+            workers: parse_env(env, "PHI_WORKERS")?.or(file.server.workers),
+            shutdown_timeout: Duration::from_secs(
+                parse_env(env, "PHI_SHUTDOWN_TIMEOUT_SECS")?
+                    .or(file.server.shutdown_timeout_secs)
+                    .unwrap_or(30),
+            ),
+            log_format: match env.var("PHI_LOG_FORMAT").as_deref() {
+                Some("json") => LogFormat::Json,
+                Some("pretty") => LogFormat::Pretty,
+                Some(other) => bail!("PHI_LOG_FORMAT: unknown format {other:?}"),
+                None => file.server.log_format.unwrap_or(LogFormat::Json),
+            },
+        };
+
+        let url = env
+            .var("DATABASE_URL")
+            .map(DatabaseUrl::new)
+            .or(file.database.url.map(DatabaseUrl))
+            .context("no database URL: set DATABASE_URL or [database] url")?;
+        let migration_url = env
+            .var("MIGRATION_DATABASE_URL")
+            .map(DatabaseUrl::new)
+            .or(file.database.migration_url.map(DatabaseUrl));
+        let max_connections = parse_env(env, "DATABASE_MAX_CONNECTIONS")?
+            .or(file.database.max_connections)
+            .unwrap_or(if prod { 20 } else { 10 });
+        let min_connections = parse_env(env, "DATABASE_MIN_CONNECTIONS")?
+            .or(file.database.min_connections)
+            .unwrap_or(if prod { 5 } else { 2 });
+        if max_connections == 0 || min_connections > max_connections {
+            bail!(
+                "database pool: need 0 < min_connections ({min_connections}) <= max_connections ({max_connections})"
+            );
+        }
+        let secs = |name: &str, file: Option<u64>, default: u64| -> anyhow::Result<Duration> {
+            Ok(Duration::from_secs(
+                parse_env(env, name)?.or(file).unwrap_or(default),
+            ))
+        };
+        let tls_mode = match env.var("DATABASE_TLS_MODE") {
+            Some(v) => v.parse()?,
+            None => file.database.tls_mode.unwrap_or(TlsMode::Prefer),
+        };
+        let ca_file = env
+            .var("DATABASE_CA_FILE")
+            .map(PathBuf::from)
+            .or(file.database.ca_file);
+        if matches!(tls_mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && ca_file.is_none() {
+            bail!(
+                "DATABASE_TLS_MODE {tls_mode:?} needs a CA file (DATABASE_CA_FILE or [database] ca_file)"
+            );
+        }
+        let database = DatabaseSettings {
+            url,
+            migration_url,
+            max_connections,
+            min_connections,
+            idle_timeout: secs(
+                "DATABASE_IDLE_TIMEOUT_SECS",
+                file.database.idle_timeout_secs,
+                30,
+            )?,
+            acquire_timeout: secs(
+                "DATABASE_ACQUIRE_TIMEOUT_SECS",
+                file.database.acquire_timeout_secs,
+                5,
+            )?,
+            max_lifetime: secs(
+                "DATABASE_MAX_LIFETIME_SECS",
+                file.database.max_lifetime_secs,
+                30 * 60,
+            )?,
+            statement_timeout: Duration::from_millis(
+                parse_env(env, "DATABASE_STATEMENT_TIMEOUT_MS")?
+                    .or(file.database.statement_timeout_ms)
+                    .unwrap_or(30_000),
+            ),
+            tls_mode,
+            ca_file,
+        };
+
+        Ok(Settings {
+            environment,
+            server,
+            database,
+        })
+    }
+}
+
+fn parse_env<T: FromStr>(env: &dyn Env, name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: fmt::Display,
+{
+    env.var(name)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| anyhow::anyhow!("{name}: cannot parse {v:?}: {e}"))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_cms_guide_by_environment() {
+        let dev =
+            Settings::from_parts("", None, &env(&[("DATABASE_URL", "postgres://a@h/d")])).unwrap();
+        assert_eq!(dev.environment, Environment::Development);
+        assert_eq!(
+            (dev.database.max_connections, dev.database.min_connections),
+            (10, 2)
+        );
+        assert_eq!(dev.database.idle_timeout, Duration::from_secs(30));
+        assert_eq!(dev.database.acquire_timeout, Duration::from_secs(5));
+
+        let prod = Settings::from_parts(
+            "environment = \"production\"",
+            None,
+            &env(&[("DATABASE_URL", "postgres://a@h/d")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (prod.database.max_connections, prod.database.min_connections),
+            (20, 5)
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let file = "[server]\nport = 9000\n[database]\nurl = \"postgres://file@h/d\"\nmax_connections = 7\n";
+        let s = Settings::from_parts(
+            file,
+            None,
+            &env(&[
+                ("PHI_PORT", "9100"),
+                ("DATABASE_URL", "postgres://envuser:pw@h/d"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9100);
+        assert_eq!(s.database.max_connections, 7);
+        assert!(s.database.url.expose().starts_with("postgres://envuser"));
+    }
+
+    #[test]
+    fn printing_settings_masks_passwords() {
+        let s = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://app:hunter2@db:5432/phi"),
+                ("MIGRATION_DATABASE_URL", "postgres://admin:s3cret@db/phi"),
+            ]),
+        )
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("postgres://app:***@db:5432/phi"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Settings::from_parts(
+            "",
+            None,
+            &env(&[("DATABASE_URL", "postgres://a@h/d"), ("PHI_PORT", "http")]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("PHI_PORT"));
+        let err = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("DATABASE_TLS_MODE", "verify-full"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("CA file"));
+        let err = Settings::from_parts("[server]\nprot = 1\n", None, &env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+
+    #[test]
+    fn tls_modes_parse_in_libpq_spelling() {
+        for (s, m) in [
+            ("disable", TlsMode::Disable),
+            ("prefer", TlsMode::Prefer),
+            ("require", TlsMode::Require),
+            ("verify-ca", TlsMode::VerifyCa),
+            ("verify-full", TlsMode::VerifyFull),
+        ] {
+            assert_eq!(s.parse::<TlsMode>().unwrap(), m);
+        }
+        assert!("verify_full".parse::<TlsMode>().is_err());
+    }
+}

@@ -1,0 +1,232 @@
+//! The ciphertext envelope: a self-describing AES-256-GCM value stored as
+//! `bytea`.
+//!
+//! ```text
+//! format (1) = 0x01 | alg (1) = 0x01 AES-256-GCM | key_id (u32 BE) | nonce (12) | ciphertext | tag (16)
+//! ```
+//!
+//! The associated data binds the header and the value's place: a
+//! length-prefixed encoding of (domain, header, table, column, row id). A
+//! value copied into another row, column or table, or relabelled with another
+//! key id, fails to open. This module never logs and never formats a value.
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::CryptoError;
+
+pub const FORMAT_V1: u8 = 0x01;
+pub const ALG_AES_256_GCM: u8 = 0x01;
+pub const HEADER_LEN: usize = 6;
+pub const NONCE_LEN: usize = 12;
+pub const TAG_LEN: usize = 16;
+/// Bytes an envelope adds to its plaintext.
+pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+
+const AAD_DOMAIN: &[u8] = b"phi-gateway/envelope/v1";
+
+/// Where a sealed value lives. Part of the associated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place<'a> {
+    pub table: &'a str,
+    pub column: &'a str,
+    pub row_id: Uuid,
+}
+
+impl<'a> Place<'a> {
+    pub fn new(table: &'a str, column: &'a str, row_id: Uuid) -> Self {
+        Self {
+            table,
+            column,
+            row_id,
+        }
+    }
+}
+
+/// A sealed value: the envelope's bytes, as stored. The only type that
+/// carries ciphertext; `store` takes and returns it, never plaintext.
+#[derive(Clone, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct SealedField(Vec<u8>);
+
+impl std::fmt::Debug for SealedField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.key_id() {
+            Ok(id) => write!(f, "SealedField(key {id}, {} bytes)", self.0.len()),
+            Err(_) => write!(f, "SealedField(malformed, {} bytes)", self.0.len()),
+        }
+    }
+}
+
+impl SealedField {
+    /// Wraps bytes read from the database; they are checked when opened.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The key version named in the header.
+    pub fn key_id(&self) -> Result<u32, CryptoError> {
+        Ok(parse(&self.0)?.key_id)
+    }
+}
+
+/// The parts of a well-formed envelope, borrowed.
+struct Parts<'b> {
+    header: &'b [u8],
+    key_id: u32,
+    nonce: &'b [u8],
+    ciphertext: &'b [u8],
+    tag: &'b [u8],
+}
+
+fn parse(bytes: &[u8]) -> Result<Parts<'_>, CryptoError> {
+    if bytes.len() < OVERHEAD {
+        return Err(CryptoError::Malformed("too short"));
+    }
+    if bytes[0] != FORMAT_V1 {
+        return Err(CryptoError::Malformed("unknown format"));
+    }
+    if bytes[1] != ALG_AES_256_GCM {
+        return Err(CryptoError::Malformed("unknown algorithm"));
+    }
+    let key_id = u32::from_be_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
+    let (header, rest) = bytes.split_at(HEADER_LEN);
+    let (nonce, rest) = rest.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    Ok(Parts {
+        header,
+        key_id,
+        nonce,
+        ciphertext,
+        tag,
+    })
+}
+
+fn push_field(aad: &mut Vec<u8>, bytes: &[u8]) {
+    aad.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    aad.extend_from_slice(bytes);
+}
+
+fn associated_data(header: &[u8], place: &Place<'_>) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(
+        AAD_DOMAIN.len() + HEADER_LEN + place.table.len() + place.column.len() + 16 + 20,
+    );
+    push_field(&mut aad, AAD_DOMAIN);
+    push_field(&mut aad, header);
+    push_field(&mut aad, place.table.as_bytes());
+    push_field(&mut aad, place.column.as_bytes());
+    push_field(&mut aad, place.row_id.as_bytes());
+    aad
+}
+
+/// Seals `plaintext` under `cipher` (key version `key_id`) with a fresh
+/// random nonce from the OS.
+pub(super) fn seal(
+    cipher: &Aes256Gcm,
+    key_id: u32,
+    plaintext: &[u8],
+    place: &Place<'_>,
+) -> Result<SealedField, CryptoError> {
+    let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+    out.push(FORMAT_V1);
+    out.push(ALG_AES_256_GCM);
+    out.extend_from_slice(&key_id.to_be_bytes());
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|_| CryptoError::Rng)?;
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let aad = associated_data(&out[..HEADER_LEN], place);
+    let body = &mut out[HEADER_LEN + NONCE_LEN..];
+    let tag = cipher
+        .encrypt_inout_detached(&Nonce::from(nonce), &aad, body.into())
+        .map_err(|_| CryptoError::TooLong)?;
+    out.extend_from_slice(&tag);
+    Ok(SealedField(out))
+}
+
+/// Opens a sealed value. `cipher_for` looks up the key named in the header.
+pub(super) fn open<'k>(
+    sealed: &SealedField,
+    place: &Place<'_>,
+    cipher_for: impl FnOnce(u32) -> Result<&'k Aes256Gcm, CryptoError>,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let parts = parse(&sealed.0)?;
+    let cipher = cipher_for(parts.key_id)?;
+    let aad = associated_data(parts.header, place);
+    let nonce = Nonce::try_from(parts.nonce).map_err(|_| CryptoError::Malformed("nonce"))?;
+    let tag = Tag::try_from(parts.tag).map_err(|_| CryptoError::Malformed("tag"))?;
+    let mut plain = Zeroizing::new(parts.ciphertext.to_vec());
+    cipher
+        .decrypt_inout_detached(&nonce, &aad, plain.as_mut_slice().into(), &tag)
+        .map_err(|_| CryptoError::Unauthentic)?;
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aes_gcm::KeyInit;
+
+    fn cipher(byte: u8) -> Aes256Gcm {
+        Aes256Gcm::new_from_slice(&[byte; 32]).unwrap()
+    }
+
+    fn place() -> Place<'static> {
+        Place::new(
+            "symptom_submissions",
+            "notes",
+            Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+        )
+    }
+
+    #[test]
+    fn layout_is_header_nonce_ciphertext_tag() {
+        let c = cipher(1);
+        let sealed = seal(&c, 0x0102_0304, b"abc", &place()).unwrap();
+        let b = sealed.as_bytes();
+        assert_eq!(b.len(), 3 + OVERHEAD);
+        assert_eq!(&b[..HEADER_LEN], &[FORMAT_V1, ALG_AES_256_GCM, 1, 2, 3, 4]);
+        assert_eq!(sealed.key_id().unwrap(), 0x0102_0304);
+        assert_ne!(
+            &b[HEADER_LEN + NONCE_LEN..HEADER_LEN + NONCE_LEN + 3],
+            b"abc"
+        );
+    }
+
+    #[test]
+    fn nonces_are_fresh_per_value() {
+        let c = cipher(1);
+        let a = seal(&c, 1, b"same", &place()).unwrap();
+        let b = seal(&c, 1, b"same", &place()).unwrap();
+        assert_ne!(a, b);
+        assert_ne!(
+            &a.as_bytes()[HEADER_LEN..HEADER_LEN + NONCE_LEN],
+            &b.as_bytes()[HEADER_LEN..HEADER_LEN + NONCE_LEN]
+        );
+    }
+
+    #[test]
+    fn the_key_id_is_authenticated() {
+        // Relabel a v1 value as v2 while both keys are the same bytes: the
+        // header is in the associated data, so it still fails.
+        let c = cipher(1);
+        let sealed = seal(&c, 1, b"x", &place()).unwrap();
+        let mut bytes = sealed.into_bytes();
+        bytes[5] = 2;
+        let relabelled = SealedField::from_bytes(bytes);
+        assert_eq!(
+            open(&relabelled, &place(), |_| Ok(&c)),
+            Err(CryptoError::Unauthentic)
+        );
+    }
+}

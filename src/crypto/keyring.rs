@@ -1,0 +1,623 @@
+//! The versioned keyring: data keys (AES-256-GCM) with states, and blind-index
+//! root keys, loaded from a JSON file (mode 0600, git-ignored, under `keys/`)
+//! or from environment variables.
+//!
+//! Key bytes live in `SecretBox`es, are zeroized on drop, and this module has
+//! no `Clone`, `Serialize` or revealing `Debug` for them. The only place key
+//! bytes are encoded is `Keyring::to_file_text`, which writes the file.
+
+use std::fmt;
+use std::path::Path;
+
+use aes_gcm::{Aes256Gcm, KeyInit};
+use anyhow::{Context, bail, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::CryptoError;
+use super::blind_index::{self, BlindIndex};
+use super::envelope::{self, Place, SealedField};
+
+pub const FILE_FORMAT: &str = "phi-gateway-keyring/v1";
+
+/// What a key version may still do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyState {
+    /// Seals new values and opens old ones. Exactly one data key is active.
+    Active,
+    /// Opens values sealed under it; seals nothing new.
+    DecryptOnly,
+    /// Does nothing; kept only so an old backup's rows fail with a clear error.
+    Retired,
+}
+
+type KeyBytes = SecretBox<[u8; 32]>;
+
+fn new_key_bytes() -> Result<KeyBytes, CryptoError> {
+    let mut bytes = Box::new([0u8; 32]);
+    getrandom::fill(bytes.as_mut()).map_err(|_| CryptoError::Rng)?;
+    Ok(SecretBox::new(bytes))
+}
+
+fn decode_key(text: &SecretString, what: &str) -> anyhow::Result<KeyBytes> {
+    let raw = Zeroizing::new(
+        B64.decode(text.expose_secret().trim())
+            .map_err(|_| anyhow::anyhow!("{what}: not valid base64"))?,
+    );
+    ensure!(
+        raw.len() == 32,
+        "{what}: must be 32 bytes (base64 of 32 random bytes), got {}",
+        raw.len()
+    );
+    let mut bytes = Box::new([0u8; 32]);
+    bytes.copy_from_slice(&raw);
+    Ok(SecretBox::new(bytes))
+}
+
+struct DataKey {
+    id: u32,
+    state: KeyState,
+    created_at: String,
+    bytes: KeyBytes,
+    cipher: Aes256Gcm,
+}
+
+struct IndexKey {
+    id: u32,
+    state: KeyState,
+    created_at: String,
+    bytes: KeyBytes,
+}
+
+pub struct Keyring {
+    development: bool,
+    data: Vec<DataKey>,
+    index: Vec<IndexKey>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data: Vec<(u32, KeyState)> = self.data.iter().map(|k| (k.id, k.state)).collect();
+        let index: Vec<(u32, KeyState)> = self.index.iter().map(|k| (k.id, k.state)).collect();
+        f.debug_struct("Keyring")
+            .field("development", &self.development)
+            .field("data_keys", &data)
+            .field("index_keys", &index)
+            .finish()
+    }
+}
+
+/// The file's shape. Key strings are secrets from the moment they are read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRepr {
+    format: String,
+    #[serde(default)]
+    development: bool,
+    data_keys: Vec<FileKey>,
+    index_keys: Vec<FileKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKey {
+    id: u32,
+    state: KeyState,
+    #[serde(default)]
+    created_at: String,
+    key: SecretString,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Keyring {
+    /// A new keyring with one active data key and one active index key.
+    pub fn generate(development: bool) -> Result<Self, CryptoError> {
+        let bytes = new_key_bytes()?;
+        let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
+        Ok(Self {
+            development,
+            data: vec![DataKey {
+                id: 1,
+                state: KeyState::Active,
+                created_at: now(),
+                bytes,
+                cipher,
+            }],
+            index: vec![IndexKey {
+                id: 1,
+                state: KeyState::Active,
+                created_at: now(),
+                bytes: new_key_bytes()?,
+            }],
+        })
+    }
+
+    /// One data key and one index key from base64 text (the environment form:
+    /// `DATABASE_ENCRYPTION_KEY`, `DATABASE_BLIND_INDEX_KEY`).
+    pub fn from_single_keys(
+        data_key: &SecretString,
+        index_key: &SecretString,
+    ) -> anyhow::Result<Self> {
+        let bytes = decode_key(data_key, "DATABASE_ENCRYPTION_KEY")?;
+        let index = decode_key(index_key, "DATABASE_BLIND_INDEX_KEY")?;
+        ensure!(
+            bytes.expose_secret() != index.expose_secret(),
+            "DATABASE_BLIND_INDEX_KEY must differ from DATABASE_ENCRYPTION_KEY"
+        );
+        let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
+        Ok(Self {
+            development: false,
+            data: vec![DataKey {
+                id: 1,
+                state: KeyState::Active,
+                created_at: String::new(),
+                bytes,
+                cipher,
+            }],
+            index: vec![IndexKey {
+                id: 1,
+                state: KeyState::Active,
+                created_at: String::new(),
+                bytes: index,
+            }],
+        })
+    }
+
+    /// Parses a keyring file's text and checks its invariants.
+    pub fn from_file_text(text: &str) -> anyhow::Result<Self> {
+        let repr: FileRepr = serde_json::from_str(text).map_err(|e| {
+            // serde_json errors quote no input for these types, but say only
+            // where, to be sure.
+            anyhow::anyhow!(
+                "keyring file is not valid (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        ensure!(
+            repr.format == FILE_FORMAT,
+            "keyring format {:?} is not {FILE_FORMAT:?}",
+            repr.format
+        );
+        let mut data = Vec::with_capacity(repr.data_keys.len());
+        for k in repr.data_keys {
+            let bytes = decode_key(&k.key, &format!("data key {}", k.id))?;
+            let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
+            data.push(DataKey {
+                id: k.id,
+                state: k.state,
+                created_at: k.created_at,
+                bytes,
+                cipher,
+            });
+        }
+        let mut index = Vec::with_capacity(repr.index_keys.len());
+        for k in repr.index_keys {
+            index.push(IndexKey {
+                id: k.id,
+                state: k.state,
+                created_at: k.created_at,
+                bytes: decode_key(&k.key, &format!("index key {}", k.id))?,
+            });
+        }
+        let ring = Self {
+            development: repr.development,
+            data,
+            index,
+        };
+        ring.check()?;
+        Ok(ring)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let active = self
+            .data
+            .iter()
+            .filter(|k| k.state == KeyState::Active)
+            .count();
+        ensure!(
+            active == 1,
+            "the keyring must have exactly one active data key, has {active}"
+        );
+        let active = self
+            .index
+            .iter()
+            .filter(|k| k.state == KeyState::Active)
+            .count();
+        ensure!(
+            active == 1,
+            "the keyring must have exactly one active index key, has {active}"
+        );
+        for (what, ids) in [
+            ("data", self.data.iter().map(|k| k.id).collect::<Vec<_>>()),
+            ("index", self.index.iter().map(|k| k.id).collect::<Vec<_>>()),
+        ] {
+            let mut sorted = ids.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            ensure!(
+                sorted.len() == ids.len(),
+                "duplicate {what} key ids in the keyring"
+            );
+            ensure!(!ids.contains(&0), "{what} key id 0 is not allowed");
+        }
+        for d in &self.data {
+            for i in &self.index {
+                ensure!(
+                    d.bytes.expose_secret() != i.bytes.expose_secret(),
+                    "index key {} reuses data key {}: blind-index keys are never encryption keys",
+                    i.id,
+                    d.id
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a keyring file. In production the file must not be readable by
+    /// group or others and must not be a development keyring.
+    pub fn load_file(path: &Path, production: bool) -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("reading keyring {}", path.display()))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                if production {
+                    bail!(
+                        "keyring {} is readable by group or others (mode {mode:o}); chmod 600 it",
+                        path.display()
+                    );
+                }
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "keyring file is group/world readable");
+            }
+        }
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading keyring {}", path.display()))?,
+        );
+        let ring = Self::from_file_text(&text)
+            .with_context(|| format!("loading keyring {}", path.display()))?;
+        if production && ring.development {
+            bail!(
+                "keyring {} is a development keyring; production needs one made with `phi-gateway keys generate`",
+                path.display()
+            );
+        }
+        Ok(ring)
+    }
+
+    /// The file's text. Key bytes are base64-encoded here and nowhere else.
+    pub fn to_file_text(&self) -> Zeroizing<String> {
+        let key = |id: u32, state: KeyState, created_at: &str, bytes: &KeyBytes| {
+            serde_json::json!({
+                "id": id,
+                "state": state,
+                "created_at": created_at,
+                "key": B64.encode(bytes.expose_secret()),
+            })
+        };
+        let value = serde_json::json!({
+            "format": FILE_FORMAT,
+            "development": self.development,
+            "data_keys": self.data.iter().map(|k| key(k.id, k.state, &k.created_at, &k.bytes)).collect::<Vec<_>>(),
+            "index_keys": self.index.iter().map(|k| key(k.id, k.state, &k.created_at, &k.bytes)).collect::<Vec<_>>(),
+        });
+        Zeroizing::new(serde_json::to_string_pretty(&value).expect("JSON of strings") + "\n")
+    }
+
+    /// Writes the file with mode 0600, atomically (temp file, then rename).
+    /// Refuses to replace a file unless `replace` is set.
+    pub fn write_file(&self, path: &Path, replace: bool) -> anyhow::Result<()> {
+        use std::io::Write;
+        if !replace && path.exists() {
+            bail!(
+                "{} exists; refusing to overwrite a keyring (its keys may be the only way to read your data)",
+                path.display()
+            );
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(self.to_file_text().as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn is_development(&self) -> bool {
+        self.development
+    }
+
+    /// The data key new values are sealed under.
+    pub fn active_key_id(&self) -> u32 {
+        self.active().id
+    }
+
+    fn active(&self) -> &DataKey {
+        self.data
+            .iter()
+            .find(|k| k.state == KeyState::Active)
+            .expect("checked: one active data key")
+    }
+
+    /// Every data key version and its state, oldest first.
+    pub fn data_keys(&self) -> Vec<(u32, KeyState)> {
+        let mut v: Vec<_> = self.data.iter().map(|k| (k.id, k.state)).collect();
+        v.sort_unstable_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// Every index key version and its state, oldest first.
+    pub fn index_keys(&self) -> Vec<(u32, KeyState)> {
+        let mut v: Vec<_> = self.index.iter().map(|k| (k.id, k.state)).collect();
+        v.sort_unstable_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// Adds a data key version and makes it active; the previous active key
+    /// becomes decrypt-only. Returns the new version.
+    pub fn rotate(&mut self) -> Result<u32, CryptoError> {
+        let id = self.data.iter().map(|k| k.id).max().unwrap_or(0) + 1;
+        let bytes = new_key_bytes()?;
+        let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
+        for k in &mut self.data {
+            if k.state == KeyState::Active {
+                k.state = KeyState::DecryptOnly;
+            }
+        }
+        self.data.push(DataKey {
+            id,
+            state: KeyState::Active,
+            created_at: now(),
+            bytes,
+            cipher,
+        });
+        Ok(id)
+    }
+
+    /// Adds an index key version and makes it active; the previous one stays
+    /// queryable (decrypt-only) until every row is re-indexed.
+    pub fn rotate_index(&mut self) -> Result<u32, CryptoError> {
+        let id = self.index.iter().map(|k| k.id).max().unwrap_or(0) + 1;
+        for k in &mut self.index {
+            if k.state == KeyState::Active {
+                k.state = KeyState::DecryptOnly;
+            }
+        }
+        self.index.push(IndexKey {
+            id,
+            state: KeyState::Active,
+            created_at: now(),
+            bytes: new_key_bytes()?,
+        });
+        Ok(id)
+    }
+
+    /// Retires a decrypt-only data key. The caller has checked that no row
+    /// uses it (`keys retire` does, against the database).
+    pub fn retire(&mut self, id: u32) -> anyhow::Result<()> {
+        let k = self
+            .data
+            .iter_mut()
+            .find(|k| k.id == id)
+            .with_context(|| format!("no data key {id}"))?;
+        ensure!(
+            k.state != KeyState::Active,
+            "data key {id} is active; rotate first"
+        );
+        k.state = KeyState::Retired;
+        Ok(())
+    }
+
+    /// Retires a decrypt-only index key (no row's blind index uses it).
+    pub fn retire_index(&mut self, id: u32) -> anyhow::Result<()> {
+        let k = self
+            .index
+            .iter_mut()
+            .find(|k| k.id == id)
+            .with_context(|| format!("no index key {id}"))?;
+        ensure!(
+            k.state != KeyState::Active,
+            "index key {id} is active; rotate it first"
+        );
+        k.state = KeyState::Retired;
+        Ok(())
+    }
+
+    /// Seals under the active key.
+    pub fn seal(&self, plaintext: &[u8], place: &Place<'_>) -> Result<SealedField, CryptoError> {
+        let k = self.active();
+        envelope::seal(&k.cipher, k.id, plaintext, place)
+    }
+
+    /// Opens a value sealed under any active or decrypt-only key.
+    pub fn open(
+        &self,
+        sealed: &SealedField,
+        place: &Place<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        envelope::open(sealed, place, |id| {
+            let k = self
+                .data
+                .iter()
+                .find(|k| k.id == id)
+                .ok_or(CryptoError::UnknownKey(id))?;
+            if k.state == KeyState::Retired {
+                return Err(CryptoError::RetiredKey(id));
+            }
+            Ok(&k.cipher)
+        })
+    }
+
+    /// The blind index of a normalised value under the active index key.
+    pub fn blind_index(&self, table: &str, column: &str, normalised: &str) -> BlindIndex {
+        let k = self
+            .index
+            .iter()
+            .find(|k| k.state == KeyState::Active)
+            .expect("checked: one active index key");
+        blind_index::compute(k.id, k.bytes.expose_secret(), table, column, normalised)
+    }
+
+    /// The blind indexes to look a value up by: one per index key that rows
+    /// may still carry (active and decrypt-only), so lookups keep working
+    /// while an index key rotation is re-indexing rows.
+    pub fn blind_index_candidates(
+        &self,
+        table: &str,
+        column: &str,
+        normalised: &str,
+    ) -> Vec<BlindIndex> {
+        self.index
+            .iter()
+            .filter(|k| k.state != KeyState::Retired)
+            .map(|k| blind_index::compute(k.id, k.bytes.expose_secret(), table, column, normalised))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn place() -> Place<'static> {
+        Place::new("practitioners", "email", Uuid::from_u128(7))
+    }
+
+    #[test]
+    fn debug_shows_versions_never_key_bytes() {
+        let ring = Keyring::generate(true).unwrap();
+        let text = ring.to_file_text();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let key = json["data_keys"][0]["key"].as_str().unwrap().to_string();
+        let debug = format!("{ring:?}");
+        assert!(!debug.contains(&key), "{debug}");
+        assert!(debug.contains("Active"));
+    }
+
+    #[test]
+    fn file_round_trip_keeps_keys_and_states() {
+        let mut ring = Keyring::generate(false).unwrap();
+        let v1 = ring.seal(b"hello", &place()).unwrap();
+        ring.rotate().unwrap();
+        let text = ring.to_file_text();
+        let back = Keyring::from_file_text(&text).unwrap();
+        assert_eq!(
+            back.data_keys(),
+            vec![(1, KeyState::DecryptOnly), (2, KeyState::Active)]
+        );
+        assert_eq!(back.open(&v1, &place()).unwrap().as_slice(), b"hello");
+        assert_eq!(back.seal(b"x", &place()).unwrap().key_id().unwrap(), 2);
+    }
+
+    #[test]
+    fn retired_keys_open_nothing_and_active_keys_cannot_retire() {
+        let mut ring = Keyring::generate(false).unwrap();
+        let v1 = ring.seal(b"hello", &place()).unwrap();
+        assert!(ring.retire(1).is_err());
+        ring.rotate().unwrap();
+        ring.retire(1).unwrap();
+        assert_eq!(ring.open(&v1, &place()), Err(CryptoError::RetiredKey(1)));
+    }
+
+    #[test]
+    fn invalid_files_are_refused_with_reasons() {
+        let ring = Keyring::generate(false).unwrap();
+        let good: serde_json::Value = serde_json::from_str(&ring.to_file_text()).unwrap();
+
+        let mut two_active = good.clone();
+        two_active["data_keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"id": 2, "state": "active", "key": good["data_keys"][0]["key"].clone()}));
+        let err = Keyring::from_file_text(&two_active.to_string()).unwrap_err();
+        assert!(
+            err.to_string().contains("exactly one active data key"),
+            "{err}"
+        );
+
+        let mut same = good.clone();
+        same["index_keys"][0]["key"] = good["data_keys"][0]["key"].clone();
+        let err = Keyring::from_file_text(&same.to_string()).unwrap_err();
+        assert!(err.to_string().contains("never encryption keys"), "{err}");
+
+        let mut short = good.clone();
+        short["data_keys"][0]["key"] = serde_json::json!("AAAA");
+        let err = Keyring::from_file_text(&short.to_string()).unwrap_err();
+        assert!(err.to_string().contains("32 bytes"), "{err}");
+        assert!(!err.to_string().contains("AAAA"));
+
+        let err = Keyring::from_file_text("{not json").unwrap_err();
+        assert!(err.to_string().contains("not valid"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_readable_or_development_keyrings() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("phi-keys-{}", Uuid::new_v4().simple()));
+        let path = dir.join("keyring.json");
+        Keyring::generate(true)
+            .unwrap()
+            .write_file(&path, false)
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let err = Keyring::load_file(&path, true).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("development keyring"),
+            "{err:#}"
+        );
+        assert!(Keyring::load_file(&path, false).is_ok());
+
+        let prod = dir.join("prod.json");
+        Keyring::generate(false)
+            .unwrap()
+            .write_file(&prod, false)
+            .unwrap();
+        assert!(Keyring::load_file(&prod, true).is_ok());
+        std::fs::set_permissions(&prod, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = Keyring::load_file(&prod, true).unwrap_err();
+        assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
+        // Never overwritten by accident.
+        assert!(
+            Keyring::generate(false)
+                .unwrap()
+                .write_file(&prod, false)
+                .is_err()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn environment_keys_must_be_distinct_and_32_bytes() {
+        let k1 = SecretString::from(B64.encode([1u8; 32]));
+        let k2 = SecretString::from(B64.encode([2u8; 32]));
+        let ring = Keyring::from_single_keys(&k1, &k2).unwrap();
+        assert_eq!(ring.data_keys(), vec![(1, KeyState::Active)]);
+        assert!(Keyring::from_single_keys(&k1, &k1).is_err());
+        let short = SecretString::from(B64.encode([1u8; 16]));
+        assert!(Keyring::from_single_keys(&short, &k2).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! The connection pool and migrations.
+//!
+//! The service connects as `phi_app`, a role that owns nothing and cannot
+//! bypass row-level security. Pools are lazy: the service starts, and reports
+//! 503 on `/health/database`, while PostgreSQL is unreachable, and recovers by
+//! itself when it comes back.
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::DatabaseSettings;
+
+/// The migrations under `migrations/`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The service's pool, with the CMS guide's settings (see `config`).
+pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .idle_timeout(settings.idle_timeout)
+        .acquire_timeout(settings.acquire_timeout)
+        .max_lifetime(settings.max_lifetime)
+        .connect_lazy_with(settings.connect_options()?))
+}
+
+/// Applies pending migrations as the migration role.
+pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(settings.migration_options()?)
+        .await
+        .context("connecting for migrations")?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Reverts migrations down to (and excluding) `target` version; 0 reverts all.
+pub async fn revert(settings: &DatabaseSettings, target: i64) -> anyhow::Result<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(settings.migration_options()?)
+        .await
+        .context("connecting for migrations")?;
+    MIGRATOR
+        .undo(&pool, target)
+        .await
+        .context("reverting migrations")?;
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! phi-gateway: an encrypted PHI storage gateway for a health CMS.
+//!
+//! See ARCHITECTURE.md for the map; the request path is
+//! `routes` -> `service` -> (`crypto`, `store`, `audit`) inside one
+//! request-scoped transaction opened by `db`.
+
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

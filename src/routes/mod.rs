@@ -1,0 +1,13 @@
+//! The route table: thin translation between HTTP and the services. No SQL,
+//! no crypto here. Resources are declared with `web::resource(..).route(..)`
+//! so that a wrong method on a known path is a 405, not a 404.
+
+pub mod health;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/health").route(web::get().to(health::alive)))
+        .service(web::resource("/health/database").route(web::get().to(health::database)))
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)));
+}

@@ -1,0 +1,162 @@
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{error_message, json, spawn_app, start_server, test_settings};
+
+#[tokio::test]
+async fn health_answers_without_the_database() {
+    // A database URL nothing listens on: /health must not care.
+    let settings = test_settings("postgres://phi_app:x@127.0.0.1:9/none", &[]);
+    let address = start_server(settings).await;
+    let res = reqwest::get(format!("{address}/health")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await["status"], "ok");
+}
+
+#[tokio::test]
+async fn database_health_reports_version_and_pool() {
+    let app = spawn_app().await;
+    let res = app.get("/health/database").await;
+    assert_eq!(res.status(), 200);
+    let body = json(res).await;
+    assert_eq!(body["status"], "ok");
+    let version = body["serverVersion"].as_str().unwrap();
+    let major: u32 = version.split('.').next().unwrap().parse().unwrap();
+    assert!(major >= 15, "server version {version}");
+    assert!(body["pool"]["size"].as_u64().unwrap() >= 1);
+    assert_eq!(body["pool"]["max"], 10);
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_or_generated() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/health"))
+        .header("X-Request-Id", "cms-req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "cms-req-42");
+
+    let res = app.get("/health").await;
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let again = app.get("/health").await;
+    assert_ne!(again.headers()["x-request-id"].to_str().unwrap(), generated);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    app.get("/health").await;
+    app.get("/health").await;
+    app.get("/no/such/path").await;
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(r#"phi_http_requests_total{method="GET",route="/health",status="200"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"phi_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("phi_http_request_duration_seconds_bucket{"));
+    assert!(text.contains("phi_db_pool_max_connections 10"));
+}
+
+fn pg_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/pg.sh")
+}
+
+fn pg(cmd: &str, dir: &std::path::Path) {
+    let out = Command::new("bash")
+        .arg(pg_script())
+        .arg(cmd)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg.sh {cmd} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn env_of(dir: &std::path::Path, key: &str) -> String {
+    let text = std::fs::read_to_string(dir.join("env")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("export {key}='")))
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("{key} not in env file"))
+        .to_string()
+}
+
+async fn status_of(address: &str) -> (u16, Option<String>) {
+    let res = reqwest::get(format!("{address}/health/database"))
+        .await
+        .unwrap();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (res.status().as_u16(), retry)
+}
+
+/// A cluster of its own (stopping the shared one would break other tests).
+#[tokio::test]
+async fn database_health_is_503_while_postgres_is_down_and_recovers() {
+    let dir = std::env::temp_dir().join(format!("phi-pg-{}", uuid::Uuid::new_v4().simple()));
+    let dir_for_cleanup = dir.clone();
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("bash")
+                .arg(pg_script())
+                .arg("destroy")
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _cleanup = Cleanup(dir_for_cleanup);
+    pg("start", &dir);
+    let port = env_of(&dir, "PHI_PG_PORT");
+    let password = env_of(&dir, "PHI_PG_APP_PASSWORD");
+    let url = format!("postgres://phi_app:{password}@127.0.0.1:{port}/postgres");
+    let address = start_server(test_settings(&url, &[])).await;
+
+    assert_eq!(status_of(&address).await.0, 200);
+
+    pg("stop", &dir);
+    let (status, retry_after) = status_of(&address).await;
+    assert_eq!(status, 503);
+    assert!(retry_after.is_some(), "503 without Retry-After");
+    let res = reqwest::get(format!("{address}/health/database"))
+        .await
+        .unwrap();
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = json(res).await;
+    assert_eq!(error_message(&body), "Something went wrong.");
+    assert_eq!(body["errors"][0]["requestId"], request_id.as_str());
+
+    pg("start", &dir);
+    assert_eq!(env_of(&dir, "PHI_PG_PORT"), port, "restart kept the port");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = status_of(&address).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery after restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

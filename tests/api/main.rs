@@ -1,0 +1,8 @@
+//! Integration tests: the real server on port 0 against a real PostgreSQL
+//! (the private cluster started by `deploy/test.sh`), a fresh database per test.
+
+mod helpers;
+
+mod health;
+mod http_errors;
+mod migrations;

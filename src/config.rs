@@ -115,6 +115,46 @@ pub struct Settings {
     pub environment: Environment,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
+    pub keys: KeySettings,
+    pub auth: AuthSettings,
+}
+
+/// Where the keyring comes from: a file, or (one key each) the environment.
+#[derive(Clone)]
+pub struct KeySettings {
+    pub keyring_file: PathBuf,
+    pub data_key: Option<SecretString>,
+    pub index_key: Option<SecretString>,
+}
+
+impl fmt::Debug for KeySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySettings")
+            .field("keyring_file", &self.keyring_file)
+            .field("data_key", &self.data_key.as_ref().map(|_| "***"))
+            .field("index_key", &self.index_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Verifying the CMS's tokens.
+#[derive(Clone)]
+pub struct AuthSettings {
+    pub payload_secret: Option<SecretString>,
+    /// Payload collections whose users may call the service.
+    pub user_collections: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf`/`iat`, in seconds.
+    pub leeway_secs: i64,
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("payload_secret", &self.payload_secret.as_ref().map(|_| "***"))
+            .field("user_collections", &self.user_collections)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +238,23 @@ struct FileSettings {
     server: FileServer,
     #[serde(default)]
     database: FileDatabase,
+    #[serde(default)]
+    keys: FileKeys,
+    #[serde(default)]
+    auth: FileAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKeys {
+    keyring_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    user_collections: Option<Vec<String>>,
+    leeway_secs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -375,10 +432,37 @@ impl Settings {
             ca_file,
         };
 
+        let keys = KeySettings {
+            keyring_file: env
+                .var("PHI_KEYRING")
+                .map(PathBuf::from)
+                .or(file.keys.keyring_file)
+                .unwrap_or_else(|| PathBuf::from("keys/keyring.json")),
+            data_key: env.var("DATABASE_ENCRYPTION_KEY").map(SecretString::from),
+            index_key: env.var("DATABASE_BLIND_INDEX_KEY").map(SecretString::from),
+        };
+        let payload_secret = env.var("PAYLOAD_SECRET").map(SecretString::from);
+        if prod && payload_secret.is_none() {
+            bail!("PAYLOAD_SECRET is required in production: without it no caller can be identified");
+        }
+        let auth = AuthSettings {
+            payload_secret,
+            user_collections: env
+                .var("PHI_USER_COLLECTIONS")
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .or(file.auth.user_collections)
+                .unwrap_or_else(|| vec!["users".to_string()]),
+            leeway_secs: parse_env(env, "PHI_TOKEN_LEEWAY_SECS")?
+                .or(file.auth.leeway_secs)
+                .unwrap_or(30),
+        };
+
         Ok(Settings {
             environment,
             server,
             database,
+            keys,
+            auth,
         })
     }
 }
@@ -457,6 +541,7 @@ mod tests {
         )
         .unwrap();
         let printed = format!("{s:?}");
+        assert!(printed.contains("phi_app") || printed.contains("app:***"));
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("s3cret"), "{printed}");
         assert!(

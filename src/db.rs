@@ -53,3 +53,26 @@ pub async fn revert(settings: &DatabaseSettings, target: i64) -> anyhow::Result<
     pool.close().await;
     Ok(())
 }
+
+/// Opens the request's transaction and sets the caller's identity with
+/// transaction-local settings (`set_config(.., true)`), which end with the
+/// transaction: a pooled connection (or PgBouncer in transaction mode) never
+/// carries one caller's identity into another's request. Every database
+/// access made on behalf of a request starts here.
+pub async fn scoped(
+    pool: &PgPool,
+    principal: &crate::auth::Principal,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT set_config('app.user_id', $1, true), \
+                set_config('app.roles', $2, true), \
+                set_config('app.break_glass', $3, true)",
+    )
+    .bind(principal.user_id.as_deref().unwrap_or(""))
+    .bind(principal.roles_csv())
+    .bind(if principal.break_glass() { "on" } else { "" })
+    .execute(&mut *tx)
+    .await?;
+    Ok(tx)
+}

@@ -4,11 +4,16 @@
 //! `routes` -> `service` -> (`crypto`, `store`, `audit`) inside one
 //! request-scoped transaction opened by `db`.
 
+pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod query;
 pub mod routes;
+pub mod service;
 pub mod startup;
+pub mod store;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 //! in-flight requests finish.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -12,7 +13,10 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::JwtVerifier;
 use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::service::Services;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes;
@@ -25,13 +29,20 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let production = settings.environment == crate::config::Environment::Production;
+        let keyring = Keyring::load(&settings.keys, production).context("loading the keyring")?;
+        Self::build_with_keyring(settings, Arc::new(keyring)).await
+    }
+
+    /// As `build`, with a keyring already in hand (tests, tools).
+    pub async fn build_with_keyring(settings: &Settings, keyring: Arc<Keyring>) -> anyhow::Result<Self> {
         let pool = crate::db::pool(&settings.database)?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let port = listener.local_addr()?.port();
-        let server = serve(listener, pool, settings)?;
+        let server = serve(listener, pool, keyring, settings)?;
         Ok(Self { port, server })
     }
 
@@ -44,17 +55,35 @@ impl Application {
     }
 }
 
-fn serve(listener: TcpListener, pool: PgPool, settings: &Settings) -> anyhow::Result<Server> {
+fn serve(
+    listener: TcpListener,
+    pool: PgPool,
+    keyring: Arc<Keyring>,
+    settings: &Settings,
+) -> anyhow::Result<Server> {
+    let services = web::Data::new(Services::new(pool.clone(), keyring));
+    let verifier = settings.auth.payload_secret.as_ref().map(|secret| {
+        web::Data::new(JwtVerifier::new(
+            secret,
+            settings.auth.user_collections.clone(),
+            settings.auth.leeway_secs,
+        ))
+    });
     let pool = web::Data::new(pool);
     let metrics = web::Data::new(Metrics::default());
     let limit = settings.server.max_body_bytes;
     let max_connections =
         web::Data::new(routes::health::PoolMax(settings.database.max_connections));
     let mut server = HttpServer::new(move || {
-        App::new()
+        let mut app = App::new();
+        if let Some(v) = &verifier {
+            app = app.app_data(v.clone());
+        }
+        app
             .wrap(TracingLogger::<PhiRootSpan>::new())
             .wrap(from_fn(request_context))
             .app_data(pool.clone())
+            .app_data(services.clone())
             .app_data(metrics.clone())
             .app_data(max_connections.clone())
             .app_data(web::Data::new(BodyLimit(limit)))

@@ -295,6 +295,28 @@ impl Keyring {
         Ok(ring)
     }
 
+    /// The service's keyring: the environment's single keys when set, else
+    /// the keyring file. No key at all is an error, in every environment.
+    pub fn load(settings: &crate::config::KeySettings, production: bool) -> anyhow::Result<Self> {
+        match (&settings.data_key, &settings.index_key) {
+            (Some(d), Some(i)) => Self::from_single_keys(d, i),
+            (Some(_), None) => bail!(
+                "DATABASE_ENCRYPTION_KEY is set but DATABASE_BLIND_INDEX_KEY is not: blind indexes need their own key \
+                 (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)"
+            ),
+            (None, Some(_)) => bail!("DATABASE_BLIND_INDEX_KEY is set but DATABASE_ENCRYPTION_KEY is not"),
+            (None, None) if settings.keyring_file.exists() => {
+                Self::load_file(&settings.keyring_file, production)
+            }
+            (None, None) => bail!(
+                "no encryption keys: {} does not exist. Create one with `phi-gateway keys generate --out {}` \
+                 or set DATABASE_ENCRYPTION_KEY and DATABASE_BLIND_INDEX_KEY",
+                settings.keyring_file.display(),
+                settings.keyring_file.display()
+            ),
+        }
+    }
+
     /// The file's text. Key bytes are base64-encoded here and nowhere else.
     pub fn to_file_text(&self) -> Zeroizing<String> {
         let key = |id: u32, state: KeyState, created_at: &str, bytes: &KeyBytes| {

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use phi_gateway::auth::JwtVerifier;
 use phi_gateway::config::Settings;
+use secrecy::SecretString;
 use phi_gateway::db::MIGRATOR;
 use phi_gateway::startup::Application;
 use sqlx::postgres::PgPoolOptions;
@@ -176,11 +178,30 @@ impl Drop for TestDb {
     }
 }
 
+/// Test-only keys (base64 of 32 bytes each) and CMS secret.
+pub const TEST_DATA_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub const TEST_INDEX_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+pub const PAYLOAD_SECRET: &str = "test-payload-secret";
+
+/// A token made exactly as Payload makes it (HS256 under the first 32 hex
+/// characters of sha256(PAYLOAD_SECRET)).
+pub fn token(user_id: &str, roles: &[&str]) -> String {
+    let v = JwtVerifier::new(&SecretString::from(PAYLOAD_SECRET), vec!["users".into()], 30);
+    let now = chrono::Utc::now().timestamp();
+    v.sign(&serde_json::json!({
+        "id": user_id, "collection": "users", "email": format!("{user_id}@example.org"),
+        "iat": now, "exp": now + 3600, "roles": roles,
+    }))
+}
+
+pub fn bearer(user_id: &str, roles: &[&str]) -> String {
+    format!("JWT {}", token(user_id, roles))
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     /// Owned so the database lives as long as the test; dropped after it.
-    #[allow(dead_code)]
     pub db: TestDb,
 }
 
@@ -188,6 +209,9 @@ pub struct TestApp {
 pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<&str, &str> = HashMap::from([
         ("DATABASE_URL", database_url),
+        ("DATABASE_ENCRYPTION_KEY", TEST_DATA_KEY),
+        ("DATABASE_BLIND_INDEX_KEY", TEST_INDEX_KEY),
+        ("PAYLOAD_SECRET", PAYLOAD_SECRET),
         ("PHI_PORT", "0"),
         ("PHI_WORKERS", "1"),
         ("DATABASE_TLS_MODE", "disable"),
@@ -231,6 +255,36 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// A request as `user` with `roles` (None: anonymous).
+    pub fn req(&self, method: reqwest::Method, path: &str, user: Option<(&str, &[&str])>) -> reqwest::RequestBuilder {
+        let b = self.client.request(method, self.url(path));
+        match user {
+            Some((id, roles)) => b.header("authorization", bearer(id, roles)),
+            None => b,
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, user: Option<(&str, &[&str])>, body: &serde_json::Value) -> reqwest::Response {
+        self.req(reqwest::Method::POST, path, user).json(body).send().await.unwrap()
+    }
+
+    pub async fn patch_json(&self, path: &str, user: Option<(&str, &[&str])>, body: &serde_json::Value) -> reqwest::Response {
+        self.req(reqwest::Method::PATCH, path, user).json(body).send().await.unwrap()
+    }
+
+    pub async fn get_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
+        self.req(reqwest::Method::GET, path, user).send().await.unwrap()
+    }
+
+    pub async fn delete_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
+        self.req(reqwest::Method::DELETE, path, user).send().await.unwrap()
+    }
+
+    /// A superuser connection to this test's database (to look under RLS).
+    pub async fn admin(&self) -> PgConnection {
+        PgConnection::connect(&self.db.admin_url()).await.unwrap()
     }
 }
 

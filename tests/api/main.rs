@@ -6,3 +6,4 @@ mod helpers;
 mod health;
 mod http_errors;
 mod migrations;
+mod herbs;

@@ -1,0 +1,128 @@
+//! Herbs: reference data with Traditional Chinese Medicine properties.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use validator::{Validate, ValidationError};
+
+use super::double_option;
+use super::practitioner::Status;
+use super::rules::{err, plain_text, slug as valid_slug};
+
+pub const TABLE: &str = "herbs";
+
+macro_rules! vocabulary {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+        impl $name {
+            pub const ALL: &'static [&'static str] = &[$($text),+];
+            pub fn as_str(self) -> &'static str { match self { $($name::$variant => $text),+ } }
+            pub fn parse(s: &str) -> Option<Self> { match s { $($text => Some($name::$variant),)+ _ => None } }
+        }
+    };
+}
+
+vocabulary!(Taste {
+    Sour = "sour", Bitter = "bitter", Sweet = "sweet", Pungent = "pungent",
+    Salty = "salty", Bland = "bland", Astringent = "astringent",
+});
+
+vocabulary!(Temperature {
+    Cold = "cold", Cool = "cool", Neutral = "neutral", Warm = "warm", Hot = "hot",
+});
+
+vocabulary!(
+    /// The twelve primary meridians.
+    Meridian {
+        Lung = "lung", LargeIntestine = "large intestine", Stomach = "stomach",
+        Spleen = "spleen", Heart = "heart", SmallIntestine = "small intestine",
+        Bladder = "bladder", Kidney = "kidney", Pericardium = "pericardium",
+        TripleBurner = "triple burner", Gallbladder = "gallbladder", Liver = "liver",
+    }
+);
+
+fn valid_actions(v: &[String]) -> Result<(), ValidationError> {
+    if v.len() > 30 || v.iter().any(|a| a.trim().is_empty() || a.chars().count() > 100) {
+        return Err(err("length", "at most 30 actions of 1 to 100 characters"));
+    }
+    Ok(())
+}
+
+/// Stored as `tcm_properties` jsonb; the GIN `jsonb_path_ops` index serves
+/// containment (`@>`) filters on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct TcmProperties {
+    #[serde(default)]
+    pub taste: Vec<Taste>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<Temperature>,
+    #[serde(default)]
+    pub meridians: Vec<Meridian>,
+    #[serde(default)]
+    #[validate(custom(function = "valid_actions"))]
+    pub actions: Vec<String>,
+}
+
+impl TcmProperties {
+    /// Sorted and without duplicates, so equal properties store equally.
+    pub fn normalised(mut self) -> Self {
+        self.taste.sort();
+        self.taste.dedup();
+        self.meridians.sort();
+        self.meridians.dedup();
+        for a in &mut self.actions {
+            *a = a.trim().to_lowercase();
+        }
+        self.actions.sort();
+        self.actions.dedup();
+        self
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HerbFields {
+    #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
+    pub name: Option<String>,
+    #[validate(custom(function = "valid_slug"))]
+    pub slug: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(length(min = 1, max = 200))]
+    pub scientific_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(length(max = 20000))]
+    pub description: Option<Option<String>>,
+    pub status: Option<Status>,
+    #[validate(nested)]
+    pub tcm_properties: Option<TcmProperties>,
+}
+
+impl HerbFields {
+    pub fn missing_for_create(&self) -> Vec<&'static str> {
+        let mut v = vec![];
+        if self.name.is_none() {
+            v.push("name");
+        }
+        if self.slug.is_none() {
+            v.push("slug");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HerbDoc {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub scientific_name: Option<String>,
+    pub description: Option<String>,
+    pub status: Status,
+    pub tcm_properties: TcmProperties,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

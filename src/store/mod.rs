@@ -1,0 +1,115 @@
+//! SQL, one module per table. Takes and returns sealed values (`SealedField`,
+//! blind index bytes), never plaintext PHI; knows nothing of HTTP or keys.
+//! Everything runs on the request's transaction from `db::scoped`.
+
+pub mod herbs;
+pub mod practitioners;
+pub mod submissions;
+
+use chrono::NaiveDate;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::crypto::SealedField;
+use crate::error::ApiError;
+use crate::query::{BlindIndexLookup, FieldSpec, Filter, push_filter};
+
+/// A column's new value in an UPDATE.
+pub enum Value {
+    Text(Option<String>),
+    TextArray(Vec<String>),
+    Float(f64),
+    Sealed(Option<SealedField>),
+    Bytes(Option<Vec<u8>>),
+    Uuid(Option<Uuid>),
+    Json(serde_json::Value),
+    Date(Option<NaiveDate>),
+}
+
+fn push_value(qb: &mut QueryBuilder<'_, Postgres>, v: Value) {
+    match v {
+        Value::Text(t) => qb.push_bind(t),
+        Value::TextArray(a) => qb.push_bind(a),
+        Value::Float(f) => qb.push_bind(f),
+        Value::Sealed(s) => qb.push_bind(s),
+        Value::Bytes(b) => qb.push_bind(b),
+        Value::Uuid(u) => qb.push_bind(u),
+        Value::Json(j) => qb.push_bind(j),
+        Value::Date(d) => qb.push_bind(d),
+    };
+}
+
+/// `UPDATE table SET c = $n, .., updated_at = now() WHERE id = $m RETURNING cols`.
+/// Column names come from the caller's code, never from input.
+pub async fn update_returning<R>(
+    conn: &mut PgConnection,
+    table: &str,
+    returning: &str,
+    id: Uuid,
+    sets: Vec<(&'static str, Value)>,
+) -> Result<Option<R>, sqlx::Error>
+where
+    R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let mut qb = QueryBuilder::<Postgres>::new(format!("UPDATE {table} SET "));
+    for (col, v) in sets {
+        qb.push(col).push(" = ");
+        push_value(&mut qb, v);
+        qb.push(", ");
+    }
+    qb.push("updated_at = now() WHERE id = ")
+        .push_bind(id)
+        .push(" RETURNING ")
+        .push(returning);
+    qb.build_query_as::<R>().fetch_optional(conn).await
+}
+
+/// Extra conditions a collection adds (proximity, containment); called once
+/// per query built, so it binds its own copies.
+pub type Extra<'a> = &'a (dyn Fn(&mut QueryBuilder<'_, Postgres>) + Sync);
+
+pub struct ListSpec<'a> {
+    pub from: &'a str,
+    pub select: &'a str,
+    pub filter: Option<&'a Filter>,
+    pub fields: &'a [FieldSpec],
+    pub blind: BlindIndexLookup<'a>,
+    pub extra: Extra<'a>,
+    pub order: &'a str,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+fn push_where(qb: &mut QueryBuilder<'_, Postgres>, spec: &ListSpec<'_>) -> Result<(), ApiError> {
+    if let Some(f) = spec.filter {
+        qb.push(" AND ");
+        push_filter(qb, f, spec.fields, spec.blind)?;
+    }
+    (spec.extra)(qb);
+    Ok(())
+}
+
+/// One page of rows and the total, counting only when the page cannot tell.
+pub async fn list_rows<R>(conn: &mut PgConnection, spec: ListSpec<'_>) -> Result<(Vec<R>, i64), ApiError>
+where
+    R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {} FROM {} WHERE TRUE", spec.select, spec.from));
+    push_where(&mut q, &spec)?;
+    q.push(spec.order)
+        .push(" LIMIT ")
+        .push_bind(spec.limit)
+        .push(" OFFSET ")
+        .push_bind(spec.offset);
+    let rows: Vec<R> = q.build_query_as().fetch_all(&mut *conn).await?;
+    let short_page = (rows.len() as i64) < spec.limit && (!rows.is_empty() || spec.offset == 0);
+    let total = if short_page {
+        spec.offset + rows.len() as i64
+    } else {
+        let mut c = QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {} WHERE TRUE", spec.from));
+        push_where(&mut c, &spec)?;
+        c.build_query_scalar::<i64>().fetch_one(&mut *conn).await?
+    };
+    Ok((rows, total))
+}

@@ -215,7 +215,8 @@ impl JwtVerifier {
 
     pub fn verify(&self, token: &str, now: i64) -> Result<Principal, TokenError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };
@@ -227,7 +228,9 @@ impl JwtVerifier {
         if header.alg != "HS256" || header.crit.is_some() {
             return Err(TokenError::Algorithm);
         }
-        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(h.as_bytes());
         mac.update(b".");
@@ -298,15 +301,17 @@ fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
         return Ok(Principal::anonymous());
     };
     let unauthorized = |why: &str| ApiError::Unauthorized(format!("Unauthorized: {why}."));
-    let value = value.to_str().map_err(|_| unauthorized("malformed Authorization header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| unauthorized("malformed Authorization header"))?;
     let token = value
         .strip_prefix("JWT ")
         .or_else(|| value.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("unsupported Authorization scheme"))?
         .trim();
-    let verifier = req
-        .app_data::<web::Data<JwtVerifier>>()
-        .ok_or_else(|| unauthorized("this service accepts no tokens (PAYLOAD_SECRET is not set)"))?;
+    let verifier = req.app_data::<web::Data<JwtVerifier>>().ok_or_else(|| {
+        unauthorized("this service accepts no tokens (PAYLOAD_SECRET is not set)")
+    })?;
     let now = chrono::Utc::now().timestamp();
     let mut principal = verifier.verify(token, now).map_err(|e| {
         tracing::info!(reason = %e, "token refused");
@@ -324,7 +329,11 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn verifier() -> JwtVerifier {
-        JwtVerifier::new(&SecretString::from("payload-secret"), vec!["users".into()], 30)
+        JwtVerifier::new(
+            &SecretString::from("payload-secret"),
+            vec!["users".into()],
+            30,
+        )
     }
 
     fn claims() -> serde_json::Value {
@@ -336,7 +345,10 @@ mod tests {
         // sha256("payload-secret") hex, first 32 characters.
         let digest = Sha256::digest(b"payload-secret");
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(payload_signing_key("payload-secret").expose_secret(), &hex[..32]);
+        assert_eq!(
+            payload_signing_key("payload-secret").expose_secret(),
+            &hex[..32]
+        );
     }
 
     #[test]
@@ -357,7 +369,10 @@ mod tests {
     fn bad_tokens_are_refused_for_their_reason() {
         let v = verifier();
         let other = JwtVerifier::new(&SecretString::from("another"), vec!["users".into()], 30);
-        assert_eq!(v.verify(&other.sign(&claims()), NOW), Err(TokenError::Signature));
+        assert_eq!(
+            v.verify(&other.sign(&claims()), NOW),
+            Err(TokenError::Signature)
+        );
 
         let mut c = claims();
         c["exp"] = json!(NOW - 31);
@@ -376,7 +391,11 @@ mod tests {
         for missing in ["id", "exp", "collection"] {
             let mut c = claims();
             c.as_object_mut().unwrap().remove(missing);
-            assert_eq!(v.verify(&v.sign(&c), NOW), Err(TokenError::MissingClaim), "{missing}");
+            assert_eq!(
+                v.verify(&v.sign(&c), NOW),
+                Err(TokenError::MissingClaim),
+                "{missing}"
+            );
         }
         assert_eq!(v.verify("abc", NOW), Err(TokenError::Malformed));
         assert_eq!(v.verify("a.b.c.d", NOW), Err(TokenError::Malformed));
@@ -394,7 +413,11 @@ mod tests {
             r#"{"alg":"HS256","crit":["exp"]}"#,
         ] {
             let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header));
-            assert_eq!(v.verify(&forged, NOW), Err(TokenError::Algorithm), "{header}");
+            assert_eq!(
+                v.verify(&forged, NOW),
+                Err(TokenError::Algorithm),
+                "{header}"
+            );
         }
         // alg none with an empty signature
         let (h_and_p, _) = good.rsplit_once('.').unwrap();

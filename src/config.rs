@@ -150,7 +150,10 @@ pub struct AuthSettings {
 impl fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthSettings")
-            .field("payload_secret", &self.payload_secret.as_ref().map(|_| "***"))
+            .field(
+                "payload_secret",
+                &self.payload_secret.as_ref().map(|_| "***"),
+            )
             .field("user_collections", &self.user_collections)
             .field("leeway_secs", &self.leeway_secs)
             .finish()
@@ -443,13 +446,20 @@ impl Settings {
         };
         let payload_secret = env.var("PAYLOAD_SECRET").map(SecretString::from);
         if prod && payload_secret.is_none() {
-            bail!("PAYLOAD_SECRET is required in production: without it no caller can be identified");
+            bail!(
+                "PAYLOAD_SECRET is required in production: without it no caller can be identified"
+            );
         }
         let auth = AuthSettings {
             payload_secret,
             user_collections: env
                 .var("PHI_USER_COLLECTIONS")
-                .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
                 .or(file.auth.user_collections)
                 .unwrap_or_else(|| vec!["users".to_string()]),
             leeway_secs: parse_env(env, "PHI_TOKEN_LEEWAY_SECS")?
@@ -500,12 +510,11 @@ mod tests {
         assert_eq!(dev.database.idle_timeout, Duration::from_secs(30));
         assert_eq!(dev.database.acquire_timeout, Duration::from_secs(5));
 
-        let prod = Settings::from_parts(
-            "environment = \"production\"",
-            None,
-            &env(&[("DATABASE_URL", "postgres://a@h/d")]),
-        )
-        .unwrap();
+        let prod_env = env(&[
+            ("DATABASE_URL", "postgres://a@h/d"),
+            ("PAYLOAD_SECRET", "s"),
+        ]);
+        let prod = Settings::from_parts("environment = \"production\"", None, &prod_env).unwrap();
         assert_eq!(
             (prod.database.max_connections, prod.database.min_connections),
             (20, 5)
@@ -571,6 +580,17 @@ mod tests {
         assert!(format!("{err:#}").contains("CA file"));
         let err = Settings::from_parts("[server]\nprot = 1\n", None, &env(&[])).unwrap_err();
         assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+
+    #[test]
+    fn production_requires_a_payload_secret() {
+        let err = Settings::from_parts(
+            "environment = \"production\"",
+            None,
+            &env(&[("DATABASE_URL", "postgres://a@h/d")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("PAYLOAD_SECRET"));
     }
 
     #[test]

@@ -132,7 +132,9 @@ fn segments(key: &str) -> Result<Vec<String>, ApiError> {
     let mut chars = rest;
     while !chars.is_empty() {
         let Some(inner) = chars.strip_prefix('[') else {
-            return Err(bad("Malformed where parameter: expected where[field][operator]."));
+            return Err(bad(
+                "Malformed where parameter: expected where[field][operator].",
+            ));
         };
         let Some(end) = inner.find(']') else {
             return Err(bad("Malformed where parameter: unclosed bracket."));
@@ -150,10 +152,17 @@ fn segments(key: &str) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-fn insert(node: &mut BTreeMap<String, Node>, path: &[String], value: String) -> Result<(), ApiError> {
+fn insert(
+    node: &mut BTreeMap<String, Node>,
+    path: &[String],
+    value: String,
+) -> Result<(), ApiError> {
     let (head, rest) = path.split_first().expect("non-empty");
     if rest.is_empty() {
-        match node.entry(head.clone()).or_insert_with(|| Node::Leaf(vec![])) {
+        match node
+            .entry(head.clone())
+            .or_insert_with(|| Node::Leaf(vec![]))
+        {
             Node::Leaf(v) => v.push(value),
             Node::Map(_) => return Err(bad("Malformed where parameter: mixed value and object.")),
         }
@@ -182,9 +191,15 @@ fn indexed(map: BTreeMap<String, Node>) -> Result<Vec<Node>, ApiError> {
     Ok(items.into_iter().map(|(_, v)| v).collect())
 }
 
-fn to_filter(map: BTreeMap<String, Node>, depth: usize, count: &mut usize) -> Result<Filter, ApiError> {
+fn to_filter(
+    map: BTreeMap<String, Node>,
+    depth: usize,
+    count: &mut usize,
+) -> Result<Filter, ApiError> {
     if depth > MAX_DEPTH {
-        return Err(bad(format!("where: and/or nesting deeper than {MAX_DEPTH} is not allowed.")));
+        return Err(bad(format!(
+            "where: and/or nesting deeper than {MAX_DEPTH} is not allowed."
+        )));
     }
     let mut parts = Vec::new();
     for (key, node) in map {
@@ -194,15 +209,23 @@ fn to_filter(map: BTreeMap<String, Node>, depth: usize, count: &mut usize) -> Re
                 for child in indexed(children)? {
                     match child {
                         Node::Map(m) => subs.push(to_filter(m, depth + 1, count)?),
-                        Node::Leaf(_) => return Err(bad("Malformed where parameter: and/or items are objects.")),
+                        Node::Leaf(_) => {
+                            return Err(bad("Malformed where parameter: and/or items are objects."));
+                        }
                     }
                 }
-                parts.push(if key == "and" { Filter::And(subs) } else { Filter::Or(subs) });
+                parts.push(if key == "and" {
+                    Filter::And(subs)
+                } else {
+                    Filter::Or(subs)
+                });
             }
             (_, Node::Map(ops)) => {
                 for (op_name, value) in ops {
                     let op = Op::parse(&op_name).ok_or_else(|| {
-                        bad(format!("The operator '{op_name}' is not supported (field '{key}')."))
+                        bad(format!(
+                            "The operator '{op_name}' is not supported (field '{key}')."
+                        ))
                     })?;
                     let values = match value {
                         Node::Leaf(v) => v,
@@ -217,7 +240,9 @@ fn to_filter(map: BTreeMap<String, Node>, depth: usize, count: &mut usize) -> Re
                     };
                     *count += 1;
                     if *count > MAX_CONDITIONS {
-                        return Err(bad(format!("where: more than {MAX_CONDITIONS} conditions.")));
+                        return Err(bad(format!(
+                            "where: more than {MAX_CONDITIONS} conditions."
+                        )));
                     }
                     parts.push(Filter::Cond {
                         field: key.clone(),
@@ -252,7 +277,10 @@ pub fn parse(query: &str, extra: &[&str]) -> Result<ListQuery, ApiError> {
     };
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if v.len() > MAX_VALUE_LEN {
-            return Err(bad(format!("Query parameter '{}' is too long.", k.chars().take(64).collect::<String>())));
+            return Err(bad(format!(
+                "Query parameter '{}' is too long.",
+                k.chars().take(64).collect::<String>()
+            )));
         }
         if k.starts_with("where[") {
             insert(&mut root, &segments(&k)?, v.into_owned())?;
@@ -264,14 +292,20 @@ pub fn parse(query: &str, extra: &[&str]) -> Result<ListQuery, ApiError> {
                     .parse::<u32>()
                     .ok()
                     .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| bad(format!("limit must be a whole number from 1 to {MAX_LIMIT}.")))?;
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "limit must be a whole number from 1 to {MAX_LIMIT}."
+                        ))
+                    })?;
             }
             "page" => {
                 out.page = v
                     .parse::<u32>()
                     .ok()
                     .filter(|p| (1..=MAX_PAGE).contains(p))
-                    .ok_or_else(|| bad(format!("page must be a whole number from 1 to {MAX_PAGE}.")))?;
+                    .ok_or_else(|| {
+                        bad(format!("page must be a whole number from 1 to {MAX_PAGE}."))
+                    })?;
             }
             "sort" => {
                 let (name, desc) = match v.strip_prefix('-') {
@@ -339,7 +373,10 @@ fn spec<'f>(fields: &'f [FieldSpec], name: &str) -> Result<&'f FieldSpec, ApiErr
 }
 
 /// Removes a top-level `near` condition from the filter and parses it.
-pub fn take_near(filter: &mut Option<Filter>, fields: &[FieldSpec]) -> Result<Option<Near>, ApiError> {
+pub fn take_near(
+    filter: &mut Option<Filter>,
+    fields: &[FieldSpec],
+) -> Result<Option<Near>, ApiError> {
     fn is_near(f: &Filter) -> bool {
         matches!(f, Filter::Cond { op: Op::Near, .. })
     }
@@ -348,7 +385,11 @@ pub fn take_near(filter: &mut Option<Filter>, fields: &[FieldSpec]) -> Result<Op
         Some(Filter::And(mut parts)) => {
             let pos = parts.iter().position(is_near);
             let c = pos.map(|p| parts.remove(p));
-            *filter = if parts.is_empty() { None } else { Some(Filter::And(parts)) };
+            *filter = if parts.is_empty() {
+                None
+            } else {
+                Some(Filter::And(parts))
+            };
             c
         }
         other => {
@@ -361,7 +402,9 @@ pub fn take_near(filter: &mut Option<Filter>, fields: &[FieldSpec]) -> Result<Op
     };
     let s = spec(fields, &field)?;
     if !matches!(s.kind, FieldKind::Location) {
-        return Err(bad(format!("The operator 'near' is not supported for field '{field}'.")));
+        return Err(bad(format!(
+            "The operator 'near' is not supported for field '{field}'."
+        )));
     }
     let raw = values.first().map(String::as_str).unwrap_or("");
     let nums: Vec<f64> = raw
@@ -370,7 +413,9 @@ pub fn take_near(filter: &mut Option<Filter>, fields: &[FieldSpec]) -> Result<Op
         .collect::<Result<_, _>>()
         .map_err(|_| bad("near takes lng,lat,maxDistanceMeters[,minDistanceMeters]."))?;
     if !(2..=4).contains(&nums.len()) || nums.iter().any(|n| !n.is_finite()) {
-        return Err(bad("near takes lng,lat,maxDistanceMeters[,minDistanceMeters]."));
+        return Err(bad(
+            "near takes lng,lat,maxDistanceMeters[,minDistanceMeters].",
+        ));
     }
     let near = Near {
         lon: nums[0],
@@ -379,10 +424,14 @@ pub fn take_near(filter: &mut Option<Filter>, fields: &[FieldSpec]) -> Result<Op
         min_m: nums.get(3).copied().unwrap_or(0.0),
     };
     if !(-90.0..=90.0).contains(&near.lat) || !(-180.0..=180.0).contains(&near.lon) {
-        return Err(bad("near: longitude must be within [-180, 180] and latitude within [-90, 90]."));
+        return Err(bad(
+            "near: longitude must be within [-180, 180] and latitude within [-90, 90].",
+        ));
     }
     if !(0.0..=20_037_509.0).contains(&near.max_m) || near.min_m < 0.0 || near.min_m > near.max_m {
-        return Err(bad("near: distances must satisfy 0 <= min <= max <= 20037509 meters."));
+        return Err(bad(
+            "near: distances must satisfy 0 <= min <= max <= 20037509 meters.",
+        ));
     }
     Ok(Some(near))
 }
@@ -390,7 +439,10 @@ pub fn take_near(filter: &mut Option<Filter>, fields: &[FieldSpec]) -> Result<Op
 fn one<'v>(field: &str, op: Op, values: &'v [String]) -> Result<&'v str, ApiError> {
     match values {
         [v] => Ok(v),
-        _ => Err(bad(format!("where[{field}][{}] takes one value.", op.name()))),
+        _ => Err(bad(format!(
+            "where[{field}][{}] takes one value.",
+            op.name()
+        ))),
     }
 }
 
@@ -402,7 +454,9 @@ fn many(field: &str, values: &[String]) -> Result<Vec<String>, ApiError> {
         values.to_vec()
     };
     if list.is_empty() || list.len() > MAX_IN_VALUES {
-        return Err(bad(format!("where[{field}]: in/not_in take 1 to {MAX_IN_VALUES} values.")));
+        return Err(bad(format!(
+            "where[{field}]: in/not_in take 1 to {MAX_IN_VALUES} values."
+        )));
     }
     Ok(list)
 }
@@ -471,7 +525,11 @@ pub fn push_filter(
             qb.push("TRUE");
         }
         Filter::And(parts) | Filter::Or(parts) => {
-            let joiner = if matches!(filter, Filter::And(_)) { " AND " } else { " OR " };
+            let joiner = if matches!(filter, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
             qb.push("(");
             for (i, p) in parts.iter().enumerate() {
                 if i > 0 {
@@ -481,7 +539,9 @@ pub fn push_filter(
             }
             qb.push(")");
         }
-        Filter::Cond { field, op, values } => push_cond(qb, spec(fields, field)?, *op, values, blind)?,
+        Filter::Cond { field, op, values } => {
+            push_cond(qb, spec(fields, field)?, *op, values, blind)?
+        }
     }
     Ok(())
 }
@@ -535,7 +595,9 @@ fn push_cond(
                     if op == Op::In {
                         qb.push(format!("{col} = ANY(")).push_bind(list).push(")");
                     } else {
-                        qb.push(format!("NOT ({col} = ANY(")).push_bind(list).push(") AND {col} IS NOT NULL)".replace("{col}", col));
+                        qb.push(format!("NOT ({col} = ANY("))
+                            .push_bind(list)
+                            .push(") AND {col} IS NOT NULL)".replace("{col}", col));
                     }
                 }
                 Op::Contains if matches!(f.kind, FieldKind::Text) => {
@@ -572,7 +634,9 @@ fn push_cond(
                     .map(|v| parse_uuid(name, v))
                     .collect::<Result<Vec<_>, _>>()?;
                 let neg = if op == Op::NotIn { "NOT " } else { "" };
-                qb.push(format!("{neg}({col} = ANY(")).push_bind(list).push("))");
+                qb.push(format!("{neg}({col} = ANY("))
+                    .push_bind(list)
+                    .push("))");
             }
             _ => return Err(unsupported(name, op)),
         },
@@ -595,13 +659,17 @@ fn push_cond(
             }
             Op::NotEquals => {
                 let v = one(name, op, values)?.to_string();
-                qb.push("NOT (").push_bind(v).push(format!(" = ANY({col}))"));
+                qb.push("NOT (")
+                    .push_bind(v)
+                    .push(format!(" = ANY({col}))"));
             }
             Op::In => {
                 qb.push(format!("{col} && ")).push_bind(many(name, values)?);
             }
             Op::NotIn => {
-                qb.push(format!("NOT ({col} && ")).push_bind(many(name, values)?).push(")");
+                qb.push(format!("NOT ({col} && "))
+                    .push_bind(many(name, values)?)
+                    .push(")");
             }
             _ => return Err(unsupported(name, op)),
         },
@@ -612,10 +680,8 @@ fn push_cond(
                 } else {
                     many(name, values)?
                 };
-                let hashes: Vec<Vec<u8>> = list
-                    .iter()
-                    .flat_map(|v| blind(table, column, v))
-                    .collect();
+                let hashes: Vec<Vec<u8>> =
+                    list.iter().flat_map(|v| blind(table, column, v)).collect();
                 qb.push(format!("{col} = ANY(")).push_bind(hashes).push(")");
             }
             _ => return Err(unsupported(name, op)),
@@ -626,7 +692,11 @@ fn push_cond(
 }
 
 /// `ORDER BY <col> ASC|DESC, id` for a sortable declared field.
-pub fn order_by(sort: &Option<(String, bool)>, fields: &[FieldSpec], default: &str) -> Result<String, ApiError> {
+pub fn order_by(
+    sort: &Option<(String, bool)>,
+    fields: &[FieldSpec],
+    default: &str,
+) -> Result<String, ApiError> {
     match sort {
         None => Ok(format!(" ORDER BY {default}")),
         Some((name, desc)) => {
@@ -681,11 +751,39 @@ mod tests {
     use super::*;
 
     const FIELDS: &[FieldSpec] = &[
-        FieldSpec { name: "name", column: "name", kind: FieldKind::Text, sortable: true },
-        FieldSpec { name: "status", column: "status", kind: FieldKind::Enum(&["draft", "published"]), sortable: true },
-        FieldSpec { name: "createdAt", column: "created_at", kind: FieldKind::Timestamp, sortable: true },
-        FieldSpec { name: "email", column: "email_bidx", kind: FieldKind::BlindIndexed { table: "t", column: "email" }, sortable: false },
-        FieldSpec { name: "location", column: "", kind: FieldKind::Location, sortable: false },
+        FieldSpec {
+            name: "name",
+            column: "name",
+            kind: FieldKind::Text,
+            sortable: true,
+        },
+        FieldSpec {
+            name: "status",
+            column: "status",
+            kind: FieldKind::Enum(&["draft", "published"]),
+            sortable: true,
+        },
+        FieldSpec {
+            name: "createdAt",
+            column: "created_at",
+            kind: FieldKind::Timestamp,
+            sortable: true,
+        },
+        FieldSpec {
+            name: "email",
+            column: "email_bidx",
+            kind: FieldKind::BlindIndexed {
+                table: "t",
+                column: "email",
+            },
+            sortable: false,
+        },
+        FieldSpec {
+            name: "location",
+            column: "",
+            kind: FieldKind::Location,
+            sortable: false,
+        },
     ];
 
     fn sql(q: &str) -> Result<String, ApiError> {
@@ -704,10 +802,14 @@ mod tests {
             "(status = $1 OR name ILIKE $2 AND name ILIKE $3)"
         );
         assert_eq!(
-            sql("where[createdAt][greater_than]=2026-01-01&where[status][in]=draft,published").unwrap(),
+            sql("where[createdAt][greater_than]=2026-01-01&where[status][in]=draft,published")
+                .unwrap(),
             "(created_at > $1 AND status = ANY($2))"
         );
-        assert_eq!(sql("where[email][equals]=a@b.c").unwrap(), "email_bidx = ANY($1)");
+        assert_eq!(
+            sql("where[email][equals]=a@b.c").unwrap(),
+            "email_bidx = ANY($1)"
+        );
         assert_eq!(sql("where[name][exists]=false").unwrap(), "name IS NULL");
     }
 
@@ -744,9 +846,16 @@ mod tests {
 
     #[test]
     fn near_is_taken_out_in_payloads_order() {
-        let mut lq = parse("where[location][near]=-0.12,51.5,25000&where[name][equals]=a", &[]).unwrap();
+        let mut lq = parse(
+            "where[location][near]=-0.12,51.5,25000&where[name][equals]=a",
+            &[],
+        )
+        .unwrap();
         let near = take_near(&mut lq.filter, FIELDS).unwrap().unwrap();
-        assert_eq!((near.lon, near.lat, near.max_m, near.min_m), (-0.12, 51.5, 25000.0, 0.0));
+        assert_eq!(
+            (near.lon, near.lat, near.max_m, near.min_m),
+            (-0.12, 51.5, 25000.0, 0.0)
+        );
         assert!(matches!(lq.filter, Some(Filter::And(ref p)) if p.len() == 1));
         let mut lq = parse("where[location][near]=200,51,10", &[]).unwrap();
         assert!(take_near(&mut lq.filter, FIELDS).is_err());
@@ -756,9 +865,15 @@ mod tests {
     fn pages_follow_payload() {
         let q = parse("limit=10&page=2", &[]).unwrap();
         let p = Page::new(vec![(); 10], 25, &q);
-        assert_eq!((p.total_pages, p.paging_counter, p.prev_page, p.next_page), (3, 11, Some(1), Some(3)));
+        assert_eq!(
+            (p.total_pages, p.paging_counter, p.prev_page, p.next_page),
+            (3, 11, Some(1), Some(3))
+        );
         let q = parse("", &[]).unwrap();
         let p: Page<()> = Page::new(vec![], 0, &q);
-        assert_eq!((p.total_pages, p.has_next_page, p.has_prev_page), (1, false, false));
+        assert_eq!(
+            (p.total_pages, p.has_next_page, p.has_prev_page),
+            (1, false, false)
+        );
     }
 }

@@ -16,10 +16,10 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::JwtVerifier;
 use crate::config::Settings;
 use crate::crypto::Keyring;
-use crate::service::Services;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::service::Services;
 use crate::telemetry::{BodyLimit, PhiRootSpan, request_context};
 
 pub struct Application {
@@ -35,7 +35,10 @@ impl Application {
     }
 
     /// As `build`, with a keyring already in hand (tests, tools).
-    pub async fn build_with_keyring(settings: &Settings, keyring: Arc<Keyring>) -> anyhow::Result<Self> {
+    pub async fn build_with_keyring(
+        settings: &Settings,
+        keyring: Arc<Keyring>,
+    ) -> anyhow::Result<Self> {
         let pool = crate::db::pool(&settings.database)?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
@@ -79,8 +82,7 @@ fn serve(
         if let Some(v) = &verifier {
             app = app.app_data(v.clone());
         }
-        app
-            .wrap(TracingLogger::<PhiRootSpan>::new())
+        app.wrap(TracingLogger::<PhiRootSpan>::new())
             .wrap(from_fn(request_context))
             .app_data(pool.clone())
             .app_data(services.clone())

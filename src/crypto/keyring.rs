@@ -304,7 +304,9 @@ impl Keyring {
                 "DATABASE_ENCRYPTION_KEY is set but DATABASE_BLIND_INDEX_KEY is not: blind indexes need their own key \
                  (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)"
             ),
-            (None, Some(_)) => bail!("DATABASE_BLIND_INDEX_KEY is set but DATABASE_ENCRYPTION_KEY is not"),
+            (None, Some(_)) => {
+                bail!("DATABASE_BLIND_INDEX_KEY is set but DATABASE_ENCRYPTION_KEY is not")
+            }
             (None, None) if settings.keyring_file.exists() => {
                 Self::load_file(&settings.keyring_file, production)
             }

@@ -58,18 +58,59 @@ mod tests {
 
     #[test]
     fn london_to_paris_is_about_344_km() {
-        let london = Location { lat: 51.5074, lon: -0.1278 };
-        let paris = Location { lat: 48.8566, lon: 2.3522 };
+        let london = Location {
+            lat: 51.5074,
+            lon: -0.1278,
+        };
+        let paris = Location {
+            lat: 48.8566,
+            lon: 2.3522,
+        };
         let d = haversine_m(london, paris);
         assert!((d - 343_560.0).abs() < 1_000.0, "{d}");
     }
 
     #[test]
     fn out_of_range_and_non_finite_points_fail() {
-        assert!(Location { lat: 91.0, lon: 0.0 }.validate().is_err());
-        assert!(Location { lat: 0.0, lon: -180.5 }.validate().is_err());
-        assert!(Location { lat: f64::NAN, lon: 0.0 }.validate().is_err());
-        assert!(Location { lat: 0.0, lon: f64::INFINITY }.validate().is_err());
-        assert!(Location { lat: -90.0, lon: 180.0 }.validate().is_ok());
+        assert!(
+            Location {
+                lat: 91.0,
+                lon: 0.0
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Location {
+                lat: 0.0,
+                lon: -180.5
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Location {
+                lat: f64::NAN,
+                lon: 0.0
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Location {
+                lat: 0.0,
+                lon: f64::INFINITY
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Location {
+                lat: -90.0,
+                lon: 180.0
+            }
+            .validate()
+            .is_ok()
+        );
     }
 }

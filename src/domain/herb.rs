@@ -44,7 +44,10 @@ vocabulary!(
 );
 
 fn valid_actions(v: &[String]) -> Result<(), ValidationError> {
-    if v.len() > 30 || v.iter().any(|a| a.trim().is_empty() || a.chars().count() > 100) {
+    if v.len() > 30
+        || v.iter()
+            .any(|a| a.trim().is_empty() || a.chars().count() > 100)
+    {
         return Err(err("length", "at most 30 actions of 1 to 100 characters"));
     }
     Ok(())

@@ -30,7 +30,10 @@ pub fn parse_body<T: DeserializeOwned + Validate>(body: serde_json::Value) -> Re
 }
 
 fn join(parent: &str, child: &str) -> String {
-    if parent.is_empty() || parent == "." {
+    if parent == child || parent.ends_with(&format!(".{child}")) {
+        // serde_path_to_error already names an unknown field in its path.
+        parent.to_string()
+    } else if parent.is_empty() || parent == "." {
         child.to_string()
     } else {
         format!("{parent}.{child}")
@@ -48,7 +51,11 @@ fn describe_serde_error(path: &str, message: &str) -> FieldError {
         let field = quoted(rest).unwrap_or_default();
         return FieldError::new(join(path, &field), "is required");
     }
-    let path = if path.is_empty() || path == "." { "body" } else { path };
+    let path = if path.is_empty() || path == "." {
+        "body"
+    } else {
+        path
+    };
     // "invalid type: string \"...\", expected f64": keep what was expected.
     let expected = message
         .rsplit_once("expected ")
@@ -140,12 +147,16 @@ pub mod rules {
     pub fn slug(s: &str) -> Result<(), ValidationError> {
         let ok = !s.is_empty()
             && s.len() <= 100
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-')
             && !s.contains("--");
         ok.then_some(()).ok_or_else(|| {
-            err("slug", "must be lowercase letters, digits and single hyphens")
+            err(
+                "slug",
+                "must be lowercase letters, digits and single hyphens",
+            )
         })
     }
 
@@ -154,7 +165,9 @@ pub mod rules {
         if s.trim().is_empty() {
             return Err(err("blank", "must not be blank"));
         }
-        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+        if s.chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        {
             return Err(err("control", "must not contain control characters"));
         }
         Ok(())
@@ -167,13 +180,27 @@ mod tests {
 
     #[test]
     fn serde_messages_lose_their_values() {
-        let e = describe_serde_error("dateOfBirth", "invalid type: string \"1961-02-30 secret\", expected a date at line 1 column 9");
+        let e = describe_serde_error(
+            "dateOfBirth",
+            "invalid type: string \"1961-02-30 secret\", expected a date at line 1 column 9",
+        );
         assert_eq!(e.path, "dateOfBirth");
         assert!(!e.message.contains("secret"), "{}", e.message);
         assert_eq!(e.message, "invalid value: expected a date");
         let e = describe_serde_error("location", "unknown field `alt`, expected `lat` or `lon`");
-        assert_eq!((e.path.as_str(), e.message.as_str()), ("location.alt", "is not a known field"));
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("location.alt", "is not a known field")
+        );
+        let e = describe_serde_error(
+            "location.alt",
+            "unknown field `alt`, expected `lat` or `lon`",
+        );
+        assert_eq!(e.path, "location.alt");
         let e = describe_serde_error(".", "missing field `name`");
-        assert_eq!((e.path.as_str(), e.message.as_str()), ("name", "is required"));
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("name", "is required")
+        );
     }
 }

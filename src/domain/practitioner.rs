@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use validator::{Validate, ValidationError};
 
+use super::double_option;
 use super::geo::Location;
 use super::rules::{err, plain_text, slug as valid_slug};
-use super::double_option;
 
 pub const TABLE: &str = "practitioners";
 
@@ -27,7 +27,11 @@ impl Status {
         }
     }
     pub fn from_db(s: &str) -> Self {
-        if s == "published" { Status::Published } else { Status::Draft }
+        if s == "published" {
+            Status::Published
+        } else {
+            Status::Draft
+        }
     }
 }
 
@@ -35,7 +39,9 @@ fn valid_modalities(v: &[String]) -> Result<(), ValidationError> {
     if v.len() > 20 {
         return Err(err("length", "at most 20 modalities"));
     }
-    if v.iter().any(|m| m.trim().is_empty() || m.chars().count() > 64) {
+    if v.iter()
+        .any(|m| m.trim().is_empty() || m.chars().count() > 64)
+    {
         return Err(err("length", "each modality is 1 to 64 characters"));
     }
     Ok(())
@@ -43,8 +49,14 @@ fn valid_modalities(v: &[String]) -> Result<(), ValidationError> {
 
 fn valid_phone(s: &str) -> Result<(), ValidationError> {
     let ok = (5..=32).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
-    ok.then_some(()).ok_or_else(|| err("phone", "must be a phone number (digits, spaces, + - ( ) .)"))
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    ok.then_some(()).ok_or_else(|| {
+        err(
+            "phone",
+            "must be a phone number (digits, spaces, + - ( ) .)",
+        )
+    })
 }
 
 /// A practitioner's fields as sent by POST (all required ones present) or

@@ -75,7 +75,10 @@ pub struct Symptom {
 #[derive(Debug, Default, Deserialize, Validate)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SubmissionFields {
-    #[validate(length(min = 1, max = 50, message = "must list 1 to 50 symptoms"), nested)]
+    #[validate(
+        length(min = 1, max = 50, message = "must list 1 to 50 symptoms"),
+        nested
+    )]
     pub symptoms: Option<Vec<Symptom>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(custom(function = "notes_len"))]
@@ -98,7 +101,11 @@ pub struct SubmissionFields {
 
 impl SubmissionFields {
     pub fn missing_for_create(&self) -> Vec<&'static str> {
-        if self.symptoms.is_none() { vec!["symptoms"] } else { vec![] }
+        if self.symptoms.is_none() {
+            vec!["symptoms"]
+        } else {
+            vec![]
+        }
     }
 }
 
@@ -119,12 +126,33 @@ pub fn age_band(dob: NaiveDate, today: NaiveDate) -> String {
 }
 
 const CATEGORIES: &[(&str, &[&str])] = &[
-    ("pain", &["pain", "ache", "cramp", "sore", "migraine", "headache"]),
-    ("digestive", &["nausea", "bloat", "diarr", "constipat", "stomach", "digest", "reflux", "appetite"]),
+    (
+        "pain",
+        &["pain", "ache", "cramp", "sore", "migraine", "headache"],
+    ),
+    (
+        "digestive",
+        &[
+            "nausea",
+            "bloat",
+            "diarr",
+            "constipat",
+            "stomach",
+            "digest",
+            "reflux",
+            "appetite",
+        ],
+    ),
     ("sleep", &["insomnia", "sleep", "tired", "fatigue"]),
-    ("respiratory", &["cough", "breath", "wheez", "congest", "sneez", "throat"]),
+    (
+        "respiratory",
+        &["cough", "breath", "wheez", "congest", "sneez", "throat"],
+    ),
     ("skin", &["rash", "itch", "eczema", "acne", "hives", "skin"]),
-    ("mood", &["anxi", "depress", "stress", "irritab", "mood", "panic"]),
+    (
+        "mood",
+        &["anxi", "depress", "stress", "irritab", "mood", "panic"],
+    ),
     ("fever", &["fever", "chill", "sweat"]),
 ];
 
@@ -183,9 +211,19 @@ mod tests {
 
     #[test]
     fn categories_are_coarse_and_unique() {
-        let s = |n: &str| Symptom { name: n.into(), severity: 3, onset: d("2026-01-01"), notes: None };
+        let s = |n: &str| Symptom {
+            name: n.into(),
+            severity: 3,
+            onset: d("2026-01-01"),
+            notes: None,
+        };
         assert_eq!(
-            categories(&[s("Lower back pain"), s("Headache"), s("Trouble sleeping"), s("Tingling")]),
+            categories(&[
+                s("Lower back pain"),
+                s("Headache"),
+                s("Trouble sleeping"),
+                s("Tingling")
+            ]),
             vec!["other", "pain", "sleep"]
         );
     }

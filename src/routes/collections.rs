@@ -12,7 +12,8 @@ use crate::query;
 use crate::service::{Services, herbs, practitioners, submissions};
 
 fn created(doc: impl Serialize, singular: &str) -> HttpResponse {
-    HttpResponse::Created().json(json!({ "doc": doc, "message": format!("{singular} successfully created.") }))
+    HttpResponse::Created()
+        .json(json!({ "doc": doc, "message": format!("{singular} successfully created.") }))
 }
 
 fn updated(doc: impl Serialize) -> HttpResponse {
@@ -39,13 +40,18 @@ macro_rules! collection {
                 Ok(HttpResponse::Ok().json($service::list(&svc, &who, q).await?))
             }
             pub async fn create(svc: Svc, who: Principal, body: Body) -> Reply {
-                Ok(created($service::create(&svc, &who, body.into_inner()).await?, $singular))
+                Ok(created(
+                    $service::create(&svc, &who, body.into_inner()).await?,
+                    $singular,
+                ))
             }
             pub async fn get(svc: Svc, who: Principal, id: Id) -> Reply {
                 Ok(HttpResponse::Ok().json($service::get(&svc, &who, *id).await?))
             }
             pub async fn update(svc: Svc, who: Principal, id: Id, body: Body) -> Reply {
-                Ok(updated($service::update(&svc, &who, *id, body.into_inner()).await?))
+                Ok(updated(
+                    $service::update(&svc, &who, *id, body.into_inner()).await?,
+                ))
             }
             pub async fn delete(svc: Svc, who: Principal, id: Id) -> Reply {
                 Ok(deleted($service::delete(&svc, &who, *id).await?))

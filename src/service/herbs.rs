@@ -11,24 +11,61 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::db;
-use crate::domain::herb::{HerbDoc, HerbFields, Meridian, TABLE, Taste, TcmProperties, Temperature};
+use crate::domain::herb::{
+    HerbDoc, HerbFields, Meridian, TABLE, Taste, TcmProperties, Temperature,
+};
 use crate::domain::parse_body;
 use crate::domain::practitioner::Status;
 use crate::error::{ApiError, FieldError};
 use crate::query::{self, FieldKind, FieldSpec, ListQuery, Page};
-use crate::store::herbs::{self as store, CONSTRAINTS, COLUMNS, HerbRow, NewHerb};
+use crate::store::herbs::{self as store, COLUMNS, CONSTRAINTS, HerbRow, NewHerb};
 use crate::store::{self as common, ListSpec, Value};
 
 use super::{Services, db_error, new_id, require};
 
 pub const FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "id", column: "id", kind: FieldKind::Uuid, sortable: false },
-    FieldSpec { name: "name", column: "name", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "slug", column: "slug", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "scientificName", column: "scientific_name", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "status", column: "status", kind: FieldKind::Enum(&["draft", "published"]), sortable: true },
-    FieldSpec { name: "createdAt", column: "created_at", kind: FieldKind::Timestamp, sortable: true },
-    FieldSpec { name: "updatedAt", column: "updated_at", kind: FieldKind::Timestamp, sortable: true },
+    FieldSpec {
+        name: "id",
+        column: "id",
+        kind: FieldKind::Uuid,
+        sortable: false,
+    },
+    FieldSpec {
+        name: "name",
+        column: "name",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "slug",
+        column: "slug",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "scientificName",
+        column: "scientific_name",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "status",
+        column: "status",
+        kind: FieldKind::Enum(&["draft", "published"]),
+        sortable: true,
+    },
+    FieldSpec {
+        name: "createdAt",
+        column: "created_at",
+        kind: FieldKind::Timestamp,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "updatedAt",
+        column: "updated_at",
+        kind: FieldKind::Timestamp,
+        sortable: true,
+    },
 ];
 
 /// The herb list's own parameters.
@@ -52,10 +89,18 @@ fn to_doc(row: HerbRow) -> Result<HerbDoc, ApiError> {
 
 fn require_staff(who: &Principal) -> Result<(), ApiError> {
     who.require_user()?;
-    if who.is_staff() { Ok(()) } else { Err(ApiError::Forbidden) }
+    if who.is_staff() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
 }
 
-pub async fn create(svc: &Services, who: &Principal, body: serde_json::Value) -> Result<HerbDoc, ApiError> {
+pub async fn create(
+    svc: &Services,
+    who: &Principal,
+    body: serde_json::Value,
+) -> Result<HerbDoc, ApiError> {
     require_staff(who)?;
     let f: HerbFields = parse_body(body)?;
     require(f.missing_for_create())?;
@@ -70,7 +115,9 @@ pub async fn create(svc: &Services, who: &Principal, body: serde_json::Value) ->
         tcm_properties: serde_json::to_value(tcm).expect("plain data"),
     };
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::insert(&mut tx, new).await.map_err(|e| db_error(e, CONSTRAINTS))?;
+    let row = store::insert(&mut tx, new)
+        .await
+        .map_err(|e| db_error(e, CONSTRAINTS))?;
     tx.commit().await?;
     to_doc(row)
 }
@@ -100,7 +147,10 @@ pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
         match k.as_str() {
             "taste" => match Taste::parse(v) {
                 Some(t) => tastes.push(t),
-                None => errors.push(FieldError::new("taste", format!("must be one of {}", Taste::ALL.join(", ")))),
+                None => errors.push(FieldError::new(
+                    "taste",
+                    format!("must be one of {}", Taste::ALL.join(", ")),
+                )),
             },
             "temperature" => match Temperature::parse(v) {
                 Some(t) => out.temperatures.push(t),
@@ -111,7 +161,10 @@ pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
             },
             "meridian" => match Meridian::parse(v) {
                 Some(m) => meridians.push(m),
-                None => errors.push(FieldError::new("meridian", format!("must be one of {}", Meridian::ALL.join(", ")))),
+                None => errors.push(FieldError::new(
+                    "meridian",
+                    format!("must be one of {}", Meridian::ALL.join(", ")),
+                )),
             },
             "action" => actions.push(v.trim().to_lowercase()),
             "q" => {
@@ -128,16 +181,28 @@ pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
     }
     let mut c = serde_json::Map::new();
     if !tastes.is_empty() {
-        c.insert("taste".into(), serde_json::to_value(&tastes).expect("plain"));
+        c.insert(
+            "taste".into(),
+            serde_json::to_value(&tastes).expect("plain"),
+        );
     }
     if !meridians.is_empty() {
-        c.insert("meridians".into(), serde_json::to_value(&meridians).expect("plain"));
+        c.insert(
+            "meridians".into(),
+            serde_json::to_value(&meridians).expect("plain"),
+        );
     }
     if !actions.is_empty() {
-        c.insert("actions".into(), serde_json::to_value(&actions).expect("plain"));
+        c.insert(
+            "actions".into(),
+            serde_json::to_value(&actions).expect("plain"),
+        );
     }
     if out.temperatures.len() == 1 {
-        c.insert("temperature".into(), serde_json::to_value(out.temperatures[0]).expect("plain"));
+        c.insert(
+            "temperature".into(),
+            serde_json::to_value(out.temperatures[0]).expect("plain"),
+        );
         out.temperatures.clear();
     }
     if !c.is_empty() {
@@ -146,7 +211,11 @@ pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
     Ok(out)
 }
 
-pub async fn list(svc: &Services, who: &Principal, q: ListQuery) -> Result<Page<HerbDoc>, ApiError> {
+pub async fn list(
+    svc: &Services,
+    who: &Principal,
+    q: ListQuery,
+) -> Result<Page<HerbDoc>, ApiError> {
     let tcm = tcm_filter(&q.extra)?;
     let extra = |qb: &mut QueryBuilder<'_, Postgres>| {
         if let Some(c) = &tcm.containment {
@@ -164,7 +233,9 @@ pub async fn list(svc: &Services, who: &Principal, q: ListQuery) -> Result<Page<
             qb.push(")");
         }
         if let Some(text) = &tcm.text {
-            qb.push(" AND search @@ websearch_to_tsquery('english', ").push_bind(text.clone()).push(")");
+            qb.push(" AND search @@ websearch_to_tsquery('english', ")
+                .push_bind(text.clone())
+                .push(")");
         }
     };
     let order = query::order_by(&q.sort, FIELDS, "name, id")?;
@@ -186,11 +257,19 @@ pub async fn list(svc: &Services, who: &Principal, q: ListQuery) -> Result<Page<
     )
     .await?;
     tx.commit().await?;
-    let docs = rows.into_iter().map(to_doc).collect::<Result<Vec<_>, _>>()?;
+    let docs = rows
+        .into_iter()
+        .map(to_doc)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::new(docs, total, &q))
 }
 
-pub async fn update(svc: &Services, who: &Principal, id: Uuid, body: serde_json::Value) -> Result<HerbDoc, ApiError> {
+pub async fn update(
+    svc: &Services,
+    who: &Principal,
+    id: Uuid,
+    body: serde_json::Value,
+) -> Result<HerbDoc, ApiError> {
     require_staff(who)?;
     let f: HerbFields = parse_body(body)?;
     let mut sets: Vec<(&'static str, Value)> = Vec::new();
@@ -210,7 +289,10 @@ pub async fn update(svc: &Services, who: &Principal, id: Uuid, body: serde_json:
         sets.push(("status", Value::Text(Some(s.as_str().into()))));
     }
     if let Some(t) = f.tcm_properties {
-        sets.push(("tcm_properties", Value::Json(serde_json::to_value(t.normalised()).expect("plain"))));
+        sets.push((
+            "tcm_properties",
+            Value::Json(serde_json::to_value(t.normalised()).expect("plain")),
+        ));
     }
     let mut tx = db::scoped(&svc.pool, who).await?;
     let row: HerbRow = common::update_returning(&mut tx, TABLE, COLUMNS, id, sets)
@@ -224,7 +306,9 @@ pub async fn update(svc: &Services, who: &Principal, id: Uuid, body: serde_json:
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<HerbDoc, ApiError> {
     require_staff(who)?;
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::delete(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let row = store::delete(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     to_doc(row)
 }
@@ -234,15 +318,26 @@ mod tests {
     use super::*;
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn filters_become_one_containment() {
-        let f = tcm_filter(&p(&[("taste", "bitter"), ("taste", "sweet"), ("temperature", "cold"), ("meridian", "large intestine")])).unwrap();
+        let f = tcm_filter(&p(&[
+            ("taste", "bitter"),
+            ("taste", "sweet"),
+            ("temperature", "cold"),
+            ("meridian", "large intestine"),
+        ]))
+        .unwrap();
         assert_eq!(
             f.containment,
-            Some(serde_json::json!({"taste": ["bitter", "sweet"], "temperature": "cold", "meridians": ["large intestine"]}))
+            Some(
+                serde_json::json!({"taste": ["bitter", "sweet"], "temperature": "cold", "meridians": ["large intestine"]})
+            )
         );
         assert!(f.temperatures.is_empty());
         let f = tcm_filter(&p(&[("temperature", "cold"), ("temperature", "cool")])).unwrap();
@@ -255,7 +350,10 @@ mod tests {
         let err = tcm_filter(&p(&[("taste", "umami"), ("meridian", "spine")])).unwrap_err();
         match err {
             ApiError::Validation(v) => {
-                assert_eq!(v.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["taste", "meridian"]);
+                assert_eq!(
+                    v.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+                    vec!["taste", "meridian"]
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -32,13 +32,21 @@ impl Services {
         })
     }
 
-    pub fn seal_text(&self, text: Option<&str>, place: Place<'_>) -> Result<Option<SealedField>, ApiError> {
+    pub fn seal_text(
+        &self,
+        text: Option<&str>,
+        place: Place<'_>,
+    ) -> Result<Option<SealedField>, ApiError> {
         text.map(|t| self.seal(t.as_bytes(), place)).transpose()
     }
 
     /// Opens a sealed value. A failure is a 500 and a log line naming the
     /// table, column and row (never the value); never a null.
-    pub fn open(&self, sealed: &SealedField, place: Place<'_>) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    pub fn open(
+        &self,
+        sealed: &SealedField,
+        place: Place<'_>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
         self.keyring.open(sealed, &place).map_err(|e| {
             tracing::error!(
                 table = place.table,
@@ -59,7 +67,11 @@ impl Services {
         })
     }
 
-    pub fn open_text_opt(&self, sealed: Option<&SealedField>, place: Place<'_>) -> Result<Option<String>, ApiError> {
+    pub fn open_text_opt(
+        &self,
+        sealed: Option<&SealedField>,
+        place: Place<'_>,
+    ) -> Result<Option<String>, ApiError> {
         sealed.map(|s| self.open_text(s, place)).transpose()
     }
 
@@ -91,7 +103,10 @@ pub fn db_error(e: sqlx::Error, unique_fields: &[(&str, &str)]) -> ApiError {
                     .find(|(c, _)| *c == constraint)
                     .map(|(_, p)| *p)
                     .unwrap_or("id");
-                return ApiError::Validation(vec![FieldError::new(path, "must be unique; this value is already in use")]);
+                return ApiError::Validation(vec![FieldError::new(
+                    path,
+                    "must be unique; this value is already in use",
+                )]);
             }
             Some("23503") => {
                 return ApiError::Validation(vec![FieldError::new(
@@ -117,7 +132,10 @@ pub fn require(missing: Vec<&'static str>) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Validation(
-            missing.into_iter().map(|p| FieldError::new(p, "is required")).collect(),
+            missing
+                .into_iter()
+                .map(|p| FieldError::new(p, "is required"))
+                .collect(),
         ))
     }
 }

@@ -18,31 +18,101 @@ use crate::domain::parse_body;
 use crate::domain::practitioner::{Contact, PractitionerDoc, PractitionerFields, Status, TABLE};
 use crate::error::ApiError;
 use crate::query::{self, FieldKind, FieldSpec, ListQuery, Near, Page};
-use crate::store::practitioners::{self as store, CONSTRAINTS, COLUMNS, NewPractitioner, PractitionerRow};
+use crate::store::practitioners::{
+    self as store, COLUMNS, CONSTRAINTS, NewPractitioner, PractitionerRow,
+};
 use crate::store::{self as common, ListSpec, Value};
 
 use super::{Services, db_error, new_id, require};
 
 pub const FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "id", column: "id", kind: FieldKind::Uuid, sortable: false },
-    FieldSpec { name: "name", column: "name", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "slug", column: "slug", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "modalities", column: "modalities", kind: FieldKind::TextArray, sortable: false },
-    FieldSpec { name: "city", column: "city", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "region", column: "region", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "country", column: "country", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "postalCode", column: "postal_code", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "status", column: "status", kind: FieldKind::Enum(&["draft", "published"]), sortable: true },
-    FieldSpec { name: "userId", column: "user_id", kind: FieldKind::Text, sortable: false },
-    FieldSpec { name: "createdAt", column: "created_at", kind: FieldKind::Timestamp, sortable: true },
-    FieldSpec { name: "updatedAt", column: "updated_at", kind: FieldKind::Timestamp, sortable: true },
+    FieldSpec {
+        name: "id",
+        column: "id",
+        kind: FieldKind::Uuid,
+        sortable: false,
+    },
+    FieldSpec {
+        name: "name",
+        column: "name",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "slug",
+        column: "slug",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "modalities",
+        column: "modalities",
+        kind: FieldKind::TextArray,
+        sortable: false,
+    },
+    FieldSpec {
+        name: "city",
+        column: "city",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "region",
+        column: "region",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "country",
+        column: "country",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "postalCode",
+        column: "postal_code",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "status",
+        column: "status",
+        kind: FieldKind::Enum(&["draft", "published"]),
+        sortable: true,
+    },
+    FieldSpec {
+        name: "userId",
+        column: "user_id",
+        kind: FieldKind::Text,
+        sortable: false,
+    },
+    FieldSpec {
+        name: "createdAt",
+        column: "created_at",
+        kind: FieldKind::Timestamp,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "updatedAt",
+        column: "updated_at",
+        kind: FieldKind::Timestamp,
+        sortable: true,
+    },
     FieldSpec {
         name: "email",
         column: "email_bidx",
-        kind: FieldKind::BlindIndexed { table: TABLE, column: "email" },
+        kind: FieldKind::BlindIndexed {
+            table: TABLE,
+            column: "email",
+        },
         sortable: false,
     },
-    FieldSpec { name: "location", column: "", kind: FieldKind::Location, sortable: false },
+    FieldSpec {
+        name: "location",
+        column: "",
+        kind: FieldKind::Location,
+        sortable: false,
+    },
 ];
 
 fn place(column: &'static str, id: Uuid) -> Place<'static> {
@@ -53,13 +123,18 @@ fn may_see_contact(who: &Principal, row: &PractitionerRow) -> bool {
     who.is_staff() || (row.user_id.is_some() && row.user_id == who.user_id)
 }
 
-fn to_doc(svc: &Services, who: &Principal, row: PractitionerRow) -> Result<PractitionerDoc, ApiError> {
+fn to_doc(
+    svc: &Services,
+    who: &Principal,
+    row: PractitionerRow,
+) -> Result<PractitionerDoc, ApiError> {
     // Only the callers who may see contact fields cause a decryption.
     let contact = if may_see_contact(who, &row) {
         Some(Contact {
             email: svc.open_text_opt(row.email.as_ref(), place("email", row.id))?,
             phone: svc.open_text_opt(row.phone.as_ref(), place("phone", row.id))?,
-            licence_number: svc.open_text_opt(row.licence_number.as_ref(), place("licence_number", row.id))?,
+            licence_number: svc
+                .open_text_opt(row.licence_number.as_ref(), place("licence_number", row.id))?,
         })
     } else {
         None
@@ -77,7 +152,10 @@ fn to_doc(svc: &Services, who: &Principal, row: PractitionerRow) -> Result<Pract
         postal_code: row.postal_code,
         website: row.website,
         status: Status::from_db(&row.status),
-        location: Location { lat: row.lat, lon: row.lon },
+        location: Location {
+            lat: row.lat,
+            lon: row.lon,
+        },
         contact,
         user_id,
         distance_m: row.distance_m,
@@ -88,7 +166,11 @@ fn to_doc(svc: &Services, who: &Principal, row: PractitionerRow) -> Result<Pract
 
 fn require_staff(who: &Principal) -> Result<(), ApiError> {
     who.require_user()?;
-    if who.is_staff() { Ok(()) } else { Err(ApiError::Forbidden) }
+    if who.is_staff() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
 }
 
 fn email_bidx(svc: &Services, email: &str) -> Vec<u8> {
@@ -98,7 +180,11 @@ fn email_bidx(svc: &Services, email: &str) -> Vec<u8> {
         .to_vec()
 }
 
-pub async fn create(svc: &Services, who: &Principal, body: serde_json::Value) -> Result<PractitionerDoc, ApiError> {
+pub async fn create(
+    svc: &Services,
+    who: &Principal,
+    body: serde_json::Value,
+) -> Result<PractitionerDoc, ApiError> {
     require_staff(who)?;
     let f: PractitionerFields = parse_body(body)?;
     require(f.missing_for_create())?;
@@ -123,10 +209,15 @@ pub async fn create(svc: &Services, who: &Principal, body: serde_json::Value) ->
         email_bidx: email.as_deref().map(|e| email_bidx(svc, e)),
         email: svc.seal_text(email.as_deref(), place("email", id))?,
         phone: svc.seal_text(f.phone.flatten().as_deref(), place("phone", id))?,
-        licence_number: svc.seal_text(f.licence_number.flatten().as_deref(), place("licence_number", id))?,
+        licence_number: svc.seal_text(
+            f.licence_number.flatten().as_deref(),
+            place("licence_number", id),
+        )?,
     };
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::insert(&mut tx, new).await.map_err(|e| db_error(e, CONSTRAINTS))?;
+    let row = store::insert(&mut tx, new)
+        .await
+        .map_err(|e| db_error(e, CONSTRAINTS))?;
     tx.commit().await?;
     to_doc(svc, who, row)
 }
@@ -156,7 +247,11 @@ fn push_near(qb: &mut QueryBuilder<'_, Postgres>, n: Near) {
         .push_bind(n.max_m);
 }
 
-pub async fn list(svc: &Services, who: &Principal, mut q: ListQuery) -> Result<Page<PractitionerDoc>, ApiError> {
+pub async fn list(
+    svc: &Services,
+    who: &Principal,
+    mut q: ListQuery,
+) -> Result<Page<PractitionerDoc>, ApiError> {
     let near = query::take_near(&mut q.filter, FIELDS)?;
     list_near(svc, who, q, near).await
 }
@@ -190,7 +285,10 @@ async fn list_near(
             ),
             query::order_by(&q.sort, FIELDS, "")?,
         ),
-        (None, _) => (COLUMNS.to_string(), query::order_by(&q.sort, FIELDS, "created_at DESC, id DESC")?),
+        (None, _) => (
+            COLUMNS.to_string(),
+            query::order_by(&q.sort, FIELDS, "created_at DESC, id DESC")?,
+        ),
     };
     let blind = |t: &str, c: &str, v: &str| svc.blind_candidates(t, c, v);
     let extra = move |qb: &mut QueryBuilder<'_, Postgres>| {
@@ -215,13 +313,25 @@ async fn list_near(
     )
     .await?;
     tx.commit().await?;
-    let docs = rows.into_iter().map(|r| to_doc(svc, who, r)).collect::<Result<Vec<_>, _>>()?;
+    let docs = rows
+        .into_iter()
+        .map(|r| to_doc(svc, who, r))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::new(docs, total, &q))
 }
 
 /// `GET /api/practitioners/near?lat=&lon=&radius_km=&limit=&modality=`.
-pub async fn near(svc: &Services, who: &Principal, mut q: ListQuery) -> Result<Page<PractitionerDoc>, ApiError> {
-    let get = |name: &str| q.extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+pub async fn near(
+    svc: &Services,
+    who: &Principal,
+    mut q: ListQuery,
+) -> Result<Page<PractitionerDoc>, ApiError> {
+    let get = |name: &str| {
+        q.extra
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let num = |name: &'static str| -> Result<Option<f64>, ApiError> {
         get(name)
             .map(|v| {
@@ -236,13 +346,23 @@ pub async fn near(svc: &Services, who: &Principal, mut q: ListQuery) -> Result<P
     let lon = num("lon")?.ok_or_else(|| ApiError::invalid("lon", "is required"))?;
     let radius_km = num("radius_km")?.unwrap_or(25.0);
     let point = Location { lat, lon };
-    validator::Validate::validate(&point).map_err(|e| ApiError::Validation(crate::domain::flatten(&e)))?;
+    validator::Validate::validate(&point)
+        .map_err(|e| ApiError::Validation(crate::domain::flatten(&e)))?;
     if !(0.0..=20_037.5).contains(&radius_km) {
         return Err(ApiError::invalid("radius_km", "must be from 0 to 20037.5"));
     }
-    let modalities: Vec<String> = q.extra.iter().filter(|(k, _)| k == "modality").map(|(_, v)| v.clone()).collect();
+    let modalities: Vec<String> = q
+        .extra
+        .iter()
+        .filter(|(k, _)| k == "modality")
+        .map(|(_, v)| v.clone())
+        .collect();
     for m in modalities {
-        let cond = query::Filter::Cond { field: "modalities".into(), op: query::Op::Contains, values: vec![m] };
+        let cond = query::Filter::Cond {
+            field: "modalities".into(),
+            op: query::Op::Contains,
+            values: vec![m],
+        };
         q.filter = Some(match q.filter.take() {
             None => cond,
             Some(query::Filter::And(mut parts)) => {
@@ -252,7 +372,12 @@ pub async fn near(svc: &Services, who: &Principal, mut q: ListQuery) -> Result<P
             Some(other) => query::Filter::And(vec![other, cond]),
         });
     }
-    let near = Near { lat, lon, max_m: radius_km * 1000.0, min_m: 0.0 };
+    let near = Near {
+        lat,
+        lon,
+        max_m: radius_km * 1000.0,
+        min_m: 0.0,
+    };
     list_near(svc, who, q, Some(near)).await
 }
 
@@ -300,39 +425,64 @@ pub async fn update(
         sets.push(("lon", Value::Float(l.lon)));
     }
     if let Some(email) = f.email {
-        sets.push(("email_bidx", Value::Bytes(email.as_deref().map(|e| email_bidx(svc, e)))));
-        sets.push(("email", Value::Sealed(svc.seal_text(email.as_deref(), place("email", id))?)));
+        sets.push((
+            "email_bidx",
+            Value::Bytes(email.as_deref().map(|e| email_bidx(svc, e))),
+        ));
+        sets.push((
+            "email",
+            Value::Sealed(svc.seal_text(email.as_deref(), place("email", id))?),
+        ));
     }
     if let Some(phone) = f.phone {
-        sets.push(("phone", Value::Sealed(svc.seal_text(phone.as_deref(), place("phone", id))?)));
+        sets.push((
+            "phone",
+            Value::Sealed(svc.seal_text(phone.as_deref(), place("phone", id))?),
+        ));
     }
     if let Some(lic) = f.licence_number {
-        sets.push(("licence_number", Value::Sealed(svc.seal_text(lic.as_deref(), place("licence_number", id))?)));
+        sets.push((
+            "licence_number",
+            Value::Sealed(svc.seal_text(lic.as_deref(), place("licence_number", id))?),
+        ));
     }
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let updated: Option<PractitionerRow> = common::update_returning(&mut tx, TABLE, COLUMNS, id, sets)
-        .await
-        .map_err(|e| db_error(e, CONSTRAINTS))?;
+    let updated: Option<PractitionerRow> =
+        common::update_returning(&mut tx, TABLE, COLUMNS, id, sets)
+            .await
+            .map_err(|e| db_error(e, CONSTRAINTS))?;
     let row = match updated {
         Some(r) => r,
         // Visible but not theirs to change: 403; invisible: 404.
         None => {
             let visible = store::get(&mut tx, id).await?.is_some();
-            return Err(if visible { ApiError::Forbidden } else { ApiError::NotFound });
+            return Err(if visible {
+                ApiError::Forbidden
+            } else {
+                ApiError::NotFound
+            });
         }
     };
     tx.commit().await?;
     to_doc(svc, who, row)
 }
 
-pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<PractitionerDoc, ApiError> {
+pub async fn delete(
+    svc: &Services,
+    who: &Principal,
+    id: Uuid,
+) -> Result<PractitionerDoc, ApiError> {
     who.require_user()?;
     let mut tx = db::scoped(&svc.pool, who).await?;
     let row = match store::delete(&mut tx, id).await? {
         Some(r) => r,
         None => {
             let visible = store::get(&mut tx, id).await?.is_some();
-            return Err(if visible { ApiError::Forbidden } else { ApiError::NotFound });
+            return Err(if visible {
+                ApiError::Forbidden
+            } else {
+                ApiError::NotFound
+            });
         }
     };
     tx.commit().await?;

@@ -17,25 +17,75 @@ use crate::domain::submission::{
 };
 use crate::error::ApiError;
 use crate::query::{self, FieldKind, FieldSpec, ListQuery, Page};
-use crate::store::submissions::{self as store, CONSTRAINTS, COLUMNS, NewSubmission, SubmissionRow};
+use crate::store::submissions::{
+    self as store, COLUMNS, CONSTRAINTS, NewSubmission, SubmissionRow,
+};
 use crate::store::{self as common, ListSpec, Value};
 
 use super::{Services, db_error, new_id, require};
 
 pub const FIELDS: &[FieldSpec] = &[
-    FieldSpec { name: "id", column: "id", kind: FieldKind::Uuid, sortable: false },
-    FieldSpec { name: "owner", column: "owner_id", kind: FieldKind::Text, sortable: false },
-    FieldSpec { name: "status", column: "status", kind: FieldKind::Enum(SubmissionStatus::ALL), sortable: true },
-    FieldSpec { name: "practitionerId", column: "practitioner_id", kind: FieldKind::Uuid, sortable: false },
-    FieldSpec { name: "ageBand", column: "age_band", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "region", column: "region", kind: FieldKind::Text, sortable: true },
-    FieldSpec { name: "symptomCategories", column: "symptom_categories", kind: FieldKind::TextArray, sortable: false },
-    FieldSpec { name: "createdAt", column: "created_at", kind: FieldKind::Timestamp, sortable: true },
-    FieldSpec { name: "updatedAt", column: "updated_at", kind: FieldKind::Timestamp, sortable: true },
+    FieldSpec {
+        name: "id",
+        column: "id",
+        kind: FieldKind::Uuid,
+        sortable: false,
+    },
+    FieldSpec {
+        name: "owner",
+        column: "owner_id",
+        kind: FieldKind::Text,
+        sortable: false,
+    },
+    FieldSpec {
+        name: "status",
+        column: "status",
+        kind: FieldKind::Enum(SubmissionStatus::ALL),
+        sortable: true,
+    },
+    FieldSpec {
+        name: "practitionerId",
+        column: "practitioner_id",
+        kind: FieldKind::Uuid,
+        sortable: false,
+    },
+    FieldSpec {
+        name: "ageBand",
+        column: "age_band",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "region",
+        column: "region",
+        kind: FieldKind::Text,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "symptomCategories",
+        column: "symptom_categories",
+        kind: FieldKind::TextArray,
+        sortable: false,
+    },
+    FieldSpec {
+        name: "createdAt",
+        column: "created_at",
+        kind: FieldKind::Timestamp,
+        sortable: true,
+    },
+    FieldSpec {
+        name: "updatedAt",
+        column: "updated_at",
+        kind: FieldKind::Timestamp,
+        sortable: true,
+    },
     FieldSpec {
         name: "contactEmail",
         column: "contact_email_bidx",
-        kind: FieldKind::BlindIndexed { table: TABLE, column: "contact_email" },
+        kind: FieldKind::BlindIndexed {
+            table: TABLE,
+            column: "contact_email",
+        },
         sortable: false,
     },
 ];
@@ -84,12 +134,20 @@ fn email_bidx(svc: &Services, email: &str) -> Vec<u8> {
         .to_vec()
 }
 
-fn seal_symptoms(svc: &Services, symptoms: &[Symptom], id: Uuid) -> Result<crate::crypto::SealedField, ApiError> {
+fn seal_symptoms(
+    svc: &Services,
+    symptoms: &[Symptom],
+    id: Uuid,
+) -> Result<crate::crypto::SealedField, ApiError> {
     let json = zeroize::Zeroizing::new(serde_json::to_vec(symptoms).expect("plain data"));
     svc.seal(&json, place("symptoms", id))
 }
 
-pub async fn create(svc: &Services, who: &Principal, body: serde_json::Value) -> Result<SubmissionDoc, ApiError> {
+pub async fn create(
+    svc: &Services,
+    who: &Principal,
+    body: serde_json::Value,
+) -> Result<SubmissionDoc, ApiError> {
     let owner = who.require_user()?.to_string();
     let f: SubmissionFields = parse_body(body)?;
     require(f.missing_for_create())?;
@@ -106,13 +164,18 @@ pub async fn create(svc: &Services, who: &Principal, body: serde_json::Value) ->
         notes: svc.seal_text(f.notes.flatten().as_deref(), place("notes", id))?,
         contact_email_bidx: email.as_deref().map(|e| email_bidx(svc, e)),
         contact_email: svc.seal_text(email.as_deref(), place("contact_email", id))?,
-        date_of_birth: svc.seal_text(dob.map(|d| d.to_string()).as_deref(), place("date_of_birth", id))?,
+        date_of_birth: svc.seal_text(
+            dob.map(|d| d.to_string()).as_deref(),
+            place("date_of_birth", id),
+        )?,
         age_band: dob.map(|d| age_band(d, Utc::now().date_naive())),
         region: f.region.flatten(),
         symptom_categories: categories(&symptoms),
     };
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::insert(&mut tx, new).await.map_err(|e| db_error(e, CONSTRAINTS))?;
+    let row = store::insert(&mut tx, new)
+        .await
+        .map_err(|e| db_error(e, CONSTRAINTS))?;
     tx.commit().await?;
     to_doc(svc, row)
 }
@@ -125,7 +188,11 @@ pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<Submission
     to_doc(svc, row)
 }
 
-pub async fn list(svc: &Services, who: &Principal, q: ListQuery) -> Result<Page<SubmissionDoc>, ApiError> {
+pub async fn list(
+    svc: &Services,
+    who: &Principal,
+    q: ListQuery,
+) -> Result<Page<SubmissionDoc>, ApiError> {
     who.require_user()?;
     let order = query::order_by(&q.sort, FIELDS, "created_at DESC, id DESC")?;
     let blind = |t: &str, c: &str, v: &str| svc.blind_candidates(t, c, v);
@@ -147,31 +214,57 @@ pub async fn list(svc: &Services, who: &Principal, q: ListQuery) -> Result<Page<
     )
     .await?;
     tx.commit().await?;
-    let docs = rows.into_iter().map(|r| to_doc(svc, r)).collect::<Result<Vec<_>, _>>()?;
+    let docs = rows
+        .into_iter()
+        .map(|r| to_doc(svc, r))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::new(docs, total, &q))
 }
 
-pub async fn update(svc: &Services, who: &Principal, id: Uuid, body: serde_json::Value) -> Result<SubmissionDoc, ApiError> {
+pub async fn update(
+    svc: &Services,
+    who: &Principal,
+    id: Uuid,
+    body: serde_json::Value,
+) -> Result<SubmissionDoc, ApiError> {
     who.require_user()?;
     let f: SubmissionFields = parse_body(body)?;
     let mut sets: Vec<(&'static str, Value)> = Vec::new();
     if let Some(symptoms) = &f.symptoms {
-        sets.push(("symptoms", Value::Sealed(Some(seal_symptoms(svc, symptoms, id)?))));
+        sets.push((
+            "symptoms",
+            Value::Sealed(Some(seal_symptoms(svc, symptoms, id)?)),
+        ));
         sets.push(("symptom_categories", Value::TextArray(categories(symptoms))));
     }
     if let Some(notes) = f.notes {
-        sets.push(("notes", Value::Sealed(svc.seal_text(notes.as_deref(), place("notes", id))?)));
+        sets.push((
+            "notes",
+            Value::Sealed(svc.seal_text(notes.as_deref(), place("notes", id))?),
+        ));
     }
     if let Some(email) = f.contact_email {
-        sets.push(("contact_email_bidx", Value::Bytes(email.as_deref().map(|e| email_bidx(svc, e)))));
-        sets.push(("contact_email", Value::Sealed(svc.seal_text(email.as_deref(), place("contact_email", id))?)));
+        sets.push((
+            "contact_email_bidx",
+            Value::Bytes(email.as_deref().map(|e| email_bidx(svc, e))),
+        ));
+        sets.push((
+            "contact_email",
+            Value::Sealed(svc.seal_text(email.as_deref(), place("contact_email", id))?),
+        ));
     }
     if let Some(dob) = f.date_of_birth {
         sets.push((
             "date_of_birth",
-            Value::Sealed(svc.seal_text(dob.map(|d| d.to_string()).as_deref(), place("date_of_birth", id))?),
+            Value::Sealed(svc.seal_text(
+                dob.map(|d| d.to_string()).as_deref(),
+                place("date_of_birth", id),
+            )?),
         ));
-        sets.push(("age_band", Value::Text(dob.map(|d| age_band(d, Utc::now().date_naive())))));
+        sets.push((
+            "age_band",
+            Value::Text(dob.map(|d| age_band(d, Utc::now().date_naive()))),
+        ));
     }
     if let Some(region) = f.region {
         sets.push(("region", Value::Text(region)));
@@ -195,7 +288,9 @@ pub async fn update(svc: &Services, who: &Principal, id: Uuid, body: serde_json:
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
     who.require_user()?;
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::delete(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let row = store::delete(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     to_doc(svc, row)
 }

@@ -56,8 +56,10 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>, s
 }
 
 pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>, sqlx::Error> {
-    sqlx::query_as(&format!("DELETE FROM herbs WHERE id = $1 RETURNING {COLUMNS}"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(&format!(
+        "DELETE FROM herbs WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }

@@ -91,11 +91,17 @@ fn push_where(qb: &mut QueryBuilder<'_, Postgres>, spec: &ListSpec<'_>) -> Resul
 }
 
 /// One page of rows and the total, counting only when the page cannot tell.
-pub async fn list_rows<R>(conn: &mut PgConnection, spec: ListSpec<'_>) -> Result<(Vec<R>, i64), ApiError>
+pub async fn list_rows<R>(
+    conn: &mut PgConnection,
+    spec: ListSpec<'_>,
+) -> Result<(Vec<R>, i64), ApiError>
 where
     R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
-    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {} FROM {} WHERE TRUE", spec.select, spec.from));
+    let mut q = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {} FROM {} WHERE TRUE",
+        spec.select, spec.from
+    ));
     push_where(&mut q, &spec)?;
     q.push(spec.order)
         .push(" LIMIT ")
@@ -107,7 +113,8 @@ where
     let total = if short_page {
         spec.offset + rows.len() as i64
     } else {
-        let mut c = QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {} WHERE TRUE", spec.from));
+        let mut c =
+            QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {} WHERE TRUE", spec.from));
         push_where(&mut c, &spec)?;
         c.build_query_scalar::<i64>().fetch_one(&mut *conn).await?
     };

@@ -62,7 +62,10 @@ pub struct NewPractitioner {
     pub licence_number: Option<SealedField>,
 }
 
-pub async fn insert(conn: &mut PgConnection, p: NewPractitioner) -> Result<PractitionerRow, sqlx::Error> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    p: NewPractitioner,
+) -> Result<PractitionerRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO practitioners (id, slug, name, modalities, bio, city, region, country, \
          postal_code, website, status, lat, lon, user_id, email, email_bidx, phone, licence_number) \
@@ -91,16 +94,26 @@ pub async fn insert(conn: &mut PgConnection, p: NewPractitioner) -> Result<Pract
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<PractitionerRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM practitioners WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+pub async fn get(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<PractitionerRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM practitioners WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
-pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<PractitionerRow>, sqlx::Error> {
-    sqlx::query_as(&format!("DELETE FROM practitioners WHERE id = $1 RETURNING {COLUMNS}"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+pub async fn delete(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<PractitionerRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "DELETE FROM practitioners WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }

@@ -9,7 +9,8 @@ use crate::crypto::SealedField;
 pub const COLUMNS: &str = "id, owner_id, status, practitioner_id, symptoms, notes, contact_email, \
     date_of_birth, age_band, region, symptom_categories, created_at, updated_at";
 
-pub const CONSTRAINTS: &[(&str, &str)] = &[("symptom_submissions_practitioner_id_fkey", "practitionerId")];
+pub const CONSTRAINTS: &[(&str, &str)] =
+    &[("symptom_submissions_practitioner_id_fkey", "practitionerId")];
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct SubmissionRow {
@@ -43,7 +44,10 @@ pub struct NewSubmission {
     pub symptom_categories: Vec<String>,
 }
 
-pub async fn insert(conn: &mut PgConnection, s: NewSubmission) -> Result<SubmissionRow, sqlx::Error> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    s: NewSubmission,
+) -> Result<SubmissionRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO symptom_submissions (id, owner_id, status, practitioner_id, symptoms, notes, \
          contact_email, contact_email_bidx, date_of_birth, age_band, region, symptom_categories) \
@@ -66,15 +70,22 @@ pub async fn insert(conn: &mut PgConnection, s: NewSubmission) -> Result<Submiss
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<SubmissionRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM symptom_submissions WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM symptom_submissions WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
-pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<SubmissionRow>, sqlx::Error> {
-    sqlx::query_as(&format!("DELETE FROM symptom_submissions WHERE id = $1 RETURNING {COLUMNS}"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+pub async fn delete(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<SubmissionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "DELETE FROM symptom_submissions WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }

@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 
 use phi_gateway::auth::JwtVerifier;
 use phi_gateway::config::Settings;
-use secrecy::SecretString;
 use phi_gateway::db::MIGRATOR;
 use phi_gateway::startup::Application;
+use secrecy::SecretString;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
@@ -186,7 +186,11 @@ pub const PAYLOAD_SECRET: &str = "test-payload-secret";
 /// A token made exactly as Payload makes it (HS256 under the first 32 hex
 /// characters of sha256(PAYLOAD_SECRET)).
 pub fn token(user_id: &str, roles: &[&str]) -> String {
-    let v = JwtVerifier::new(&SecretString::from(PAYLOAD_SECRET), vec!["users".into()], 30);
+    let v = JwtVerifier::new(
+        &SecretString::from(PAYLOAD_SECRET),
+        vec!["users".into()],
+        30,
+    );
     let now = chrono::Utc::now().timestamp();
     v.sign(&serde_json::json!({
         "id": user_id, "collection": "users", "email": format!("{user_id}@example.org"),
@@ -258,7 +262,12 @@ impl TestApp {
     }
 
     /// A request as `user` with `roles` (None: anonymous).
-    pub fn req(&self, method: reqwest::Method, path: &str, user: Option<(&str, &[&str])>) -> reqwest::RequestBuilder {
+    pub fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: Option<(&str, &[&str])>,
+    ) -> reqwest::RequestBuilder {
         let b = self.client.request(method, self.url(path));
         match user {
             Some((id, roles)) => b.header("authorization", bearer(id, roles)),
@@ -266,20 +275,44 @@ impl TestApp {
         }
     }
 
-    pub async fn post_json(&self, path: &str, user: Option<(&str, &[&str])>, body: &serde_json::Value) -> reqwest::Response {
-        self.req(reqwest::Method::POST, path, user).json(body).send().await.unwrap()
+    pub async fn post_json(
+        &self,
+        path: &str,
+        user: Option<(&str, &[&str])>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.req(reqwest::Method::POST, path, user)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
-    pub async fn patch_json(&self, path: &str, user: Option<(&str, &[&str])>, body: &serde_json::Value) -> reqwest::Response {
-        self.req(reqwest::Method::PATCH, path, user).json(body).send().await.unwrap()
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        user: Option<(&str, &[&str])>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.req(reqwest::Method::PATCH, path, user)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
-        self.req(reqwest::Method::GET, path, user).send().await.unwrap()
+        self.req(reqwest::Method::GET, path, user)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn delete_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
-        self.req(reqwest::Method::DELETE, path, user).send().await.unwrap()
+        self.req(reqwest::Method::DELETE, path, user)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// A superuser connection to this test's database (to look under RLS).

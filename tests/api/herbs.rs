@@ -34,14 +34,23 @@ async fn herbs_crud_with_payload_shapes() {
     let id = doc["id"].as_str().unwrap().to_string();
     assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
     assert_eq!(doc["tcmProperties"]["actions"], json!(["clears heat"]));
-    assert_eq!(doc["tcmProperties"]["meridians"], json!(["lung", "large intestine", "gallbladder"]));
+    assert_eq!(
+        doc["tcmProperties"]["meridians"],
+        json!(["lung", "large intestine", "gallbladder"])
+    );
 
     // Anyone reads a published herb.
     let res = app.get(&format!("/api/herbs/{id}")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(json(res).await["slug"], "huang-qin");
 
-    let res = app.patch_json(&format!("/api/herbs/{id}"), EDITOR, &json!({"status": "draft", "description": null})).await;
+    let res = app
+        .patch_json(
+            &format!("/api/herbs/{id}"),
+            EDITOR,
+            &json!({"status": "draft", "description": null}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let body = json(res).await;
     assert_eq!(body["message"], "Updated successfully.");
@@ -50,26 +59,72 @@ async fn herbs_crud_with_payload_shapes() {
 
     // Drafts are invisible to anonymous callers and patients.
     assert_eq!(app.get(&format!("/api/herbs/{id}")).await.status(), 404);
-    assert_eq!(app.get_as(&format!("/api/herbs/{id}"), Some(("p-1", &[]))).await.status(), 404);
-    assert_eq!(app.get_as(&format!("/api/herbs/{id}"), EDITOR).await.status(), 200);
+    assert_eq!(
+        app.get_as(&format!("/api/herbs/{id}"), Some(("p-1", &[])))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.get_as(&format!("/api/herbs/{id}"), EDITOR)
+            .await
+            .status(),
+        200
+    );
 
     // Only staff write.
-    let res = app.post_json("/api/herbs", Some(("p-1", &[])), &herb("x", "draft", json!({}))).await;
+    let res = app
+        .post_json(
+            "/api/herbs",
+            Some(("p-1", &[])),
+            &herb("x", "draft", json!({})),
+        )
+        .await;
     assert_eq!(res.status(), 403);
-    assert_eq!(app.post_json("/api/herbs", None, &herb("x", "draft", json!({}))).await.status(), 401);
+    assert_eq!(
+        app.post_json("/api/herbs", None, &herb("x", "draft", json!({})))
+            .await
+            .status(),
+        401
+    );
 
     let res = app.delete_as(&format!("/api/herbs/{id}"), EDITOR).await;
     assert_eq!(res.status(), 200);
     assert_eq!(json(res).await["message"], "Deleted successfully.");
-    assert_eq!(app.get_as(&format!("/api/herbs/{id}"), EDITOR).await.status(), 404);
-    assert_eq!(app.delete_as(&format!("/api/herbs/{id}"), EDITOR).await.status(), 404);
+    assert_eq!(
+        app.get_as(&format!("/api/herbs/{id}"), EDITOR)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.delete_as(&format!("/api/herbs/{id}"), EDITOR)
+            .await
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn duplicate_slug_is_a_validation_error_on_slug() {
     let app = spawn_app().await;
-    assert_eq!(app.post_json("/api/herbs", EDITOR, &herb("gan-cao", "published", json!({}))).await.status(), 201);
-    let res = app.post_json("/api/herbs", EDITOR, &herb("gan-cao", "published", json!({}))).await;
+    assert_eq!(
+        app.post_json(
+            "/api/herbs",
+            EDITOR,
+            &herb("gan-cao", "published", json!({}))
+        )
+        .await
+        .status(),
+        201
+    );
+    let res = app
+        .post_json(
+            "/api/herbs",
+            EDITOR,
+            &herb("gan-cao", "published", json!({})),
+        )
+        .await;
     assert_eq!(res.status(), 400);
     let body = json(res).await;
     assert_eq!(body["errors"][0]["name"], "ValidationError");
@@ -81,7 +136,13 @@ async fn listing_paginates_filters_and_sorts() {
     let app = spawn_app().await;
     for i in 0..25 {
         let status = if i % 5 == 0 { "draft" } else { "published" };
-        let res = app.post_json("/api/herbs", EDITOR, &herb(&format!("herb-{i:02}"), status, json!({}))).await;
+        let res = app
+            .post_json(
+                "/api/herbs",
+                EDITOR,
+                &herb(&format!("herb-{i:02}"), status, json!({})),
+            )
+            .await;
         assert_eq!(res.status(), 201);
     }
     // Anonymous: 20 published, page 2 of 10 per page.
@@ -99,11 +160,19 @@ async fn listing_paginates_filters_and_sorts() {
 
     // The editor sees drafts; where + sort.
     let body = json(
-        app.get_as("/api/herbs?where[status][equals]=draft&sort=-slug&limit=3", EDITOR)
-            .await,
+        app.get_as(
+            "/api/herbs?where[status][equals]=draft&sort=-slug&limit=3",
+            EDITOR,
+        )
+        .await,
     )
     .await;
-    let slugs: Vec<&str> = body["docs"].as_array().unwrap().iter().map(|d| d["slug"].as_str().unwrap()).collect();
+    let slugs: Vec<&str> = body["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["slug"].as_str().unwrap())
+        .collect();
     assert_eq!(slugs, vec!["herb-20", "herb-15", "herb-10"]);
     assert_eq!(body["totalDocs"], 5);
 
@@ -112,8 +181,17 @@ async fn listing_paginates_filters_and_sorts() {
             .await,
     )
     .await;
-    let slugs: Vec<&str> = body["docs"].as_array().unwrap().iter().map(|d| d["slug"].as_str().unwrap()).collect();
-    assert_eq!(slugs, vec!["herb-01", "herb-02", "herb-03"], "herb-05 is a draft");
+    let slugs: Vec<&str> = body["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        slugs,
+        vec!["herb-01", "herb-02", "herb-03"],
+        "herb-05 is a draft"
+    );
 
     let body = json(app.get("/api/herbs?where[name][like]=herb%2011").await).await;
     assert_eq!(body["totalDocs"], 1);
@@ -130,7 +208,10 @@ async fn bad_queries_are_400_naming_the_problem() {
         ("limit=100000", "limit"),
         ("sort=description", "Cannot sort by 'description'"),
         ("taste=umami", "The following field is invalid: taste"),
-        ("where[or][0][and][0][or][0][and][0][name][equals]=x", "nesting"),
+        (
+            "where[or][0][and][0][or][0][and][0][name][equals]=x",
+            "nesting",
+        ),
     ] {
         let res = app.get(&format!("/api/herbs?{q}")).await;
         assert_eq!(res.status(), 400, "{q}");
@@ -139,11 +220,29 @@ async fn bad_queries_are_400_naming_the_problem() {
     }
 }
 
-const TASTES: &[&str] = &["sour", "bitter", "sweet", "pungent", "salty", "bland", "astringent"];
+const TASTES: &[&str] = &[
+    "sour",
+    "bitter",
+    "sweet",
+    "pungent",
+    "salty",
+    "bland",
+    "astringent",
+];
 const TEMPS: &[&str] = &["cold", "cool", "neutral", "warm", "hot"];
 const MERIDIANS: &[&str] = &[
-    "lung", "large intestine", "stomach", "spleen", "heart", "small intestine",
-    "bladder", "kidney", "pericardium", "triple burner", "gallbladder", "liver",
+    "lung",
+    "large intestine",
+    "stomach",
+    "spleen",
+    "heart",
+    "small intestine",
+    "bladder",
+    "kidney",
+    "pericardium",
+    "triple burner",
+    "gallbladder",
+    "liver",
 ];
 
 #[derive(Debug, Clone)]
@@ -159,7 +258,11 @@ fn props() -> impl Strategy<Value = Props> {
         0..TEMPS.len(),
         proptest::sample::subsequence((0..MERIDIANS.len()).collect::<Vec<_>>(), 0..4),
     )
-        .prop_map(|(taste, temperature, meridians)| Props { taste, temperature, meridians })
+        .prop_map(|(taste, temperature, meridians)| Props {
+            taste,
+            temperature,
+            meridians,
+        })
 }
 
 /// The TCM filters return exactly what an in-Rust filter over the same herbs
@@ -167,13 +270,17 @@ fn props() -> impl Strategy<Value = Props> {
 #[tokio::test]
 async fn tcm_filters_match_an_in_rust_oracle_and_use_the_gin_index() {
     let app = spawn_app().await;
-    let mut runner = TestRunner::new(Config { cases: 1, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 1,
+        ..Config::default()
+    });
     let herbs: Vec<Props> = (0..300)
         .map(|_| props().new_tree(&mut runner).unwrap().current())
         .collect();
     // Bulk insert as the owner (the API path is covered above).
     let mut admin = app.admin().await;
-    let mut sql = String::from("INSERT INTO herbs (id, slug, name, status, tcm_properties) VALUES ");
+    let mut sql =
+        String::from("INSERT INTO herbs (id, slug, name, status, tcm_properties) VALUES ");
     for (i, h) in herbs.iter().enumerate() {
         let tcm = json!({
             "taste": h.taste.iter().map(|t| TASTES[*t]).collect::<Vec<_>>(),
@@ -199,8 +306,15 @@ async fn tcm_filters_match_an_in_rust_oracle_and_use_the_gin_index() {
     for q in cases {
         let taste: Vec<usize> = q.taste.iter().take(2).copied().collect();
         let meridians: Vec<usize> = q.meridians.iter().take(1).copied().collect();
-        let mut params: Vec<String> = taste.iter().map(|t| format!("taste={}", TASTES[*t])).collect();
-        params.extend(meridians.iter().map(|m| format!("meridian={}", MERIDIANS[*m].replace(' ', "%20"))));
+        let mut params: Vec<String> = taste
+            .iter()
+            .map(|t| format!("taste={}", TASTES[*t]))
+            .collect();
+        params.extend(
+            meridians
+                .iter()
+                .map(|m| format!("meridian={}", MERIDIANS[*m].replace(' ', "%20"))),
+        );
         params.push(format!("temperature={}", TEMPS[q.temperature]));
         params.push("limit=100".into());
         let expected: std::collections::BTreeSet<String> = herbs
@@ -214,7 +328,11 @@ async fn tcm_filters_match_an_in_rust_oracle_and_use_the_gin_index() {
             .map(|(i, _)| format!("h-{i}"))
             .collect();
         let body = json(app.get(&format!("/api/herbs?{}", params.join("&"))).await).await;
-        assert_eq!(body["totalDocs"].as_u64().unwrap() as usize, expected.len(), "{params:?}");
+        assert_eq!(
+            body["totalDocs"].as_u64().unwrap() as usize,
+            expected.len(),
+            "{params:?}"
+        );
         let got: std::collections::BTreeSet<String> = body["docs"]
             .as_array()
             .unwrap()

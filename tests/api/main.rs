@@ -4,6 +4,8 @@
 mod helpers;
 
 mod health;
+mod herbs;
 mod http_errors;
 mod migrations;
-mod herbs;
+mod practitioners;
+mod submissions;

@@ -1,0 +1,310 @@
+use phi_gateway::domain::geo::{Location, haversine_m};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::TestRunner;
+use serde_json::{Value, json};
+use sqlx::Executor;
+
+use crate::helpers::{error_message, json, spawn_app};
+
+const ADMIN: Option<(&str, &[&str])> = Some(("admin-1", &["admin"]));
+
+fn practitioner(slug: &str, email: &str, lat: f64, lon: f64) -> Value {
+    json!({
+        "name": format!("Dr {slug}"), "slug": slug, "status": "published",
+        "modalities": ["acupuncture", "tuina"], "city": "London", "country": "UK",
+        "location": {"lat": lat, "lon": lon},
+        "email": email, "phone": "+44 20 7946 0000", "licenceNumber": "LIC-12345",
+    })
+}
+
+#[tokio::test]
+async fn contact_fields_are_sealed_and_shown_only_to_staff_and_self() {
+    let app = spawn_app().await;
+    let mut body = practitioner("li-wei", "Li.Wei@Example.org", 51.5, -0.12);
+    body["userId"] = json!("user-li");
+    let res = app.post_json("/api/practitioners", ADMIN, &body).await;
+    assert_eq!(res.status(), 201);
+    let doc = json(res).await["doc"].clone();
+    let id = doc["id"].as_str().unwrap().to_string();
+    assert_eq!(doc["email"], "Li.Wei@Example.org");
+    assert_eq!(doc["licenceNumber"], "LIC-12345");
+
+    let public = json(app.get(&format!("/api/practitioners/{id}")).await).await;
+    assert_eq!(public["name"], "Dr li-wei");
+    for private in ["email", "phone", "licenceNumber", "userId"] {
+        assert!(public.get(private).is_none(), "{private} leaked: {public}");
+    }
+    let own = json(
+        app.get_as(
+            &format!("/api/practitioners/{id}"),
+            Some(("user-li", &["practitioner"])),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(own["phone"], "+44 20 7946 0000");
+
+    // Email lookup through the blind index, case-insensitively.
+    let found = json(
+        app.get_as(
+            "/api/practitioners?where[email][equals]=li.wei@example.ORG",
+            ADMIN,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(found["totalDocs"], 1);
+    assert_eq!(found["docs"][0]["id"], id.as_str());
+    // Emails are unique (through the blind index).
+    let res = app
+        .post_json(
+            "/api/practitioners",
+            ADMIN,
+            &practitioner("other", "li.wei@example.org", 1.0, 1.0),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        json(res).await["errors"][0]["data"]["errors"][0]["path"],
+        "email"
+    );
+
+    // The linked practitioner edits their bio but not their status.
+    let me = Some(("user-li", &["practitioner"][..]));
+    let res = app
+        .patch_json(
+            &format!("/api/practitioners/{id}"),
+            me,
+            &json!({"bio": "Twenty years of practice."}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .patch_json(
+            &format!("/api/practitioners/{id}"),
+            me,
+            &json!({"status": "draft"}),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    // Someone else cannot edit it at all.
+    let res = app
+        .patch_json(
+            &format!("/api/practitioners/{id}"),
+            Some(("user-x", &[])),
+            &json!({"bio": "x"}),
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+
+    // At rest: nothing of the contact fields in any column.
+    let mut admin = app.admin().await;
+    let dump: String = sqlx::query_scalar("SELECT practitioners::text FROM practitioners")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    for canary in ["Li.Wei", "li.wei", "7946", "LIC-12345"] {
+        assert!(!dump.contains(canary), "{canary} stored in clear");
+    }
+}
+
+#[tokio::test]
+async fn bad_practitioner_bodies_are_rejected_with_paths_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"name": "A", "slug": "a", "location": {"lat": 91, "lon": 0}}),
+            "location.lat",
+        ),
+        (
+            json!({"name": "A", "slug": "a", "location": {"lat": 0, "lon": -181}}),
+            "location.lon",
+        ),
+        (
+            json!({"name": "A", "slug": "a", "location": {"lat": 0}}),
+            "location.lon",
+        ),
+        (
+            json!({"name": "A", "slug": "a", "location": {"lat": "north", "lon": 0}}),
+            "location.lat",
+        ),
+        (
+            json!({"name": "A", "slug": "Not A Slug", "location": {"lat": 0, "lon": 0}}),
+            "slug",
+        ),
+        (
+            json!({"name": "A", "slug": "a", "location": {"lat": 0, "lon": 0}, "email": "not-an-email"}),
+            "email",
+        ),
+        (
+            json!({"name": "A", "slug": "a", "location": {"lat": 0, "lon": 0}, "favourite": 1}),
+            "favourite",
+        ),
+        (
+            json!({"slug": "a", "location": {"lat": 0, "lon": 0}}),
+            "name",
+        ),
+    ];
+    for (body, path) in cases {
+        let res = app.post_json("/api/practitioners", ADMIN, &body).await;
+        assert_eq!(res.status(), 400, "{body}");
+        let err = json(res).await;
+        assert_eq!(err["errors"][0]["name"], "ValidationError", "{err}");
+        let paths: Vec<&str> = err["errors"][0]["data"]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap())
+            .collect();
+        assert!(paths.contains(&path), "{body} -> {err}");
+    }
+    // NaN is not JSON: a syntax error, 400.
+    let res = app
+        .req(reqwest::Method::POST, "/api/practitioners", ADMIN)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"A","slug":"a","location":{"lat":NaN,"lon":0}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        error_message(&json(res).await),
+        "The request body is not valid JSON."
+    );
+    let mut admin = app.admin().await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM practitioners")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+/// 1,000 random points near London; 50 random queries; the service's answer
+/// equals the Haversine oracle's, nearest first, except within the
+/// documented sphere difference at the boundary.
+#[tokio::test]
+async fn proximity_matches_the_haversine_oracle_and_uses_the_gist_index() {
+    let app = spawn_app().await;
+    let mut runner = TestRunner::deterministic();
+    let coord = (50.5f64..52.5, -1.5f64..1.0);
+    let points: Vec<Location> = (0..1000)
+        .map(|_| {
+            let (lat, lon) = coord.new_tree(&mut runner).unwrap().current();
+            Location { lat, lon }
+        })
+        .collect();
+    let mut admin = app.admin().await;
+    let mut sql =
+        String::from("INSERT INTO practitioners (id, slug, name, status, lat, lon) VALUES ");
+    for (i, p) in points.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "('{}', 'p-{i}', 'P {i}', 'published', {}, {})",
+            uuid::Uuid::now_v7(),
+            p.lat,
+            p.lon
+        ));
+    }
+    admin.execute(sql.as_str()).await.unwrap();
+    admin.execute("ANALYZE practitioners").await.unwrap();
+
+    let queries = (50.8f64..52.2, -1.2f64..0.7, 2.0f64..40.0);
+    for _ in 0..50 {
+        let (lat, lon, radius_km) = queries.new_tree(&mut runner).unwrap().current();
+        let here = Location { lat, lon };
+        let mut oracle: Vec<(f64, usize)> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (haversine_m(here, *p), i))
+            .filter(|(d, _)| *d <= radius_km * 1000.0)
+            .collect();
+        oracle.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let body = json(
+            app.get(&format!(
+                "/api/practitioners/near?lat={lat}&lon={lon}&radius_km={radius_km}&limit=100"
+            ))
+            .await,
+        )
+        .await;
+        let docs = body["docs"].as_array().unwrap();
+        // earthdistance's sphere is 0.11% larger: distances it reports are
+        // that much longer, so points in the last 0.2% of the radius may differ.
+        let margin = radius_km * 1000.0 * 0.002;
+        let strict: Vec<usize> = oracle
+            .iter()
+            .filter(|(d, _)| *d < radius_km * 1000.0 - margin)
+            .map(|(_, i)| *i)
+            .collect();
+        let got: Vec<usize> = docs
+            .iter()
+            .map(|d| d["slug"].as_str().unwrap()[2..].parse().unwrap())
+            .collect();
+        let total = body["totalDocs"].as_u64().unwrap() as usize;
+        assert!(
+            total >= strict.len() && total <= oracle.len(),
+            "total {total}, oracle {}..{}",
+            strict.len(),
+            oracle.len()
+        );
+        let n = got.len().min(strict.len()).min(100);
+        assert_eq!(
+            &got[..n],
+            &strict[..n],
+            "order at ({lat}, {lon}) r={radius_km}"
+        );
+        // distance_m ascending and consistent with the oracle.
+        let mut last = 0.0;
+        for d in docs {
+            let m = d["distanceM"].as_f64().unwrap();
+            assert!(m >= last);
+            last = m;
+        }
+    }
+
+    // Payload's near: lng,lat,max[,min], same answers.
+    let a = json(
+        app.get("/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=5")
+            .await,
+    )
+    .await;
+    let b = json(
+        app.get("/api/practitioners?where[location][near]=-0.12,51.5,5000")
+            .await,
+    )
+    .await;
+    assert_eq!(a["totalDocs"], b["totalDocs"]);
+    assert_eq!(a["docs"], b["docs"]);
+
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM practitioners \
+         WHERE earth_box(phi_earth(51.5, -0.12), 25000) @> phi_earth(lat, lon) \
+           AND earth_distance(phi_earth(51.5, -0.12), phi_earth(lat, lon)) <= 25000 \
+         ORDER BY phi_earth(lat, lon) <-> phi_earth(51.5, -0.12) LIMIT 20",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("practitioners_location"), "{plan}");
+    assert!(
+        plan.contains("Order By"),
+        "KNN ordering not from the index: {plan}"
+    );
+}
+
+#[tokio::test]
+async fn proximity_input_is_checked() {
+    let app = spawn_app().await;
+    for q in [
+        "lat=95&lon=0",
+        "lat=0&lon=0&radius_km=-1",
+        "lon=0",
+        "lat=abc&lon=0",
+        "lat=0&lon=0&limit=101",
+    ] {
+        let res = app.get(&format!("/api/practitioners/near?{q}")).await;
+        assert_eq!(res.status(), 400, "{q}");
+    }
+}

@@ -1,26 +1,44 @@
 #!/usr/bin/env bash
 # Runs the gateway locally with demo data on 127.0.0.1:8080: starts the
-# private PostgreSQL cluster (.local/pg), creates the `phi_dev` database,
-# migrates it, and serves until Ctrl-C. Safe to run again.
+# private PostgreSQL cluster (.local/pg), creates and migrates the `phi_dev`
+# database, creates a development keyring (keys/dev-keyring.json) and a
+# development PAYLOAD_SECRET (.local/dev-payload-secret) when missing, loads
+# the demo data once, and serves until Ctrl-C. Safe to run again.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 deploy/pg.sh start
 eval "$(deploy/pg.sh env)"
-PGPASSWORD_URL=$PHI_PG_ADMIN_URL
 db=phi_dev
-if [ "$(psql "$PGPASSWORD_URL" -tAXc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
-  psql "$PGPASSWORD_URL" -qXc "CREATE DATABASE $db"
+if [ "$(psql "$PHI_PG_ADMIN_URL" -tAXc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
+  psql "$PHI_PG_ADMIN_URL" -qXc "CREATE DATABASE $db"
 fi
 
 export PHI_CONFIG=$root/deploy/phi-gateway.toml
+export PHI_ENVIRONMENT=development
 export MIGRATION_DATABASE_URL=${PHI_PG_ADMIN_URL%/*}/$db
 export DATABASE_URL=postgres://phi_app:$PHI_PG_APP_PASSWORD@127.0.0.1:$PHI_PG_PORT/$db
+export PHI_KEYRING=$root/keys/dev-keyring.json
 export PHI_LOG_FORMAT=${PHI_LOG_FORMAT:-pretty}
+if [ ! -s .local/dev-payload-secret ]; then
+  (umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=' >.local/dev-payload-secret)
+fi
+PAYLOAD_SECRET=$(cat .local/dev-payload-secret)
+export PAYLOAD_SECRET
 
 cargo build --locked --bin phi-gateway
 bin=$root/target/debug/phi-gateway
 "$bin" migrate
-echo "phi-gateway: serving on http://127.0.0.1:8080 (try: curl 127.0.0.1:8080/health/database)" >&2
+[ -f "$PHI_KEYRING" ] || "$bin" keys generate --development --out "$PHI_KEYRING"
+"$bin" seed --demo
+
+cat >&2 <<MSG
+phi-gateway: serving on http://127.0.0.1:8080
+  curl 127.0.0.1:8080/health/database
+  curl '127.0.0.1:8080/api/herbs?taste=bitter&temperature=cold'
+  curl '127.0.0.1:8080/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=25'
+  TOKEN=\$(PAYLOAD_SECRET=\$(cat .local/dev-payload-secret) target/debug/phi-gateway dev-token --user demo-patient-1)
+  curl -H "Authorization: JWT \$TOKEN" 127.0.0.1:8080/api/symptom-submissions
+MSG
 exec "$bin" serve

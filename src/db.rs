@@ -76,3 +76,14 @@ pub async fn scoped(
     .await?;
     Ok(tx)
 }
+
+/// A small pool for operator commands (`keys status`, `reencrypt`, `seed`)
+/// that must see every row: the migration URL's role, not `phi_app`.
+pub async fn operator_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(settings.migration_options()?)
+        .await
+        .context("connecting as the operator (MIGRATION_DATABASE_URL)")
+}

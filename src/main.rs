@@ -1,11 +1,15 @@
 //! The `phi-gateway` command: serve, migrate, and the operator tools. Each
 //! subcommand calls the library; nothing here knows SQL or crypto.
 
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use phi_gateway::config::Settings;
+use phi_gateway::config::{Environment, Settings};
+use phi_gateway::crypto::Keyring;
 use phi_gateway::startup::Application;
-use phi_gateway::{db, telemetry};
+use phi_gateway::{db, rekey, seed, telemetry};
 
 #[derive(Parser)]
 #[command(name = "phi-gateway", version, about = "Encrypted PHI storage gateway")]
@@ -26,6 +30,63 @@ enum Command {
     },
     /// Print the effective settings, secrets masked.
     Config,
+    /// Manage the keyring (keys/README.md).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Re-seal every value not under the active key, online and resumable.
+    Reencrypt {
+        /// Count what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Load demo data, or large synthetic sets for benchmarks.
+    Seed {
+        /// About 50 classical herbs, practitioners in several cities, and a
+        /// few submissions for the demo users.
+        #[arg(long)]
+        demo: bool,
+        #[arg(long, default_value_t = 0)]
+        practitioners: u64,
+        #[arg(long, default_value_t = 0)]
+        herbs: u64,
+        #[arg(long, default_value_t = 0)]
+        submissions: u64,
+    },
+    /// Print a token signed as Payload would sign it, for trying the API
+    /// locally (refused in production).
+    DevToken {
+        #[arg(long)]
+        user: String,
+        /// Comma-separated: practitioner, editor, admin, auditor.
+        #[arg(long, default_value = "")]
+        roles: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new keyring (mode 0600) with a fresh data key and index key.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        /// Mark it a development keyring (refused in production).
+        #[arg(long)]
+        development: bool,
+    },
+    /// Add a data key version and make it active; older ones decrypt only.
+    Rotate {
+        /// Rotate the blind-index key instead.
+        #[arg(long)]
+        index: bool,
+    },
+    /// Each key version's state and how many values still use it.
+    Status,
+    /// Retire a decrypt-only version that no row uses any more.
+    Retire {
+        version: u32,
+        #[arg(long)]
+        index: bool,
+    },
 }
 
 #[tokio::main]
@@ -42,8 +103,21 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Keys(KeysCommand::Generate { out, development }) = &cli.command {
+        // Needs no database and no other settings.
+        Keyring::generate(*development)?.write_file(out, false)?;
+        println!(
+            "wrote a new keyring to {} (mode 0600); back it up apart from the database",
+            out.display()
+        );
+        return Ok(());
+    }
+    if let Command::DevToken { user, roles } = &cli.command {
+        return dev_token(user, roles);
+    }
     let settings = Settings::load()?;
     telemetry::init(settings.server.log_format);
+    let production = settings.environment == Environment::Production;
     match cli.command {
         Command::Serve => {
             let app = Application::build(&settings).await?;
@@ -61,6 +135,135 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             None => db::migrate(&settings.database).await?,
         },
         Command::Config => println!("{settings:#?}"),
+        Command::Keys(KeysCommand::Generate { .. }) => unreachable!("handled above"),
+        Command::Keys(KeysCommand::Rotate { index }) => {
+            let path = &settings.keys.keyring_file;
+            let mut ring = Keyring::load_file(path, production)?;
+            let v = if index {
+                ring.rotate_index()?
+            } else {
+                ring.rotate()?
+            };
+            ring.write_file(path, true)?;
+            let what = if index { "index key" } else { "data key" };
+            println!(
+                "{what} {v} is now active in {}; restart the gateways, then run `phi-gateway reencrypt`",
+                path.display()
+            );
+        }
+        Command::Keys(KeysCommand::Status) => {
+            let ring = Keyring::load(&settings.keys, production)?;
+            let pool = db::operator_pool(&settings.database).await?;
+            let usage = rekey::usage(&pool).await?;
+            println!("data keys:");
+            for (id, state) in ring.data_keys() {
+                println!(
+                    "  v{id:<4} {:<13} {} values",
+                    format!("{state:?}"),
+                    usage.rows_under_data_key(id)
+                );
+            }
+            println!("index keys:");
+            for (id, state) in ring.index_keys() {
+                println!(
+                    "  v{id:<4} {:<13} {} values",
+                    format!("{state:?}"),
+                    usage.rows_under_index_key(id)
+                );
+            }
+            println!("by column:");
+            for (col, m) in usage.data.iter().chain(usage.index.iter()) {
+                let parts: Vec<String> = m.iter().map(|(k, n)| format!("v{k}: {n}")).collect();
+                println!(
+                    "  {col:<40} {}",
+                    if parts.is_empty() {
+                        "-".into()
+                    } else {
+                        parts.join(", ")
+                    }
+                );
+            }
+        }
+        Command::Keys(KeysCommand::Retire { version, index }) => {
+            let path = &settings.keys.keyring_file;
+            let mut ring = Keyring::load_file(path, production)?;
+            let pool = db::operator_pool(&settings.database).await?;
+            let usage = rekey::usage(&pool).await?;
+            let left = if index {
+                usage.rows_under_index_key(version)
+            } else {
+                usage.rows_under_data_key(version)
+            };
+            if left > 0 {
+                bail!(
+                    "{left} values still use version {version}; run `phi-gateway reencrypt` first"
+                );
+            }
+            if index {
+                ring.retire_index(version)?
+            } else {
+                ring.retire(version)?
+            };
+            ring.write_file(path, true)?;
+            println!("version {version} retired");
+        }
+        Command::Reencrypt { dry_run } => {
+            let ring = Keyring::load(&settings.keys, production)?;
+            let pool = db::operator_pool(&settings.database).await?;
+            let r = rekey::reencrypt(&pool, &ring, dry_run)
+                .await
+                .context("re-encrypting")?;
+            let verb = if dry_run {
+                "would re-seal"
+            } else {
+                "re-sealed"
+            };
+            println!(
+                "scanned {} rows, {verb} {}, {} changed concurrently (already current)",
+                r.scanned, r.rewritten, r.raced
+            );
+        }
+        Command::DevToken { .. } => unreachable!("handled above"),
+        Command::Seed {
+            demo,
+            practitioners,
+            herbs,
+            submissions,
+        } => {
+            let ring = std::sync::Arc::new(Keyring::load(&settings.keys, production)?);
+            let pool = db::operator_pool(&settings.database).await?;
+            if demo {
+                let n = seed::demo(&pool, ring.clone()).await?;
+                println!("demo data: {n}");
+            }
+            if practitioners + herbs + submissions > 0 {
+                seed::bulk(&pool, &ring, practitioners, herbs, submissions).await?;
+            }
+        }
     }
+    Ok(())
+}
+
+/// Needs only PAYLOAD_SECRET (and PHI_USER_COLLECTIONS): no database.
+fn dev_token(user: &str, roles: &str) -> anyhow::Result<()> {
+    if std::env::var("PHI_ENVIRONMENT").is_ok_and(|e| e.starts_with("prod")) {
+        bail!("dev-token is for development only");
+    }
+    let secret = std::env::var("PAYLOAD_SECRET").context("PAYLOAD_SECRET is not set")?;
+    let collection = std::env::var("PHI_USER_COLLECTIONS")
+        .ok()
+        .and_then(|c| c.split(',').next().map(str::to_string))
+        .unwrap_or_else(|| "users".into());
+    let v = phi_gateway::auth::JwtVerifier::new(&secret.into(), vec![collection.clone()], 0);
+    let now = chrono::Utc::now().timestamp();
+    let roles: Vec<&str> = roles
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    println!(
+        "{}",
+        v.sign(&serde_json::json!({"id": user, "collection": collection, "iat": now, "exp": now + 8 * 3600, "roles": roles}))
+    );
     Ok(())
 }

@@ -210,7 +210,9 @@ fn to_filter(
                     match child {
                         Node::Map(m) => subs.push(to_filter(m, depth + 1, count)?),
                         Node::Leaf(_) => {
-                            return Err(bad("Malformed where parameter: and/or items are objects."));
+                            return Err(bad(
+                                "Malformed where parameter: and/or items are objects.",
+                            ));
                         }
                     }
                 }

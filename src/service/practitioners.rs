@@ -164,6 +164,18 @@ fn to_doc(
     })
 }
 
+/// Modalities keep their order, once each, trimmed.
+fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for m in list {
+        let m = m.trim().to_string();
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
 fn require_staff(who: &Principal) -> Result<(), ApiError> {
     who.require_user()?;
     if who.is_staff() {
@@ -195,7 +207,7 @@ pub async fn create(
         id,
         slug: f.slug.expect("checked"),
         name: f.name.expect("checked").trim().to_string(),
-        modalities: f.modalities.unwrap_or_default(),
+        modalities: dedup(f.modalities.unwrap_or_default()),
         bio: f.bio.flatten(),
         city: f.city.flatten(),
         region: f.region.flatten(),
@@ -402,7 +414,7 @@ pub async fn update(
         sets.push(("slug", Value::Text(Some(v))));
     }
     if let Some(v) = f.modalities {
-        sets.push(("modalities", Value::TextArray(v)));
+        sets.push(("modalities", Value::TextArray(dedup(v))));
     }
     for (col, v) in [
         ("bio", f.bio),

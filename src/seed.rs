@@ -1,0 +1,760 @@
+//! Demo data (through the same services the API uses) and large synthetic
+//! sets for benchmarks (batched `INSERT .. SELECT FROM UNNEST(..)`, values
+//! sealed in process exactly as the services seal them).
+
+use anyhow::Context;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::auth::{Principal, Role};
+use crate::crypto::blind_index::normalise_email;
+use crate::crypto::{Keyring, Place};
+use crate::rekey::Progress;
+use crate::service::{Services, herbs, practitioners, submissions};
+
+/// pinyin, scientific name, tastes, temperature, meridians, actions.
+type HerbRow = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+pub const CLASSICAL_HERBS: &[HerbRow] = &[
+    (
+        "Gan Cao",
+        "Glycyrrhiza uralensis",
+        &["sweet"],
+        "neutral",
+        &["heart", "lung", "spleen", "stomach"],
+        &["tonifies qi", "harmonizes formulas"],
+    ),
+    (
+        "Huang Qi",
+        "Astragalus membranaceus",
+        &["sweet"],
+        "warm",
+        &["lung", "spleen"],
+        &["tonifies qi", "raises yang"],
+    ),
+    (
+        "Ren Shen",
+        "Panax ginseng",
+        &["sweet", "bitter"],
+        "warm",
+        &["lung", "spleen", "heart"],
+        &["tonifies yuan qi"],
+    ),
+    (
+        "Dang Gui",
+        "Angelica sinensis",
+        &["sweet", "pungent"],
+        "warm",
+        &["heart", "liver", "spleen"],
+        &["tonifies blood", "moves blood"],
+    ),
+    (
+        "Bai Shao",
+        "Paeonia lactiflora",
+        &["bitter", "sour"],
+        "cool",
+        &["liver", "spleen"],
+        &["nourishes blood", "softens the liver"],
+    ),
+    (
+        "Chuan Xiong",
+        "Ligusticum chuanxiong",
+        &["pungent"],
+        "warm",
+        &["liver", "gallbladder", "pericardium"],
+        &["moves blood", "relieves pain"],
+    ),
+    (
+        "Shu Di Huang",
+        "Rehmannia glutinosa (prepared)",
+        &["sweet"],
+        "warm",
+        &["liver", "kidney"],
+        &["nourishes blood", "tonifies yin"],
+    ),
+    (
+        "Bai Zhu",
+        "Atractylodes macrocephala",
+        &["bitter", "sweet"],
+        "warm",
+        &["spleen", "stomach"],
+        &["tonifies the spleen", "dries dampness"],
+    ),
+    (
+        "Fu Ling",
+        "Poria cocos",
+        &["sweet", "bland"],
+        "neutral",
+        &["heart", "spleen", "kidney"],
+        &["drains dampness", "calms the spirit"],
+    ),
+    (
+        "Huang Qin",
+        "Scutellaria baicalensis",
+        &["bitter"],
+        "cold",
+        &["lung", "stomach", "gallbladder", "large intestine"],
+        &["clears heat", "dries dampness"],
+    ),
+    (
+        "Huang Lian",
+        "Coptis chinensis",
+        &["bitter"],
+        "cold",
+        &["heart", "liver", "stomach", "large intestine"],
+        &["clears heat", "dries dampness"],
+    ),
+    (
+        "Huang Bai",
+        "Phellodendron chinense",
+        &["bitter"],
+        "cold",
+        &["kidney", "bladder"],
+        &["clears damp heat"],
+    ),
+    (
+        "Jin Yin Hua",
+        "Lonicera japonica",
+        &["sweet"],
+        "cold",
+        &["lung", "heart", "stomach"],
+        &["clears heat", "resolves toxicity"],
+    ),
+    (
+        "Lian Qiao",
+        "Forsythia suspensa",
+        &["bitter"],
+        "cool",
+        &["lung", "heart", "small intestine"],
+        &["clears heat", "resolves toxicity"],
+    ),
+    (
+        "Ban Lan Gen",
+        "Isatis indigotica",
+        &["bitter"],
+        "cold",
+        &["heart", "stomach"],
+        &["clears heat", "cools blood"],
+    ),
+    (
+        "Chai Hu",
+        "Bupleurum chinense",
+        &["bitter", "pungent"],
+        "cool",
+        &["liver", "gallbladder"],
+        &["soothes the liver", "releases the exterior"],
+    ),
+    (
+        "Bo He",
+        "Mentha haplocalyx",
+        &["pungent"],
+        "cool",
+        &["lung", "liver"],
+        &["releases the exterior", "clears the head"],
+    ),
+    (
+        "Gui Zhi",
+        "Cinnamomum cassia (twig)",
+        &["pungent", "sweet"],
+        "warm",
+        &["heart", "lung", "bladder"],
+        &["warms the channels", "releases the exterior"],
+    ),
+    (
+        "Ma Huang",
+        "Ephedra sinica",
+        &["pungent", "bitter"],
+        "warm",
+        &["lung", "bladder"],
+        &["induces sweating", "calms wheezing"],
+    ),
+    (
+        "Sheng Jiang",
+        "Zingiber officinale (fresh)",
+        &["pungent"],
+        "warm",
+        &["lung", "spleen", "stomach"],
+        &["releases the exterior", "warms the middle"],
+    ),
+    (
+        "Gan Jiang",
+        "Zingiber officinale (dried)",
+        &["pungent"],
+        "hot",
+        &["heart", "lung", "spleen", "stomach"],
+        &["warms the middle"],
+    ),
+    (
+        "Fu Zi",
+        "Aconitum carmichaelii (prepared)",
+        &["pungent", "sweet"],
+        "hot",
+        &["heart", "kidney", "spleen"],
+        &["restores yang"],
+    ),
+    (
+        "Rou Gui",
+        "Cinnamomum cassia (bark)",
+        &["pungent", "sweet"],
+        "hot",
+        &["heart", "kidney", "liver", "spleen"],
+        &["warms yang", "disperses cold"],
+    ),
+    (
+        "Da Huang",
+        "Rheum palmatum",
+        &["bitter"],
+        "cold",
+        &["large intestine", "liver", "spleen", "stomach", "heart"],
+        &["purges accumulation", "clears heat"],
+    ),
+    (
+        "Shi Gao",
+        "Gypsum fibrosum",
+        &["pungent", "sweet"],
+        "cold",
+        &["lung", "stomach"],
+        &["clears heat", "drains fire"],
+    ),
+    (
+        "Zhi Mu",
+        "Anemarrhena asphodeloides",
+        &["bitter", "sweet"],
+        "cold",
+        &["lung", "stomach", "kidney"],
+        &["clears heat", "nourishes yin"],
+    ),
+    (
+        "Mai Men Dong",
+        "Ophiopogon japonicus",
+        &["sweet", "bitter"],
+        "cool",
+        &["heart", "lung", "stomach"],
+        &["nourishes yin", "moistens the lung"],
+    ),
+    (
+        "Wu Wei Zi",
+        "Schisandra chinensis",
+        &["sour", "sweet"],
+        "warm",
+        &["lung", "heart", "kidney"],
+        &["astringes", "calms the spirit"],
+    ),
+    (
+        "Shan Zhu Yu",
+        "Cornus officinalis",
+        &["sour", "astringent"],
+        "warm",
+        &["liver", "kidney"],
+        &["tonifies the liver and kidney", "astringes"],
+    ),
+    (
+        "Suan Zao Ren",
+        "Ziziphus jujuba (seed)",
+        &["sweet", "sour"],
+        "neutral",
+        &["heart", "liver", "gallbladder", "spleen"],
+        &["calms the spirit", "nourishes the heart"],
+    ),
+    (
+        "Da Zao",
+        "Ziziphus jujuba (fruit)",
+        &["sweet"],
+        "warm",
+        &["spleen", "stomach"],
+        &["tonifies qi", "nourishes blood"],
+    ),
+    (
+        "Gou Qi Zi",
+        "Lycium barbarum",
+        &["sweet"],
+        "neutral",
+        &["liver", "kidney", "lung"],
+        &["nourishes the liver and kidney", "brightens the eyes"],
+    ),
+    (
+        "He Shou Wu",
+        "Polygonum multiflorum",
+        &["bitter", "sweet", "astringent"],
+        "warm",
+        &["liver", "kidney"],
+        &["nourishes blood", "tonifies essence"],
+    ),
+    (
+        "Dan Shen",
+        "Salvia miltiorrhiza",
+        &["bitter"],
+        "cool",
+        &["heart", "pericardium", "liver"],
+        &["moves blood", "calms the spirit"],
+    ),
+    (
+        "Tao Ren",
+        "Prunus persica (seed)",
+        &["bitter", "sweet"],
+        "neutral",
+        &["heart", "liver", "large intestine"],
+        &["breaks blood stasis", "moistens the intestines"],
+    ),
+    (
+        "Hong Hua",
+        "Carthamus tinctorius",
+        &["pungent"],
+        "warm",
+        &["heart", "liver"],
+        &["moves blood", "relieves pain"],
+    ),
+    (
+        "San Qi",
+        "Panax notoginseng",
+        &["sweet", "bitter"],
+        "warm",
+        &["liver", "stomach"],
+        &["stops bleeding", "moves blood"],
+    ),
+    (
+        "Chen Pi",
+        "Citrus reticulata (peel)",
+        &["pungent", "bitter"],
+        "warm",
+        &["lung", "spleen"],
+        &["regulates qi", "dries dampness"],
+    ),
+    (
+        "Ban Xia",
+        "Pinellia ternata",
+        &["pungent"],
+        "warm",
+        &["lung", "spleen", "stomach"],
+        &["transforms phlegm", "descends rebellious qi"],
+    ),
+    (
+        "Xing Ren",
+        "Prunus armeniaca (seed)",
+        &["bitter"],
+        "warm",
+        &["lung", "large intestine"],
+        &["stops cough", "calms wheezing"],
+    ),
+    (
+        "Jie Geng",
+        "Platycodon grandiflorus",
+        &["bitter", "pungent"],
+        "neutral",
+        &["lung"],
+        &["opens the lung", "expels phlegm"],
+    ),
+    (
+        "Ge Gen",
+        "Pueraria lobata",
+        &["sweet", "pungent"],
+        "cool",
+        &["spleen", "stomach"],
+        &["releases the muscles", "generates fluids"],
+    ),
+    (
+        "Ze Xie",
+        "Alisma orientale",
+        &["sweet", "bland"],
+        "cold",
+        &["kidney", "bladder"],
+        &["drains dampness", "clears heat"],
+    ),
+    (
+        "Yi Yi Ren",
+        "Coix lacryma-jobi",
+        &["sweet", "bland"],
+        "cool",
+        &["spleen", "stomach", "lung"],
+        &["drains dampness", "strengthens the spleen"],
+    ),
+    (
+        "Shan Yao",
+        "Dioscorea opposita",
+        &["sweet"],
+        "neutral",
+        &["spleen", "lung", "kidney"],
+        &["tonifies qi", "nourishes yin"],
+    ),
+    (
+        "Du Zhong",
+        "Eucommia ulmoides",
+        &["sweet"],
+        "warm",
+        &["liver", "kidney"],
+        &["tonifies the liver and kidney", "strengthens the sinews"],
+    ),
+    (
+        "Niu Xi",
+        "Achyranthes bidentata",
+        &["bitter", "sour"],
+        "neutral",
+        &["liver", "kidney"],
+        &["moves blood", "strengthens the sinews"],
+    ),
+    (
+        "Mu Dan Pi",
+        "Paeonia suffruticosa (root bark)",
+        &["bitter", "pungent"],
+        "cool",
+        &["heart", "liver", "kidney"],
+        &["clears heat", "cools blood"],
+    ),
+    (
+        "Yan Hu Suo",
+        "Corydalis yanhusuo",
+        &["pungent", "bitter"],
+        "warm",
+        &["heart", "liver", "spleen"],
+        &["moves blood", "relieves pain"],
+    ),
+    (
+        "Xiang Fu",
+        "Cyperus rotundus",
+        &["pungent", "bitter", "sweet"],
+        "neutral",
+        &["liver", "spleen", "triple burner"],
+        &["soothes the liver", "regulates qi"],
+    ),
+    (
+        "Long Gu",
+        "Fossilia ossis mastodi",
+        &["sweet", "astringent"],
+        "neutral",
+        &["heart", "liver", "kidney"],
+        &["calms the spirit", "anchors yang"],
+    ),
+];
+
+/// Cities for demo and synthetic practitioners: name, region, country, lat, lon.
+pub const CITIES: &[(&str, &str, &str, f64, f64)] = &[
+    ("London", "England", "UK", 51.5074, -0.1278),
+    ("Toronto", "Ontario", "Canada", 43.6532, -79.3832),
+    (
+        "Vancouver",
+        "British Columbia",
+        "Canada",
+        49.2827,
+        -123.1207,
+    ),
+    ("San Francisco", "California", "USA", 37.7749, -122.4194),
+    ("New York", "New York", "USA", 40.7128, -74.0060),
+    ("Sydney", "New South Wales", "Australia", -33.8688, 151.2093),
+    ("Melbourne", "Victoria", "Australia", -37.8136, 144.9631),
+    ("Berlin", "Berlin", "Germany", 52.5200, 13.4050),
+    ("Paris", "Ile-de-France", "France", 48.8566, 2.3522),
+    ("Singapore", "Singapore", "Singapore", 1.3521, 103.8198),
+];
+
+const MODALITIES: &[&str] = &[
+    "acupuncture",
+    "herbal medicine",
+    "tuina",
+    "cupping",
+    "moxibustion",
+    "qigong",
+    "dietary therapy",
+];
+
+/// A small deterministic generator (xorshift64*): reproducible data sets
+/// without another dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+fn admin() -> Principal {
+    let mut p = Principal::user("seed", &[Role::Admin]);
+    p.collection = Some("system".into());
+    p
+}
+
+fn slugify(s: &str) -> String {
+    s.to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Demo data through the services. Does nothing when herbs already exist.
+pub async fn demo(pool: &PgPool, keyring: std::sync::Arc<Keyring>) -> anyhow::Result<String> {
+    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM herbs")
+        .fetch_one(pool)
+        .await?;
+    if existing > 0 {
+        return Ok("already present, left as it is".into());
+    }
+    let svc = Services::new(pool.clone(), keyring);
+    let staff = admin();
+    for (name, sci, taste, temp, meridians, actions) in CLASSICAL_HERBS {
+        herbs::create(
+            &svc,
+            &staff,
+            json!({"name": name, "slug": slugify(name), "scientificName": sci, "status": "published",
+                   "description": format!("{name} ({sci}): {}.", actions.join("; ")),
+                   "tcmProperties": {"taste": taste, "temperature": temp, "meridians": meridians, "actions": actions}}),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding herb {name}: {e:?}"))?;
+    }
+    let mut rng = Rng::new(42);
+    let mut first_practitioner = None;
+    let mut count = 0;
+    for (city, region, country, lat, lon) in CITIES {
+        for i in 0..6 {
+            let slug = format!("{}-{}", slugify(city), i + 1);
+            let doc = practitioners::create(
+                &svc,
+                &staff,
+                json!({"name": format!("{} Practitioner {}", city, i + 1), "slug": slug,
+                       "modalities": [rng.pick(MODALITIES), rng.pick(MODALITIES)],
+                       "city": city, "region": region, "country": country, "status": "published",
+                       "location": {"lat": lat + (rng.unit() - 0.5) * 0.2, "lon": lon + (rng.unit() - 0.5) * 0.2},
+                       "email": format!("{slug}@clinic.example"), "phone": "+1 555 0100",
+                       "licenceNumber": format!("LIC-{}", 1000 + count),
+                       "userId": if count == 0 { Some("demo-practitioner") } else { None }}),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding practitioner {slug}: {e:?}"))?;
+            first_practitioner.get_or_insert(doc.id);
+            count += 1;
+        }
+    }
+    for (user, symptom, notes) in [
+        (
+            "demo-patient-1",
+            "Lower back pain",
+            "Worse after sitting; better with heat.",
+        ),
+        ("demo-patient-1", "Insomnia", "Wakes at 3am most nights."),
+        (
+            "demo-patient-2",
+            "Seasonal allergies with sneezing",
+            "Spring is worst.",
+        ),
+    ] {
+        submissions::create(
+            &svc,
+            &Principal::user(user, &[]),
+            json!({"symptoms": [{"name": symptom, "severity": 5, "onset": "2026-09-01"}],
+                   "notes": notes, "contactEmail": format!("{user}@example.org"),
+                   "dateOfBirth": "1985-04-12", "region": "Ontario",
+                   "practitionerId": first_practitioner}),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding a submission: {e:?}"))?;
+    }
+    Ok(format!(
+        "{} herbs, {count} practitioners, 3 submissions",
+        CLASSICAL_HERBS.len()
+    ))
+}
+
+const BULK_BATCH: u64 = 5000;
+
+/// Large synthetic sets, batched; for benchmarks.
+pub async fn bulk(
+    pool: &PgPool,
+    keyring: &Keyring,
+    practitioners: u64,
+    herbs: u64,
+    submissions: u64,
+) -> anyhow::Result<()> {
+    let mut rng = Rng::new(0x5eed);
+    let run = uuid::Uuid::now_v7().simple().to_string()[..8].to_string();
+    if practitioners > 0 {
+        let progress = Progress::new(practitioners);
+        let mut done = 0;
+        while done < practitioners {
+            let n = BULK_BATCH.min(practitioners - done);
+            let (
+                mut ids,
+                mut slugs,
+                mut names,
+                mut lats,
+                mut lons,
+                mut cities,
+                mut emails,
+                mut bidx,
+                mut mods,
+            ) = (
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+            );
+            for i in done..done + n {
+                let id = uuid::Uuid::now_v7();
+                let (city, _, _, lat, lon) = rng.pick(CITIES);
+                // Roughly within 50 km of the centre.
+                let dlat = (rng.unit() - 0.5) * 0.9;
+                let dlon = (rng.unit() - 0.5) * 0.9 / lat.to_radians().cos().max(0.2);
+                let email = format!("p{i}-{run}@bulk.example");
+                ids.push(id);
+                slugs.push(format!("bulk-{run}-{i}"));
+                names.push(format!("Practitioner {i}"));
+                lats.push(lat + dlat);
+                lons.push((lon + dlon).clamp(-180.0, 180.0));
+                cities.push(city.to_string());
+                mods.push(rng.pick(MODALITIES).to_string());
+                bidx.push(
+                    keyring
+                        .blind_index("practitioners", "email", &normalise_email(&email))
+                        .as_bytes()
+                        .to_vec(),
+                );
+                emails.push(
+                    keyring
+                        .seal(email.as_bytes(), &Place::new("practitioners", "email", id))?
+                        .into_bytes(),
+                );
+            }
+            sqlx::query(
+                "INSERT INTO practitioners (id, slug, name, lat, lon, city, email, email_bidx, modalities, status) \
+                 SELECT id, slug, name, lat, lon, city, email, bidx, ARRAY[modality], 'published' \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[], $7::bytea[], $8::bytea[], $9::text[]) \
+                 AS t(id, slug, name, lat, lon, city, email, bidx, modality)",
+            )
+            .bind(ids).bind(slugs).bind(names).bind(lats).bind(lons).bind(cities).bind(emails).bind(bidx).bind(mods)
+            .execute(pool)
+            .await
+            .context("inserting practitioners")?;
+            done += n;
+            progress.update("practitioners", done);
+        }
+        progress.finish();
+    }
+    if herbs > 0 {
+        let progress = Progress::new(herbs);
+        let mut done = 0;
+        while done < herbs {
+            let n = BULK_BATCH.min(herbs - done);
+            let (mut ids, mut slugs, mut names, mut props) = (vec![], vec![], vec![], vec![]);
+            for i in done..done + n {
+                let (name, _, _, _, _, _) = rng.pick(CLASSICAL_HERBS);
+                let tastes: Vec<&str> = (0..1 + rng.below(2))
+                    .map(|_| *rng.pick(crate::domain::herb::Taste::ALL))
+                    .collect();
+                let meridians: Vec<&str> = (0..1 + rng.below(3))
+                    .map(|_| *rng.pick(crate::domain::herb::Meridian::ALL))
+                    .collect();
+                let temperature: &str = rng.pick(crate::domain::herb::Temperature::ALL);
+                let tcm = crate::domain::herb::TcmProperties {
+                    taste: tastes
+                        .iter()
+                        .filter_map(|t| crate::domain::herb::Taste::parse(t))
+                        .collect(),
+                    temperature: crate::domain::herb::Temperature::parse(temperature),
+                    meridians: meridians
+                        .iter()
+                        .filter_map(|m| crate::domain::herb::Meridian::parse(m))
+                        .collect(),
+                    actions: vec![],
+                }
+                .normalised();
+                ids.push(uuid::Uuid::now_v7());
+                slugs.push(format!("bulk-{run}-{i}"));
+                names.push(format!("{name} {i}"));
+                props.push(serde_json::to_value(tcm)?);
+            }
+            sqlx::query(
+                "INSERT INTO herbs (id, slug, name, tcm_properties, status) \
+                 SELECT id, slug, name, props, 'published' \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) AS t(id, slug, name, props)",
+            )
+            .bind(ids).bind(slugs).bind(names).bind(props)
+            .execute(pool)
+            .await
+            .context("inserting herbs")?;
+            done += n;
+            progress.update("herbs", done);
+        }
+        progress.finish();
+    }
+    if submissions > 0 {
+        let progress = Progress::new(submissions);
+        let mut done = 0;
+        let notes = "Synthetic benchmark notes. ".repeat(40);
+        while done < submissions {
+            let n = BULK_BATCH.min(submissions - done);
+            let (mut ids, mut owners, mut symptoms, mut sealed_notes, mut regions, mut cats) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
+            for i in done..done + n {
+                let id = uuid::Uuid::now_v7();
+                let s = json!([{"name": "Headache", "severity": 1 + rng.below(9), "onset": "2026-06-01"}]);
+                ids.push(id);
+                owners.push(format!("bulk-user-{}", i % 10_000));
+                symptoms.push(
+                    keyring
+                        .seal(
+                            s.to_string().as_bytes(),
+                            &Place::new("symptom_submissions", "symptoms", id),
+                        )?
+                        .into_bytes(),
+                );
+                sealed_notes.push(
+                    keyring
+                        .seal(
+                            notes.as_bytes(),
+                            &Place::new("symptom_submissions", "notes", id),
+                        )?
+                        .into_bytes(),
+                );
+                regions.push(rng.pick(CITIES).1.to_string());
+                cats.push("pain".to_string());
+            }
+            sqlx::query(
+                "INSERT INTO symptom_submissions (id, owner_id, symptoms, notes, region, symptom_categories) \
+                 SELECT id, owner, symptoms, notes, region, ARRAY[cat] \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[]) \
+                 AS t(id, owner, symptoms, notes, region, cat)",
+            )
+            .bind(ids).bind(owners).bind(symptoms).bind(sealed_notes).bind(regions).bind(cats)
+            .execute(pool)
+            .await
+            .context("inserting submissions")?;
+            done += n;
+            progress.update("submissions", done);
+        }
+        progress.finish();
+    }
+    sqlx::query("ANALYZE practitioners, herbs, symptom_submissions")
+        .execute(pool)
+        .await?;
+    Ok(())
+}

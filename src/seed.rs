@@ -673,7 +673,7 @@ pub async fn bulk(
                 let meridians: Vec<&str> = (0..1 + rng.below(3))
                     .map(|_| *rng.pick(crate::domain::herb::Meridian::ALL))
                     .collect();
-                let temperature: &str = rng.pick(crate::domain::herb::Temperature::ALL);
+                let temperature = *rng.pick::<&str>(crate::domain::herb::Temperature::ALL);
                 let tcm = crate::domain::herb::TcmProperties {
                     taste: tastes
                         .iter()

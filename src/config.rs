@@ -308,7 +308,9 @@ impl Env for ProcessEnv {
 
 impl<S: std::hash::BuildHasher> Env for std::collections::HashMap<&str, &str, S> {
     fn var(&self, name: &str) -> Option<String> {
-        self.get(name).map(|v| v.to_string())
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string())
     }
 }
 

@@ -6,10 +6,11 @@
 //! reaches SQL or the log.
 //!
 //! `reencrypt` walks each table by primary key in batches of `BATCH` rows and
-//! updates each row with a compare-and-swap (`WHERE id = $1 AND col IS NOT
-//! DISTINCT FROM $old`), so it is safe beside live traffic (a row changed
-//! meanwhile was written under the active key anyway) and can be interrupted
-//! and run again: it only touches values not yet under the active keys.
+//! updates each column with a compare-and-swap (`SET col = CASE WHEN col IS
+//! NOT DISTINCT FROM $old THEN $new ELSE col END`), so it is safe beside live
+//! traffic (a column changed meanwhile was written under the active key) and
+//! can be interrupted and run again: it only touches values not yet under the
+//! active keys.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -111,8 +112,8 @@ pub struct Report {
     pub scanned: u64,
     /// Rows whose values were (or, in a dry run, would be) re-sealed.
     pub rewritten: u64,
-    /// Rows changed by someone else between read and write (left as they are:
-    /// any concurrent write is already under the active key).
+    /// Rows changed or deleted by someone else between read and write; the
+    /// columns they changed keep their new (already current) values.
     pub raced: u64,
 }
 
@@ -274,24 +275,36 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
                 if dry_run {
                     continue;
                 }
+                // Per-column compare-and-swap: a column changed since it was
+                // read keeps its (newer, already current) value, while the
+                // row's other columns are still moved. Under READ COMMITTED
+                // the SET list is evaluated on the newest row version.
                 let mut sql = format!("UPDATE {} SET ", t.table);
                 for (i, (col, _, _)) in sets.iter().enumerate() {
                     if i > 0 {
                         sql.push_str(", ");
                     }
-                    sql.push_str(&format!("{col} = ${}", i * 2 + 2));
+                    sql.push_str(&format!(
+                        "{col} = CASE WHEN {col} IS NOT DISTINCT FROM ${old} THEN ${new} ELSE {col} END",
+                        new = i * 2 + 2,
+                        old = i * 2 + 3
+                    ));
                 }
-                sql.push_str(" WHERE id = $1");
+                sql.push_str(" WHERE id = $1 RETURNING ");
                 for (i, (col, _, _)) in sets.iter().enumerate() {
-                    sql.push_str(&format!(" AND {col} IS NOT DISTINCT FROM ${}", i * 2 + 3));
+                    if i > 0 {
+                        sql.push_str(" AND ");
+                    }
+                    sql.push_str(&format!("{col} IS NOT DISTINCT FROM ${}", i * 2 + 2));
                 }
-                let mut q = sqlx::query(&sql).bind(id);
+                let mut q = sqlx::query_scalar::<_, bool>(&sql).bind(id);
                 for (_, old, new) in &sets {
                     q = q.bind(new.clone()).bind(old.clone());
                 }
-                if q.execute(&mut *tx).await?.rows_affected() == 0 {
+                // None: the row was deleted meanwhile; false: some column was
+                // rewritten meanwhile (under the active key).
+                if q.fetch_optional(&mut *tx).await? != Some(true) {
                     report.raced += 1;
-                    report.rewritten -= 1;
                 }
             }
             tx.commit().await?;

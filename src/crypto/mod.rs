@@ -7,6 +7,8 @@
 pub mod blind_index;
 pub mod envelope;
 pub mod keyring;
+#[cfg(test)]
+mod tests;
 
 pub use blind_index::BlindIndex;
 pub use envelope::{Place, SealedField};

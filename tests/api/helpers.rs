@@ -209,6 +209,71 @@ pub struct TestApp {
     pub db: TestDb,
 }
 
+/// Request helpers for a server whose database someone else owns.
+pub struct Remote<'c> {
+    pub address: String,
+    pub client: &'c reqwest::Client,
+}
+
+impl TestApp {
+    pub fn at<'c>(address: &str, client: &'c reqwest::Client) -> Remote<'c> {
+        Remote {
+            address: address.to_string(),
+            client,
+        }
+    }
+}
+
+impl Remote<'_> {
+    fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: Option<(&str, &[&str])>,
+    ) -> reqwest::RequestBuilder {
+        let b = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        match user {
+            Some((id, roles)) => b.header("authorization", bearer(id, roles)),
+            None => b,
+        }
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        user: Option<(&str, &[&str])>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.req(reqwest::Method::POST, path, user)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        user: Option<(&str, &[&str])>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.req(reqwest::Method::PATCH, path, user)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
+        self.req(reqwest::Method::GET, path, user)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 /// Settings for a test server: port 0, one worker, the given database URL.
 pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<&str, &str> = HashMap::from([

@@ -8,4 +8,5 @@ mod herbs;
 mod http_errors;
 mod migrations;
 mod practitioners;
+mod rotation;
 mod submissions;

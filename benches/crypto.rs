@@ -24,7 +24,13 @@ fn seal_open(c: &mut Criterion) {
     }
     group.finish();
     c.bench_function("blind index (email)", |b| {
-        b.iter(|| black_box(ring.blind_index("practitioners", "email", black_box("ann.example@clinic.example"))))
+        b.iter(|| {
+            black_box(ring.blind_index(
+                "practitioners",
+                "email",
+                black_box("ann.example@clinic.example"),
+            ))
+        })
     });
 }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::query;
-use crate::service::{Services, herbs, practitioners, submissions};
+use crate::service::{Services, consents, herbs, practitioners, submissions};
 
 fn created(doc: impl Serialize, singular: &str) -> HttpResponse {
     HttpResponse::Created()
@@ -69,6 +69,22 @@ pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> R
     Ok(HttpResponse::Ok().json(practitioners::near(&svc, &who, q).await?))
 }
 
+pub async fn consents_list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
+    let q = query::parse(req.query_string(), &[])?;
+    Ok(HttpResponse::Ok().json(consents::list(&svc, &who, q).await?))
+}
+
+pub async fn consents_create(svc: Svc, who: Principal, body: Body) -> Reply {
+    Ok(created(
+        consents::create(&svc, &who, body.into_inner()).await?,
+        "Consent",
+    ))
+}
+
+pub async fn consents_revoke(svc: Svc, who: Principal, id: Id) -> Reply {
+    Ok(deleted(consents::revoke(&svc, &who, *id).await?))
+}
+
 macro_rules! register {
     ($cfg:expr, $path:literal, $module:ident) => {
         $cfg.service(
@@ -90,4 +106,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     register!(cfg, "/api/practitioners", practitioner);
     register!(cfg, "/api/herbs", herb);
     register!(cfg, "/api/symptom-submissions", submission);
+    cfg.service(
+        web::resource("/api/consents")
+            .route(web::get().to(consents_list))
+            .route(web::post().to(consents_create)),
+    )
+    .service(web::resource("/api/consents/{id}").route(web::delete().to(consents_revoke)));
 }

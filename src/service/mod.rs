@@ -2,6 +2,7 @@
 //! storage (and, later, audit) meet here. Routes call these and nothing else;
 //! the CLI calls the same functions.
 
+pub mod consents;
 pub mod herbs;
 pub mod practitioners;
 pub mod submissions;

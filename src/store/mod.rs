@@ -2,6 +2,7 @@
 //! blind index bytes), never plaintext PHI; knows nothing of HTTP or keys.
 //! Everything runs on the request's transaction from `db::scoped`.
 
+pub mod consents;
 pub mod herbs;
 pub mod practitioners;
 pub mod submissions;

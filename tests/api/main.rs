@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod access;
 mod health;
 mod herbs;
 mod http_errors;

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -67,6 +67,9 @@ pub struct Principal {
     pub roles: BTreeSet<Role>,
     /// A non-empty `X-Break-Glass-Reason` header; it matters only to admins.
     pub break_glass_reason: Option<String>,
+    /// For the audit log: the request's id and the client's address.
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
 }
 
 impl Principal {
@@ -82,6 +85,8 @@ impl Principal {
             collection: Some("users".into()),
             roles: set,
             break_glass_reason: None,
+            request_id: None,
+            client_addr: None,
         }
     }
 
@@ -290,13 +295,28 @@ impl FromRequest for Principal {
 }
 
 fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let mut p = identify(req)?;
+    p.request_id = req
+        .extensions()
+        .get::<crate::telemetry::RequestId>()
+        .map(|r| r.0.clone());
+    p.client_addr = req.peer_addr().map(|a| a.ip().to_string());
+    Ok(p)
+}
+
+fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
     let reason = req
         .headers()
         .get("x-break-glass-reason")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .map(|v| v.chars().take(500).collect::<String>());
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(500)
+                .collect::<String>()
+        });
     let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
         return Ok(Principal::anonymous());
     };

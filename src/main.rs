@@ -52,6 +52,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         submissions: u64,
     },
+    /// The audit log: verify the chain, export, verify an export.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a token signed as Payload would sign it, for trying the API
     /// locally (refused in production).
     DevToken {
@@ -87,6 +90,32 @@ enum KeysCommand {
         #[arg(long)]
         index: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and checkpoints; report the first broken link.
+    Verify {
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Export entries (with a manifest and a signed checkpoint) to a file.
+    Export {
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv", "fhir"])]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an export file against its manifest, offline (needs the keyring).
+    VerifyExport { file: PathBuf },
+    /// Seal pending entries now and sign a checkpoint.
+    Seal,
 }
 
 #[tokio::main]
@@ -224,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::DevToken { .. } => unreachable!("handled above"),
+        Command::Audit(cmd) => audit_command(cmd, &settings, production).await?,
         Command::Seed {
             demo,
             practitioners,
@@ -265,5 +295,95 @@ fn dev_token(user: &str, roles: &str) -> anyhow::Result<()> {
         "{}",
         v.sign(&serde_json::json!({"id": user, "collection": collection, "iat": now, "exp": now + 8 * 3600, "roles": roles}))
     );
+    Ok(())
+}
+
+async fn audit_command(
+    cmd: AuditCommand,
+    settings: &Settings,
+    production: bool,
+) -> anyhow::Result<()> {
+    use phi_gateway::audit::{self, chain, export};
+    let ring = Keyring::load(&settings.keys, production)?;
+    if let AuditCommand::VerifyExport { file } = &cmd {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let m = export::verify_file(&text, &ring).context("the export does not verify")?;
+        println!(
+            "ok: {} rows, seq {:?}..{:?}, head {}, checkpoint at position {:?} signed by index key {:?}",
+            m.rows,
+            m.first_seq,
+            m.last_seq,
+            m.head_hash.as_deref().unwrap_or("-"),
+            m.checkpoint.as_ref().map(|c| c.pos),
+            m.checkpoint.as_ref().map(|c| c.key_id)
+        );
+        return Ok(());
+    }
+    let pool = db::operator_pool(&settings.database).await?;
+    match cmd {
+        AuditCommand::Verify { from, to } => {
+            chain::seal_all(&pool).await?;
+            let v = chain::verify(&pool, &ring, from, to).await?;
+            match v.first_problem {
+                None => println!(
+                    "ok: {} entries and {} checkpoints verified",
+                    v.entries_checked, v.checkpoints_checked
+                ),
+                Some(p) => bail!("{} problem(s); first: {p}", v.problems),
+            }
+        }
+        AuditCommand::Export {
+            from,
+            to,
+            format,
+            out,
+        } => {
+            let format = export::Format::parse(&format).expect("clap checked");
+            let mut operator =
+                phi_gateway::auth::Principal::user("cli", &[phi_gateway::auth::Role::Auditor]);
+            operator.collection = Some("operator".into());
+            let mut conn = pool.acquire().await?;
+            audit::record(
+                &mut conn,
+                &operator,
+                &[
+                    audit::Entry::new(audit::Action::Export, "audit_log", "export")
+                        .reason(Some(format!("cli to {}", out.display()))),
+                ],
+            )
+            .await?;
+            drop(conn);
+            let total: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.chain")
+                .fetch_one(&pool)
+                .await?;
+            let progress = rekey::Progress::new(total as u64);
+            let (tx, mut rx) =
+                tokio::sync::mpsc::channel::<Result<actix_web::web::Bytes, std::io::Error>>(8);
+            let writer = {
+                let out = out.clone();
+                tokio::spawn(async move {
+                    use std::io::Write;
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&out)?);
+                    while let Some(chunk) = rx.recv().await {
+                        let chunk: actix_web::web::Bytes = chunk?;
+                        f.write_all(&chunk)?;
+                    }
+                    f.flush()?;
+                    Ok::<_, std::io::Error>(())
+                })
+            };
+            let m = export::stream(&pool, &ring, format, from, to, tx, Some(&progress)).await?;
+            writer.await??;
+            progress.finish();
+            println!("exported {} rows to {}", m.rows, out.display());
+        }
+        AuditCommand::Seal => {
+            let n = chain::seal_all(&pool).await?;
+            let c = chain::checkpoint(&pool, &ring).await?;
+            println!("sealed {n} entries; head position {:?}", c.map(|c| c.pos));
+        }
+        AuditCommand::VerifyExport { .. } => unreachable!("handled above"),
+    }
     Ok(())
 }

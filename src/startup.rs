@@ -40,6 +40,11 @@ impl Application {
         keyring: Arc<Keyring>,
     ) -> anyhow::Result<Self> {
         let pool = crate::db::pool(&settings.database)?;
+        crate::audit::chain::spawn_sealer(
+            pool.clone(),
+            keyring.clone(),
+            std::time::Duration::from_secs(1),
+        );
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
                 format!("binding {}:{}", settings.server.host, settings.server.port)

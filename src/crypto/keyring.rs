@@ -385,6 +385,30 @@ impl Keyring {
             .expect("checked: one active data key")
     }
 
+    /// The index key checkpoints are signed under now.
+    pub fn active_index_key_id(&self) -> u32 {
+        self.index
+            .iter()
+            .find(|k| k.state == KeyState::Active)
+            .expect("checked: one active index key")
+            .id
+    }
+
+    /// The audit checkpoint key of index key version `id` (retired versions
+    /// included, so old checkpoints stay verifiable): HKDF-SHA256 of the
+    /// index root key with its own label, never the root key itself.
+    pub fn checkpoint_key(&self, id: u32) -> Option<Zeroizing<[u8; 32]>> {
+        let k = self.index.iter().find(|k| k.id == id)?;
+        let mut out = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<sha2::Sha256>::new(
+            Some(b"phi-gateway/audit-checkpoint/v1"),
+            k.bytes.expose_secret(),
+        )
+        .expand(b"checkpoint", out.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+        Some(out)
+    }
+
     /// Every data key version and its state, oldest first.
     pub fn data_keys(&self) -> Vec<(u32, KeyState)> {
         let mut v: Vec<_> = self.data.iter().map(|k| (k.id, k.state)).collect();

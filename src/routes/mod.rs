@@ -2,6 +2,7 @@
 //! no crypto here. Resources are declared with `web::resource(..).route(..)`
 //! so that a wrong method on a known path is a 405, not a 404.
 
+pub mod audit;
 pub mod collections;
 pub mod health;
 
@@ -11,5 +12,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health").route(web::get().to(health::alive)))
         .service(web::resource("/health/database").route(web::get().to(health::database)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .service(web::resource("/api/audit/export").route(web::get().to(audit::export)))
         .configure(collections::configure);
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use validator::Validate;
 
+use crate::audit::{self, Action, Entry};
 use crate::auth::Principal;
 use crate::db;
 use crate::domain::parse_body;
@@ -93,6 +94,17 @@ pub async fn create(
     )
     .await
     .map_err(|e| super::db_error(e, &[]))?;
+    let fields = if row.submission_id.is_some() {
+        vec!["practitionerId", "submissionId"]
+    } else {
+        vec!["practitionerId"]
+    };
+    audit::record(
+        &mut tx,
+        who,
+        &[Entry::new(Action::Create, "consents", row.id).fields(fields)],
+    )
+    .await?;
     tx.commit().await?;
     Ok(row.into())
 }
@@ -123,6 +135,7 @@ pub async fn revoke(svc: &Services, who: &Principal, id: Uuid) -> Result<Consent
     let row = store::delete(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    audit::record(&mut tx, who, &[Entry::new(Action::Delete, "consents", id)]).await?;
     tx.commit().await?;
     Ok(row.into())
 }

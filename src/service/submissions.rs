@@ -7,6 +7,7 @@
 use chrono::{NaiveDate, Utc};
 use uuid::Uuid;
 
+use crate::audit::{self, Action, Entry, Outcome};
 use crate::auth::Principal;
 use crate::crypto::Place;
 use crate::crypto::blind_index::normalise_email;
@@ -127,6 +128,84 @@ fn to_doc(svc: &Services, row: SubmissionRow) -> Result<SubmissionDoc, ApiError>
     })
 }
 
+/// Opens a row for the response; a failure is recorded as DECRYPT_FAILURE
+/// in its own transaction (the request's rolls back).
+async fn open_doc(
+    svc: &Services,
+    who: &Principal,
+    row: SubmissionRow,
+) -> Result<SubmissionDoc, ApiError> {
+    let id = row.id;
+    match to_doc(svc, row) {
+        Ok(doc) => Ok(doc),
+        Err(e) => {
+            audit::record_alone(
+                &svc.pool,
+                who,
+                Entry::new(Action::DecryptFailure, TABLE, id).outcome(Outcome::Failure),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Records a refused attempt (in its own transaction) and returns the error.
+async fn refused(
+    svc: &Services,
+    who: &Principal,
+    action: Action,
+    id: Option<Uuid>,
+    e: ApiError,
+) -> ApiError {
+    let mut entry = Entry::new(
+        Action::AccessDenied,
+        TABLE,
+        id.map(|i| i.to_string()).unwrap_or_default(),
+    )
+    .outcome(Outcome::Denied)
+    .reason(Some(format!("{} refused", action.as_str())));
+    if id.is_none() {
+        entry = entry.without_id();
+    }
+    audit::record_alone(&svc.pool, who, entry).await;
+    e
+}
+
+/// The READ entries for rows a caller was shown; an admin's emergency read of
+/// someone else's record is also a BREAK_GLASS entry with the reason.
+fn read_entries(who: &Principal, docs: &[SubmissionDoc]) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(docs.len());
+    for d in docs {
+        out.push(Entry::new(Action::Read, TABLE, d.id));
+        if who.break_glass() && who.user_id.as_deref() != Some(d.owner.as_str()) {
+            out.push(
+                Entry::new(Action::BreakGlass, TABLE, d.id).reason(who.break_glass_reason.clone()),
+            );
+        }
+    }
+    out
+}
+
+/// The names of the fields a body sets.
+fn field_names(f: &SubmissionFields) -> Vec<&'static str> {
+    let mut v = vec![];
+    for (name, set) in [
+        ("symptoms", f.symptoms.is_some()),
+        ("notes", f.notes.is_some()),
+        ("contactEmail", f.contact_email.is_some()),
+        ("dateOfBirth", f.date_of_birth.is_some()),
+        ("region", f.region.is_some()),
+        ("status", f.status.is_some()),
+        ("practitionerId", f.practitioner_id.is_some()),
+    ] {
+        if set {
+            v.push(name);
+        }
+    }
+    v
+}
+
 fn email_bidx(svc: &Services, email: &str) -> Vec<u8> {
     svc.keyring
         .blind_index(TABLE, "contact_email", &normalise_email(email))
@@ -148,9 +227,13 @@ pub async fn create(
     who: &Principal,
     body: serde_json::Value,
 ) -> Result<SubmissionDoc, ApiError> {
-    let owner = who.require_user()?.to_string();
+    let owner = match who.require_user() {
+        Ok(u) => u.to_string(),
+        Err(e) => return Err(refused(svc, who, Action::Create, None, e).await),
+    };
     let f: SubmissionFields = parse_body(body)?;
     require(f.missing_for_create())?;
+    let fields = field_names(&f);
     let id = new_id();
     let symptoms = f.symptoms.expect("checked");
     let dob = f.date_of_birth.flatten();
@@ -176,16 +259,30 @@ pub async fn create(
     let row = store::insert(&mut tx, new)
         .await
         .map_err(|e| db_error(e, CONSTRAINTS))?;
+    let doc = open_doc(svc, who, row).await?;
+    audit::record(
+        &mut tx,
+        who,
+        &[Entry::new(Action::Create, TABLE, doc.id).fields(fields)],
+    )
+    .await?;
     tx.commit().await?;
-    to_doc(svc, row)
+    Ok(doc)
 }
 
 pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
-    who.require_user()?;
+    if let Err(e) = who.require_user() {
+        return Err(refused(svc, who, Action::Read, Some(id), e).await);
+    }
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let Some(row) = store::get(&mut tx, id).await? else {
+        drop(tx);
+        return Err(refused(svc, who, Action::Read, Some(id), ApiError::NotFound).await);
+    };
+    let doc = open_doc(svc, who, row).await?;
+    audit::record(&mut tx, who, &read_entries(who, std::slice::from_ref(&doc))).await?;
     tx.commit().await?;
-    to_doc(svc, row)
+    Ok(doc)
 }
 
 pub async fn list(
@@ -193,7 +290,9 @@ pub async fn list(
     who: &Principal,
     q: ListQuery,
 ) -> Result<Page<SubmissionDoc>, ApiError> {
-    who.require_user()?;
+    if let Err(e) = who.require_user() {
+        return Err(refused(svc, who, Action::Read, None, e).await);
+    }
     let order = query::order_by(&q.sort, FIELDS, "created_at DESC, id DESC")?;
     let blind = |t: &str, c: &str, v: &str| svc.blind_candidates(t, c, v);
     let none = |_: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>| {};
@@ -213,11 +312,12 @@ pub async fn list(
         },
     )
     .await?;
+    let mut docs = Vec::with_capacity(rows.len());
+    for r in rows {
+        docs.push(open_doc(svc, who, r).await?);
+    }
+    audit::record(&mut tx, who, &read_entries(who, &docs)).await?;
     tx.commit().await?;
-    let docs = rows
-        .into_iter()
-        .map(|r| to_doc(svc, r))
-        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::new(docs, total, &q))
 }
 
@@ -227,8 +327,11 @@ pub async fn update(
     id: Uuid,
     body: serde_json::Value,
 ) -> Result<SubmissionDoc, ApiError> {
-    who.require_user()?;
+    if let Err(e) = who.require_user() {
+        return Err(refused(svc, who, Action::Update, Some(id), e).await);
+    }
     let f: SubmissionFields = parse_body(body)?;
+    let fields = field_names(&f);
     let mut sets: Vec<(&'static str, Value)> = Vec::new();
     if let Some(symptoms) = &f.symptoms {
         sets.push((
@@ -276,21 +379,37 @@ pub async fn update(
         sets.push(("practitioner_id", Value::Uuid(p)));
     }
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let row: SubmissionRow = common::update_returning(&mut tx, TABLE, COLUMNS, id, sets)
-        .await
-        .map_err(|e| db_error(e, CONSTRAINTS))?
-        // Not theirs, or not there: the same answer.
-        .ok_or(ApiError::NotFound)?;
+    let updated: Option<SubmissionRow> =
+        common::update_returning(&mut tx, TABLE, COLUMNS, id, sets)
+            .await
+            .map_err(|e| db_error(e, CONSTRAINTS))?;
+    // Not theirs, or not there: the same answer.
+    let Some(row) = updated else {
+        drop(tx);
+        return Err(refused(svc, who, Action::Update, Some(id), ApiError::NotFound).await);
+    };
+    let doc = open_doc(svc, who, row).await?;
+    audit::record(
+        &mut tx,
+        who,
+        &[Entry::new(Action::Update, TABLE, id).fields(fields)],
+    )
+    .await?;
     tx.commit().await?;
-    to_doc(svc, row)
+    Ok(doc)
 }
 
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
-    who.require_user()?;
+    if let Err(e) = who.require_user() {
+        return Err(refused(svc, who, Action::Delete, Some(id), e).await);
+    }
     let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::delete(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let Some(row) = store::delete(&mut tx, id).await? else {
+        drop(tx);
+        return Err(refused(svc, who, Action::Delete, Some(id), ApiError::NotFound).await);
+    };
+    let doc = open_doc(svc, who, row).await?;
+    audit::record(&mut tx, who, &[Entry::new(Action::Delete, TABLE, id)]).await?;
     tx.commit().await?;
-    to_doc(svc, row)
+    Ok(doc)
 }

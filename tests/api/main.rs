@@ -4,6 +4,7 @@
 mod helpers;
 
 mod access;
+mod audit;
 mod health;
 mod herbs;
 mod http_errors;

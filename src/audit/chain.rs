@@ -1,0 +1,465 @@
+//! The hash chain over audit entries, its sealer, signed checkpoints, and
+//! verification.
+//!
+//! `hash(n) = SHA-256(hash(n-1) || canonical(entry n))`, in sealing order
+//! (which follows commit order: entries are queued by a trigger when they
+//! commit and sealed from that queue). One sealer runs at a time across all
+//! gateways: each round takes a transaction-level advisory lock, so the
+//! request path never waits on the chain. Checkpoints sign (position, hash,
+//! time) with HMAC-SHA256 under a key derived from the keyring's index key.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use crate::crypto::Keyring;
+
+const SEALER_LOCK: i64 = 0x7068_695f_6175_6474; // "phi_audt"
+pub const GENESIS: [u8; 32] = [0u8; 32];
+/// An entry sealed after one more than this much older than an entry
+/// sealed before it was probably inserted with a false time.
+pub const BACKDATING_TOLERANCE_SECS: i64 = 300;
+
+/// An audit entry as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub actor_user: Option<String>,
+    pub actor_collection: Option<String>,
+    pub actor_roles: Option<String>,
+    pub api_key_id: Option<Uuid>,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: Option<String>,
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub fields: Vec<String>,
+}
+
+pub const ROW_COLUMNS: &str = "seq, at, actor_user, actor_collection, actor_roles, api_key_id, action, \
+    entity_type, entity_id, request_id, client_addr, outcome, reason, fields";
+
+fn put(out: &mut Vec<u8>, tag: u8, value: Option<&[u8]>) {
+    out.push(tag);
+    match value {
+        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+        Some(v) => {
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+}
+
+/// A canonical, unambiguous encoding: every field tagged and length-prefixed
+/// (absent distinct from empty), times in UTC microseconds.
+pub fn canonical(r: &AuditRow) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"phi-gateway/audit/v1");
+    put(&mut out, 1, Some(&r.seq.to_be_bytes()));
+    put(
+        &mut out,
+        2,
+        Some(r.at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes()),
+    );
+    put(&mut out, 3, r.actor_user.as_deref().map(str::as_bytes));
+    put(
+        &mut out,
+        4,
+        r.actor_collection.as_deref().map(str::as_bytes),
+    );
+    put(&mut out, 5, r.actor_roles.as_deref().map(str::as_bytes));
+    put(
+        &mut out,
+        6,
+        r.api_key_id.as_ref().map(|u| u.as_bytes().as_slice()),
+    );
+    put(&mut out, 7, Some(r.action.as_bytes()));
+    put(&mut out, 8, Some(r.entity_type.as_bytes()));
+    put(&mut out, 9, r.entity_id.as_deref().map(str::as_bytes));
+    put(&mut out, 10, r.request_id.as_deref().map(str::as_bytes));
+    put(&mut out, 11, r.client_addr.as_deref().map(str::as_bytes));
+    put(&mut out, 12, Some(r.outcome.as_bytes()));
+    put(&mut out, 13, r.reason.as_deref().map(str::as_bytes));
+    out.push(14);
+    out.extend_from_slice(&(r.fields.len() as u32).to_be_bytes());
+    for f in &r.fields {
+        put(&mut out, 15, Some(f.as_bytes()));
+    }
+    out
+}
+
+pub fn link(prev: &[u8], r: &AuditRow) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(canonical(r));
+    h.finalize().into()
+}
+
+/// Seals up to `batch` committed entries, if no other sealer holds the lock.
+/// Returns how many were sealed.
+pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(SEALER_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !leader {
+        return Ok(0);
+    }
+    let rows: Vec<AuditRow> =
+        sqlx::query_as(&format!("SELECT {ROW_COLUMNS} FROM audit.take_pending($1)"))
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?;
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (mut pos, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
+    let (mut positions, mut seqs, mut prevs, mut hashes) = (vec![], vec![], vec![], vec![]);
+    for r in &rows {
+        pos += 1;
+        let h = link(&prev, r);
+        positions.push(pos);
+        seqs.push(r.seq);
+        prevs.push(prev.clone());
+        hashes.push(h.to_vec());
+        prev = h.to_vec();
+    }
+    sqlx::query(
+        "INSERT INTO audit.chain (pos, seq, prev_hash, hash) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
+    )
+    .bind(positions)
+    .bind(seqs)
+    .bind(prevs)
+    .bind(hashes)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
+/// Seals until the queue is empty.
+pub async fn seal_all(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let n = seal_pending(pool, 5000).await?;
+        total += n;
+        if n < 5000 {
+            return Ok(total);
+        }
+    }
+}
+
+/// A signed head of the chain.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub pos: i64,
+    #[serde(with = "hex")]
+    pub hash: Vec<u8>,
+    pub at: DateTime<Utc>,
+    pub key_id: u32,
+    #[serde(with = "hex")]
+    pub signature: Vec<u8>,
+}
+
+pub mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn encode(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        if s.len() % 2 != 0 {
+            return None;
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+            .collect()
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        decode(&s).ok_or_else(|| serde::de::Error::custom("not hex"))
+    }
+}
+
+fn checkpoint_message(pos: i64, hash: &[u8], at: &DateTime<Utc>) -> Vec<u8> {
+    let mut m = b"phi-gateway/audit-checkpoint/v1".to_vec();
+    m.extend_from_slice(&pos.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
+    m
+}
+
+fn sign(keyring: &Keyring, key_id: u32, msg: &[u8]) -> Option<Vec<u8>> {
+    let key = keyring.checkpoint_key(key_id)?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_ref()).expect("any length");
+    mac.update(msg);
+    Some(mac.finalize().into_bytes().to_vec())
+}
+
+pub fn verify_checkpoint(keyring: &Keyring, c: &Checkpoint) -> bool {
+    let Some(key) = keyring.checkpoint_key(c.key_id) else {
+        return false;
+    };
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_ref()).expect("any length");
+    mac.update(&checkpoint_message(c.pos, &c.hash, &c.at));
+    mac.verify_slice(&c.signature).is_ok()
+}
+
+/// Signs the current head (sealing first). None while the chain is empty.
+pub async fn checkpoint(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Option<Checkpoint>> {
+    seal_all(pool).await?;
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    let Some((pos, hash)) = head else {
+        return Ok(None);
+    };
+    // Microsecond precision, as stored.
+    let at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
+    let key_id = keyring.active_index_key_id();
+    let signature =
+        sign(keyring, key_id, &checkpoint_message(pos, &hash, &at)).expect("active key exists");
+    sqlx::query("INSERT INTO audit.checkpoints (pos, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
+        .bind(pos)
+        .bind(&hash)
+        .bind(at)
+        .bind(key_id as i32)
+        .bind(&signature)
+        .execute(pool)
+        .await?;
+    Ok(Some(Checkpoint {
+        pos,
+        hash,
+        at,
+        key_id,
+        signature,
+    }))
+}
+
+/// (pos, hash, at, key id, signature) as stored.
+type CheckpointRow = (i64, Vec<u8>, DateTime<Utc>, i32, Vec<u8>);
+
+/// What `verify` found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Verification {
+    pub entries_checked: u64,
+    pub checkpoints_checked: u64,
+    /// The first broken link, in words, with its position and sequence.
+    pub first_problem: Option<String>,
+    pub problems: u64,
+}
+
+impl Verification {
+    fn problem(&mut self, p: String) {
+        self.problems += 1;
+        if self.first_problem.is_none() {
+            self.first_problem = Some(p);
+        }
+    }
+}
+
+/// Recomputes the chain (entries whose time is in [from, to)) and every
+/// checkpoint, and looks for entries that are in the log but were never
+/// chained or queued.
+pub async fn verify(
+    pool: &PgPool,
+    keyring: &Keyring,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> anyhow::Result<Verification> {
+    let mut v = Verification::default();
+    let mut last_pos: Option<i64> = None;
+    let mut prev_hash: Option<Vec<u8>> = None;
+    let mut latest_at: Option<DateTime<Utc>> = None;
+    let page = 10_000i64;
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query(&format!(
+            "SELECT c.pos, c.seq AS chain_seq, c.prev_hash, c.hash, l.seq IS NOT NULL AS present, {} \
+             FROM audit.chain c LEFT JOIN audit.log l ON l.seq = c.seq \
+             WHERE c.pos > $1 ORDER BY c.pos LIMIT $2",
+            ROW_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(after)
+        .bind(page)
+        .fetch_all(pool)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            let pos: i64 = r.get("pos");
+            let chain_seq: i64 = r.get("chain_seq");
+            let stored_prev: Vec<u8> = r.get("prev_hash");
+            let stored_hash: Vec<u8> = r.get("hash");
+            after = pos;
+            if let Some(lp) = last_pos
+                && pos != lp + 1
+            {
+                v.problem(format!(
+                    "chain positions {} to {} are missing",
+                    lp + 1,
+                    pos - 1
+                ));
+            }
+            last_pos = Some(pos);
+            let expected_prev = prev_hash.clone().unwrap_or_else(|| {
+                if pos == 1 {
+                    GENESIS.to_vec()
+                } else {
+                    stored_prev.clone()
+                }
+            });
+            prev_hash = Some(stored_hash.clone());
+            if stored_prev != expected_prev {
+                v.problem(format!(
+                    "position {pos} (seq {chain_seq}): link to the previous entry is broken"
+                ));
+            }
+            if !r.get::<bool, _>("present") {
+                v.problem(format!(
+                    "position {pos}: entry seq {chain_seq} was deleted from the log"
+                ));
+                continue;
+            }
+            let row = AuditRow {
+                seq: r.get("seq"),
+                at: r.get("at"),
+                actor_user: r.get("actor_user"),
+                actor_collection: r.get("actor_collection"),
+                actor_roles: r.get("actor_roles"),
+                api_key_id: r.get("api_key_id"),
+                action: r.get("action"),
+                entity_type: r.get("entity_type"),
+                entity_id: r.get("entity_id"),
+                request_id: r.get("request_id"),
+                client_addr: r.get("client_addr"),
+                outcome: r.get("outcome"),
+                reason: r.get("reason"),
+                fields: r.get("fields"),
+            };
+            let in_window = from.is_none_or(|f| row.at >= f) && to.is_none_or(|t| row.at < t);
+            if in_window {
+                v.entries_checked += 1;
+                if link(&stored_prev, &row).as_slice() != stored_hash.as_slice() {
+                    v.problem(format!("position {pos}: entry seq {} was altered", row.seq));
+                }
+                if let Some(latest) = latest_at
+                    && (latest - row.at).num_seconds() > BACKDATING_TOLERANCE_SECS
+                {
+                    v.problem(format!(
+                        "position {pos}: entry seq {} is dated {} but was sealed after entries of {} (backdated?)",
+                        row.seq, row.at, latest
+                    ));
+                }
+            }
+            latest_at = Some(latest_at.map_or(row.at, |l| l.max(row.at)));
+        }
+    }
+    // Entries neither chained nor waiting to be: inserted behind the log's back.
+    let orphans: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT l.seq, l.at FROM audit.log l \
+         WHERE NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq) \
+           AND NOT EXISTS (SELECT 1 FROM audit.pending p WHERE p.seq = l.seq) \
+           AND ($1::timestamptz IS NULL OR l.at >= $1) AND ($2::timestamptz IS NULL OR l.at < $2) \
+         ORDER BY l.seq LIMIT 10",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    for (seq, at) in orphans {
+        v.problem(format!(
+            "entry seq {seq} ({at}) is in the log but not in the chain (inserted behind its back?)"
+        ));
+    }
+    let checkpoints: Vec<CheckpointRow> = sqlx::query_as(
+        "SELECT pos, hash, at, key_id, signature FROM audit.checkpoints ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (pos, hash, at, key_id, signature) in checkpoints {
+        v.checkpoints_checked += 1;
+        let c = Checkpoint {
+            pos,
+            hash: hash.clone(),
+            at,
+            key_id: key_id as u32,
+            signature,
+        };
+        if !verify_checkpoint(keyring, &c) {
+            v.problem(format!("checkpoint at position {pos} has a bad signature"));
+            continue;
+        }
+        let chained: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM audit.chain WHERE pos = $1")
+                .bind(pos)
+                .fetch_optional(pool)
+                .await?;
+        if chained.as_deref() != Some(hash.as_slice()) {
+            v.problem(format!(
+                "checkpoint at position {pos} does not match the chain"
+            ));
+        }
+    }
+    Ok(v)
+}
+
+/// The background sealer: seals every `interval`, signs a checkpoint every
+/// `checkpoint_every` rounds when the head moved, and keeps monthly
+/// partitions three months ahead.
+pub fn spawn_sealer(pool: PgPool, keyring: std::sync::Arc<Keyring>, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut ticks: u64 = 0;
+        let mut last_signed = 0i64;
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = seal_all(&pool).await {
+                tracing::warn!(error = %e, "audit sealer round failed");
+                continue;
+            }
+            ticks += 1;
+            if ticks % 60 == 1 {
+                if let Err(e) = sqlx::query("SELECT audit.ensure_partitions(3)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, "audit partition upkeep failed");
+                }
+                let head: Option<i64> = sqlx::query_scalar("SELECT max(pos) FROM audit.chain")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or(None);
+                if head.is_some_and(|h| h > last_signed) {
+                    match checkpoint(&pool, &keyring).await {
+                        Ok(Some(c)) => last_signed = c.pos,
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                    }
+                }
+            }
+        }
+    });
+}

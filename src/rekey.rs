@@ -221,7 +221,7 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
                 report.scanned += 1;
                 let id: Uuid = row.get("id");
                 let mut sets: Vec<Swap> = Vec::new();
-                let mut opened: BTreeMap<&str, zeroize::Zeroizing<Vec<u8>>> = BTreeMap::new();
+                let mut opened: BTreeMap<&str, crate::crypto::Plaintext> = BTreeMap::new();
                 for col in t.sealed {
                     let Some(bytes) = row.get::<Option<Vec<u8>>, _>(*col) else {
                         continue;

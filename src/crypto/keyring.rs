@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::CryptoError;
 use super::blind_index::{self, BlindIndex};
-use super::envelope::{self, Place, SealedField};
+use super::envelope::{self, Place, Plaintext, SealedField};
 
 pub const FILE_FORMAT: &str = "phi-gateway-keyring/v1";
 
@@ -500,11 +500,7 @@ impl Keyring {
     }
 
     /// Opens a value sealed under any active or decrypt-only key.
-    pub fn open(
-        &self,
-        sealed: &SealedField,
-        place: &Place<'_>,
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open(&self, sealed: &SealedField, place: &Place<'_>) -> Result<Plaintext, CryptoError> {
         envelope::open(sealed, place, |id| {
             let k = self
                 .data

@@ -11,7 +11,7 @@ pub mod keyring;
 mod tests;
 
 pub use blind_index::BlindIndex;
-pub use envelope::{Place, SealedField};
+pub use envelope::{Place, Plaintext, SealedField};
 pub use keyring::{KeyState, Keyring};
 
 /// Why a value could not be sealed or opened. Carries no value and no key.

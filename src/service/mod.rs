@@ -12,7 +12,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::crypto::{Keyring, Place, SealedField};
+use crate::crypto::{Keyring, Place, Plaintext, SealedField};
 use crate::error::{ApiError, FieldError};
 
 /// What every use case needs: the pool and the keyring.
@@ -43,11 +43,7 @@ impl Services {
 
     /// Opens a sealed value. A failure is a 500 and a log line naming the
     /// table, column and row (never the value); never a null.
-    pub fn open(
-        &self,
-        sealed: &SealedField,
-        place: Place<'_>,
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    pub fn open(&self, sealed: &SealedField, place: Place<'_>) -> Result<Plaintext, ApiError> {
         self.keyring.open(sealed, &place).map_err(|e| {
             tracing::error!(
                 table = place.table,
@@ -61,10 +57,9 @@ impl Services {
     }
 
     pub fn open_text(&self, sealed: &SealedField, place: Place<'_>) -> Result<String, ApiError> {
-        let bytes = self.open(sealed, place)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| {
+        self.open(sealed, place)?.into_string().map_err(|e| {
             tracing::error!(table = place.table, column = place.column, row_id = %place.row_id, "sealed text is not UTF-8");
-            ApiError::internal("opening a sealed field", anyhow::anyhow!("not UTF-8"))
+            ApiError::internal("opening a sealed field", e)
         })
     }
 

@@ -9,6 +9,7 @@ mod health;
 mod herbs;
 mod http_errors;
 mod migrations;
+mod operations;
 mod practitioners;
 mod rotation;
 mod submissions;

@@ -1,0 +1,294 @@
+//! Gateway benchmarks against a real PostgreSQL: `bench/run.sh [what]`, where
+//! what is `audit`, `sealer`, `proximity` or `all` (default). Prints the
+//! figures recorded in BENCHMARKS.md. Needs PHI_PG_ADMIN_URL and
+//! PHI_PG_APP_PASSWORD (bench/run.sh starts a private cluster and sets them).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phi_gateway::audit::chain;
+use phi_gateway::auth::Principal;
+use phi_gateway::crypto::Keyring;
+use phi_gateway::db::MIGRATOR;
+use phi_gateway::service::{Services, submissions};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+fn admin_url(db: &str) -> String {
+    let admin = std::env::var("PHI_PG_ADMIN_URL").expect("PHI_PG_ADMIN_URL (run bench/run.sh)");
+    format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
+}
+
+fn app_url(db: &str) -> String {
+    let admin = std::env::var("PHI_PG_ADMIN_URL").unwrap();
+    let host = admin.split('@').nth(1).unwrap().split('/').next().unwrap();
+    let pw = std::env::var("PHI_PG_APP_PASSWORD").unwrap();
+    format!("postgres://phi_app:{pw}@{host}/{db}")
+}
+
+async fn fresh_db(name: &str) -> PgPool {
+    let mut admin = PgConnection::connect(&admin_url("postgres")).await.unwrap();
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&admin_url(name))
+        .await
+        .unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    pool
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn body(i: usize) -> serde_json::Value {
+    json!({"symptoms": [{"name": "Lower back pain", "severity": 5, "onset": "2026-01-01", "notes": "x".repeat(200)}],
+           "notes": "n".repeat(1000), "contactEmail": format!("p{i}@example.org"), "dateOfBirth": "1980-05-05"})
+}
+
+/// The create path with and without its audit entry: the same sealing,
+/// the same transaction, the same insert; `bare` skips only the audit row.
+async fn create_once(svc: &Services, who: &Principal, i: usize, bare: bool) {
+    if bare {
+        let id = phi_gateway::service::new_id();
+        let place = |c| phi_gateway::crypto::Place::new("symptom_submissions", c, id);
+        let b = body(i);
+        let symptoms = svc
+            .seal(b["symptoms"].to_string().as_bytes(), place("symptoms"))
+            .unwrap();
+        let notes = svc
+            .seal(b["notes"].as_str().unwrap().as_bytes(), place("notes"))
+            .unwrap();
+        let email = svc
+            .seal(
+                b["contactEmail"].as_str().unwrap().as_bytes(),
+                place("contact_email"),
+            )
+            .unwrap();
+        let dob = svc.seal(b"1980-05-05", place("date_of_birth")).unwrap();
+        let mut tx = phi_gateway::db::scoped(&svc.pool, who).await.unwrap();
+        sqlx::query(
+            "INSERT INTO symptom_submissions (id, owner_id, symptoms, notes, contact_email, date_of_birth) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(id)
+        .bind(who.user_id.as_deref())
+        .bind(symptoms)
+        .bind(notes)
+        .bind(email)
+        .bind(dob)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    } else {
+        submissions::create(svc, who, body(i)).await.unwrap();
+    }
+}
+
+async fn run_clients(
+    svc: Arc<Services>,
+    clients: usize,
+    per_client: usize,
+    bare: bool,
+) -> (Vec<Duration>, Duration) {
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let svc = svc.clone();
+        handles.push(tokio::spawn(async move {
+            let who = Principal::user(format!("bench-{c}"), &[]);
+            let mut lat = Vec::with_capacity(per_client);
+            for i in 0..per_client {
+                let t = Instant::now();
+                create_once(&svc, &who, c * per_client + i, bare).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all.sort();
+    (all, started.elapsed())
+}
+
+async fn audit_bench() {
+    fresh_db("bench_audit").await;
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .connect(&app_url("bench_audit"))
+        .await
+        .unwrap();
+    let svc = Arc::new(Services::new(
+        pool,
+        Arc::new(Keyring::generate(false).unwrap()),
+    ));
+    // Warm up, then alternate rounds so drift affects both alike.
+    run_clients(svc.clone(), 1, 200, false).await;
+    run_clients(svc.clone(), 1, 200, true).await;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        with.extend(run_clients(svc.clone(), 1, 500, false).await.0);
+        without.extend(run_clients(svc.clone(), 1, 500, true).await.0);
+    }
+    with.sort();
+    without.sort();
+    let (p50w, p50o) = (percentile(&with, 0.5), percentile(&without, 0.5));
+    println!(
+        "create, 1 client, p50: with audit {:.3} ms, without {:.3} ms, overhead {:+.1}%  (p99 {:.3} / {:.3} ms)",
+        p50w.as_secs_f64() * 1e3,
+        p50o.as_secs_f64() * 1e3,
+        (p50w.as_secs_f64() / p50o.as_secs_f64() - 1.0) * 100.0,
+        percentile(&with, 0.99).as_secs_f64() * 1e3,
+        percentile(&without, 0.99).as_secs_f64() * 1e3,
+    );
+    for clients in [1, 4, 16] {
+        let per = 3000 / clients;
+        let (lat, took) = run_clients(svc.clone(), clients, per, false).await;
+        println!(
+            "create with audit, {clients:>2} clients: {:>6.0} creates/s, p50 {:.2} ms, p99 {:.2} ms",
+            (clients * per) as f64 / took.as_secs_f64(),
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3
+        );
+    }
+}
+
+async fn sealer_bench() {
+    let pool = fresh_db("bench_sealer").await;
+    let n = 100_000;
+    sqlx::query(
+        "INSERT INTO audit.log (actor_user, actor_roles, action, entity_type, entity_id, request_id, outcome, fields) \
+         SELECT 'user-' || (i % 1000), 'patient', 'READ', 'symptom_submissions', gen_random_uuid()::text, \
+                gen_random_uuid()::text, 'success', '{notes,symptoms}' FROM generate_series(1, $1) i",
+    )
+    .bind(n as i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let sealed = chain::seal_all(&pool).await.unwrap();
+    let took = t.elapsed();
+    println!(
+        "sealer: {sealed} entries in {:.2} s = {:.0} entries/s",
+        took.as_secs_f64(),
+        sealed as f64 / took.as_secs_f64()
+    );
+    let ring = Keyring::generate(false).unwrap();
+    let t = Instant::now();
+    let v = chain::verify(&pool, &ring, None, None).await.unwrap();
+    println!(
+        "verify: {} entries in {:.2} s = {:.0} entries/s ({:?})",
+        v.entries_checked,
+        t.elapsed().as_secs_f64(),
+        v.entries_checked as f64 / t.elapsed().as_secs_f64(),
+        v.first_problem
+    );
+}
+
+async fn proximity_bench() {
+    let pool = fresh_db("bench_near").await;
+    let n: u64 = std::env::var("BENCH_PRACTITIONERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let t = Instant::now();
+    let ring = Keyring::generate(false).unwrap();
+    phi_gateway::seed::bulk(&pool, &ring, n, 0, 0)
+        .await
+        .unwrap();
+    println!(
+        "seeded {n} practitioners in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut rng = phi_gateway::seed::Rng::new(7);
+    let points: Vec<(f64, f64)> = (0..200)
+        .map(|_| {
+            let (_, _, _, lat, lon) = rng.pick(phi_gateway::seed::CITIES);
+            (
+                lat + (rng.unit() - 0.5) * 0.3,
+                lon + (rng.unit() - 0.5) * 0.3,
+            )
+        })
+        .collect();
+    let filter = "earth_box(phi_earth($1, $2), $3) @> phi_earth(lat, lon) \
+                  AND earth_distance(phi_earth($1, $2), phi_earth(lat, lon)) <= $3";
+    let knn = format!(
+        "SELECT id, earth_distance(phi_earth($1, $2), phi_earth(lat, lon)) FROM practitioners WHERE {filter} \
+         ORDER BY phi_earth(lat, lon) <-> phi_earth($1, $2) LIMIT 20"
+    );
+    let sort = format!(
+        "SELECT id, earth_distance(phi_earth($1, $2), phi_earth(lat, lon)) AS d FROM practitioners WHERE {filter} \
+         ORDER BY d LIMIT 20"
+    );
+    let count = format!("SELECT count(*) FROM practitioners WHERE {filter}");
+    let mut conn = pool.acquire().await.unwrap();
+    for (name, sql) in [
+        ("KNN (<->), nearest 20", knn.as_str()),
+        ("CMS guide (sort by distance)", sort.as_str()),
+        ("count in radius (totalDocs)", count.as_str()),
+    ] {
+        let mut lat = Vec::new();
+        let mut in_radius = 0i64;
+        for (i, (la, lo)) in points.iter().enumerate() {
+            let t = Instant::now();
+            let rows = sqlx::query(sql)
+                .bind(la)
+                .bind(lo)
+                .bind(25_000.0f64)
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            if i >= 20 {
+                lat.push(t.elapsed());
+            }
+            if name.starts_with("count") {
+                in_radius += sqlx::Row::get::<i64, _>(&rows[0], 0);
+            }
+        }
+        lat.sort();
+        print!(
+            "proximity {n} rows, 25 km, {name}: p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3
+        );
+        if in_radius > 0 {
+            print!(" (mean {} rows in radius)", in_radius / points.len() as i64);
+        }
+        println!();
+    }
+}
+
+fn main() {
+    let what = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "all".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if what == "all" || what == "audit" {
+            audit_bench().await;
+        }
+        if what == "all" || what == "sealer" {
+            sealer_bench().await;
+        }
+        if what == "all" || what == "proximity" {
+            proximity_bench().await;
+        }
+    });
+}

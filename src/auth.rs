@@ -9,7 +9,6 @@
 //! collection. Tokens and secrets are never logged.
 
 use std::collections::BTreeSet;
-use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
@@ -70,6 +69,8 @@ pub struct Principal {
     /// For the audit log: the request's id and the client's address.
     pub request_id: Option<String>,
     pub client_addr: Option<String>,
+    /// Set when the caller presented a service API key.
+    pub api_key_id: Option<uuid::Uuid>,
 }
 
 impl Principal {
@@ -87,6 +88,7 @@ impl Principal {
             break_glass_reason: None,
             request_id: None,
             client_addr: None,
+            api_key_id: None,
         }
     }
 
@@ -287,25 +289,26 @@ impl JwtVerifier {
 /// that does not verify is a 401 (never a silent downgrade to anonymous).
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(principal_of(req))
+        let req = req.clone();
+        Box::pin(async move { principal_of(&req).await })
     }
 }
 
-fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let mut p = identify(req)?;
+fn unauthorized(why: &str) -> ApiError {
+    ApiError::Unauthorized(format!("Unauthorized: {why}."))
+}
+
+async fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let mut p = identify(req).await?;
     p.request_id = req
         .extensions()
         .get::<crate::telemetry::RequestId>()
         .map(|r| r.0.clone());
     p.client_addr = req.peer_addr().map(|a| a.ip().to_string());
-    Ok(p)
-}
-
-fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let reason = req
+    p.break_glass_reason = req
         .headers()
         .get("x-break-glass-reason")
         .and_then(|v| v.to_str().ok())
@@ -317,13 +320,37 @@ fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
                 .take(500)
                 .collect::<String>()
         });
+    Ok(p)
+}
+
+async fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
     let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
         return Ok(Principal::anonymous());
     };
-    let unauthorized = |why: &str| ApiError::Unauthorized(format!("Unauthorized: {why}."));
     let value = value
         .to_str()
         .map_err(|_| unauthorized("malformed Authorization header"))?;
+    // Payload's API-key form: `<collection> API-Key <key>`.
+    let mut words = value.splitn(3, ' ');
+    if let (Some(collection), Some("API-Key"), Some(secret)) =
+        (words.next(), words.next(), words.next())
+    {
+        let svc = req
+            .app_data::<web::Data<crate::service::Services>>()
+            .ok_or_else(|| unauthorized("API keys are not accepted here"))?;
+        let found = crate::apikeys::authenticate(&svc.pool, &svc.keyring, secret.trim()).await?;
+        let Some((id, role)) = found else {
+            tracing::info!("API key refused");
+            return Err(unauthorized("invalid, expired or revoked API key"));
+        };
+        return Ok(Principal {
+            user_id: Some(format!("apikey:{id}")),
+            collection: Some(collection.chars().take(64).collect()),
+            roles: [role].into_iter().collect(),
+            api_key_id: Some(id),
+            ..Principal::default()
+        });
+    }
     let token = value
         .strip_prefix("JWT ")
         .or_else(|| value.strip_prefix("Bearer "))
@@ -333,12 +360,10 @@ fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
         unauthorized("this service accepts no tokens (PAYLOAD_SECRET is not set)")
     })?;
     let now = chrono::Utc::now().timestamp();
-    let mut principal = verifier.verify(token, now).map_err(|e| {
+    verifier.verify(token, now).map_err(|e| {
         tracing::info!(reason = %e, "token refused");
         unauthorized(&e.to_string())
-    })?;
-    principal.break_glass_reason = reason;
-    Ok(principal)
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! `routes` -> `service` -> (`crypto`, `store`, `audit`) inside one
 //! request-scoped transaction opened by `db`.
 
+pub mod apikeys;
 pub mod audit;
 pub mod auth;
 pub mod config;

@@ -52,6 +52,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         submissions: u64,
     },
+    /// Service API keys (stored only as keyed hashes).
+    #[command(subcommand)]
+    Apikeys(ApiKeysCommand),
     /// The audit log: verify the chain, export, verify an export.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -89,6 +92,24 @@ enum KeysCommand {
         version: u32,
         #[arg(long)]
         index: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeysCommand {
+    /// Make a key and print it once.
+    Create {
+        #[arg(long, value_parser = ["service", "auditor"])]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// RFC 3339 time after which the key stops working.
+        #[arg(long)]
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    List,
+    Revoke {
+        id: uuid::Uuid,
     },
 }
 
@@ -254,6 +275,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DevToken { .. } => unreachable!("handled above"),
         Command::Audit(cmd) => audit_command(cmd, &settings, production).await?,
+        Command::Apikeys(cmd) => {
+            let pool = db::operator_pool(&settings.database).await?;
+            match cmd {
+                ApiKeysCommand::Create {
+                    role,
+                    name,
+                    expires,
+                } => {
+                    let ring = Keyring::load(&settings.keys, production)?;
+                    let role = if role == "auditor" {
+                        phi_gateway::auth::Role::Auditor
+                    } else {
+                        phi_gateway::auth::Role::Service
+                    };
+                    let (id, secret) =
+                        phi_gateway::apikeys::create(&pool, &ring, &name, role, expires).await?;
+                    eprintln!("key {id} created; it is shown once and stored only as a hash:");
+                    println!("{}", secret.as_str());
+                }
+                ApiKeysCommand::List => {
+                    for k in phi_gateway::apikeys::list(&pool).await? {
+                        println!(
+                            "{}  {:<8} {:<30} created {}  expires {}  {}",
+                            k.id,
+                            k.role,
+                            k.name,
+                            k.created_at.format("%Y-%m-%d"),
+                            k.expires_at
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_else(|| "never".into()),
+                            if k.revoked_at.is_some() {
+                                "REVOKED"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+                ApiKeysCommand::Revoke { id } => {
+                    if !phi_gateway::apikeys::revoke(&pool, id).await? {
+                        bail!("no live key {id}");
+                    }
+                    println!("key {id} revoked");
+                }
+            }
+        }
         Command::Seed {
             demo,
             practitioners,

@@ -158,3 +158,69 @@ async fn a_dump_restores_with_every_index() {
         "{plan:?}"
     );
 }
+
+#[tokio::test]
+async fn api_keys_identify_machines_until_revoked_or_expired() {
+    use phi_gateway::auth::Role;
+    let app = spawn_app().await;
+    let pool = app.db.admin_pool().await;
+    let ring = Keyring::from_single_keys(
+        &SecretString::from(crate::helpers::TEST_DATA_KEY),
+        &SecretString::from(crate::helpers::TEST_INDEX_KEY),
+    )
+    .unwrap();
+    let (id, secret) =
+        phi_gateway::apikeys::create(&pool, &ring, "compliance bot", Role::Auditor, None)
+            .await
+            .unwrap();
+    let export = |key: String| {
+        app.client
+            .get(app.url("/api/audit/export?format=ndjson"))
+            .header("authorization", format!("services API-Key {key}"))
+            .send()
+    };
+    assert_eq!(export(secret.to_string()).await.unwrap().status(), 200);
+    // Stored only as a hash.
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        !stored
+            .windows(8)
+            .any(|w| secret.as_bytes().windows(8).any(|x| x == w))
+    );
+    // phi_app cannot read the table.
+    let mut as_app = app.db.app_conn().await;
+    let err = sqlx::query("SELECT * FROM api_keys")
+        .fetch_all(&mut as_app)
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_database_error().unwrap().code().unwrap(), "42501");
+    // A service key is not an auditor.
+    let (_, service) = phi_gateway::apikeys::create(&pool, &ring, "cms", Role::Service, None)
+        .await
+        .unwrap();
+    assert_eq!(export(service.to_string()).await.unwrap().status(), 403);
+    // Wrong, revoked and expired keys are 401s.
+    assert_eq!(export("phk_nope".into()).await.unwrap().status(), 401);
+    assert!(phi_gateway::apikeys::revoke(&pool, id).await.unwrap());
+    assert_eq!(export(secret.to_string()).await.unwrap().status(), 401);
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(500);
+    let (_, short) = phi_gateway::apikeys::create(&pool, &ring, "short", Role::Auditor, Some(soon))
+        .await
+        .unwrap();
+    assert_eq!(export(short.to_string()).await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(export(short.to_string()).await.unwrap().status(), 401);
+    // The audit log names the key.
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.log WHERE action = 'EXPORT' AND api_key_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+}

@@ -13,6 +13,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod query;
 pub mod rekey;
 pub mod routes;

@@ -713,7 +713,7 @@ pub fn order_by(
 }
 
 /// Payload's paginated list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub docs: Vec<T>,

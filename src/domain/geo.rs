@@ -8,7 +8,7 @@ use validator::{Validate, ValidationError};
 use super::rules::err;
 
 /// `{lat, lon}` as the API speaks it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[validate(schema(function = "finite_point"))]
 pub struct Location {

@@ -14,7 +14,7 @@ pub const TABLE: &str = "herbs";
 macro_rules! vocabulary {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
         impl $name {
             pub const ALL: &'static [&'static str] = &[$($text),+];
@@ -55,7 +55,9 @@ fn valid_actions(v: &[String]) -> Result<(), ValidationError> {
 
 /// Stored as `tcm_properties` jsonb; the GIN `jsonb_path_ops` index serves
 /// containment (`@>`) filters on it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Validate, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct TcmProperties {
     #[serde(default)]
@@ -85,7 +87,7 @@ impl TcmProperties {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Validate)]
+#[derive(Debug, Default, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HerbFields {
     #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
@@ -116,7 +118,7 @@ impl HerbFields {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HerbDoc {
     pub id: Uuid,

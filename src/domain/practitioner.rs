@@ -11,7 +11,7 @@ use super::rules::{err, plain_text, slug as valid_slug};
 
 pub const TABLE: &str = "practitioners";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     #[default]
@@ -61,7 +61,7 @@ fn valid_phone(s: &str) -> Result<(), ValidationError> {
 
 /// A practitioner's fields as sent by POST (all required ones present) or
 /// PATCH (any subset; `null` clears an optional field).
-#[derive(Debug, Default, Deserialize, Validate)]
+#[derive(Debug, Default, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PractitionerFields {
     #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
@@ -124,7 +124,7 @@ impl PractitionerFields {
 }
 
 /// The sealed contact fields, opened (only for callers allowed to see them).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
     pub email: Option<String>,
@@ -132,7 +132,7 @@ pub struct Contact {
     pub licence_number: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PractitionerDoc {
     pub id: Uuid,

@@ -13,7 +13,7 @@ use super::rules::{err, plain_text};
 pub const TABLE: &str = "symptom_submissions";
 pub const MAX_NOTES_CHARS: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubmissionStatus {
     #[default]
@@ -58,7 +58,7 @@ fn notes_len(s: &str) -> Result<(), ValidationError> {
 }
 
 /// One symptom, as the patient reports it. Sealed as part of `symptoms`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Symptom {
     #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
@@ -72,7 +72,7 @@ pub struct Symptom {
     pub notes: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, Validate)]
+#[derive(Debug, Default, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SubmissionFields {
     #[validate(
@@ -174,7 +174,7 @@ pub fn categories(symptoms: &[Symptom]) -> Vec<String> {
     out
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubmissionDoc {
     pub id: Uuid,

@@ -20,6 +20,12 @@ fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|_| ApiError::invalid(name, "must be a date (YYYY-MM-DD) or an RFC 3339 time"))
 }
 
+#[utoipa::path(get, path = "/api/audit/export", tag = "audit", params(crate::openapi::ExportParams), responses(
+    (status = 200, description = "Streamed entries in chain order, ending with a `#manifest {..}` line"),
+    (status = 400, description = "Bad time or format", body = crate::openapi::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+    (status = 403, description = "Not an auditor", body = crate::openapi::ErrorBody),
+))]
 pub async fn export(
     svc: web::Data<Services>,
     who: Principal,

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::query;
+use crate::openapi::DocResponse;
+use crate::query::{self, Page};
 use crate::service::{Services, consents, herbs, practitioners, submissions};
 
 fn created(doc: impl Serialize, singular: &str) -> HttpResponse {
@@ -29,30 +30,63 @@ type Body = web::Json<serde_json::Value>;
 type Id = web::Path<Uuid>;
 type Reply = Result<HttpResponse, ApiError>;
 
-/// Five handlers per collection, identical in shape.
+/// Five handlers per collection, identical in shape, each with its OpenAPI
+/// description.
 macro_rules! collection {
-    ($module:ident, $service:ident, $singular:literal, $extra:expr) => {
+    ($module:ident, $service:ident, $singular:literal, $extra:expr, $list:literal, $item:literal, $tag:literal,
+     $doc:ty, $fields:ty $(, $params:ty)?) => {
         pub mod $module {
             use super::*;
+            use crate::openapi::{ErrorBody, ListParams};
 
+            #[utoipa::path(get, path = $list, tag = $tag, params(ListParams $(, $params)?), responses(
+                (status = 200, description = "A page of documents", body = Page<$doc>),
+                (status = 400, description = "Unknown field, operator or parameter", body = ErrorBody),
+                (status = 401, description = "Bad credentials", body = ErrorBody),
+            ))]
             pub async fn list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
                 let q = query::parse(req.query_string(), $extra)?;
                 Ok(HttpResponse::Ok().json($service::list(&svc, &who, q).await?))
             }
+
+            #[utoipa::path(post, path = $list, tag = $tag, request_body = $fields, responses(
+                (status = 201, description = "Created", body = DocResponse<$doc>),
+                (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
+                (status = 401, description = "Not logged in", body = ErrorBody),
+                (status = 403, description = "Not allowed", body = ErrorBody),
+                (status = 413, description = "Body too large", body = ErrorBody),
+                (status = 415, description = "Not application/json", body = ErrorBody),
+            ))]
             pub async fn create(svc: Svc, who: Principal, body: Body) -> Reply {
-                Ok(created(
-                    $service::create(&svc, &who, body.into_inner()).await?,
-                    $singular,
-                ))
+                Ok(created($service::create(&svc, &who, body.into_inner()).await?, $singular))
             }
+
+            #[utoipa::path(get, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), responses(
+                (status = 200, description = "The document", body = $doc),
+                (status = 401, description = "Bad credentials", body = ErrorBody),
+                (status = 404, description = "No such document, or not yours to see", body = ErrorBody),
+            ))]
             pub async fn get(svc: Svc, who: Principal, id: Id) -> Reply {
                 Ok(HttpResponse::Ok().json($service::get(&svc, &who, *id).await?))
             }
+
+            #[utoipa::path(patch, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), request_body = $fields, responses(
+                (status = 200, description = "Updated", body = DocResponse<$doc>),
+                (status = 400, description = "Validation error", body = ErrorBody),
+                (status = 401, description = "Not logged in", body = ErrorBody),
+                (status = 403, description = "Visible but not yours to change", body = ErrorBody),
+                (status = 404, description = "No such document", body = ErrorBody),
+            ))]
             pub async fn update(svc: Svc, who: Principal, id: Id, body: Body) -> Reply {
-                Ok(updated(
-                    $service::update(&svc, &who, *id, body.into_inner()).await?,
-                ))
+                Ok(updated($service::update(&svc, &who, *id, body.into_inner()).await?))
             }
+
+            #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), responses(
+                (status = 200, description = "Deleted", body = DocResponse<$doc>),
+                (status = 401, description = "Not logged in", body = ErrorBody),
+                (status = 403, description = "Visible but not yours to delete", body = ErrorBody),
+                (status = 404, description = "No such document", body = ErrorBody),
+            ))]
             pub async fn delete(svc: Svc, who: Principal, id: Id) -> Reply {
                 Ok(deleted($service::delete(&svc, &who, *id).await?))
             }
@@ -60,20 +94,65 @@ macro_rules! collection {
     };
 }
 
-collection!(practitioner, practitioners, "Practitioner", &[]);
-collection!(herb, herbs, "Herb", herbs::FILTER_PARAMS);
-collection!(submission, submissions, "Symptom submission", &[]);
+collection!(
+    practitioner,
+    practitioners,
+    "Practitioner",
+    &[],
+    "/api/practitioners",
+    "/api/practitioners/{id}",
+    "practitioners",
+    crate::domain::practitioner::PractitionerDoc,
+    crate::domain::practitioner::PractitionerFields
+);
+collection!(
+    herb,
+    herbs,
+    "Herb",
+    herbs::FILTER_PARAMS,
+    "/api/herbs",
+    "/api/herbs/{id}",
+    "herbs",
+    crate::domain::herb::HerbDoc,
+    crate::domain::herb::HerbFields,
+    crate::openapi::HerbFilterParams
+);
+collection!(
+    submission,
+    submissions,
+    "Symptom submission",
+    &[],
+    "/api/symptom-submissions",
+    "/api/symptom-submissions/{id}",
+    "symptom-submissions",
+    crate::domain::submission::SubmissionDoc,
+    crate::domain::submission::SubmissionFields
+);
 
+/// Nearest first, with `distanceM`; GiST KNN on `phi_earth(lat, lon)`.
+#[utoipa::path(get, path = "/api/practitioners/near", tag = "practitioners", params(crate::openapi::NearParams), responses(
+    (status = 200, description = "A page of practitioners, nearest first", body = Page<crate::domain::practitioner::PractitionerDoc>),
+    (status = 400, description = "Bad point or radius", body = crate::openapi::ErrorBody),
+))]
 pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
     let q = query::parse(req.query_string(), &["lat", "lon", "radius_km", "modality"])?;
     Ok(HttpResponse::Ok().json(practitioners::near(&svc, &who, q).await?))
 }
 
+#[utoipa::path(get, path = "/api/consents", tag = "consents", params(crate::openapi::ListParams), responses(
+    (status = 200, description = "Your consents, and those naming you as practitioner", body = Page<consents::ConsentDoc>),
+    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+))]
 pub async fn consents_list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
     let q = query::parse(req.query_string(), &[])?;
     Ok(HttpResponse::Ok().json(consents::list(&svc, &who, q).await?))
 }
 
+#[utoipa::path(post, path = "/api/consents", tag = "consents", request_body = consents::ConsentInput, responses(
+    (status = 201, description = "Shared", body = DocResponse<consents::ConsentDoc>),
+    (status = 400, description = "Unknown practitioner, not your submission, or expiry in the past", body = crate::openapi::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+))]
 pub async fn consents_create(svc: Svc, who: Principal, body: Body) -> Reply {
     Ok(created(
         consents::create(&svc, &who, body.into_inner()).await?,
@@ -81,6 +160,11 @@ pub async fn consents_create(svc: Svc, who: Principal, body: Body) -> Reply {
     ))
 }
 
+#[utoipa::path(delete, path = "/api/consents/{id}", tag = "consents", params(("id" = uuid::Uuid, Path)), responses(
+    (status = 200, description = "Revoked; effective on the next request", body = DocResponse<consents::ConsentDoc>),
+    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+    (status = 404, description = "No such consent of yours", body = crate::openapi::ErrorBody),
+))]
 pub async fn consents_revoke(svc: Svc, who: Principal, id: Id) -> Reply {
     Ok(deleted(consents::revoke(&svc, &who, *id).await?))
 }

@@ -14,11 +14,16 @@ use crate::metrics::{Metrics, PoolGauges};
 pub struct PoolMax(pub u32);
 
 /// Process alive; touches nothing else.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "Alive")))]
 pub async fn alive() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// A real round trip to PostgreSQL, bounded so a dead database answers fast.
+#[utoipa::path(get, path = "/health/database", tag = "health", responses(
+    (status = 200, description = "Server version and pool figures"),
+    (status = 503, description = "Database unreachable (with Retry-After)", body = crate::openapi::ErrorBody),
+))]
 pub async fn database(
     pool: web::Data<PgPool>,
     max: web::Data<PoolMax>,
@@ -62,6 +67,9 @@ fn unavailable() -> ApiError {
     }
 }
 
+/// Prometheus text: request counts and latency histograms by route and
+/// status, and pool gauges.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(
     metrics: web::Data<Metrics>,
     pool: web::Data<PgPool>,

@@ -19,7 +19,7 @@ use crate::store::{practitioners, submissions};
 
 use super::{Services, new_id};
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConsentInput {
     pub practitioner_id: Uuid,
@@ -28,7 +28,7 @@ pub struct ConsentInput {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsentDoc {
     pub id: Uuid,

@@ -224,3 +224,64 @@ async fn api_keys_identify_machines_until_revoked_or_expired() {
     .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_the_ui_is_served() {
+    let app = spawn_app().await;
+    let res = app.get("/api/openapi.json").await;
+    assert_eq!(res.status(), 200);
+    let doc = json(res).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/api/practitioners", &["get", "post"][..]),
+        ("/api/practitioners/{id}", &["get", "patch", "delete"]),
+        ("/api/practitioners/near", &["get"]),
+        ("/api/herbs", &["get", "post"]),
+        ("/api/herbs/{id}", &["get", "patch", "delete"]),
+        ("/api/symptom-submissions", &["get", "post"]),
+        ("/api/symptom-submissions/{id}", &["get", "patch", "delete"]),
+        ("/api/consents", &["get", "post"]),
+        ("/api/consents/{id}", &["delete"]),
+        ("/api/audit/export", &["get"]),
+        ("/health", &["get"]),
+        ("/health/database", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        let p = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
+        for m in methods {
+            assert!(p.get(*m).is_some(), "{m} {path} missing");
+        }
+    }
+    // Error responses are documented in Payload's shape.
+    let post = &paths["/api/symptom-submissions"]["post"]["responses"];
+    for status in ["201", "400", "401", "413", "415"] {
+        assert!(
+            post.get(status).is_some(),
+            "POST submissions lacks {status}"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "PractitionerDoc",
+        "HerbDoc",
+        "SubmissionDoc",
+        "SubmissionFields",
+        "TcmProperties",
+        "Taste",
+        "Meridian",
+        "ErrorBody",
+        "ConsentInput",
+    ] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    assert_eq!(schemas["Taste"]["enum"].as_array().unwrap().len(), 7);
+    assert_eq!(schemas["Meridian"]["enum"].as_array().unwrap().len(), 12);
+    // The vendored Swagger UI.
+    let res = app.get("/api/docs/").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text().await.unwrap().contains("swagger"),
+        "not the Swagger UI page"
+    );
+}

@@ -2,9 +2,14 @@
 --
 -- audit.log      every access to PHI, inserted in the same transaction as the
 --                access (or, for refusals, in its own); partitioned by month.
--- audit.pending  what the sealer has yet to chain (filled by a trigger).
+--                Writes to PHI tables are recorded by triggers on those tables
+--                (no extra round trip, no way around them); reads by the service.
 -- audit.chain    the hash chain, in sealing order: hash = SHA-256(prev_hash ||
 --                canonical entry), computed by the service's single sealer.
+-- audit.sealer_state  how far the sealer has got, by transaction id: it seals
+--                entries whose transactions are all finished (below the
+--                snapshot's xmin), in sequence order: commit order, without a
+--                queue table or a trigger on the log.
 -- audit.checkpoints  signed heads of the chain.
 --
 -- phi_app may INSERT into the log and read it (the sealer and the auditor's
@@ -34,13 +39,22 @@ CREATE TABLE audit.log (
   outcome           text NOT NULL,
   reason            text,
   fields            text[] NOT NULL DEFAULT '{}',
+  txid              bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
   PRIMARY KEY (seq, at)
 ) PARTITION BY RANGE (at);
+-- A btree: BRIN measured slower per insert here (BENCHMARKS.md).
+CREATE INDEX log_txid ON audit.log (txid);
 ALTER SEQUENCE audit.log_seq OWNED BY audit.log.seq;
 
 CREATE TABLE audit.log_default PARTITION OF audit.log DEFAULT;
 
-CREATE TABLE audit.pending (seq bigint PRIMARY KEY, at timestamptz NOT NULL);
+CREATE TABLE audit.sealer_state (
+  one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+  lo         bigint NOT NULL,          -- every entry with txid < lo is sealed
+  hi         bigint,                   -- the range being sealed: [lo, hi)
+  after_seq  bigint NOT NULL DEFAULT 0 -- within it, sealed up to this seq
+);
+INSERT INTO audit.sealer_state (lo) VALUES (0);
 
 CREATE TABLE audit.chain (
   pos        bigint PRIMARY KEY,
@@ -64,15 +78,6 @@ CREATE FUNCTION audit.refuse_change() RETURNS trigger
 BEGIN
   RAISE EXCEPTION 'audit records are append-only (% on %)', TG_OP, TG_TABLE_NAME
     USING ERRCODE = 'insufficient_privilege';
-END $$;
-
--- Every new entry waits in audit.pending until sealed. SECURITY DEFINER: the
--- inserting role (phi_app) has no rights on audit.pending.
-CREATE FUNCTION audit.enqueue() RETURNS trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, audit AS $$
-BEGIN
-  INSERT INTO audit.pending (seq, at) VALUES (NEW.seq, NEW.at);
-  RETURN NULL;
 END $$;
 
 -- Guards one partition (each new month's partition gets them too).
@@ -105,8 +110,6 @@ CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON audit.log
   FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON audit.log
   FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
-CREATE TRIGGER enqueue AFTER INSERT ON audit.log
-  FOR EACH ROW EXECUTE FUNCTION audit.enqueue();
 SELECT audit.guard('audit.log_default');
 SELECT audit.ensure_partitions(3);
 
@@ -119,23 +122,131 @@ CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON audit.checkpoints
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON audit.checkpoints
   FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
 
--- The sealer takes entries off the queue (the one DELETE anywhere here, on
--- a queue, not on a record).
-CREATE FUNCTION audit.take_pending(batch integer)
-  RETURNS SETOF audit.log
-  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, audit AS $$
-  WITH taken AS (
-    DELETE FROM audit.pending
-    WHERE seq IN (SELECT seq FROM audit.pending ORDER BY seq LIMIT batch FOR UPDATE SKIP LOCKED)
-    RETURNING seq, at)
-  SELECT l.* FROM audit.log l JOIN taken t ON l.seq = t.seq AND l.at = t.at ORDER BY l.seq
-$$;
+-- The triggers below write one entry each, the actor taken from the
+-- transaction-local settings the service sets at the start of every request
+-- (db::scoped). The INSERT is written out in each (plpgsql caches its plan;
+-- a shared helper function would cost a nested call per row).
+
+-- Every change to a submission, recorded with the transaction that makes it.
+-- Field names are the API's; a re-sealed value counts as changed.
+CREATE FUNCTION audit.submission_changed() RETURNS trigger
+  LANGUAGE plpgsql AS $$
+DECLARE
+  f text[];
+  reason text := nullif(current_setting('app.reason', true), '');
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    f := array_remove(ARRAY[
+      CASE WHEN NEW.symptoms IS NOT NULL THEN 'symptoms' END,
+      CASE WHEN NEW.notes IS NOT NULL THEN 'notes' END,
+      CASE WHEN NEW.contact_email IS NOT NULL THEN 'contactEmail' END,
+      CASE WHEN NEW.date_of_birth IS NOT NULL THEN 'dateOfBirth' END,
+      CASE WHEN NEW.region IS NOT NULL THEN 'region' END,
+      CASE WHEN NEW.practitioner_id IS NOT NULL THEN 'practitionerId' END], NULL);
+    INSERT INTO audit.log (actor_user, actor_collection, actor_roles, api_key_id, action, entity_type,
+                           entity_id, request_id, client_addr, outcome, reason, fields)
+    VALUES (nullif(current_setting('app.user_id', true), ''),
+            nullif(current_setting('app.collection', true), ''),
+            nullif(current_setting('app.roles', true), ''),
+            nullif(current_setting('app.api_key_id', true), '')::uuid,
+            CASE WHEN reason = 'reencrypt' THEN 'KEY_ROTATION' ELSE 'CREATE' END,
+            TG_TABLE_NAME, NEW.id::text, nullif(current_setting('app.request_id', true), ''),
+            nullif(current_setting('app.client_addr', true), ''), 'success', reason, f);
+  ELSIF TG_OP = 'UPDATE' THEN
+    f := array_remove(ARRAY[
+      CASE WHEN NEW.symptoms IS DISTINCT FROM OLD.symptoms THEN 'symptoms' END,
+      CASE WHEN NEW.notes IS DISTINCT FROM OLD.notes THEN 'notes' END,
+      CASE WHEN NEW.contact_email IS DISTINCT FROM OLD.contact_email THEN 'contactEmail' END,
+      CASE WHEN NEW.date_of_birth IS DISTINCT FROM OLD.date_of_birth THEN 'dateOfBirth' END,
+      CASE WHEN NEW.region IS DISTINCT FROM OLD.region THEN 'region' END,
+      CASE WHEN NEW.status IS DISTINCT FROM OLD.status THEN 'status' END,
+      CASE WHEN NEW.practitioner_id IS DISTINCT FROM OLD.practitioner_id THEN 'practitionerId' END], NULL);
+    IF cardinality(f) > 0 THEN
+      INSERT INTO audit.log (actor_user, actor_collection, actor_roles, api_key_id, action, entity_type,
+                             entity_id, request_id, client_addr, outcome, reason, fields)
+      VALUES (nullif(current_setting('app.user_id', true), ''),
+              nullif(current_setting('app.collection', true), ''),
+              nullif(current_setting('app.roles', true), ''),
+              nullif(current_setting('app.api_key_id', true), '')::uuid,
+              CASE WHEN reason = 'reencrypt' THEN 'KEY_ROTATION' ELSE 'UPDATE' END,
+              TG_TABLE_NAME, NEW.id::text, nullif(current_setting('app.request_id', true), ''),
+              nullif(current_setting('app.client_addr', true), ''), 'success', reason, f);
+    END IF;
+  ELSE
+    INSERT INTO audit.log (actor_user, actor_collection, actor_roles, api_key_id, action, entity_type,
+                           entity_id, request_id, client_addr, outcome, reason, fields)
+    VALUES (nullif(current_setting('app.user_id', true), ''),
+            nullif(current_setting('app.collection', true), ''),
+            nullif(current_setting('app.roles', true), ''),
+            nullif(current_setting('app.api_key_id', true), '')::uuid,
+            CASE WHEN reason = 'reencrypt' THEN 'KEY_ROTATION' ELSE 'DELETE' END,
+            TG_TABLE_NAME, OLD.id::text, nullif(current_setting('app.request_id', true), ''),
+            nullif(current_setting('app.client_addr', true), ''), 'success', reason, '{}');
+    RETURN OLD;
+  END IF;
+  RETURN NEW;
+END $$;
+
+-- Every change to a practitioner's sealed fields, and every deletion.
+CREATE FUNCTION audit.practitioner_changed() RETURNS trigger
+  LANGUAGE plpgsql AS $$
+DECLARE
+  f text[];
+  reason text := nullif(current_setting('app.reason', true), '');
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO audit.log (actor_user, actor_collection, actor_roles, api_key_id, action, entity_type,
+                           entity_id, request_id, client_addr, outcome, reason, fields)
+    VALUES (nullif(current_setting('app.user_id', true), ''),
+            nullif(current_setting('app.collection', true), ''),
+            nullif(current_setting('app.roles', true), ''),
+            nullif(current_setting('app.api_key_id', true), '')::uuid,
+            CASE WHEN reason = 'reencrypt' THEN 'KEY_ROTATION' ELSE 'DELETE' END,
+            TG_TABLE_NAME, OLD.id::text, nullif(current_setting('app.request_id', true), ''),
+            nullif(current_setting('app.client_addr', true), ''), 'success', reason, '{}');
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'INSERT' THEN
+    f := array_remove(ARRAY[
+      CASE WHEN NEW.email IS NOT NULL THEN 'email' END,
+      CASE WHEN NEW.phone IS NOT NULL THEN 'phone' END,
+      CASE WHEN NEW.licence_number IS NOT NULL THEN 'licenceNumber' END], NULL);
+  ELSE
+    f := array_remove(ARRAY[
+      CASE WHEN NEW.email IS DISTINCT FROM OLD.email THEN 'email' END,
+      CASE WHEN NEW.phone IS DISTINCT FROM OLD.phone THEN 'phone' END,
+      CASE WHEN NEW.licence_number IS DISTINCT FROM OLD.licence_number THEN 'licenceNumber' END], NULL);
+  END IF;
+  IF cardinality(f) > 0 THEN
+    INSERT INTO audit.log (actor_user, actor_collection, actor_roles, api_key_id, action, entity_type,
+                           entity_id, request_id, client_addr, outcome, reason, fields)
+    VALUES (nullif(current_setting('app.user_id', true), ''),
+            nullif(current_setting('app.collection', true), ''),
+            nullif(current_setting('app.roles', true), ''),
+            nullif(current_setting('app.api_key_id', true), '')::uuid,
+            CASE WHEN reason = 'reencrypt' THEN 'KEY_ROTATION' ELSE CASE TG_OP WHEN 'INSERT' THEN 'CREATE' ELSE 'UPDATE' END END,
+            TG_TABLE_NAME, NEW.id::text, nullif(current_setting('app.request_id', true), ''),
+            nullif(current_setting('app.client_addr', true), ''), 'success', reason, f);
+  END IF;
+  RETURN NEW;
+END $$;
+
+-- BEFORE, not AFTER: no after-trigger queue. A change that fails later
+-- (constraint, row-level security check) aborts its statement, and the
+-- transaction takes the entry with it. Named to run after any other
+-- BEFORE trigger, so the entry sees the final row.
+CREATE TRIGGER zz_audit_changes BEFORE INSERT OR UPDATE OR DELETE ON public.symptom_submissions
+  FOR EACH ROW EXECUTE FUNCTION audit.submission_changed();
+CREATE TRIGGER zz_audit_changes BEFORE INSERT OR UPDATE OR DELETE ON public.practitioners
+  FOR EACH ROW EXECUTE FUNCTION audit.practitioner_changed();
 
 GRANT USAGE ON SCHEMA audit TO phi_app, phi_auditor;
 GRANT USAGE ON SEQUENCE audit.log_seq TO phi_app;
 GRANT INSERT, SELECT ON audit.log TO phi_app;
 GRANT INSERT, SELECT ON audit.chain, audit.checkpoints TO phi_app;
-GRANT EXECUTE ON FUNCTION audit.take_pending(integer), audit.ensure_partitions(integer) TO phi_app;
+GRANT SELECT, UPDATE ON audit.sealer_state TO phi_app;
+GRANT EXECUTE ON FUNCTION audit.ensure_partitions(integer),
+  audit.submission_changed(), audit.practitioner_changed() TO phi_app;
 GRANT SELECT ON audit.log, audit.chain, audit.checkpoints TO phi_auditor;
 
 RESET ROLE;

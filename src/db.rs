@@ -64,14 +64,26 @@ pub async fn scoped(
     principal: &crate::auth::Principal,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // The policies read user, roles and break-glass; the audit triggers
+    // read the rest.
     sqlx::query(
         "SELECT set_config('app.user_id', $1, true), \
                 set_config('app.roles', $2, true), \
-                set_config('app.break_glass', $3, true)",
+                set_config('app.break_glass', $3, true), \
+                set_config('app.collection', $4, true), \
+                set_config('app.request_id', $5, true), \
+                set_config('app.client_addr', $6, true), \
+                set_config('app.api_key_id', $7, true), \
+                set_config('app.reason', $8, true)",
     )
     .bind(principal.user_id.as_deref().unwrap_or(""))
     .bind(principal.roles_csv())
     .bind(if principal.break_glass() { "on" } else { "" })
+    .bind(principal.collection.as_deref().unwrap_or(""))
+    .bind(principal.request_id.as_deref().unwrap_or(""))
+    .bind(principal.client_addr.as_deref().unwrap_or(""))
+    .bind(principal.api_key_id.map(|u| u.to_string()).unwrap_or_default())
+    .bind(if principal.break_glass() { principal.break_glass_reason.as_deref().unwrap_or("") } else { "" })
     .execute(&mut *tx)
     .await?;
     Ok(tx)

@@ -217,6 +217,13 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
             let Some(tail) = rows.last() else { break };
             last = tail.get("id");
             let mut tx = pool.begin().await?;
+            // The audit triggers record each rewritten row as KEY_ROTATION.
+            sqlx::query(
+                "SELECT set_config('app.user_id', 'operator:reencrypt', true), \
+                        set_config('app.reason', 'reencrypt', true)",
+            )
+            .execute(&mut *tx)
+            .await?;
             for row in &rows {
                 report.scanned += 1;
                 let id: Uuid = row.get("id");

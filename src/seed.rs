@@ -582,6 +582,15 @@ pub async fn demo(pool: &PgPool, keyring: std::sync::Arc<Keyring>) -> anyhow::Re
 
 const BULK_BATCH: u64 = 5000;
 
+/// A transaction whose audit entries name the seeding operator.
+async fn operator_tx(pool: &PgPool) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.user_id', 'operator:seed', true)")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Large synthetic sets, batched; for benchmarks.
 pub async fn bulk(
     pool: &PgPool,
@@ -644,6 +653,7 @@ pub async fn bulk(
                         .into_bytes(),
                 );
             }
+            let mut tx = operator_tx(pool).await?;
             sqlx::query(
                 "INSERT INTO practitioners (id, slug, name, lat, lon, city, email, email_bidx, modalities, status) \
                  SELECT id, slug, name, lat, lon, city, email, bidx, ARRAY[modality], 'published' \
@@ -651,9 +661,10 @@ pub async fn bulk(
                  AS t(id, slug, name, lat, lon, city, email, bidx, modality)",
             )
             .bind(ids).bind(slugs).bind(names).bind(lats).bind(lons).bind(cities).bind(emails).bind(bidx).bind(mods)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .context("inserting practitioners")?;
+            tx.commit().await?;
             done += n;
             progress.update("practitioners", done);
         }
@@ -692,15 +703,17 @@ pub async fn bulk(
                 names.push(format!("{name} {i}"));
                 props.push(serde_json::to_value(tcm)?);
             }
+            let mut tx = operator_tx(pool).await?;
             sqlx::query(
                 "INSERT INTO herbs (id, slug, name, tcm_properties, status) \
                  SELECT id, slug, name, props, 'published' \
                  FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) AS t(id, slug, name, props)",
             )
             .bind(ids).bind(slugs).bind(names).bind(props)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .context("inserting herbs")?;
+            tx.commit().await?;
             done += n;
             progress.update("herbs", done);
         }
@@ -738,6 +751,7 @@ pub async fn bulk(
                 regions.push(rng.pick(CITIES).1.to_string());
                 cats.push("pain".to_string());
             }
+            let mut tx = operator_tx(pool).await?;
             sqlx::query(
                 "INSERT INTO symptom_submissions (id, owner_id, symptoms, notes, region, symptom_categories) \
                  SELECT id, owner, symptoms, notes, region, ARRAY[cat] \
@@ -745,9 +759,10 @@ pub async fn bulk(
                  AS t(id, owner, symptoms, notes, region, cat)",
             )
             .bind(ids).bind(owners).bind(symptoms).bind(sealed_notes).bind(regions).bind(cats)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .context("inserting submissions")?;
+            tx.commit().await?;
             done += n;
             progress.update("submissions", done);
         }

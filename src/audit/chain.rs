@@ -2,8 +2,8 @@
 //! verification.
 //!
 //! `hash(n) = SHA-256(hash(n-1) || canonical(entry n))`, in sealing order
-//! (which follows commit order: entries are queued by a trigger when they
-//! commit and sealed from that queue). One sealer runs at a time across all
+//! (which follows commit order: an entry is sealed once every transaction
+//! older than its own has finished). One sealer runs at a time across all
 //! gateways: each round takes a transaction-level advisory lock, so the
 //! request path never waits on the chain. Checkpoints sign (position, hash,
 //! time) with HMAC-SHA256 under a key derived from the keyring's index key.
@@ -103,6 +103,12 @@ pub fn link(prev: &[u8], r: &AuditRow) -> [u8; 32] {
 
 /// Seals up to `batch` committed entries, if no other sealer holds the lock.
 /// Returns how many were sealed.
+///
+/// Entries are sealed once every transaction that could still add an entry
+/// before them has finished: those whose `txid` is below the snapshot's
+/// `xmin`. Each round takes the range `[lo, hi)` of transaction ids (`hi`
+/// fixed when the range opens) and walks it in `seq` order; its progress is
+/// saved in `audit.sealer_state` in the same transaction as the links.
 pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -112,19 +118,51 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
     if !leader {
         return Ok(0);
     }
-    let rows: Vec<AuditRow> =
-        sqlx::query_as(&format!("SELECT {ROW_COLUMNS} FROM audit.take_pending($1)"))
-            .bind(batch)
-            .fetch_all(&mut *tx)
+    let (lo, hi, after_seq): (i64, Option<i64>, i64) =
+        sqlx::query_as("SELECT lo, hi, after_seq FROM audit.sealer_state")
+            .fetch_one(&mut *tx)
             .await?;
+    let hi = match hi {
+        Some(h) => h,
+        None => {
+            let h: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(&mut *tx)
+                .await?;
+            if h <= lo {
+                tx.commit().await?;
+                return Ok(0);
+            }
+            h
+        }
+    };
+    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+        "SELECT {ROW_COLUMNS} FROM audit.log WHERE txid >= $1 AND txid < $2 AND seq > $3 ORDER BY seq LIMIT $4"
+    ))
+    .bind(lo)
+    .bind(hi)
+    .bind(after_seq)
+    .bind(batch as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    if (rows.len() as i32) < batch {
+        sqlx::query("UPDATE audit.sealer_state SET lo = $1, hi = NULL, after_seq = 0")
+            .bind(hi)
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        sqlx::query("UPDATE audit.sealer_state SET hi = $1, after_seq = $2")
+            .bind(hi)
+            .bind(rows.last().map(|r| r.seq).unwrap_or(after_seq))
+            .execute(&mut *tx)
+            .await?;
+    }
     if rows.is_empty() {
         tx.commit().await?;
         return Ok(0);
     }
-    let head: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
+    let head: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
     let (mut pos, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
     let (mut positions, mut seqs, mut prevs, mut hashes) = (vec![], vec![], vec![], vec![]);
     for r in &rows {
@@ -150,14 +188,42 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
     Ok(rows.len())
 }
 
-/// Seals until the queue is empty.
+/// Seals until every committed entry is in the chain, waiting (up to 10 s)
+/// for older transactions elsewhere to finish: for checkpoints, exports and
+/// verification, which must cover everything committed before them.
 pub async fn seal_all(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut total = 0;
+    loop {
+        total += seal_available(pool).await?;
+        let unsealed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM audit.log l WHERE l.txid >= (SELECT lo FROM audit.sealer_state) \
+             AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq))",
+        )
+        .fetch_one(pool)
+        .await?;
+        if !unsealed || std::time::Instant::now() > deadline {
+            return Ok(total);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Seals what can be sealed now (it may take a few ranges: one opened while
+/// others were still running ends early).
+pub async fn seal_available(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let mut total = 0;
+    let mut idle_rounds = 0;
     loop {
         let n = seal_pending(pool, 5000).await?;
         total += n;
-        if n < 5000 {
-            return Ok(total);
+        if n == 0 {
+            idle_rounds += 1;
+            if idle_rounds >= 2 {
+                return Ok(total);
+            }
+        } else {
+            idle_rounds = 0;
         }
     }
 }
@@ -378,11 +444,12 @@ pub async fn verify(
             latest_at = Some(latest_at.map_or(row.at, |l| l.max(row.at)));
         }
     }
-    // Entries neither chained nor waiting to be: inserted behind the log's back.
+    // Entries the sealer has passed (txid below its horizon) but that are not
+    // in the chain: inserted behind the log's back.
     let orphans: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT l.seq, l.at FROM audit.log l \
-         WHERE NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq) \
-           AND NOT EXISTS (SELECT 1 FROM audit.pending p WHERE p.seq = l.seq) \
+        "SELECT l.seq, l.at FROM audit.log l, audit.sealer_state s \
+         WHERE (l.txid < s.lo OR (s.hi IS NOT NULL AND l.txid < s.hi AND l.seq <= s.after_seq)) \
+           AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq) \
            AND ($1::timestamptz IS NULL OR l.at >= $1) AND ($2::timestamptz IS NULL OR l.at < $2) \
          ORDER BY l.seq LIMIT 10",
     )
@@ -391,9 +458,7 @@ pub async fn verify(
     .fetch_all(pool)
     .await?;
     for (seq, at) in orphans {
-        v.problem(format!(
-            "entry seq {seq} ({at}) is in the log but not in the chain (inserted behind its back?)"
-        ));
+        v.problem(format!("entry seq {seq} ({at}) is in the log but not in the chain (inserted behind its back?)"));
     }
     let checkpoints: Vec<CheckpointRow> = sqlx::query_as(
         "SELECT pos, hash, at, key_id, signature FROM audit.checkpoints ORDER BY id",
@@ -436,7 +501,7 @@ pub fn spawn_sealer(pool: PgPool, keyring: std::sync::Arc<Keyring>, interval: st
         let mut last_signed = 0i64;
         loop {
             tokio::time::sleep(interval).await;
-            if let Err(e) = seal_all(&pool).await {
+            if let Err(e) = seal_available(&pool).await {
                 tracing::warn!(error = %e, "audit sealer round failed");
                 continue;
             }

@@ -114,8 +114,10 @@ pub fn db_error(e: sqlx::Error, unique_fields: &[(&str, &str)]) -> ApiError {
                     "refers to a record that does not exist",
                 )]);
             }
-            // new row violates row-level security policy
-            Some("42501") => return ApiError::Forbidden,
+            // "new row violates row-level security policy": the caller may
+            // not write this row. Any other 42501 (say, a failed audit write)
+            // is ours, and a 500.
+            Some("42501") if db.message().contains("row-level security") => return ApiError::Forbidden,
             _ => {}
         }
     }

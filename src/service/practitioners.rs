@@ -9,7 +9,6 @@
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::audit::{self, Action, Entry};
 use crate::auth::Principal;
 use crate::crypto::Place;
 use crate::crypto::blind_index::normalise_email;
@@ -227,39 +226,15 @@ pub async fn create(
             place("licence_number", id),
         )?,
     };
-    let sealed = sealed_fields(
-        new.email.is_some(),
-        new.phone.is_some(),
-        new.licence_number.is_some(),
-    );
     let mut tx = db::scoped(&svc.pool, who).await?;
     let row = store::insert(&mut tx, new)
         .await
         .map_err(|e| db_error(e, CONSTRAINTS))?;
     let doc = to_doc(svc, who, row)?;
-    if !sealed.is_empty() {
-        audit::record(
-            &mut tx,
-            who,
-            &[Entry::new(Action::Create, TABLE, id).fields(sealed)],
-        )
-        .await?;
-    }
+    // Changes to sealed fields, and deletions, are recorded by the table's
+    // audit trigger on this transaction.
     tx.commit().await?;
     Ok(doc)
-}
-
-/// The encrypted fields a write touches: those changes are audited.
-fn sealed_fields(email: bool, phone: bool, licence: bool) -> Vec<&'static str> {
-    [
-        ("email", email),
-        ("phone", phone),
-        ("licenceNumber", licence),
-    ]
-    .into_iter()
-    .filter(|(_, set)| *set)
-    .map(|(n, _)| n)
-    .collect()
 }
 
 pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<PractitionerDoc, ApiError> {
@@ -434,11 +409,6 @@ pub async fn update(
     if !who.is_staff() && (f.user_id.is_some() || f.status.is_some() || f.slug.is_some()) {
         return Err(ApiError::Forbidden);
     }
-    let sealed = sealed_fields(
-        f.email.is_some(),
-        f.phone.is_some(),
-        f.licence_number.is_some(),
-    );
     let mut sets: Vec<(&'static str, Value)> = Vec::new();
     if let Some(v) = f.name {
         sets.push(("name", Value::Text(Some(v.trim().to_string()))));
@@ -509,14 +479,8 @@ pub async fn update(
         }
     };
     let doc = to_doc(svc, who, row)?;
-    if !sealed.is_empty() {
-        audit::record(
-            &mut tx,
-            who,
-            &[Entry::new(Action::Update, TABLE, id).fields(sealed)],
-        )
-        .await?;
-    }
+    // Changes to sealed fields, and deletions, are recorded by the table's
+    // audit trigger on this transaction.
     tx.commit().await?;
     Ok(doc)
 }
@@ -540,7 +504,8 @@ pub async fn delete(
         }
     };
     let doc = to_doc(svc, who, row)?;
-    audit::record(&mut tx, who, &[Entry::new(Action::Delete, TABLE, id)]).await?;
+    // Changes to sealed fields, and deletions, are recorded by the table's
+    // audit trigger on this transaction.
     tx.commit().await?;
     Ok(doc)
 }

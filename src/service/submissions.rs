@@ -187,25 +187,6 @@ fn read_entries(who: &Principal, docs: &[SubmissionDoc]) -> Vec<Entry> {
     out
 }
 
-/// The names of the fields a body sets.
-fn field_names(f: &SubmissionFields) -> Vec<&'static str> {
-    let mut v = vec![];
-    for (name, set) in [
-        ("symptoms", f.symptoms.is_some()),
-        ("notes", f.notes.is_some()),
-        ("contactEmail", f.contact_email.is_some()),
-        ("dateOfBirth", f.date_of_birth.is_some()),
-        ("region", f.region.is_some()),
-        ("status", f.status.is_some()),
-        ("practitionerId", f.practitioner_id.is_some()),
-    ] {
-        if set {
-            v.push(name);
-        }
-    }
-    v
-}
-
 fn email_bidx(svc: &Services, email: &str) -> Vec<u8> {
     svc.keyring
         .blind_index(TABLE, "contact_email", &normalise_email(email))
@@ -233,7 +214,6 @@ pub async fn create(
     };
     let f: SubmissionFields = parse_body(body)?;
     require(f.missing_for_create())?;
-    let fields = field_names(&f);
     let id = new_id();
     let symptoms = f.symptoms.expect("checked");
     let dob = f.date_of_birth.flatten();
@@ -260,12 +240,8 @@ pub async fn create(
         .await
         .map_err(|e| db_error(e, CONSTRAINTS))?;
     let doc = open_doc(svc, who, row).await?;
-    audit::record(
-        &mut tx,
-        who,
-        &[Entry::new(Action::Create, TABLE, doc.id).fields(fields)],
-    )
-    .await?;
+    // The CREATE/UPDATE/DELETE entry is written by the table's audit
+    // trigger, on this transaction.
     tx.commit().await?;
     Ok(doc)
 }
@@ -331,7 +307,6 @@ pub async fn update(
         return Err(refused(svc, who, Action::Update, Some(id), e).await);
     }
     let f: SubmissionFields = parse_body(body)?;
-    let fields = field_names(&f);
     let mut sets: Vec<(&'static str, Value)> = Vec::new();
     if let Some(symptoms) = &f.symptoms {
         sets.push((
@@ -389,12 +364,8 @@ pub async fn update(
         return Err(refused(svc, who, Action::Update, Some(id), ApiError::NotFound).await);
     };
     let doc = open_doc(svc, who, row).await?;
-    audit::record(
-        &mut tx,
-        who,
-        &[Entry::new(Action::Update, TABLE, id).fields(fields)],
-    )
-    .await?;
+    // The CREATE/UPDATE/DELETE entry is written by the table's audit
+    // trigger, on this transaction.
     tx.commit().await?;
     Ok(doc)
 }
@@ -409,7 +380,8 @@ pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<Submiss
         return Err(refused(svc, who, Action::Delete, Some(id), ApiError::NotFound).await);
     };
     let doc = open_doc(svc, who, row).await?;
-    audit::record(&mut tx, who, &[Entry::new(Action::Delete, TABLE, id)]).await?;
+    // The CREATE/UPDATE/DELETE entry is written by the table's audit
+    // trigger, on this transaction.
     tx.commit().await?;
     Ok(doc)
 }

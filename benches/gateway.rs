@@ -129,7 +129,9 @@ async fn run_clients(
 async fn audit_trigger(admin: &PgPool, on: bool) {
     let verb = if on { "ENABLE" } else { "DISABLE" };
     admin
-        .execute(format!("ALTER TABLE symptom_submissions {verb} TRIGGER zz_audit_changes").as_str())
+        .execute(
+            format!("ALTER TABLE symptom_submissions {verb} TRIGGER zz_audit_changes").as_str(),
+        )
         .await
         .unwrap();
 }

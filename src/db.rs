@@ -82,8 +82,17 @@ pub async fn scoped(
     .bind(principal.collection.as_deref().unwrap_or(""))
     .bind(principal.request_id.as_deref().unwrap_or(""))
     .bind(principal.client_addr.as_deref().unwrap_or(""))
-    .bind(principal.api_key_id.map(|u| u.to_string()).unwrap_or_default())
-    .bind(if principal.break_glass() { principal.break_glass_reason.as_deref().unwrap_or("") } else { "" })
+    .bind(
+        principal
+            .api_key_id
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+    )
+    .bind(if principal.break_glass() {
+        principal.break_glass_reason.as_deref().unwrap_or("")
+    } else {
+        ""
+    })
     .execute(&mut *tx)
     .await?;
     Ok(tx)

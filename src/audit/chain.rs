@@ -125,9 +125,10 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
     let hi = match hi {
         Some(h) => h,
         None => {
-            let h: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(&mut *tx)
-                .await?;
+            let h: i64 =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .fetch_one(&mut *tx)
+                    .await?;
             if h <= lo {
                 tx.commit().await?;
                 return Ok(0);
@@ -160,9 +161,10 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
         tx.commit().await?;
         return Ok(0);
     }
-    let head: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
-        .fetch_optional(&mut *tx)
-        .await?;
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
     let (mut pos, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
     let (mut positions, mut seqs, mut prevs, mut hashes) = (vec![], vec![], vec![], vec![]);
     for r in &rows {
@@ -458,7 +460,9 @@ pub async fn verify(
     .fetch_all(pool)
     .await?;
     for (seq, at) in orphans {
-        v.problem(format!("entry seq {seq} ({at}) is in the log but not in the chain (inserted behind its back?)"));
+        v.problem(format!(
+            "entry seq {seq} ({at}) is in the log but not in the chain (inserted behind its back?)"
+        ));
     }
     let checkpoints: Vec<CheckpointRow> = sqlx::query_as(
         "SELECT pos, hash, at, key_id, signature FROM audit.checkpoints ORDER BY id",

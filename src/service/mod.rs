@@ -117,7 +117,9 @@ pub fn db_error(e: sqlx::Error, unique_fields: &[(&str, &str)]) -> ApiError {
             // "new row violates row-level security policy": the caller may
             // not write this row. Any other 42501 (say, a failed audit write)
             // is ours, and a 500.
-            Some("42501") if db.message().contains("row-level security") => return ApiError::Forbidden,
+            Some("42501") if db.message().contains("row-level security") => {
+                return ApiError::Forbidden;
+            }
             _ => {}
         }
     }

@@ -259,7 +259,10 @@ async fn a_forged_entry_is_detected_and_located() {
     )
     .await;
     let p = first_problem(&pool).await;
-    assert!(p.contains("entry seq 999999") && p.contains("not in the chain"), "{p}");
+    assert!(
+        p.contains("entry seq 999999") && p.contains("not in the chain"),
+        "{p}"
+    );
 
     // Inserted as a new entry, it is sealed, but its date gives it away.
     sqlx::query(

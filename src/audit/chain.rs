@@ -11,7 +11,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
@@ -412,22 +412,7 @@ pub async fn verify(
                 ));
                 continue;
             }
-            let row = AuditRow {
-                seq: r.get("seq"),
-                at: r.get("at"),
-                actor_user: r.get("actor_user"),
-                actor_collection: r.get("actor_collection"),
-                actor_roles: r.get("actor_roles"),
-                api_key_id: r.get("api_key_id"),
-                action: r.get("action"),
-                entity_type: r.get("entity_type"),
-                entity_id: r.get("entity_id"),
-                request_id: r.get("request_id"),
-                client_addr: r.get("client_addr"),
-                outcome: r.get("outcome"),
-                reason: r.get("reason"),
-                fields: r.get("fields"),
-            };
+            let row = AuditRow::from_row(r)?;
             let in_window = from.is_none_or(|f| row.at >= f) && to.is_none_or(|t| row.at < t);
             if in_window {
                 v.entries_checked += 1;

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 use tokio::sync::mpsc::Sender;
 
 use super::chain::{self, AuditRow, Checkpoint, ROW_COLUMNS, hex};
@@ -234,22 +234,7 @@ pub async fn stream(
             let pos: i64 = r.get("pos");
             let prev: Vec<u8> = r.get("prev_hash");
             let hash: Vec<u8> = r.get("hash");
-            let row = AuditRow {
-                seq: r.get("seq"),
-                at: r.get("at"),
-                actor_user: r.get("actor_user"),
-                actor_collection: r.get("actor_collection"),
-                actor_roles: r.get("actor_roles"),
-                api_key_id: r.get("api_key_id"),
-                action: r.get("action"),
-                entity_type: r.get("entity_type"),
-                entity_id: r.get("entity_id"),
-                request_id: r.get("request_id"),
-                client_addr: r.get("client_addr"),
-                outcome: r.get("outcome"),
-                reason: r.get("reason"),
-                fields: r.get("fields"),
-            };
+            let row = AuditRow::from_row(r)?;
             match format {
                 Format::Ndjson => chunk.push_str(&ndjson_line(&row, pos, &prev, &hash)),
                 Format::Csv => chunk.push_str(&csv_line(&row, pos, &prev, &hash)),

@@ -225,7 +225,7 @@ impl TestApp {
 }
 
 impl Remote<'_> {
-    fn req(
+    pub fn req(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -326,6 +326,11 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// Request helpers (shared with servers a test starts itself).
+    pub fn remote(&self) -> Remote<'_> {
+        TestApp::at(&self.address, &self.client)
+    }
+
     /// A request as `user` with `roles` (None: anonymous).
     pub fn req(
         &self,
@@ -333,11 +338,7 @@ impl TestApp {
         path: &str,
         user: Option<(&str, &[&str])>,
     ) -> reqwest::RequestBuilder {
-        let b = self.client.request(method, self.url(path));
-        match user {
-            Some((id, roles)) => b.header("authorization", bearer(id, roles)),
-            None => b,
-        }
+        self.remote().req(method, path, user)
     }
 
     pub async fn post_json(
@@ -346,11 +347,7 @@ impl TestApp {
         user: Option<(&str, &[&str])>,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.req(reqwest::Method::POST, path, user)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.remote().post_json(path, user, body).await
     }
 
     pub async fn patch_json(
@@ -359,22 +356,16 @@ impl TestApp {
         user: Option<(&str, &[&str])>,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.req(reqwest::Method::PATCH, path, user)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.remote().patch_json(path, user, body).await
     }
 
     pub async fn get_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
-        self.req(reqwest::Method::GET, path, user)
-            .send()
-            .await
-            .unwrap()
+        self.remote().get_as(path, user).await
     }
 
     pub async fn delete_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
-        self.req(reqwest::Method::DELETE, path, user)
+        self.remote()
+            .req(reqwest::Method::DELETE, path, user)
             .send()
             .await
             .unwrap()

@@ -138,6 +138,15 @@ async fn audit_trigger(admin: &PgPool, on: bool) {
 
 async fn audit_bench() {
     let admin = fresh_db("bench_audit").await;
+    // BENCH_SYNC_COMMIT=off takes the WAL flush out of both sides, to tell
+    // CPU cost from commit (flush) cost.
+    if std::env::var("BENCH_SYNC_COMMIT").is_ok_and(|v| v == "off") {
+        admin
+            .execute("ALTER DATABASE bench_audit SET synchronous_commit = off")
+            .await
+            .unwrap();
+        println!("(synchronous_commit = off)");
+    }
     let pool = PgPoolOptions::new()
         .max_connections(20)
         .connect(&app_url("bench_audit"))

@@ -39,11 +39,13 @@ CREATE TABLE audit.log (
   outcome           text NOT NULL,
   reason            text,
   fields            text[] NOT NULL DEFAULT '{}',
-  txid              bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
-  PRIMARY KEY (seq, at)
+  txid              bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint)
 ) PARTITION BY RANGE (at);
--- A btree: BRIN measured slower per insert here (BENCHMARKS.md).
-CREATE INDEX log_txid ON audit.log (txid);
+-- One index serves the sealer (a txid range in seq order) and every lookup
+-- of an entry (the chain stores txid and seq). seq is unique by its
+-- sequence; a unique index would have to include `at` and would cost a
+-- second index insert on every audited request.
+CREATE INDEX log_txid_seq ON audit.log (txid, seq);
 ALTER SEQUENCE audit.log_seq OWNED BY audit.log.seq;
 
 CREATE TABLE audit.log_default PARTITION OF audit.log DEFAULT;
@@ -59,6 +61,7 @@ INSERT INTO audit.sealer_state (lo) VALUES (0);
 CREATE TABLE audit.chain (
   pos        bigint PRIMARY KEY,
   seq        bigint NOT NULL UNIQUE,
+  txid       bigint NOT NULL,
   prev_hash  bytea NOT NULL,
   hash       bytea NOT NULL,
   sealed_at  timestamptz NOT NULL DEFAULT clock_timestamp()

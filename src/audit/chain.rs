@@ -45,6 +45,9 @@ pub struct AuditRow {
 pub const ROW_COLUMNS: &str = "seq, at, actor_user, actor_collection, actor_roles, api_key_id, action, \
     entity_type, entity_id, request_id, client_addr, outcome, reason, fields";
 
+/// How the chain finds an entry: both keys of the log's one index.
+pub const JOIN_LOG: &str = "l.txid = c.txid AND l.seq = c.seq";
+
 fn put(out: &mut Vec<u8>, tag: u8, value: Option<&[u8]>) {
     out.push(tag);
     match value {
@@ -136,13 +139,14 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
             h
         }
     };
-    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
-        "SELECT {ROW_COLUMNS} FROM audit.log WHERE txid >= $1 AND txid < $2 AND seq > $3 ORDER BY seq LIMIT $4"
+    let rows: Vec<(i64, AuditRow)> = sqlx::query(&format!(
+        "SELECT txid, {ROW_COLUMNS} FROM audit.log WHERE txid >= $1 AND txid < $2 AND seq > $3 ORDER BY seq LIMIT $4"
     ))
     .bind(lo)
     .bind(hi)
     .bind(after_seq)
     .bind(batch as i64)
+    .try_map(|r: sqlx::postgres::PgRow| Ok((r.try_get("txid")?, AuditRow::from_row(&r)?)))
     .fetch_all(&mut *tx)
     .await?;
     if (rows.len() as i32) < batch {
@@ -153,7 +157,7 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
     } else {
         sqlx::query("UPDATE audit.sealer_state SET hi = $1, after_seq = $2")
             .bind(hi)
-            .bind(rows.last().map(|r| r.seq).unwrap_or(after_seq))
+            .bind(rows.last().map(|(_, r)| r.seq).unwrap_or(after_seq))
             .execute(&mut *tx)
             .await?;
     }
@@ -166,22 +170,25 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
             .fetch_optional(&mut *tx)
             .await?;
     let (mut pos, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
-    let (mut positions, mut seqs, mut prevs, mut hashes) = (vec![], vec![], vec![], vec![]);
-    for r in &rows {
+    let (mut positions, mut seqs, mut txids, mut prevs, mut hashes) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (txid, r) in &rows {
         pos += 1;
         let h = link(&prev, r);
         positions.push(pos);
         seqs.push(r.seq);
+        txids.push(*txid);
         prevs.push(prev.clone());
         hashes.push(h.to_vec());
         prev = h.to_vec();
     }
     sqlx::query(
-        "INSERT INTO audit.chain (pos, seq, prev_hash, hash) \
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
+        "INSERT INTO audit.chain (pos, seq, txid, prev_hash, hash) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[])",
     )
     .bind(positions)
     .bind(seqs)
+    .bind(txids)
     .bind(prevs)
     .bind(hashes)
     .execute(&mut *tx)
@@ -366,7 +373,7 @@ pub async fn verify(
     loop {
         let rows = sqlx::query(&format!(
             "SELECT c.pos, c.seq AS chain_seq, c.prev_hash, c.hash, l.seq IS NOT NULL AS present, {} \
-             FROM audit.chain c LEFT JOIN audit.log l ON l.seq = c.seq \
+             FROM audit.chain c LEFT JOIN audit.log l ON {JOIN_LOG} \
              WHERE c.pos > $1 ORDER BY c.pos LIMIT $2",
             ROW_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")
         ))

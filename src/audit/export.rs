@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sqlx::{FromRow, PgPool, Row};
 use tokio::sync::mpsc::Sender;
 
-use super::chain::{self, AuditRow, Checkpoint, ROW_COLUMNS, hex};
+use super::chain::{self, AuditRow, Checkpoint, JOIN_LOG, ROW_COLUMNS, hex};
 use crate::crypto::Keyring;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +214,7 @@ pub async fn stream(
     let mut after = 0i64;
     loop {
         let rows = sqlx::query(&format!(
-            "SELECT c.pos, c.prev_hash, c.hash, {cols} FROM audit.chain c JOIN audit.log l ON l.seq = c.seq \
+            "SELECT c.pos, c.prev_hash, c.hash, {cols} FROM audit.chain c JOIN audit.log l ON {JOIN_LOG} \
              WHERE c.pos > $1 AND c.pos <= $2 \
                AND ($3::timestamptz IS NULL OR l.at >= $3) AND ($4::timestamptz IS NULL OR l.at < $4) \
              ORDER BY c.pos LIMIT $5"

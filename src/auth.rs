@@ -114,6 +114,17 @@ impl Principal {
         self.has(Role::Admin) && self.break_glass_reason.is_some()
     }
 
+    /// 401 for anonymous callers, 403 for anyone but editors and admins.
+    /// (Row-level security decides too; this gives the clean early answer.)
+    pub fn require_staff(&self) -> Result<(), ApiError> {
+        self.require_user()?;
+        if self.is_staff() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+
     /// The user id, or 401 for anonymous callers.
     pub fn require_user(&self) -> Result<&str, ApiError> {
         self.user_id.as_deref().ok_or_else(|| {

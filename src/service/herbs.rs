@@ -87,21 +87,12 @@ fn to_doc(row: HerbRow) -> Result<HerbDoc, ApiError> {
     })
 }
 
-fn require_staff(who: &Principal) -> Result<(), ApiError> {
-    who.require_user()?;
-    if who.is_staff() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden)
-    }
-}
-
 pub async fn create(
     svc: &Services,
     who: &Principal,
     body: serde_json::Value,
 ) -> Result<HerbDoc, ApiError> {
-    require_staff(who)?;
+    who.require_staff()?;
     let f: HerbFields = parse_body(body)?;
     require(f.missing_for_create())?;
     let tcm = f.tcm_properties.unwrap_or_default().normalised();
@@ -270,7 +261,7 @@ pub async fn update(
     id: Uuid,
     body: serde_json::Value,
 ) -> Result<HerbDoc, ApiError> {
-    require_staff(who)?;
+    who.require_staff()?;
     let f: HerbFields = parse_body(body)?;
     let mut sets: Vec<(&'static str, Value)> = Vec::new();
     if let Some(v) = f.name {
@@ -304,7 +295,7 @@ pub async fn update(
 }
 
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<HerbDoc, ApiError> {
-    require_staff(who)?;
+    who.require_staff()?;
     let mut tx = db::scoped(&svc.pool, who).await?;
     let row = store::delete(&mut tx, id)
         .await?

@@ -176,15 +176,6 @@ fn dedup(list: Vec<String>) -> Vec<String> {
     out
 }
 
-fn require_staff(who: &Principal) -> Result<(), ApiError> {
-    who.require_user()?;
-    if who.is_staff() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden)
-    }
-}
-
 fn email_bidx(svc: &Services, email: &str) -> Vec<u8> {
     svc.keyring
         .blind_index(TABLE, "email", &normalise_email(email))
@@ -197,7 +188,7 @@ pub async fn create(
     who: &Principal,
     body: serde_json::Value,
 ) -> Result<PractitionerDoc, ApiError> {
-    require_staff(who)?;
+    who.require_staff()?;
     let f: PractitionerFields = parse_body(body)?;
     require(f.missing_for_create())?;
     let id = new_id();

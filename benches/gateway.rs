@@ -56,8 +56,8 @@ fn body(i: usize) -> serde_json::Value {
 }
 
 /// One create as the service does it (seal four fields, insert, commit).
-/// The audit entry is written by the table's trigger; the benchmark turns
-/// the trigger off for the "without" rounds. `full` runs the real
+/// The audit entry is written by the table's trigger; the "without" side is
+/// a database with the trigger disabled. `full` runs the real
 /// `submissions::create` (validation and the response's decryption too).
 async fn create_once(svc: &Services, who: &Principal, i: usize, full: bool) {
     if !full {
@@ -126,60 +126,104 @@ async fn run_clients(
     (all, started.elapsed())
 }
 
-async fn audit_trigger(admin: &PgPool, on: bool) {
-    let verb = if on { "ENABLE" } else { "DISABLE" };
-    admin
-        .execute(
-            format!("ALTER TABLE symptom_submissions {verb} TRIGGER zz_audit_changes").as_str(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn audit_bench() {
-    let admin = fresh_db("bench_audit").await;
-    // BENCH_SYNC_COMMIT=off takes the WAL flush out of both sides, to tell
-    // CPU cost from commit (flush) cost.
-    if std::env::var("BENCH_SYNC_COMMIT").is_ok_and(|v| v == "off") {
-        admin
-            .execute("ALTER DATABASE bench_audit SET synchronous_commit = off")
+/// Two identical databases on the same cluster, one with the audit trigger
+/// disabled: the benchmark alternates single creates between them (in
+/// alternating order), so drift in the machine (fsync, CPU frequency,
+/// neighbours) falls on both sides alike instead of on whichever round was
+/// running when it happened.
+async fn ab_services(name: &str) -> (Arc<Services>, Arc<Services>) {
+    let keyring = Arc::new(Keyring::generate(false).unwrap());
+    let mut sides = Vec::new();
+    for (db, audited) in [(format!("{name}_on"), true), (format!("{name}_off"), false)] {
+        let admin = fresh_db(&db).await;
+        if !audited {
+            admin
+                .execute("ALTER TABLE symptom_submissions DISABLE TRIGGER zz_audit_changes")
+                .await
+                .unwrap();
+        }
+        // BENCH_SYNC_COMMIT=off takes the WAL flush out of both sides, to
+        // tell CPU cost from commit (flush) cost.
+        if std::env::var("BENCH_SYNC_COMMIT").is_ok_and(|v| v == "off") {
+            admin
+                .execute(format!("ALTER DATABASE {db} SET synchronous_commit = off").as_str())
+                .await
+                .unwrap();
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .connect(&app_url(&db))
             .await
             .unwrap();
-        println!("(synchronous_commit = off)");
+        sides.push(Arc::new(Services::new(pool, keyring.clone())));
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(20)
-        .connect(&app_url("bench_audit"))
-        .await
-        .unwrap();
-    let svc = Arc::new(Services::new(
-        pool,
-        Arc::new(Keyring::generate(false).unwrap()),
-    ));
-    // Warm up, then alternate rounds so drift affects both alike.
-    run_clients(svc.clone(), 1, 400, false).await;
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..8 {
-        audit_trigger(&admin, true).await;
-        with.extend(run_clients(svc.clone(), 1, 400, false).await.0);
-        audit_trigger(&admin, false).await;
-        without.extend(run_clients(svc.clone(), 1, 400, false).await.0);
-    }
-    audit_trigger(&admin, true).await;
+    let off = sides.pop().unwrap();
+    (sides.pop().unwrap(), off)
+}
+
+/// p50 of each side and the median of the paired differences.
+fn ab_report(label: &str, with: &mut [Duration], without: &mut [Duration], diffs: &mut [f64]) {
     with.sort();
     without.sort();
-    let (p50w, p50o) = (percentile(&with, 0.5), percentile(&without, 0.5));
+    diffs.sort_by(f64::total_cmp);
+    let (p50w, p50o) = (percentile(with, 0.5), percentile(without, 0.5));
     println!(
-        "create, 1 client, p50: with audit {:.3} ms, without {:.3} ms, overhead {:+.1}%  (p99 {:.3} / {:.3} ms)",
+        "{label}, 1 client, {} pairs: p50 with audit {:.3} ms, without {:.3} ms, overhead {:+.1}% \
+         (median paired difference {:+.1} us; p99 {:.3} / {:.3} ms)",
+        with.len(),
         p50w.as_secs_f64() * 1e3,
         p50o.as_secs_f64() * 1e3,
         (p50w.as_secs_f64() / p50o.as_secs_f64() - 1.0) * 100.0,
-        percentile(&with, 0.99).as_secs_f64() * 1e3,
-        percentile(&without, 0.99).as_secs_f64() * 1e3,
+        diffs[diffs.len() / 2],
+        percentile(with, 0.99).as_secs_f64() * 1e3,
+        percentile(without, 0.99).as_secs_f64() * 1e3,
     );
+}
+
+async fn audit_bench() {
+    let (on, off) = ab_services("bench_audit").await;
+    if std::env::var("BENCH_SYNC_COMMIT").is_ok_and(|v| v == "off") {
+        println!("(synchronous_commit = off)");
+    }
+    let pairs: usize = std::env::var("BENCH_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let who = Principal::user("bench-0", &[]);
+    for full in [false, true] {
+        // Warm up both sides (connections, plans, caches).
+        for i in 0..300 {
+            create_once(&on, &who, i, full).await;
+            create_once(&off, &who, i, full).await;
+        }
+        let (mut with, mut without, mut diffs) = (vec![], vec![], vec![]);
+        for i in 0..pairs {
+            let order = if i % 2 == 0 { [&on, &off] } else { [&off, &on] };
+            let mut took = [Duration::ZERO; 2];
+            for (k, svc) in order.into_iter().enumerate() {
+                let t = Instant::now();
+                create_once(svc, &who, i, full).await;
+                took[k] = t.elapsed();
+            }
+            let (w, o) = if i % 2 == 0 {
+                (took[0], took[1])
+            } else {
+                (took[1], took[0])
+            };
+            with.push(w);
+            without.push(o);
+            diffs.push((w.as_secs_f64() - o.as_secs_f64()) * 1e6);
+        }
+        let label = if full {
+            "submissions::create (full path)"
+        } else {
+            "create (seal, identity, insert, commit)"
+        };
+        ab_report(label, &mut with, &mut without, &mut diffs);
+    }
     for clients in [1, 4, 16] {
         let per = 3000 / clients;
-        let (lat, took) = run_clients(svc.clone(), clients, per, true).await;
+        let (lat, took) = run_clients(on.clone(), clients, per, true).await;
         println!(
             "submissions::create (full path, audited), {clients:>2} clients: {:>6.0} creates/s, p50 {:.2} ms, p99 {:.2} ms",
             (clients * per) as f64 / took.as_secs_f64(),

@@ -42,8 +42,35 @@ pub struct AuditRow {
     pub fields: Vec<String>,
 }
 
-pub const ROW_COLUMNS: &str = "seq, at, actor_user, actor_collection, actor_roles, api_key_id, action, \
-    entity_type, entity_id, request_id, client_addr, outcome, reason, fields";
+const ROW_COLUMNS: [&str; 14] = [
+    "seq",
+    "at",
+    "actor_user",
+    "actor_collection",
+    "actor_roles",
+    "api_key_id",
+    "action",
+    "entity_type",
+    "entity_id",
+    "request_id",
+    "client_addr",
+    "outcome",
+    "reason",
+    "fields",
+];
+
+/// The select list of an `AuditRow`, each column qualified with `table`
+/// (e.g. "l."), `action` (an enum) read as its text.
+pub fn row_columns(table: &str) -> String {
+    ROW_COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "action" => format!("{table}action::text AS action"),
+            c => format!("{table}{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// How the chain finds an entry: both keys of the log's one index.
 pub const JOIN_LOG: &str = "l.txid = c.txid AND l.seq = c.seq";
@@ -140,7 +167,8 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
         }
     };
     let rows: Vec<(i64, AuditRow)> = sqlx::query(&format!(
-        "SELECT txid, {ROW_COLUMNS} FROM audit.log WHERE txid >= $1 AND txid < $2 AND seq > $3 ORDER BY seq LIMIT $4"
+        "SELECT txid, {} FROM audit.log WHERE txid >= $1 AND txid < $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        row_columns("")
     ))
     .bind(lo)
     .bind(hi)
@@ -375,7 +403,7 @@ pub async fn verify(
             "SELECT c.pos, c.seq AS chain_seq, c.prev_hash, c.hash, l.seq IS NOT NULL AS present, {} \
              FROM audit.chain c LEFT JOIN audit.log l ON {JOIN_LOG} \
              WHERE c.pos > $1 ORDER BY c.pos LIMIT $2",
-            ROW_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")
+            row_columns("l.")
         ))
         .bind(after)
         .bind(page)

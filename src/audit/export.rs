@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sqlx::{FromRow, PgPool, Row};
 use tokio::sync::mpsc::Sender;
 
-use super::chain::{self, AuditRow, Checkpoint, JOIN_LOG, ROW_COLUMNS, hex};
+use super::chain::{self, AuditRow, Checkpoint, JOIN_LOG, hex, row_columns};
 use crate::crypto::Keyring;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,11 +206,7 @@ pub async fn stream(
     {
         anyhow::bail!("the reader went away");
     }
-    let cols = ROW_COLUMNS
-        .split(", ")
-        .map(|c| format!("l.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = row_columns("l.");
     let mut after = 0i64;
     loop {
         let rows = sqlx::query(&format!(

@@ -133,7 +133,7 @@ pub async fn record(
     sqlx::query(
         "INSERT INTO audit.log (actor_user, actor_collection, actor_roles, action, entity_type, entity_id, \
          request_id, client_addr, outcome, reason, fields, api_key_id) \
-         SELECT $1, $2, $3, a, t, i, $4, $5, o, r, CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, ',') END, $12 \
+         SELECT $1, $2, $3, a::audit.action, t, i, $4, $5, o, r, CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, ',') END, $12 \
          FROM UNNEST($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) AS x(a, t, i, o, r, f)",
     )
     .bind(who.user_id.as_deref())

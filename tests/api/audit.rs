@@ -35,7 +35,7 @@ async fn entries(
     Option<String>,
 )> {
     sqlx::query_as(
-        "SELECT action, entity_type, entity_id, actor_user, outcome, fields, request_id FROM audit.log ORDER BY seq",
+        "SELECT action::text, entity_type, entity_id, actor_user, outcome, fields, request_id FROM audit.log ORDER BY seq",
     )
     .fetch_all(pool)
     .await
@@ -163,6 +163,18 @@ async fn the_log_is_append_only_for_everyone() {
             "{sql}"
         );
     }
+    // Only the defined actions can be written (the column is an enum).
+    let err = as_app
+        .execute(
+            "INSERT INTO audit.log (action, entity_type, outcome) VALUES ('ERASE', 'symptom_submissions', 'success')",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().unwrap().code().unwrap(),
+        "22P02",
+        "{err}"
+    );
     // Even the owner (here a superuser) meets the triggers; row triggers
     // need rows, so seal and sign first.
     chain::checkpoint(&app.db.admin_pool().await, &keyring())

@@ -52,6 +52,9 @@ pub struct ListParams {
     limit: Option<u32>,
     /// Page number from 1.
     page: Option<u32>,
+    /// `false`: the first `limit` documents without counting all matches
+    /// (`totalDocs` is then the page's size). Faster on large result sets.
+    pagination: Option<bool>,
     /// A declared sortable field; `-field` for descending.
     sort: Option<String>,
     /// `where[field][operator]=value`; nested `where[or][0]..` and
@@ -87,6 +90,9 @@ pub struct NearParams {
     /// Radius in kilometres (default 25).
     radius_km: Option<f64>,
     limit: Option<u32>,
+    page: Option<u32>,
+    /// `false`: the `limit` nearest without counting everyone in the radius.
+    pagination: Option<bool>,
     /// Repeatable; practitioners offering each.
     modality: Option<Vec<String>>,
 }

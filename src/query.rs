@@ -105,6 +105,10 @@ pub struct ListQuery {
     pub sort: Option<(String, bool)>,
     pub limit: u32,
     pub page: u32,
+    /// Payload's `pagination=false`: the first `limit` documents without
+    /// counting every match (no `totalDocs` query; the page says only what
+    /// it holds).
+    pub pagination: bool,
     /// Parameters the collection declared for itself (e.g. `taste=bitter`).
     pub extra: Vec<(String, String)>,
 }
@@ -275,6 +279,7 @@ pub fn parse(query: &str, extra: &[&str]) -> Result<ListQuery, ApiError> {
         sort: None,
         limit: DEFAULT_LIMIT,
         page: 1,
+        pagination: true,
         extra: vec![],
     };
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
@@ -309,6 +314,13 @@ pub fn parse(query: &str, extra: &[&str]) -> Result<ListQuery, ApiError> {
                         bad(format!("page must be a whole number from 1 to {MAX_PAGE}."))
                     })?;
             }
+            "pagination" => {
+                out.pagination = match v.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("pagination must be true or false.")),
+                };
+            }
             "sort" => {
                 let (name, desc) = match v.strip_prefix('-') {
                     Some(n) => (n, true),
@@ -328,6 +340,11 @@ pub fn parse(query: &str, extra: &[&str]) -> Result<ListQuery, ApiError> {
                 )));
             }
         }
+    }
+    if !out.pagination && out.page != 1 {
+        return Err(bad(
+            "page needs pagination: without it there is only the first page.",
+        ));
     }
     if !root.is_empty() {
         let mut count = 0;
@@ -729,7 +746,14 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// `total_docs` is ignored when the query asked for no pagination: the
+    /// page is then all that was looked at.
     pub fn new(docs: Vec<T>, total_docs: i64, q: &ListQuery) -> Self {
+        let total_docs = if q.pagination {
+            total_docs
+        } else {
+            docs.len() as i64
+        };
         let limit = q.limit as i64;
         let total_pages = ((total_docs + limit - 1) / limit).max(1);
         let page = q.page;
@@ -877,5 +901,17 @@ mod tests {
             (p.total_pages, p.has_next_page, p.has_prev_page),
             (1, false, false)
         );
+        // Without pagination a full page says only what it holds.
+        let q = parse("limit=10&pagination=false", &[]).unwrap();
+        assert!(!q.pagination);
+        let p = Page::new(vec![(); 10], 999, &q);
+        assert_eq!(
+            (p.total_docs, p.total_pages, p.has_next_page, p.next_page),
+            (10, 1, false, None)
+        );
+        assert!(parse("pagination=true", &[]).unwrap().pagination);
+        assert!(parse("pagination=no", &[]).is_err());
+        assert!(parse("pagination=false&page=2", &[]).is_err());
+        assert!(parse("pagination=false&page=1", &[]).is_ok());
     }
 }

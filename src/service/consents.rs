@@ -120,7 +120,11 @@ pub async fn list(
     }
     let mut tx = db::scoped(&svc.pool, who).await?;
     let rows = store::list(&mut tx, q.limit as i64, q.offset()).await?;
-    let total = store::count(&mut tx).await?;
+    let total = if q.pagination {
+        store::count(&mut tx).await?
+    } else {
+        rows.len() as i64
+    };
     tx.commit().await?;
     Ok(Page::new(
         rows.into_iter().map(Into::into).collect(),

@@ -315,6 +315,7 @@ async fn list_near(
             order: &order,
             limit: q.limit as i64,
             offset: q.offset(),
+            count: q.pagination,
         },
     )
     .await?;

@@ -285,6 +285,7 @@ pub async fn list(
             order: &order,
             limit: q.limit as i64,
             offset: q.offset(),
+            count: q.pagination,
         },
     )
     .await?;

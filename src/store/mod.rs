@@ -80,6 +80,9 @@ pub struct ListSpec<'a> {
     pub order: &'a str,
     pub limit: i64,
     pub offset: i64,
+    /// Count every match for `totalDocs` when the page cannot tell it
+    /// (false for Payload's `pagination=false`).
+    pub count: bool,
 }
 
 fn push_where(qb: &mut QueryBuilder<'_, Postgres>, spec: &ListSpec<'_>) -> Result<(), ApiError> {
@@ -91,7 +94,8 @@ fn push_where(qb: &mut QueryBuilder<'_, Postgres>, spec: &ListSpec<'_>) -> Resul
     Ok(())
 }
 
-/// One page of rows and the total, counting only when the page cannot tell.
+/// One page of rows and the total, counting only when the page cannot tell
+/// and the caller wants it.
 pub async fn list_rows<R>(
     conn: &mut PgConnection,
     spec: ListSpec<'_>,
@@ -111,7 +115,7 @@ where
         .push_bind(spec.offset);
     let rows: Vec<R> = q.build_query_as().fetch_all(&mut *conn).await?;
     let short_page = (rows.len() as i64) < spec.limit && (!rows.is_empty() || spec.offset == 0);
-    let total = if short_page {
+    let total = if short_page || !spec.count {
         spec.offset + rows.len() as i64
     } else {
         let mut c =

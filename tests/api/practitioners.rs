@@ -277,6 +277,28 @@ async fn proximity_matches_the_haversine_oracle_and_uses_the_gist_index() {
     assert_eq!(a["totalDocs"], b["totalDocs"]);
     assert_eq!(a["docs"], b["docs"]);
 
+    // pagination=false: the same nearest page, without the count.
+    let paged = json(
+        app.get("/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=40&limit=20")
+            .await,
+    )
+    .await;
+    assert!(paged["totalDocs"].as_i64().unwrap() > 20, "{paged}");
+    for url in [
+        "/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=40&limit=20&pagination=false",
+        "/api/practitioners?where[location][near]=-0.12,51.5,40000&limit=20&pagination=false",
+    ] {
+        let unpaged = json(app.get(url).await).await;
+        assert_eq!(unpaged["docs"], paged["docs"], "{url}");
+        assert_eq!(unpaged["totalDocs"], 20, "{url}");
+        assert_eq!(unpaged["totalPages"], 1, "{url}");
+        assert_eq!(unpaged["hasNextPage"], false, "{url}");
+    }
+    let res = app
+        .get("/api/practitioners/near?lat=51.5&lon=-0.12&pagination=false&page=2")
+        .await;
+    assert_eq!(res.status(), 400);
+
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN SELECT id FROM practitioners \
          WHERE earth_box(phi_earth(51.5, -0.12), 25000) @> phi_earth(lat, lon) \

@@ -336,6 +336,39 @@ async fn proximity_bench() {
         }
         println!();
     }
+    // The whole service path (`GET /api/practitioners/near` without HTTP):
+    // identity, RLS, the page, and the totalDocs count unless pagination=false.
+    let app = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&app_url("bench_near"))
+        .await
+        .unwrap();
+    let svc = Services::new(app, Arc::new(ring));
+    let who = Principal::anonymous();
+    for pagination in [true, false] {
+        let mut lat = Vec::new();
+        for (i, (la, lo)) in points.iter().enumerate() {
+            let q = phi_gateway::query::parse(
+                &format!("lat={la}&lon={lo}&radius_km=25&limit=20&pagination={pagination}"),
+                &["lat", "lon", "radius_km"],
+            )
+            .unwrap();
+            let t = Instant::now();
+            let page = phi_gateway::service::practitioners::near(&svc, &who, q)
+                .await
+                .unwrap();
+            if i >= 20 {
+                lat.push(t.elapsed());
+            }
+            assert_eq!(page.docs.len(), 20);
+        }
+        lat.sort();
+        println!(
+            "proximity {n} rows, 25 km, practitioners::near, limit 20, pagination={pagination}: p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3
+        );
+    }
 }
 
 fn main() {

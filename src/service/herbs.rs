@@ -245,6 +245,7 @@ pub async fn list(
             limit: q.limit as i64,
             offset: q.offset(),
             count: q.pagination,
+            knn_within_m: None,
         },
     )
     .await?;

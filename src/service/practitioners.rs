@@ -268,6 +268,11 @@ async fn list_near(
     q: ListQuery,
     near: Option<Near>,
 ) -> Result<Page<PractitionerDoc>, ApiError> {
+    // Nearest first from the origin: the KNN walk (see ListSpec::knn_within_m).
+    let knn_within_m = match (near, &q.sort) {
+        (Some(n), None) if n.min_m <= 0.0 => Some(n.max_m),
+        _ => None,
+    };
     let (select, order) = match (near, &q.sort) {
         (Some(n), None) => (
             // Floats are formatted by Rust from checked finite values; the
@@ -277,8 +282,11 @@ async fn list_near(
                 lat = n.lat,
                 lon = n.lon
             ),
+            // No tie-breaker in the KNN walk: a second key would make the
+            // planner sort every visible row instead of walking the index.
             format!(
-                " ORDER BY phi_earth(lat, lon) <-> phi_earth({lat:?}::float8, {lon:?}::float8), id",
+                " ORDER BY phi_earth(lat, lon) <-> phi_earth({lat:?}::float8, {lon:?}::float8){}",
+                if knn_within_m.is_some() { "" } else { ", id" },
                 lat = n.lat,
                 lon = n.lon
             ),
@@ -316,6 +324,7 @@ async fn list_near(
             limit: q.limit as i64,
             offset: q.offset(),
             count: q.pagination,
+            knn_within_m,
         },
     )
     .await?;

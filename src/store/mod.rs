@@ -83,6 +83,16 @@ pub struct ListSpec<'a> {
     /// Count every match for `totalDocs` when the page cannot tell it
     /// (false for Payload's `pagination=false`).
     pub count: bool,
+    /// Nearest-first page within this many metres: `order` walks an index
+    /// in distance order, and the page is taken from that walk before the
+    /// radius (`extra`) is applied, outside it. Under row-level security the
+    /// planner may not use non-leakproof conditions (the earthdistance box
+    /// and distance) inside the index scan, and with them in the scan it
+    /// falls back to reading the whole table; the walk stops after
+    /// offset + limit visible rows instead. Only valid when every row
+    /// beyond the radius comes after every row within it (no minimum
+    /// distance). The count still applies `extra` in full.
+    pub knn_within_m: Option<f64>,
 }
 
 fn push_where(qb: &mut QueryBuilder<'_, Postgres>, spec: &ListSpec<'_>) -> Result<(), ApiError> {
@@ -104,15 +114,32 @@ where
     R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
     let mut q = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {} FROM {} WHERE TRUE",
-        spec.select, spec.from
+        "{}SELECT {} FROM {} WHERE TRUE",
+        if spec.knn_within_m.is_some() {
+            "SELECT * FROM ("
+        } else {
+            ""
+        },
+        spec.select,
+        spec.from
     ));
-    push_where(&mut q, &spec)?;
+    match spec.knn_within_m {
+        None => push_where(&mut q, &spec)?,
+        Some(_) => {
+            if let Some(f) = spec.filter {
+                q.push(" AND ");
+                push_filter(&mut q, f, spec.fields, spec.blind)?;
+            }
+        }
+    }
     q.push(spec.order)
         .push(" LIMIT ")
         .push_bind(spec.limit)
         .push(" OFFSET ")
         .push_bind(spec.offset);
+    if let Some(max_m) = spec.knn_within_m {
+        q.push(") knn WHERE distance_m <= ").push_bind(max_m);
+    }
     let rows: Vec<R> = q.build_query_as().fetch_all(&mut *conn).await?;
     let short_page = (rows.len() as i64) < spec.limit && (!rows.is_empty() || spec.offset == 0);
     let total = if short_page || !spec.count {

@@ -294,6 +294,22 @@ async fn proximity_matches_the_haversine_oracle_and_uses_the_gist_index() {
         assert_eq!(unpaged["totalPages"], 1, "{url}");
         assert_eq!(unpaged["hasNextPage"], false, "{url}");
     }
+    // Later pages continue the same nearest-first walk.
+    let forty = json(
+        app.get("/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=40&limit=40")
+            .await,
+    )
+    .await;
+    let page2 = json(
+        app.get("/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=40&limit=20&page=2")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        page2["docs"].as_array().unwrap()[..],
+        forty["docs"].as_array().unwrap()[20..]
+    );
+    assert_eq!(page2["totalDocs"], paged["totalDocs"]);
     let res = app
         .get("/api/practitioners/near?lat=51.5&lon=-0.12&pagination=false&page=2")
         .await;

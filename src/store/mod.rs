@@ -95,12 +95,20 @@ pub struct ListSpec<'a> {
     pub knn_within_m: Option<f64>,
 }
 
-fn push_where(qb: &mut QueryBuilder<'_, Postgres>, spec: &ListSpec<'_>) -> Result<(), ApiError> {
+/// The caller's filter, and the collection's own conditions (`extra`) when
+/// `with_extra`.
+fn push_where(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    spec: &ListSpec<'_>,
+    with_extra: bool,
+) -> Result<(), ApiError> {
     if let Some(f) = spec.filter {
         qb.push(" AND ");
         push_filter(qb, f, spec.fields, spec.blind)?;
     }
-    (spec.extra)(qb);
+    if with_extra {
+        (spec.extra)(qb);
+    }
     Ok(())
 }
 
@@ -123,15 +131,7 @@ where
         spec.select,
         spec.from
     ));
-    match spec.knn_within_m {
-        None => push_where(&mut q, &spec)?,
-        Some(_) => {
-            if let Some(f) = spec.filter {
-                q.push(" AND ");
-                push_filter(&mut q, f, spec.fields, spec.blind)?;
-            }
-        }
-    }
+    push_where(&mut q, &spec, spec.knn_within_m.is_none())?;
     q.push(spec.order)
         .push(" LIMIT ")
         .push_bind(spec.limit)
@@ -147,7 +147,7 @@ where
     } else {
         let mut c =
             QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {} WHERE TRUE", spec.from));
-        push_where(&mut c, &spec)?;
+        push_where(&mut c, &spec, true)?;
         c.build_query_scalar::<i64>().fetch_one(&mut *conn).await?
     };
     Ok((rows, total))

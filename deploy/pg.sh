@@ -16,8 +16,8 @@
 #
 # Authentication is scram-sha-256 with passwords generated here and kept in
 # DIR (mode 0600): a superuser for migrations and tests, and the login roles
-# phi_app / phi_analytics / phi_auditor, whose passwords deployment (this
-# script) sets, never the migrations.
+# phi_app / phi_analytics / phi_auditor / phi_sealer, whose passwords
+# deployment (this script) sets, never the migrations.
 #
 # PHI_PG_FAST=1 turns off fsync and synchronous commit: for test clusters only.
 set -euo pipefail
@@ -114,9 +114,10 @@ is_running() {
 }
 
 write_env() {
-  local port su app ana aud
+  local port su app ana aud sea
   port=$(cat "$dir/port"); su=$(cat "$dir/superuser.pw")
   app=$(cat "$dir/phi_app.pw"); ana=$(cat "$dir/phi_analytics.pw"); aud=$(cat "$dir/phi_auditor.pw")
+  sea=$(cat "$dir/phi_sealer.pw")
   umask 077
   cat >"$dir/env" <<EOF
 export PHI_PG_DIR='$dir'
@@ -127,6 +128,7 @@ export PHI_PG_ADMIN_URL='postgres://postgres:$su@127.0.0.1:$port/postgres'
 export PHI_PG_APP_PASSWORD='$app'
 export PHI_PG_ANALYTICS_PASSWORD='$ana'
 export PHI_PG_AUDITOR_PASSWORD='$aud'
+export PHI_PG_SEALER_PASSWORD='$sea'
 EOF
 }
 
@@ -134,7 +136,7 @@ EOF
 # owns their passwords; the migrations then fix their attributes.
 set_role_passwords() {
   local role pw
-  for role in phi_app phi_analytics phi_auditor; do
+  for role in phi_app phi_analytics phi_auditor phi_sealer; do
     pw=$(cat "$dir/$role.pw")
     PGPASSWORD=$(cat "$dir/superuser.pw") psql -q -X -v ON_ERROR_STOP=1 \
       -h 127.0.0.1 -p "$(cat "$dir/port")" -U postgres -d postgres >/dev/null <<SQL
@@ -153,7 +155,13 @@ start() {
   relocate_if_unreachable
   if is_root; then chown postgres:postgres "$dir"; fi
   chmod 700 "$dir"
+  # Clusters made before phi_sealer existed get its password now.
+  if [ -f "$dir/initialized" ] && [ ! -f "$dir/phi_sealer.pw" ]; then
+    (umask 077; secret >"$dir/phi_sealer.pw")
+    if is_root; then chown postgres:postgres "$dir/phi_sealer.pw"; fi
+  fi
   if is_running; then
+    set_role_passwords
     write_env
     log "already running on port $(cat "$dir/port") ($dir)"
     return
@@ -161,7 +169,7 @@ start() {
   # A folder without the marker is a half-made cluster from a crashed run.
   if [ ! -f "$dir/initialized" ]; then
     rm -rf "$data" "$dir"/*.pw "$dir/port" "$dir/env"
-    (umask 077; for f in superuser phi_app phi_analytics phi_auditor; do secret >"$dir/$f.pw"; done)
+    (umask 077; for f in superuser phi_app phi_analytics phi_auditor phi_sealer; do secret >"$dir/$f.pw"; done)
     if is_root; then chown postgres:postgres "$dir"/*.pw; fi
     log "initdb in $data"
     as_owner "$bindir/initdb" -D "$data" -U postgres --auth=scram-sha-256 \

@@ -11,6 +11,6 @@ deploy/pg.sh destroy "$dir" 2>/dev/null || true
 PHI_PG_FAST=1 deploy/pg.sh start "$dir"
 trap 'deploy/pg.sh destroy "$dir"' EXIT
 eval "$(deploy/pg.sh env "$dir")"
-export PHI_PG_ADMIN_URL PHI_PG_APP_PASSWORD PHI_PG_ANALYTICS_PASSWORD PHI_PG_AUDITOR_PASSWORD PHI_PG_BINDIR
+export PHI_PG_ADMIN_URL PHI_PG_APP_PASSWORD PHI_PG_ANALYTICS_PASSWORD PHI_PG_AUDITOR_PASSWORD PHI_PG_SEALER_PASSWORD PHI_PG_BINDIR
 
 cargo test --locked "$@"

@@ -4,7 +4,10 @@
 //! A key is 32 random bytes shown once (`phk_` + base64url). Only its keyed
 //! hash is stored: the blind-index construction over ("api_keys", "key"), so
 //! it is never an encryption key and lookups work across index key
-//! rotations (until the old index key is retired: then re-issue keys).
+//! rotations (`keys retire --index` refuses while a live key needs the old
+//! index key). Creation and revocation are audited.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,23 +16,58 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::auth::Role;
+use crate::audit::{self, Action, Entry};
 use crate::crypto::Keyring;
+use crate::identity::{Principal, Role};
+use crate::store::{self, StoreError, api_keys};
+
+pub use crate::store::api_keys::ApiKeyRow as ApiKey;
 
 const PREFIX: &str = "phk_";
 
-/// A key's record, never its secret.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ApiKey {
-    pub id: Uuid,
-    pub name: String,
-    pub role: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
+/// The request path's lookup, as its own piece of app state.
+pub struct ApiKeys {
+    pool: PgPool,
+    keyring: Arc<crate::crypto::KeyringHandle>,
 }
 
-/// Makes a key; returns its record and the secret, which is not kept.
+impl ApiKeys {
+    pub fn new(pool: PgPool, keyring: Arc<crate::crypto::KeyringHandle>) -> Self {
+        Self { pool, keyring }
+    }
+
+    /// The live key a secret belongs to: (id, role). Expired, revoked and
+    /// unknown keys are all `None`.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<(Uuid, Role)>, StoreError> {
+        if !secret.starts_with(PREFIX) || secret.len() > 100 {
+            return Ok(None);
+        }
+        let candidates: Vec<Vec<u8>> = self
+            .keyring
+            .current()
+            .blind_index_candidates("api_keys", "key", secret)
+            .into_iter()
+            .map(|b| b.as_bytes().to_vec())
+            .collect();
+        let mut tx = store::begin(&self.pool, &Principal::anonymous()).await?;
+        let found = api_keys::lookup(&mut tx, &candidates).await?;
+        tx.commit().await?;
+        Ok(found.and_then(|(id, role)| {
+            let role = match role.as_str() {
+                "auditor" => Role::Auditor,
+                "service" => Role::Service,
+                _ => return None,
+            };
+            Some((id, role))
+        }))
+    }
+}
+
+fn operator() -> Principal {
+    Principal::operator("apikeys", &[Role::Admin])
+}
+
+/// Makes a key; returns its id and the secret, which is not kept.
 pub async fn create(
     pool: &PgPool,
     keyring: &Keyring,
@@ -42,71 +80,42 @@ pub async fn create(
         "API keys are for the service and auditor roles"
     );
     anyhow::ensure!(
-        !name.trim().is_empty() && name.len() <= 100,
-        "a name of 1 to 100 characters"
+        !name.trim().is_empty() && name.len() <= 100 && crate::domain::json::clean_text(name),
+        "a name of 1 to 100 characters, without control characters"
     );
     let mut raw = Zeroizing::new([0u8; 32]);
     getrandom::fill(raw.as_mut()).map_err(|_| anyhow::anyhow!("the OS RNG failed"))?;
     let secret = Zeroizing::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw.as_ref())));
-    let hash = keyring
-        .blind_index("api_keys", "key", &secret)
-        .as_bytes()
-        .to_vec();
+    let hash = keyring.blind_index("api_keys", "key", &secret);
     let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO api_keys (id, name, role, key_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    let mut tx = pool.begin().await?;
+    api_keys::insert(&mut tx, id, name.trim(), role.as_str(), hash.as_bytes(), expires_at).await?;
+    audit::record(
+        &mut tx,
+        &operator(),
+        &[Entry::new(Action::Create, "api_keys", id).fields(vec!["role", "expiresAt"])],
     )
-    .bind(id)
-    .bind(name.trim())
-    .bind(role.as_str())
-    .bind(hash)
-    .bind(expires_at)
-    .execute(pool)
     .await?;
+    tx.commit().await?;
     Ok((id, secret))
 }
 
 pub async fn list(pool: &PgPool) -> anyhow::Result<Vec<ApiKey>> {
-    Ok(sqlx::query_as("SELECT id, name, role, created_at, expires_at, revoked_at FROM api_keys ORDER BY created_at")
-        .fetch_all(pool)
-        .await?)
+    let mut conn = pool.acquire().await?;
+    Ok(api_keys::list(&mut conn).await?)
 }
 
 pub async fn revoke(pool: &PgPool, id: Uuid) -> anyhow::Result<bool> {
-    let done =
-        sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .execute(pool)
-            .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// The live key a secret belongs to: (id, role). Expired, revoked and
-/// unknown keys are all `None`.
-pub async fn authenticate(
-    pool: &PgPool,
-    keyring: &Keyring,
-    secret: &str,
-) -> Result<Option<(Uuid, Role)>, sqlx::Error> {
-    if !secret.starts_with(PREFIX) || secret.len() > 100 {
-        return Ok(None);
+    let mut tx = pool.begin().await?;
+    let done = api_keys::revoke(&mut tx, id).await?;
+    if done {
+        audit::record(
+            &mut tx,
+            &operator(),
+            &[Entry::new(Action::Update, "api_keys", id).fields(vec!["revokedAt"])],
+        )
+        .await?;
     }
-    let candidates: Vec<Vec<u8>> = keyring
-        .blind_index_candidates("api_keys", "key", secret)
-        .into_iter()
-        .map(|b| b.as_bytes().to_vec())
-        .collect();
-    let row: Option<(Uuid, String, String)> =
-        sqlx::query_as("SELECT id, name, role FROM api_key_lookup($1)")
-            .bind(candidates)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.and_then(|(id, _, role)| {
-        let role = match role.as_str() {
-            "auditor" => Role::Auditor,
-            "service" => Role::Service,
-            _ => return None,
-        };
-        Some((id, role))
-    }))
+    tx.commit().await?;
+    Ok(done)
 }

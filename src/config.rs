@@ -14,8 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-/// Where the service runs: development relaxes nothing that matters for data
-/// safety, it only picks smaller pool defaults and allows a development keyring.
+/// Where the service runs. Unnamed means production: every default fails
+/// closed. Development only picks smaller pool defaults, allows a
+/// development keyring, `dev-token`, and plain connections to PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
@@ -117,6 +118,35 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub keys: KeySettings,
     pub auth: AuthSettings,
+    pub audit: AuditSettings,
+}
+
+impl Settings {
+    pub fn production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+}
+
+/// The audit chain: who seals it, what signs it, where checkpoints are
+/// anchored.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The sealer's connection (role `phi_sealer`). Without it this process
+    /// does not seal (another process must: `phi-gateway audit seal --follow`).
+    pub sealer_url: Option<DatabaseUrl>,
+    /// The Ed25519 signing key file (`keys signing generate`).
+    pub signing_key: Option<PathBuf>,
+    /// The public key file, for `audit verify` and `verify-export`.
+    pub verify_key: Option<PathBuf>,
+    /// Each checkpoint is appended here too (WORM storage, another machine).
+    pub anchor: Option<PathBuf>,
+    pub seal_interval: Duration,
+    /// A checkpoint every this many sealing rounds (when the head moved).
+    pub checkpoint_every: u64,
+    /// `/health/audit` says "behind" past this.
+    pub max_seal_lag: Duration,
+    /// Refusals are written per client every this long.
+    pub refusal_flush: Duration,
 }
 
 /// Where the keyring comes from: a file, or (one key each) the environment.
@@ -145,6 +175,12 @@ pub struct AuthSettings {
     pub user_collections: Vec<String>,
     /// Clock skew allowed on `exp`/`nbf`/`iat`, in seconds.
     pub leeway_secs: i64,
+    /// Tokens issued longer ago than this are refused (bounds how long a
+    /// logged-out token works). None: only `exp` counts.
+    pub max_token_age_secs: Option<i64>,
+    /// Origins whose cookie-authenticated requests are honoured (Payload's
+    /// `csrf`), and which CORS answers with credentials. Empty: off.
+    pub csrf_origins: Vec<String>,
 }
 
 impl fmt::Debug for AuthSettings {
@@ -156,6 +192,8 @@ impl fmt::Debug for AuthSettings {
             )
             .field("user_collections", &self.user_collections)
             .field("leeway_secs", &self.leeway_secs)
+            .field("max_token_age_secs", &self.max_token_age_secs)
+            .field("csrf_origins", &self.csrf_origins)
             .finish()
     }
 }
@@ -171,6 +209,10 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// Log format: `json` for machines, `pretty` for people.
     pub log_format: LogFormat,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: Duration,
+    /// The analysts' aggregates are rebuilt this often (0: never here).
+    pub analytics_refresh: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -192,8 +234,15 @@ pub struct DatabaseSettings {
     pub acquire_timeout: Duration,
     pub max_lifetime: Duration,
     pub statement_timeout: Duration,
+    /// A shorter limit for anonymous callers.
+    pub anonymous_statement_timeout: Duration,
     pub tls_mode: TlsMode,
     pub ca_file: Option<PathBuf>,
+    /// A transaction-mode pooler (PgBouncer) sits between: no named
+    /// prepared statements, no startup parameters it would refuse.
+    pub pooler: bool,
+    /// Connections reserved for audit entries written on their own.
+    pub audit_pool_size: u32,
 }
 
 impl DatabaseSettings {
@@ -207,15 +256,23 @@ impl DatabaseSettings {
         self.options_for(self.migration_url.as_ref().unwrap_or(&self.url))
     }
 
+    /// Connection options for the sealer (role `phi_sealer`).
+    pub fn sealer_options(&self, url: &DatabaseUrl) -> anyhow::Result<PgConnectOptions> {
+        self.options_for(url)
+    }
+
+    /// The statement timeout is set per transaction (`store::begin`), not
+    /// as a startup option, so it holds through a transaction-mode pooler;
+    /// behind one, `extra_float_digits` is not sent either (PgBouncer 1.18
+    /// refuses startup parameters it does not know).
     fn options_for(&self, url: &DatabaseUrl) -> anyhow::Result<PgConnectOptions> {
         let mut opts = PgConnectOptions::from_str(url.expose())
             .map_err(|e| anyhow::anyhow!("invalid database URL {url:?}: {}", redact_sqlx(&e)))?
             .ssl_mode(self.tls_mode.into())
-            .application_name("phi-gateway")
-            .options([(
-                "statement_timeout",
-                format!("{}", self.statement_timeout.as_millis()),
-            )]);
+            .application_name("phi-gateway");
+        if self.pooler {
+            opts = opts.extra_float_digits(None::<i8>);
+        }
         if let Some(ca) = &self.ca_file {
             opts = opts.ssl_root_cert(ca);
         }
@@ -245,6 +302,20 @@ struct FileSettings {
     keys: FileKeys,
     #[serde(default)]
     auth: FileAuth,
+    #[serde(default)]
+    audit: FileAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    signing_key: Option<PathBuf>,
+    verify_key: Option<PathBuf>,
+    anchor: Option<PathBuf>,
+    seal_interval_ms: Option<u64>,
+    checkpoint_every: Option<u64>,
+    max_seal_lag_secs: Option<u64>,
+    refusal_flush_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -258,6 +329,8 @@ struct FileKeys {
 struct FileAuth {
     user_collections: Option<Vec<String>>,
     leeway_secs: Option<i64>,
+    max_token_age_secs: Option<i64>,
+    csrf_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +342,8 @@ struct FileServer {
     workers: Option<usize>,
     shutdown_timeout_secs: Option<u64>,
     log_format: Option<LogFormat>,
+    body_timeout_secs: Option<u64>,
+    analytics_refresh_secs: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -282,8 +357,11 @@ struct FileDatabase {
     acquire_timeout_secs: Option<u64>,
     max_lifetime_secs: Option<u64>,
     statement_timeout_ms: Option<u64>,
+    anonymous_statement_timeout_ms: Option<u64>,
     tls_mode: Option<TlsMode>,
     ca_file: Option<PathBuf>,
+    pooler: Option<bool>,
+    audit_pool_size: Option<u32>,
 }
 
 impl fmt::Debug for FileDatabase {
@@ -341,7 +419,7 @@ impl Settings {
 
         let environment = match env.var("PHI_ENVIRONMENT") {
             Some(v) => v.parse()?,
-            None => file.environment.unwrap_or(Environment::Development),
+            None => file.environment.unwrap_or(Environment::Production),
         };
         let prod = environment == Environment::Production;
 
@@ -368,6 +446,16 @@ impl Settings {
                 Some(other) => bail!("PHI_LOG_FORMAT: unknown format {other:?}"),
                 None => file.server.log_format.unwrap_or(LogFormat::Json),
             },
+            body_timeout: Duration::from_secs(
+                parse_env(env, "PHI_BODY_TIMEOUT_SECS")?
+                    .or(file.server.body_timeout_secs)
+                    .unwrap_or(10),
+            ),
+            analytics_refresh: Duration::from_secs(
+                parse_env(env, "PHI_ANALYTICS_REFRESH_SECS")?
+                    .or(file.server.analytics_refresh_secs)
+                    .unwrap_or(3600),
+            ),
         };
 
         let url = env
@@ -395,17 +483,26 @@ impl Settings {
                 parse_env(env, name)?.or(file).unwrap_or(default),
             ))
         };
-        let tls_mode = match env.var("DATABASE_TLS_MODE") {
-            Some(v) => v.parse()?,
-            None => file.database.tls_mode.unwrap_or(TlsMode::Prefer),
-        };
         let ca_file = env
             .var("DATABASE_CA_FILE")
             .map(PathBuf::from)
             .or(file.database.ca_file);
+        let tls_mode = match env.var("DATABASE_TLS_MODE") {
+            Some(v) => v.parse()?,
+            None => match file.database.tls_mode {
+                Some(m) => m,
+                // Production verifies the server's certificate, except on
+                // this machine (a Unix socket or loopback), where TLS adds
+                // nothing a local attacker could not already read.
+                None if prod && ca_file.is_none() && is_local(&url) => TlsMode::Prefer,
+                None if prod => TlsMode::VerifyFull,
+                None => TlsMode::Prefer,
+            },
+        };
         if matches!(tls_mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && ca_file.is_none() {
             bail!(
-                "DATABASE_TLS_MODE {tls_mode:?} needs a CA file (DATABASE_CA_FILE or [database] ca_file)"
+                "DATABASE_TLS_MODE {tls_mode:?} needs a CA file (DATABASE_CA_FILE or [database] ca_file); \
+                 production verifies the database's certificate unless it is on a Unix socket or loopback"
             );
         }
         let database = DatabaseSettings {
@@ -433,8 +530,20 @@ impl Settings {
                     .or(file.database.statement_timeout_ms)
                     .unwrap_or(30_000),
             ),
+            anonymous_statement_timeout: Duration::from_millis(
+                parse_env(env, "DATABASE_ANONYMOUS_STATEMENT_TIMEOUT_MS")?
+                    .or(file.database.anonymous_statement_timeout_ms)
+                    .unwrap_or(5_000),
+            ),
             tls_mode,
             ca_file,
+            pooler: parse_env(env, "DATABASE_POOLER")?
+                .or(file.database.pooler)
+                .unwrap_or(false),
+            audit_pool_size: parse_env(env, "DATABASE_AUDIT_POOL_SIZE")?
+                .or(file.database.audit_pool_size)
+                .unwrap_or(2)
+                .max(1),
         };
 
         let keys = KeySettings {
@@ -467,6 +576,44 @@ impl Settings {
             leeway_secs: parse_env(env, "PHI_TOKEN_LEEWAY_SECS")?
                 .or(file.auth.leeway_secs)
                 .unwrap_or(30),
+            max_token_age_secs: parse_env(env, "PHI_MAX_TOKEN_AGE_SECS")?
+                .or(file.auth.max_token_age_secs),
+            csrf_origins: env
+                .var("PHI_CSRF_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().trim_end_matches('/').to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .or(file.auth.csrf_origins)
+                .unwrap_or_default(),
+        };
+
+        let path = |name: &str, file: Option<PathBuf>| env.var(name).map(PathBuf::from).or(file);
+        let audit = AuditSettings {
+            sealer_url: env.var("AUDIT_SEALER_DATABASE_URL").map(DatabaseUrl::new),
+            signing_key: path("PHI_AUDIT_SIGNING_KEY", file.audit.signing_key),
+            verify_key: path("PHI_AUDIT_VERIFY_KEY", file.audit.verify_key),
+            anchor: path("PHI_AUDIT_ANCHOR", file.audit.anchor),
+            seal_interval: Duration::from_millis(
+                parse_env(env, "PHI_AUDIT_SEAL_INTERVAL_MS")?
+                    .or(file.audit.seal_interval_ms)
+                    .unwrap_or(1000),
+            ),
+            checkpoint_every: parse_env(env, "PHI_AUDIT_CHECKPOINT_EVERY")?
+                .or(file.audit.checkpoint_every)
+                .unwrap_or(60),
+            max_seal_lag: secs(
+                "PHI_AUDIT_MAX_SEAL_LAG_SECS",
+                file.audit.max_seal_lag_secs,
+                60,
+            )?,
+            refusal_flush: secs(
+                "PHI_AUDIT_REFUSAL_FLUSH_SECS",
+                file.audit.refusal_flush_secs,
+                60,
+            )?,
         };
 
         Ok(Settings {
@@ -475,8 +622,18 @@ impl Settings {
             database,
             keys,
             auth,
+            audit,
         })
     }
+}
+
+/// A URL whose host is a Unix socket or this machine's loopback.
+fn is_local(url: &DatabaseUrl) -> bool {
+    let Ok(opts) = PgConnectOptions::from_str(url.expose()) else {
+        return false;
+    };
+    let host = opts.get_host();
+    host.starts_with('/') || host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
 fn parse_env<T: FromStr>(env: &dyn Env, name: &str) -> anyhow::Result<Option<T>>
@@ -502,8 +659,15 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_cms_guide_by_environment() {
-        let dev =
-            Settings::from_parts("", None, &env(&[("DATABASE_URL", "postgres://a@h/d")])).unwrap();
+        let dev = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("PHI_ENVIRONMENT", "development"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(dev.environment, Environment::Development);
         assert_eq!(
             (dev.database.max_connections, dev.database.min_connections),
@@ -513,7 +677,7 @@ mod tests {
         assert_eq!(dev.database.acquire_timeout, Duration::from_secs(5));
 
         let prod_env = env(&[
-            ("DATABASE_URL", "postgres://a@h/d"),
+            ("DATABASE_URL", "postgres://a@127.0.0.1/d"),
             ("PAYLOAD_SECRET", "s"),
         ]);
         let prod = Settings::from_parts("environment = \"production\"", None, &prod_env).unwrap();
@@ -532,6 +696,7 @@ mod tests {
             &env(&[
                 ("PHI_PORT", "9100"),
                 ("DATABASE_URL", "postgres://envuser:pw@h/d"),
+                ("PHI_ENVIRONMENT", "dev"),
             ]),
         )
         .unwrap();
@@ -548,6 +713,7 @@ mod tests {
             &env(&[
                 ("DATABASE_URL", "postgres://app:hunter2@db:5432/phi"),
                 ("MIGRATION_DATABASE_URL", "postgres://admin:s3cret@db/phi"),
+                ("PHI_ENVIRONMENT", "development"),
             ]),
         )
         .unwrap();
@@ -566,7 +732,11 @@ mod tests {
         let err = Settings::from_parts(
             "",
             None,
-            &env(&[("DATABASE_URL", "postgres://a@h/d"), ("PHI_PORT", "http")]),
+            &env(&[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("PHI_PORT", "http"),
+                ("PHI_ENVIRONMENT", "development"),
+            ]),
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("PHI_PORT"));
@@ -576,6 +746,7 @@ mod tests {
             &env(&[
                 ("DATABASE_URL", "postgres://a@h/d"),
                 ("DATABASE_TLS_MODE", "verify-full"),
+                ("PHI_ENVIRONMENT", "development"),
             ]),
         )
         .unwrap_err();
@@ -585,11 +756,41 @@ mod tests {
     }
 
     #[test]
+    fn unnamed_is_production_and_production_fails_closed() {
+        // No environment named, remote database, no CA file: refused.
+        let err = Settings::from_parts(
+            "",
+            None,
+            &env(&[("DATABASE_URL", "postgres://a@db.internal/d"), ("PAYLOAD_SECRET", "s")]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("CA file"), "{err:#}");
+        // With a CA file, verify-full by default.
+        let s = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@db.internal/d"),
+                ("PAYLOAD_SECRET", "s"),
+                ("DATABASE_CA_FILE", "/etc/ssl/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.production());
+        assert_eq!(s.database.tls_mode, TlsMode::VerifyFull);
+        // Loopback and sockets need no certificate.
+        for url in ["postgres://a@127.0.0.1:5432/d", "postgres://a@localhost/d", "postgres:///d?host=/run/postgresql"] {
+            let s = Settings::from_parts("", None, &env(&[("DATABASE_URL", url), ("PAYLOAD_SECRET", "s")])).unwrap();
+            assert_eq!(s.database.tls_mode, TlsMode::Prefer, "{url}");
+        }
+    }
+
+    #[test]
     fn production_requires_a_payload_secret() {
         let err = Settings::from_parts(
             "environment = \"production\"",
             None,
-            &env(&[("DATABASE_URL", "postgres://a@h/d")]),
+            &env(&[("DATABASE_URL", "postgres://a@127.0.0.1/d")]),
         )
         .unwrap_err();
         assert!(err.to_string().contains("PAYLOAD_SECRET"));

@@ -1,11 +1,12 @@
-//! The connection pool and migrations.
+//! The connection pools and migrations.
 //!
 //! The service connects as `phi_app`, a role that owns nothing and cannot
 //! bypass row-level security. Pools are lazy: the service starts, and reports
 //! 503 on `/health/database`, while PostgreSQL is unreachable, and recovers by
-//! itself when it comes back.
+//! itself when it comes back. Every query of the request path runs in a
+//! transaction opened by `store::begin`.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
@@ -26,6 +27,19 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .connect_lazy_with(settings.connect_options()?))
 }
 
+/// The reserved pool for audit entries written on their own (refusals,
+/// failures): small, apart from `pool`, so they are written even when every
+/// request connection is taken.
+pub fn audit_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.audit_pool_size)
+        .min_connections(0)
+        .idle_timeout(settings.idle_timeout)
+        .acquire_timeout(settings.acquire_timeout)
+        .max_lifetime(settings.max_lifetime)
+        .connect_lazy_with(settings.connect_options()?))
+}
+
 /// Applies pending migrations as the migration role.
 pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
     let pool = PgPoolOptions::new()
@@ -39,8 +53,54 @@ pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reverts migrations down to (and excluding) `target` version; 0 reverts all.
-pub async fn revert(settings: &DatabaseSettings, target: i64) -> anyhow::Result<()> {
+/// What reverting down to `target` destroys, named as `--destroy` takes
+/// them: the audit log (below 4), consents (below 3), the PHI tables
+/// (below 2).
+pub fn destroyed_by_revert(target: i64) -> Vec<&'static str> {
+    let mut v = vec![];
+    if target < 4 {
+        v.push("audit-log");
+    }
+    if target < 3 {
+        v.push("consents");
+    }
+    if target < 2 {
+        v.push("phi-tables");
+    }
+    v
+}
+
+/// Reverts migrations down to (and excluding) `target` version; 0 reverts
+/// all. A revert that destroys data is refused in production, and elsewhere
+/// unless `destroy` names everything it destroys.
+pub async fn revert(
+    settings: &DatabaseSettings,
+    target: i64,
+    destroy: &[String],
+    production: bool,
+) -> anyhow::Result<()> {
+    let lost = destroyed_by_revert(target);
+    if !lost.is_empty() {
+        if production {
+            bail!(
+                "reverting to {target} would destroy {}: refused in production (export the audit log \
+                 and back up the database, then do it in a development environment)",
+                lost.join(", ")
+            );
+        }
+        let missing: Vec<&str> = lost
+            .iter()
+            .copied()
+            .filter(|l| !destroy.iter().any(|d| d == l))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "reverting to {target} destroys {}; say so with --destroy {}",
+                lost.join(", "),
+                lost.join(",")
+            );
+        }
+    }
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(settings.migration_options()?)
@@ -54,52 +114,8 @@ pub async fn revert(settings: &DatabaseSettings, target: i64) -> anyhow::Result<
     Ok(())
 }
 
-/// Opens the request's transaction and sets the caller's identity with
-/// transaction-local settings (`set_config(.., true)`), which end with the
-/// transaction: a pooled connection (or PgBouncer in transaction mode) never
-/// carries one caller's identity into another's request. Every database
-/// access made on behalf of a request starts here.
-pub async fn scoped(
-    pool: &PgPool,
-    principal: &crate::auth::Principal,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    // The policies read user, roles and break-glass; the audit triggers
-    // read the rest.
-    sqlx::query(
-        "SELECT set_config('app.user_id', $1, true), \
-                set_config('app.roles', $2, true), \
-                set_config('app.break_glass', $3, true), \
-                set_config('app.collection', $4, true), \
-                set_config('app.request_id', $5, true), \
-                set_config('app.client_addr', $6, true), \
-                set_config('app.api_key_id', $7, true), \
-                set_config('app.reason', $8, true)",
-    )
-    .bind(principal.user_id.as_deref().unwrap_or(""))
-    .bind(principal.roles_csv())
-    .bind(if principal.break_glass() { "on" } else { "" })
-    .bind(principal.collection.as_deref().unwrap_or(""))
-    .bind(principal.request_id.as_deref().unwrap_or(""))
-    .bind(principal.client_addr.as_deref().unwrap_or(""))
-    .bind(
-        principal
-            .api_key_id
-            .map(|u| u.to_string())
-            .unwrap_or_default(),
-    )
-    .bind(if principal.break_glass() {
-        principal.break_glass_reason.as_deref().unwrap_or("")
-    } else {
-        ""
-    })
-    .execute(&mut *tx)
-    .await?;
-    Ok(tx)
-}
-
-/// A small pool for operator commands (`keys status`, `reencrypt`, `seed`)
-/// that must see every row: the migration URL's role, not `phi_app`.
+/// A small pool for operator commands (`keys status`, `reencrypt`, `seed`,
+/// `audit`) that must see every row: the migration URL's role, not `phi_app`.
 pub async fn operator_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(2)
@@ -107,4 +123,19 @@ pub async fn operator_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool
         .connect_with(settings.migration_options()?)
         .await
         .context("connecting as the operator (MIGRATION_DATABASE_URL)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverts_name_what_they_destroy() {
+        assert!(destroyed_by_revert(6).is_empty());
+        assert_eq!(destroyed_by_revert(3), vec!["audit-log"]);
+        assert_eq!(
+            destroyed_by_revert(0),
+            vec!["audit-log", "consents", "phi-tables"]
+        );
+    }
 }

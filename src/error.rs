@@ -1,17 +1,24 @@
 //! The HTTP layer's one error type, `ApiError`, and its Payload-shaped JSON.
 //!
-//! Layers: `store` returns `sqlx::Error`, `crypto` returns `CryptoError`,
-//! services return `ApiError` (they know what the caller may be told), and
-//! handlers pass it on. A 5xx body never says more than "Something went
-//! wrong." plus the request id (added by `telemetry::request_context`); the
-//! cause goes to the log, where it must never contain PHI values.
+//! Layers: `store` returns `StoreError` (classified once from `sqlx::Error`),
+//! `crypto` returns `CryptoError`, services return `ApiError` (they know what
+//! the caller may be told), and handlers pass it on. A 5xx body never says
+//! more than "Something went wrong." plus the request id (added by
+//! `telemetry::request_context`); the cause goes to the log, where it must
+//! never contain PHI values. Nothing here captures a backtrace: an expected
+//! database error is logged as one line.
+//!
+//! `ErrorBody` is both what is serialized and the OpenAPI schema.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+
+use crate::identity::Denied;
 
 /// One field's problem, with its path in the request body (`location.lat`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -29,6 +36,72 @@ impl FieldError {
     }
 }
 
+/// `{"errors":[..]}`: every error. Validation errors carry
+/// `name: "ValidationError"` and `data.errors[]` (path and message); a 5xx
+/// carries only "Something went wrong." and the request id.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<ErrorItem>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorItem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<ValidationData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ValidationData {
+    pub errors: Vec<FieldError>,
+}
+
+impl ErrorBody {
+    pub fn message(message: impl Into<String>) -> Self {
+        Self {
+            errors: vec![ErrorItem {
+                name: None,
+                message: message.into(),
+                data: None,
+                request_id: None,
+            }],
+        }
+    }
+
+    /// The body of every 5xx: nothing about the cause, only the request id.
+    pub fn server_error(request_id: &str) -> Self {
+        let mut b = Self::message("Something went wrong.");
+        b.errors[0].request_id = Some(request_id.to_string());
+        b
+    }
+
+    fn validation(errors: &[FieldError]) -> Self {
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        let message = if paths.len() == 1 {
+            format!("The following field is invalid: {}", paths[0])
+        } else {
+            format!("The following fields are invalid: {}", paths.join(", "))
+        };
+        Self {
+            errors: vec![ErrorItem {
+                name: Some("ValidationError".into()),
+                message,
+                data: Some(ValidationData {
+                    errors: errors.to_vec(),
+                }),
+                request_id: None,
+            }],
+        }
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -37,23 +110,31 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unauthorized(String),
-    #[error("You are not allowed to perform this action.")]
-    Forbidden,
+    #[error("{0}")]
+    Forbidden(Cow<'static, str>),
     #[error("The requested resource was not found.")]
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    #[error("The request body did not arrive in time.")]
+    RequestTimeout,
     #[error("The request body is too large.")]
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("Too many requests; slow down.")]
+    TooManyRequests { retry_after_secs: u32 },
     #[error("{what} is unavailable")]
     Unavailable {
         what: &'static str,
         retry_after_secs: u32,
     },
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    #[error("{context}")]
+    Internal {
+        context: &'static str,
+        #[source]
+        source: Option<Source>,
+    },
 }
 
 /// Internal errors print their whole cause chain (for the log); the others
@@ -61,12 +142,23 @@ pub enum ApiError {
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApiError::Internal(e) => write!(f, "{e:?}"),
+            ApiError::Internal { context, source } => {
+                write!(f, "{context}")?;
+                let mut next: Option<&(dyn std::error::Error + 'static)> =
+                    source.as_deref().map(|s| s as &(dyn std::error::Error + 'static));
+                while let Some(e) = next {
+                    write!(f, ": {e}")?;
+                    next = e.source();
+                }
+                Ok(())
+            }
             ApiError::Validation(errors) => write!(f, "validation failed: {errors:?}"),
             other => write!(f, "{other}"),
         }
     }
 }
+
+pub const FORBIDDEN: &str = "You are not allowed to perform this action.";
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -75,50 +167,71 @@ impl ApiError {
     pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(path, message)])
     }
-    pub fn internal(context: &'static str, e: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(e.into().context(context))
+    /// Every missing field of a POST, by path.
+    pub fn required(paths: &[&str]) -> Self {
+        Self::Validation(
+            paths
+                .iter()
+                .map(|p| FieldError::new(*p, "is required"))
+                .collect(),
+        )
+    }
+    pub fn forbidden() -> Self {
+        Self::Forbidden(Cow::Borrowed(FORBIDDEN))
+    }
+    pub fn not_logged_in() -> Self {
+        Self::Unauthorized("You must be logged in to make this request.".into())
+    }
+    pub fn internal(context: &'static str, e: impl Into<Source>) -> Self {
+        Self::Internal {
+            context,
+            source: Some(e.into()),
+        }
+    }
+    /// An internal error with nothing more to say than its context.
+    pub fn bug(context: &'static str) -> Self {
+        Self::Internal {
+            context,
+            source: None,
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::NotLoggedIn => ApiError::not_logged_in(),
+            Denied::Forbidden => ApiError::forbidden(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as S;
+        match e {
+            S::NotFound => ApiError::NotFound,
+            S::Unique { .. } => ApiError::invalid("id", "must be unique; this value is already in use"),
+            S::ForeignKey { .. } => ApiError::invalid("body", "refers to a record that does not exist"),
+            S::RlsDenied => ApiError::forbidden(),
+            S::Forbidden(message) => ApiError::Forbidden(Cow::Owned(message)),
+            S::Timeout => ApiError::Unavailable {
+                what: "database (the query took too long)",
+                retry_after_secs: 2,
+            },
+            S::Unavailable(_) => ApiError::Unavailable {
+                what: "database",
+                retry_after_secs: 2,
+            },
+            S::Other(e) => ApiError::internal("database error", e),
+        }
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut => ApiError::Unavailable {
-                what: "database",
-                retry_after_secs: 2,
-            },
-            _ => ApiError::Internal(anyhow::Error::new(e).context("database error")),
-        }
+        crate::store::StoreError::from(e).into()
     }
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    errors: Vec<ErrorItem<'a>>,
-}
-
-#[derive(Serialize)]
-struct ErrorItem<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'static str>,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<ValidationData<'a>>,
-}
-
-#[derive(Serialize)]
-struct ValidationData<'a> {
-    errors: &'a [FieldError],
-}
-
-/// `{"errors":[{"message": ..}]}`: the body of every plain error.
-pub fn error_body(message: impl Into<String>) -> serde_json::Value {
-    serde_json::json!({ "errors": [{ "message": message.into() }] })
-}
-
-/// The body of every 5xx: nothing about the cause, only the request id.
-pub fn server_error_body(request_id: &str) -> serde_json::Value {
-    serde_json::json!({ "errors": [{ "message": "Something went wrong.", "requestId": request_id }] })
 }
 
 impl ResponseError for ApiError {
@@ -126,13 +239,15 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -141,38 +256,26 @@ impl ResponseError for ApiError {
         if status.is_server_error() {
             // Logged here, once, with the whole chain; the body is replaced by
             // `request_context` with the opaque message and the request id.
-            if let ApiError::Internal(e) = self {
-                tracing::error!(error = ?e, "request failed");
+            if matches!(self, ApiError::Internal { .. }) {
+                tracing::error!(error = ?self, "request failed");
             } else {
                 tracing::warn!(error = %self, "request failed");
             }
         }
         let mut builder = HttpResponse::build(status);
-        if let ApiError::Unavailable {
-            retry_after_secs, ..
-        } = self
-        {
-            builder.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+        match self {
+            ApiError::Unavailable {
+                retry_after_secs, ..
+            }
+            | ApiError::TooManyRequests { retry_after_secs } => {
+                builder.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+            }
+            _ => {}
         }
         let body = match self {
-            ApiError::Validation(errors) => {
-                let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-                let message = if paths.len() == 1 {
-                    format!("The following field is invalid: {}", paths[0])
-                } else {
-                    format!("The following fields are invalid: {}", paths.join(", "))
-                };
-                serde_json::to_value(Body {
-                    errors: vec![ErrorItem {
-                        name: Some("ValidationError"),
-                        message,
-                        data: Some(ValidationData { errors }),
-                    }],
-                })
-                .unwrap_or_else(|_| error_body("The request is invalid."))
-            }
-            _ if status.is_server_error() => error_body("Something went wrong."),
-            other => error_body(other.to_string()),
+            ApiError::Validation(errors) => ErrorBody::validation(errors),
+            _ if status.is_server_error() => ErrorBody::message("Something went wrong."),
+            other => ErrorBody::message(other.to_string()),
         };
         builder.json(body)
     }
@@ -212,7 +315,7 @@ mod tests {
     fn internal_errors_say_nothing_of_their_cause() {
         let e = ApiError::internal(
             "sealing submissions.notes",
-            anyhow::anyhow!("secret detail"),
+            std::io::Error::other("secret detail"),
         );
         assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = body_of(&e).to_string();
@@ -231,5 +334,14 @@ mod tests {
         let res = e.error_response();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "3");
+    }
+
+    #[test]
+    fn the_server_error_body_carries_only_the_request_id() {
+        let v = serde_json::to_value(ErrorBody::server_error("r-1")).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"errors":[{"message":"Something went wrong.","requestId":"r-1"}]})
+        );
     }
 }

@@ -2,21 +2,26 @@
 //!
 //! See ARCHITECTURE.md for the map; the request path is
 //! `routes` -> `service` -> (`crypto`, `store`, `audit`) inside one
-//! request-scoped transaction opened by `db`.
+//! request-scoped transaction opened by `store::begin`.
 
 pub mod apikeys;
 pub mod audit;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod extract;
+pub mod identity;
+pub mod keyreload;
 pub mod metrics;
 pub mod openapi;
 pub mod query;
 pub mod rekey;
 pub mod routes;
+pub mod schema;
 pub mod seed;
 pub mod service;
 pub mod startup;

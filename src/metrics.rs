@@ -1,31 +1,112 @@
-//! Prometheus text exposition, written by hand: request counts and latency
-//! histograms by method, route pattern and status, plus pool gauges.
+//! Prometheus metrics (the `prometheus-client` crate, OpenMetrics text):
+//! request counts and latency histograms by method, route pattern and
+//! status; refusals counted per minute instead of audited one by one; how
+//! far behind audit sealing is; pool gauges sampled when scraped.
 //!
-//! Labels are route *patterns* and status codes only, so cardinality is
-//! bounded by the route table and no request data can reach a label.
+//! Labels are bounded: route *patterns* (or "unmatched"), status codes, and
+//! the HTTP methods of the route table (anything else is "OTHER"), so no
+//! request can create a series and no request data can reach a label.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
 }
 
-type Key = (String, String, u16);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
 
-#[derive(Default)]
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
 pub struct Metrics {
-    requests: Mutex<BTreeMap<Key, Histogram>>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    refusals: Family<KindLabels, Counter>,
+    pool_size: Gauge,
+    pool_idle: Gauge,
+    pool_max: Gauge,
+    unsealed: Gauge,
+    seal_lag: Gauge<f64, AtomicU64>,
+    quarantined: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency =
+            Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+        let refusals = Family::<KindLabels, Counter>::default();
+        let (pool_size, pool_idle, pool_max) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let (unsealed, quarantined) = (Gauge::default(), Gauge::default());
+        let seal_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "phi_http_requests",
+            "HTTP requests by method, route pattern and status",
+            requests.clone(),
+        );
+        registry.register(
+            "phi_http_request_duration_seconds",
+            "Request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "phi_refusals",
+            "Refused anonymous requests and credentials (audited per client and minute)",
+            refusals.clone(),
+        );
+        registry.register("phi_db_pool_connections", "Open connections in the pool", pool_size.clone());
+        registry.register("phi_db_pool_idle_connections", "Idle connections in the pool", pool_idle.clone());
+        registry.register("phi_db_pool_max_connections", "Configured pool maximum", pool_max.clone());
+        registry.register(
+            "phi_audit_unsealed_entries",
+            "Committed audit entries not yet in the hash chain",
+            unsealed.clone(),
+        );
+        registry.register(
+            "phi_audit_seal_lag_seconds",
+            "Age of the oldest audit entry not yet sealed (0 when caught up)",
+            seal_lag.clone(),
+        );
+        registry.register(
+            "phi_audit_quarantined_entries",
+            "Audit entries that can never be sealed (inserted behind the log's back)",
+            quarantined.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            refusals,
+            pool_size,
+            pool_idle,
+            pool_max,
+            unsealed,
+            seal_lag,
+            quarantined,
+        }
+    }
 }
 
 /// Pool figures sampled when `/metrics` is scraped.
@@ -35,114 +116,86 @@ pub struct PoolGauges {
     pub max: u32,
 }
 
+/// The methods of the route table; any other is one label.
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "PUT" => "PUT",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let h = map
-            .entry((method.to_string(), route.to_string(), status))
-            .or_default();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        let labels = RequestLabels {
+            method: method_label(method),
+            route: route.to_string(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn refusal(&self, kind: &'static str) {
+        self.refusals.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn audit_status(&self, unsealed: i64, lag_secs: f64, quarantined: i64) {
+        self.unsealed.set(unsealed);
+        self.seal_lag.set(lag_secs);
+        self.quarantined.set(quarantined);
     }
 
     pub fn render(&self, pool: &PoolGauges) -> String {
-        let mut out = String::with_capacity(4096);
-        let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        out.push_str(
-            "# HELP phi_http_requests_total HTTP requests by method, route pattern and status.\n",
-        );
-        out.push_str("# TYPE phi_http_requests_total counter\n");
-        for ((method, route, status), h) in map.iter() {
-            let _ = writeln!(
-                out,
-                "phi_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
-                escape(route),
-                h.count
-            );
-        }
-        out.push_str("# HELP phi_http_request_duration_seconds Request latency.\n");
-        out.push_str("# TYPE phi_http_request_duration_seconds histogram\n");
-        for ((method, route, status), h) in map.iter() {
-            let labels = format!(
-                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
-                escape(route)
-            );
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "phi_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "phi_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "phi_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "phi_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
-        drop(map);
-        let _ = write!(
-            out,
-            "# HELP phi_db_pool_connections Open connections in the pool.\n\
-             # TYPE phi_db_pool_connections gauge\nphi_db_pool_connections {}\n\
-             # HELP phi_db_pool_idle_connections Idle connections in the pool.\n\
-             # TYPE phi_db_pool_idle_connections gauge\nphi_db_pool_idle_connections {}\n\
-             # HELP phi_db_pool_max_connections Configured pool maximum.\n\
-             # TYPE phi_db_pool_max_connections gauge\nphi_db_pool_max_connections {}\n",
-            pool.size, pool.idle, pool.max
-        );
+        self.pool_size.set(pool.size as i64);
+        self.pool_idle.set(pool.idle as i64);
+        self.pool_max.set(pool.max as i64);
+        let mut out = String::with_capacity(8192);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }
 
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// The OpenMetrics content type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
+    fn histogram_buckets_are_cumulative_and_labels_bounded() {
         let m = Metrics::default();
         m.observe_request("GET", "/health", 200, Duration::from_micros(300));
         m.observe_request("GET", "/health", 200, Duration::from_millis(30));
+        m.observe_request("FOO1", "unmatched", 405, Duration::from_millis(1));
+        m.observe_request("FOO2", "unmatched", 405, Duration::from_millis(1));
         let text = m.render(&PoolGauges {
             size: 3,
             idle: 2,
             max: 10,
         });
         let labels = "method=\"GET\",route=\"/health\",status=\"200\"";
-        assert!(text.contains(&format!("phi_http_requests_total{{{labels}}} 2")));
+        assert!(text.contains(&format!("phi_http_requests_total{{{labels}}} 2")), "{text}");
+        // OpenMetrics puts `le` first.
         assert!(text.contains(&format!(
-            "phi_http_request_duration_seconds_bucket{{{labels},le=\"0.0005\"}} 1"
+            "phi_http_request_duration_seconds_bucket{{le=\"0.0005\",{labels}}} 1"
         )));
         assert!(text.contains(&format!(
-            "phi_http_request_duration_seconds_bucket{{{labels},le=\"0.05\"}} 2"
+            "phi_http_request_duration_seconds_bucket{{le=\"0.05\",{labels}}} 2"
         )));
-        assert!(text.contains(&format!(
-            "phi_http_request_duration_seconds_bucket{{{labels},le=\"0.025\"}} 1"
-        )));
+        assert!(text.contains(
+            "phi_http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"405\"} 2"
+        ));
+        assert!(!text.contains("FOO"));
         assert!(text.contains("phi_db_pool_connections 3\n"));
         assert!(text.contains("phi_db_pool_idle_connections 2\n"));
     }

@@ -22,29 +22,14 @@ use uuid::Uuid;
 
 use crate::crypto::blind_index::normalise_email;
 use crate::crypto::{Keyring, Place, SealedField};
+use crate::schema::{self, Collection};
 
 pub const BATCH: i64 = 1000;
 
-/// A table's sealed columns, and its blind-index columns with the sealed
-/// column each indexes.
-pub struct SealedTable {
-    pub table: &'static str,
-    pub sealed: &'static [&'static str],
-    pub blind: &'static [(&'static str, &'static str)],
+/// The collections with sealed columns, from their one description.
+pub fn sealed_collections() -> impl Iterator<Item = &'static Collection> {
+    schema::ALL.iter().copied().filter(|c| !c.sealed.is_empty())
 }
-
-pub const SEALED_TABLES: &[SealedTable] = &[
-    SealedTable {
-        table: "practitioners",
-        sealed: &["email", "phone", "licence_number"],
-        blind: &[("email_bidx", "email")],
-    },
-    SealedTable {
-        table: "symptom_submissions",
-        sealed: &["symptoms", "notes", "contact_email", "date_of_birth"],
-        blind: &[("contact_email_bidx", "contact_email")],
-    },
-];
 
 /// Rows per key version, per `table.column`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -70,9 +55,12 @@ fn key_id_of(prefix: &[u8]) -> u32 {
     }
 }
 
+/// Values per key version in every sealed and blind-index column the
+/// collections declare (API-key hashes and analytics fact keys included:
+/// an index key they use cannot be retired).
 pub async fn usage(pool: &PgPool) -> anyhow::Result<KeyUsage> {
     let mut out = KeyUsage::default();
-    for t in SEALED_TABLES {
+    for t in schema::ALL {
         for col in t.sealed {
             // Bytes 3..6 of the envelope are the key id (format, alg first).
             let rows = sqlx::query(&format!(
@@ -88,7 +76,8 @@ pub async fn usage(pool: &PgPool) -> anyhow::Result<KeyUsage> {
                 m.insert(key_id_of(&r.get::<Vec<u8>, _>("k")), r.get("n"));
             }
         }
-        for (col, _) in t.blind {
+        for b in t.blind {
+            let col = b.column;
             let rows = sqlx::query(&format!(
                 "SELECT substring({col} from 1 for 4) AS k, count(*) AS n FROM {table} \
                  WHERE {col} IS NOT NULL GROUP BY 1",
@@ -115,6 +104,12 @@ pub struct Report {
     /// Rows changed or deleted by someone else between read and write; the
     /// columns they changed keep their new (already current) values.
     pub raced: u64,
+    /// Submissions from before migration 0008 given their facts (and their
+    /// region sealed).
+    pub facts_written: u64,
+    /// Of those, free-text regions that are not ISO 3166 codes: left in
+    /// `region_legacy` until their owner sets a code.
+    pub legacy_regions_kept: u64,
 }
 
 /// One column's compare-and-swap: (column, old value, new value).
@@ -189,18 +184,18 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
         .map(|(id, _)| id)
         .context("no active index key")?;
     let mut total = 0u64;
-    for t in SEALED_TABLES {
+    for t in sealed_collections() {
         total += sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {}", t.table))
             .fetch_one(pool)
             .await? as u64;
     }
     let progress = Progress::new(total);
-    for t in SEALED_TABLES {
+    for t in sealed_collections() {
         let cols: Vec<&str> = t
             .sealed
             .iter()
             .copied()
-            .chain(t.blind.iter().map(|(b, _)| *b))
+            .chain(t.blind.iter().map(|b| b.column))
             .collect();
         let select = format!(
             "SELECT id, {} FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
@@ -217,10 +212,11 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
             let Some(tail) = rows.last() else { break };
             last = tail.get("id");
             let mut tx = pool.begin().await?;
-            // The audit triggers record each rewritten row as KEY_ROTATION.
+            // The audit triggers record each rewritten row as KEY_ROTATION
+            // (app.operation counts only outside the service's role).
             sqlx::query(
                 "SELECT set_config('app.user_id', 'operator:reencrypt', true), \
-                        set_config('app.reason', 'reencrypt', true)",
+                        set_config('app.operation', 'reencrypt', true)",
             )
             .execute(&mut *tx)
             .await?;
@@ -237,10 +233,10 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
                     let place = Place::new(t.table, col, id);
                     let needs_reseal = sealed.key_id().map(|k| k != active).unwrap_or(true);
                     let needs_plain = needs_reseal
-                        || t.blind.iter().any(|(b, src)| {
-                            src == col
+                        || t.blind.iter().any(|b| {
+                            b.source == *col
                                 && row
-                                    .get::<Option<Vec<u8>>, _>(*b)
+                                    .get::<Option<Vec<u8>>, _>(b.column)
                                     .map(|v| key_id_of(&v[..4.min(v.len())]) != active_index)
                                     .unwrap_or(true)
                         });
@@ -259,11 +255,12 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
                     }
                     opened.insert(col, plain);
                 }
-                for (bcol, src) in t.blind {
+                for b in t.blind {
+                    let (bcol, src) = (b.column, b.source);
                     let Some(plain) = opened.get(src) else {
                         continue;
                     };
-                    let old: Option<Vec<u8>> = row.get(*bcol);
+                    let old: Option<Vec<u8>> = row.get(bcol);
                     if old.as_deref().map(|v| key_id_of(&v[..4.min(v.len())])) == Some(active_index)
                     {
                         continue;
@@ -274,6 +271,9 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
                         .as_bytes()
                         .to_vec();
                     sets.push((bcol, old, Some(fresh)));
+                }
+                if t.table == schema::SUBMISSIONS.table && !dry_run {
+                    rekey_facts(&mut tx, keyring, id, active_index).await?;
                 }
                 if sets.is_empty() {
                     continue;
@@ -319,5 +319,114 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
         }
     }
     progress.finish();
+    if !dry_run {
+        legacy_facts(pool, keyring, &mut report).await?;
+    }
     Ok(report)
 }
+
+/// Moves a submission's facts key to the active index key.
+async fn rekey_facts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    keyring: &Keyring,
+    id: Uuid,
+    active_index: u32,
+) -> anyhow::Result<()> {
+    let s = id.to_string();
+    let table = schema::SUBMISSION_FACTS.table;
+    let fresh = keyring.blind_index(table, "submission", &s);
+    let old: Vec<Vec<u8>> = keyring
+        .blind_index_candidates(table, "submission", &s)
+        .into_iter()
+        .filter(|b| b.key_id() != Some(active_index))
+        .map(|b| b.as_bytes().to_vec())
+        .collect();
+    if old.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE submission_facts SET ref = $1 WHERE ref = ANY($2)")
+        .bind(fresh.as_bytes())
+        .bind(&old)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Submissions written before migration 0008 have no facts, and keep their
+/// region in cleartext (`region_legacy`): write their facts, seal the
+/// region when it is an ISO 3166 code, and clear the cleartext.
+async fn legacy_facts(pool: &PgPool, keyring: &Keyring, report: &mut Report) -> anyhow::Result<()> {
+    use crate::domain::region::Region;
+    use crate::domain::submission::{Symptom, age_band, categories};
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, created_at, symptoms, date_of_birth, region_legacy FROM symptom_submissions \
+             WHERE needs_facts ORDER BY id LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "SELECT set_config('app.user_id', 'operator:reencrypt', true), \
+                    set_config('app.operation', 'reencrypt', true)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for row in &rows {
+            let id: Uuid = row.get("id");
+            let created_at: chrono::DateTime<chrono::Utc> = row.get("created_at");
+            let place = |c| Place::new("symptom_submissions", c, id);
+            let opened = keyring.open(
+                &SealedField::from_bytes(row.get("symptoms")),
+                &place("symptoms"),
+            )?;
+            let symptoms: Vec<Symptom> = serde_json::from_slice(&opened)
+                .context("sealed symptoms are not the expected JSON")?;
+            let dob = row
+                .get::<Option<Vec<u8>>, _>("date_of_birth")
+                .map(|b| keyring.open(&SealedField::from_bytes(b), &place("date_of_birth")))
+                .transpose()?
+                .and_then(|p| {
+                    chrono::NaiveDate::parse_from_str(std::str::from_utf8(&p).ok()?, "%Y-%m-%d")
+                        .ok()
+                });
+            let legacy: Option<String> = row.get("region_legacy");
+            let region = legacy.as_deref().and_then(Region::parse);
+            let keep_legacy = legacy.is_some() && region.is_none();
+            let sealed_region = region
+                .map(|r| keyring.seal(r.as_str().as_bytes(), &place("region")))
+                .transpose()?;
+            let key = keyring.blind_index("submission_facts", "submission", &id.to_string());
+            sqlx::query(
+                "WITH f AS (INSERT INTO submission_facts (ref, week, region, age_band, categories) \
+                 VALUES ($2, date_trunc('week', $3::timestamptz AT TIME ZONE 'UTC')::date, $4, $5, $6) \
+                 ON CONFLICT (ref) DO NOTHING) \
+                 UPDATE symptom_submissions SET needs_facts = false, \
+                   region = coalesce($7, region), \
+                   region_legacy = CASE WHEN $8 THEN region_legacy ELSE NULL END \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(key.as_bytes())
+            .bind(created_at)
+            .bind(region.map(|r| r.as_str()).unwrap_or("unknown"))
+            .bind(
+                dob.map(|d| age_band(d, chrono::Utc::now().date_naive()))
+                    .unwrap_or_else(|| "unknown".into()),
+            )
+            .bind(categories(&symptoms))
+            .bind(sealed_region.map(SealedField::into_bytes))
+            .bind(keep_legacy)
+            .execute(&mut *tx)
+            .await?;
+            report.facts_written += 1;
+            report.legacy_regions_kept += keep_legacy as u64;
+        }
+        tx.commit().await?;
+    }
+}
+

@@ -2,13 +2,21 @@
 //! sets for benchmarks (batched `INSERT .. SELECT FROM UNNEST(..)`, values
 //! sealed in process exactly as the services seal them).
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::auth::{Principal, Role};
 use crate::crypto::blind_index::normalise_email;
-use crate::crypto::{Keyring, Place};
+use crate::crypto::{Keyring, KeyringHandle, Place};
+use crate::domain::SecretText;
+use crate::domain::geo::Location;
+use crate::domain::herb::{NewHerb, TcmProperties};
+use crate::domain::practitioner::{NewPractitioner, Status};
+use crate::domain::region::Region;
+use crate::domain::submission::{NewSubmission, SubmissionStatus, Symptom};
+use crate::identity::{Principal, Role};
 use crate::rekey::Progress;
 use crate::service::{Services, herbs, practitioners, submissions};
 
@@ -453,6 +461,23 @@ pub const CITIES: &[(&str, &str, &str, f64, f64)] = &[
     ("Singapore", "Singapore", "Singapore", 1.3521, 103.8198),
 ];
 
+/// The ISO 3166-2 code of each city's region.
+fn region_code(city: &str) -> Option<Region> {
+    Region::parse(match city {
+        "London" => "GB-LND",
+        "Toronto" => "CA-ON",
+        "Vancouver" => "CA-BC",
+        "San Francisco" => "US-CA",
+        "New York" => "US-NY",
+        "Sydney" => "AU-NSW",
+        "Melbourne" => "AU-VIC",
+        "Berlin" => "DE-BE",
+        "Paris" => "FR-IDF",
+        "Singapore" => "SG",
+        _ => return None,
+    })
+}
+
 const MODALITIES: &[&str] = &[
     "acupuncture",
     "herbal medicine",
@@ -490,9 +515,7 @@ impl Rng {
 }
 
 fn admin() -> Principal {
-    let mut p = Principal::user("seed", &[Role::Admin]);
-    p.collection = Some("system".into());
-    p
+    Principal::operator("seed", &[Role::Admin])
 }
 
 fn slugify(s: &str) -> String {
@@ -507,22 +530,31 @@ fn slugify(s: &str) -> String {
 }
 
 /// Demo data through the services. Does nothing when herbs already exist.
-pub async fn demo(pool: &PgPool, keyring: std::sync::Arc<Keyring>) -> anyhow::Result<String> {
+pub async fn demo(pool: &PgPool, keyring: Arc<KeyringHandle>) -> anyhow::Result<String> {
     let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM herbs")
         .fetch_one(pool)
         .await?;
     if existing > 0 {
         return Ok("already present, left as it is".into());
     }
-    let svc = Services::new(pool.clone(), keyring);
+    let svc = Services::new(pool.clone(), pool.clone(), keyring);
     let staff = admin();
     for (name, sci, taste, temp, meridians, actions) in CLASSICAL_HERBS {
+        let tcm: TcmProperties = serde_json::from_value(
+            json!({"taste": taste, "temperature": temp, "meridians": meridians, "actions": actions}),
+        )
+        .with_context(|| format!("the demo herb {name}"))?;
         herbs::create(
             &svc,
             &staff,
-            json!({"name": name, "slug": slugify(name), "scientificName": sci, "status": "published",
-                   "description": format!("{name} ({sci}): {}.", actions.join("; ")),
-                   "tcmProperties": {"taste": taste, "temperature": temp, "meridians": meridians, "actions": actions}}),
+            NewHerb {
+                name: name.to_string(),
+                slug: slugify(name),
+                scientific_name: Some(sci.to_string()),
+                description: Some(format!("{name} ({sci}): {}.", actions.join("; "))),
+                status: Status::Published,
+                tcm_properties: tcm.normalised(),
+            },
         )
         .await
         .map_err(|e| anyhow::anyhow!("seeding herb {name}: {e:?}"))?;
@@ -536,13 +568,29 @@ pub async fn demo(pool: &PgPool, keyring: std::sync::Arc<Keyring>) -> anyhow::Re
             let doc = practitioners::create(
                 &svc,
                 &staff,
-                json!({"name": format!("{} Practitioner {}", city, i + 1), "slug": slug,
-                       "modalities": [rng.pick(MODALITIES), rng.pick(MODALITIES)],
-                       "city": city, "region": region, "country": country, "status": "published",
-                       "location": {"lat": lat + (rng.unit() - 0.5) * 0.2, "lon": lon + (rng.unit() - 0.5) * 0.2},
-                       "email": format!("{slug}@clinic.example"), "phone": "+1 555 0100",
-                       "licenceNumber": format!("LIC-{}", 1000 + count),
-                       "userId": if count == 0 { Some("demo-practitioner") } else { None }}),
+                NewPractitioner {
+                    name: format!("{} Practitioner {}", city, i + 1),
+                    slug: slug.clone(),
+                    modalities: crate::domain::practitioner::dedup(vec![
+                        rng.pick(MODALITIES).to_string(),
+                        rng.pick(MODALITIES).to_string(),
+                    ]),
+                    bio: None,
+                    city: Some(city.to_string()),
+                    region: Some(region.to_string()),
+                    country: Some(country.to_string()),
+                    postal_code: None,
+                    website: None,
+                    status: Status::Published,
+                    location: Location {
+                        lat: lat + (rng.unit() - 0.5) * 0.2,
+                        lon: lon + (rng.unit() - 0.5) * 0.2,
+                    },
+                    email: Some(SecretText::from(format!("{slug}@clinic.example"))),
+                    phone: Some(SecretText::from("+1 555 0100")),
+                    licence_number: Some(SecretText::from(format!("LIC-{}", 1000 + count))),
+                    user_id: (count == 0).then(|| "users:demo-practitioner".to_string()),
+                },
             )
             .await
             .map_err(|e| anyhow::anyhow!("seeding practitioner {slug}: {e:?}"))?;
@@ -565,11 +613,21 @@ pub async fn demo(pool: &PgPool, keyring: std::sync::Arc<Keyring>) -> anyhow::Re
     ] {
         submissions::create(
             &svc,
-            &Principal::user(user, &[]),
-            json!({"symptoms": [{"name": symptom, "severity": 5, "onset": "2026-09-01"}],
-                   "notes": notes, "contactEmail": format!("{user}@example.org"),
-                   "dateOfBirth": "1985-04-12", "region": "Ontario",
-                   "practitionerId": first_practitioner}),
+            &Principal::user("users", user, &[]),
+            NewSubmission {
+                symptoms: vec![Symptom {
+                    name: SecretText::from(symptom),
+                    severity: 5,
+                    onset: chrono::NaiveDate::from_ymd_opt(2026, 9, 1).expect("a date"),
+                    notes: None,
+                }],
+                notes: Some(SecretText::from(notes)),
+                contact_email: Some(SecretText::from(format!("{user}@example.org"))),
+                date_of_birth: chrono::NaiveDate::from_ymd_opt(1985, 4, 12),
+                region: region_code("Toronto"),
+                status: SubmissionStatus::Submitted,
+                practitioner_id: first_practitioner,
+            },
         )
         .await
         .map_err(|e| anyhow::anyhow!("seeding a submission: {e:?}"))?;
@@ -585,7 +643,7 @@ const BULK_BATCH: u64 = 5000;
 /// A transaction whose audit entries name the seeding operator.
 async fn operator_tx(pool: &PgPool) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('app.user_id', 'operator:seed', true)")
+    sqlx::query("SELECT set_config('app.user_id', 'operator:seed', true), set_config('app.collection', 'operator', true)")
         .execute(&mut *tx)
         .await?;
     Ok(tx)
@@ -725,13 +783,14 @@ pub async fn bulk(
         let notes = "Synthetic benchmark notes. ".repeat(40);
         while done < submissions {
             let n = BULK_BATCH.min(submissions - done);
-            let (mut ids, mut owners, mut symptoms, mut sealed_notes, mut regions, mut cats) =
+            let (mut ids, mut owners, mut symptoms, mut sealed_notes, mut regions, mut refs) =
                 (vec![], vec![], vec![], vec![], vec![], vec![]);
+            let mut fact_regions = vec![];
             for i in done..done + n {
                 let id = uuid::Uuid::now_v7();
                 let s = json!([{"name": "Headache", "severity": 1 + rng.below(9), "onset": "2026-06-01"}]);
                 ids.push(id);
-                owners.push(format!("bulk-user-{}", i % 10_000));
+                owners.push(format!("users:bulk-user-{}", i % 10_000));
                 symptoms.push(
                     keyring
                         .seal(
@@ -748,17 +807,34 @@ pub async fn bulk(
                         )?
                         .into_bytes(),
                 );
-                regions.push(rng.pick(CITIES).1.to_string());
-                cats.push("pain".to_string());
+                let region = region_code(rng.pick(CITIES).0).expect("every city has a code");
+                regions.push(
+                    keyring
+                        .seal(
+                            region.as_str().as_bytes(),
+                            &Place::new("symptom_submissions", "region", id),
+                        )?
+                        .into_bytes(),
+                );
+                fact_regions.push(region.as_str().to_string());
+                refs.push(
+                    keyring
+                        .blind_index("submission_facts", "submission", &id.to_string())
+                        .as_bytes()
+                        .to_vec(),
+                );
             }
             let mut tx = operator_tx(pool).await?;
             sqlx::query(
-                "INSERT INTO symptom_submissions (id, owner_id, symptoms, notes, region, symptom_categories) \
-                 SELECT id, owner, symptoms, notes, region, ARRAY[cat] \
-                 FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::text[]) \
-                 AS t(id, owner, symptoms, notes, region, cat)",
+                "WITH s AS (INSERT INTO symptom_submissions (id, owner_id, symptoms, notes, region) \
+                 SELECT id, owner, symptoms, notes, region \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[]) \
+                 AS t(id, owner, symptoms, notes, region) RETURNING created_at) \
+                 INSERT INTO submission_facts (ref, week, region, age_band, categories) \
+                 SELECT r, date_trunc('week', now() AT TIME ZONE 'UTC')::date, fr, 'unknown', ARRAY['pain'] \
+                 FROM UNNEST($6::bytea[], $7::text[]) AS f(r, fr)",
             )
-            .bind(ids).bind(owners).bind(symptoms).bind(sealed_notes).bind(regions).bind(cats)
+            .bind(ids).bind(owners).bind(symptoms).bind(sealed_notes).bind(regions).bind(refs).bind(fact_regions)
             .execute(&mut *tx)
             .await
             .context("inserting submissions")?;

@@ -1,57 +1,96 @@
-//! Builds the application: pool, shared state, middleware and the one route
-//! table. `Application::build` binds (port 0 picks a free port, which the
-//! tests use) and `run_until_stopped` serves until SIGTERM/SIGINT, letting
-//! in-flight requests finish.
+//! Builds the application: pools, shared state, background upkeep,
+//! middleware and the one route table. `Application::build` binds (port 0
+//! picks a free port, which the tests use) and `run_until_stopped` serves
+//! until SIGTERM/SIGINT, letting in-flight requests finish.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpRequest, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::JwtVerifier;
+use crate::apikeys::ApiKeys;
+use crate::audit::anchor::Anchor;
+use crate::audit::chain::Sealer;
+use crate::audit::refusals::{self, Refusals};
+use crate::audit::signing::SigningKeys;
+use crate::auth::{CookieAuth, JwtVerifier};
 use crate::config::Settings;
-use crate::crypto::Keyring;
+use crate::crypto::{Keyring, KeyringHandle};
 use crate::error::ApiError;
+use crate::extract::BodyLimits;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::service::Services;
-use crate::telemetry::{BodyLimit, PhiRootSpan, request_context};
+use crate::service::export::Exporter;
+use crate::telemetry::{PhiRootSpan, request_context};
 
 pub struct Application {
     port: u16,
     server: Server,
+    pub keyring: Arc<KeyringHandle>,
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let production = settings.environment == crate::config::Environment::Production;
-        let keyring = Keyring::load(&settings.keys, production).context("loading the keyring")?;
-        Self::build_with_keyring(settings, Arc::new(keyring)).await
+        let keyring =
+            Keyring::load(&settings.keys, settings.production()).context("loading the keyring")?;
+        Self::build_with_keyring(settings, keyring).await
     }
 
     /// As `build`, with a keyring already in hand (tests, tools).
-    pub async fn build_with_keyring(
-        settings: &Settings,
-        keyring: Arc<Keyring>,
-    ) -> anyhow::Result<Self> {
-        let pool = crate::db::pool(&settings.database)?;
-        crate::audit::chain::spawn_sealer(
-            pool.clone(),
-            keyring.clone(),
-            std::time::Duration::from_secs(1),
+    pub async fn build_with_keyring(settings: &Settings, keyring: Keyring) -> anyhow::Result<Self> {
+        let keyring = Arc::new(KeyringHandle::new(keyring));
+        let db = &settings.database;
+        crate::store::set_prepared_statements(!db.pooler);
+        crate::store::set_timeouts(crate::store::Timeouts {
+            statement_ms: db.statement_timeout.as_millis() as u64,
+            anonymous_statement_ms: db.anonymous_statement_timeout.as_millis() as u64,
+        });
+        let pool = crate::db::pool(db)?;
+        let audit_pool = crate::db::audit_pool(db)?;
+        let metrics = Arc::new(Metrics::default());
+        let refusals = Arc::new(Refusals::with_metrics(metrics.clone()));
+        refusals::spawn_flusher(
+            refusals.clone(),
+            audit_pool.clone(),
+            settings.audit.refusal_flush,
         );
+        let sealer = sealer(settings)?;
+        match &sealer {
+            Some(s) => s
+                .clone()
+                .spawn(settings.audit.seal_interval, settings.audit.checkpoint_every),
+            None => tracing::warn!(
+                "no AUDIT_SEALER_DATABASE_URL or PHI_AUDIT_SIGNING_KEY: this process does not seal the audit chain; \
+                 run `phi-gateway audit seal --follow` elsewhere"
+            ),
+        }
+        if !settings.server.analytics_refresh.is_zero() {
+            spawn_analytics_refresh(pool.clone(), settings.server.analytics_refresh);
+        }
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let port = listener.local_addr()?.port();
-        let server = serve(listener, pool, keyring, settings)?;
-        Ok(Self { port, server })
+        let services =
+            Services::new(pool.clone(), audit_pool.clone(), keyring.clone()).with_refusals(refusals);
+        let exporter = sealer.map(|sealer| Exporter {
+            reader: pool.clone(),
+            audit_pool,
+            sealer,
+        });
+        let server = serve(listener, pool, services, exporter, metrics, settings)?;
+        Ok(Self {
+            port,
+            server,
+            keyring,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -63,84 +102,110 @@ impl Application {
     }
 }
 
+/// The sealer, when this process has its connection and the signing key.
+fn sealer(settings: &Settings) -> anyhow::Result<Option<Sealer>> {
+    let (Some(url), Some(key)) = (&settings.audit.sealer_url, &settings.audit.signing_key) else {
+        return Ok(None);
+    };
+    let signing = SigningKeys::load_file(key)?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .acquire_timeout(settings.database.acquire_timeout)
+        .connect_lazy_with(settings.database.sealer_options(url)?);
+    Ok(Some(Sealer {
+        pool,
+        signing: Arc::new(signing),
+        anchor: settings.audit.anchor.as_ref().map(Anchor::new),
+    }))
+}
+
+fn spawn_analytics_refresh(pool: PgPool, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let done = async {
+                let mut conn = pool.begin().await?;
+                crate::store::health::refresh_analytics(&mut conn).await?;
+                conn.commit().await?;
+                Ok::<_, crate::store::StoreError>(())
+            }
+            .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "analytics refresh failed");
+            }
+        }
+    });
+}
+
 fn serve(
     listener: TcpListener,
     pool: PgPool,
-    keyring: Arc<Keyring>,
+    services: Services,
+    exporter: Option<Exporter>,
+    metrics: Arc<Metrics>,
     settings: &Settings,
 ) -> anyhow::Result<Server> {
-    let services = web::Data::new(Services::new(pool.clone(), keyring));
+    let api_keys = web::Data::new(ApiKeys::new(pool.clone(), services.keyring.clone()));
+    let services = web::Data::new(services);
+    let exporter = exporter.map(web::Data::new);
     let verifier = settings.auth.payload_secret.as_ref().map(|secret| {
-        web::Data::new(JwtVerifier::new(
-            secret,
-            settings.auth.user_collections.clone(),
-            settings.auth.leeway_secs,
-        ))
+        web::Data::new(
+            JwtVerifier::new(
+                secret,
+                settings.auth.user_collections.clone(),
+                settings.auth.leeway_secs,
+            )
+            .with_max_age(settings.auth.max_token_age_secs),
+        )
+    });
+    let cookies = web::Data::new(CookieAuth {
+        origins: settings.auth.csrf_origins.clone(),
     });
     let pool = web::Data::new(pool);
-    let metrics = web::Data::new(Metrics::default());
-    let limit = settings.server.max_body_bytes;
+    let metrics = web::Data::from(metrics);
+    let limits = web::Data::new(BodyLimits {
+        max_bytes: settings.server.max_body_bytes,
+        timeout: settings.server.body_timeout,
+    });
     let max_connections =
         web::Data::new(routes::health::PoolMax(settings.database.max_connections));
+    let lag = web::Data::new(routes::health::SealLagLimit(settings.audit.max_seal_lag));
     let mut server = HttpServer::new(move || {
         let mut app = App::new();
         if let Some(v) = &verifier {
             app = app.app_data(v.clone());
         }
+        if let Some(e) = &exporter {
+            app = app.app_data(e.clone());
+        }
         app.wrap(TracingLogger::<PhiRootSpan>::new())
             .wrap(from_fn(request_context))
             .app_data(pool.clone())
             .app_data(services.clone())
+            .app_data(api_keys.clone())
+            .app_data(cookies.clone())
             .app_data(metrics.clone())
             .app_data(max_connections.clone())
-            .app_data(web::Data::new(BodyLimit(limit)))
-            .app_data(json_config(limit))
+            .app_data(lag.clone())
+            .app_data(limits.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::bad_request(format!("Invalid query string: {e}")).into()
             }))
             .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
             .configure(routes::configure)
+            .configure(crate::openapi::configure)
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
+    .client_request_timeout(settings.server.body_timeout)
     .listen(listener)?;
     if let Some(workers) = settings.server.workers {
         server = server.workers(workers);
     }
     Ok(server.run())
-}
-
-/// JSON bodies: size limit, content type and syntax errors in Payload's shape.
-fn json_config(limit: usize) -> web::JsonConfig {
-    use actix_web::error::JsonPayloadError as E;
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(|err, _req: &HttpRequest| {
-            let api = match &err {
-                E::ContentType => {
-                    ApiError::UnsupportedMediaType("Content-Type must be application/json.".into())
-                }
-                E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::PayloadTooLarge,
-                E::Deserialize(de) if de.is_data() => {
-                    // serde's data errors name the field ("unknown field `x`")
-                    // but never echo the value.
-                    ApiError::invalid(field_of(&de.to_string()), de.to_string())
-                }
-                E::Deserialize(_) => ApiError::bad_request("The request body is not valid JSON."),
-                _ => ApiError::bad_request("The request body could not be read."),
-            };
-            api.into()
-        })
-}
-
-/// The field a serde data error speaks of, when it names one.
-fn field_of(message: &str) -> String {
-    message
-        .split('`')
-        .nth(1)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("body")
-        .to_string()
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

@@ -18,18 +18,24 @@ use tracing_actix_web::RootSpanBuilder;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::error::{ApiError, error_body, server_error_body};
+use crate::error::{ApiError, ErrorBody};
 use crate::metrics::Metrics;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request's id: the caller's `X-Request-Id` when it is a plausible id,
-/// else a fresh UUIDv7. Echoed in the response and in every log line.
+/// The request's id: always ours, a fresh UUIDv7. Echoed in the response
+/// and in every log line and audit entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
-impl RequestId {
-    fn from_header(value: Option<&HeaderValue>) -> Self {
+/// The `X-Request-Id` the client sent, when plausible: kept apart from ours
+/// (a client may repeat another request's id), in the audit entry's
+/// `client_request_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRequestId(pub String);
+
+impl ClientRequestId {
+    fn from_header(value: Option<&HeaderValue>) -> Option<Self> {
         value
             .and_then(|v| v.to_str().ok())
             .filter(|v| {
@@ -38,8 +44,39 @@ impl RequestId {
                     && v.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
             })
-            .map(|v| RequestId(v.to_string()))
-            .unwrap_or_else(|| RequestId(uuid::Uuid::now_v7().to_string()))
+            .map(|v| ClientRequestId(v.to_string()))
+    }
+}
+
+/// The longest log line written; a longer one is cut and marked.
+const MAX_LOG_LINE: usize = 16 * 1024;
+
+/// Writes one event, cut to `MAX_LOG_LINE` bytes (on a character boundary).
+fn write_bounded(out: &mut impl std::io::Write, buf: &[u8]) -> std::io::Result<()> {
+    if buf.len() > MAX_LOG_LINE {
+        let mut cut = MAX_LOG_LINE;
+        while cut > 0 && (buf[cut] & 0xc0) == 0x80 {
+            cut -= 1;
+        }
+        out.write_all(&buf[..cut])?;
+        out.write_all(b" [log line cut]\n")
+    } else {
+        out.write_all(buf)
+    }
+}
+
+/// stderr, one event per write (tracing-subscriber formats an event, then
+/// writes it once), each bounded.
+struct BoundedStderr;
+
+impl std::io::Write for BoundedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        write_bounded(&mut std::io::stderr().lock(), buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -49,7 +86,7 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| BoundedStderr);
     // A second init (tests) is not an error worth failing over.
     let _ = match format {
         LogFormat::Json => builder
@@ -78,7 +115,7 @@ impl RootSpanBuilder for PhiRootSpan {
         tracing::info_span!(
             "http_request",
             request_id = %request_id,
-            http.method = %request.method(),
+            http.method = crate::metrics::method_label(request.method().as_str()),
             http.route = %route,
             http.status_code = tracing::field::Empty,
         )
@@ -101,14 +138,17 @@ pub async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let request_id = RequestId::from_header(req.headers().get(REQUEST_ID_HEADER));
+    let request_id = RequestId(uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(request_id.clone());
+    if let Some(c) = ClientRequestId::from_header(req.headers().get(REQUEST_ID_HEADER)) {
+        req.extensions_mut().insert(c);
+    }
     let method = req.method().clone();
     let route = req.match_pattern();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let limit = req
-        .app_data::<web::Data<BodyLimit>>()
-        .map(|l| l.0)
+        .app_data::<web::Data<crate::extract::BodyLimits>>()
+        .map(|l| l.max_bytes)
         .unwrap_or(usize::MAX);
 
     let declared_len = req
@@ -132,7 +172,10 @@ pub async fn request_context(
         if let Some(v) = old.headers().get(header::RETRY_AFTER) {
             replacement.insert_header((header::RETRY_AFTER, v.clone()));
         }
-        res = ServiceResponse::new(http_req, replacement.json(server_error_body(&request_id.0)));
+        res = ServiceResponse::new(
+            http_req,
+            replacement.json(ErrorBody::server_error(&request_id.0)),
+        );
     } else if status.is_client_error()
         && matches!(
             res.response().body().size(),
@@ -148,7 +191,7 @@ pub async fn request_context(
                 .to_string(),
         };
         let (http_req, old) = res.into_parts();
-        let mut replacement = HttpResponse::build(status).json(error_body(message));
+        let mut replacement = HttpResponse::build(status).json(ErrorBody::message(message));
         for (k, v) in old.headers().iter() {
             if k != header::CONTENT_LENGTH && k != header::CONTENT_TYPE {
                 replacement.headers_mut().insert(k.clone(), v.clone());
@@ -160,6 +203,13 @@ pub async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&request_id.0) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    // Nothing this service answers is for a proxy or a browser to keep.
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     let elapsed = started.elapsed();
     let route_label = route.as_deref().unwrap_or("unmatched");
     if let Some(m) = metrics {
@@ -167,7 +217,7 @@ pub async fn request_context(
     }
     tracing::info!(
         request_id = %request_id.0,
-        http.method = %method,
+        http.method = crate::metrics::method_label(method.as_str()),
         http.route = %route_label,
         http.status_code = status.as_u16(),
         latency_ms = elapsed.as_secs_f64() * 1000.0,
@@ -176,30 +226,36 @@ pub async fn request_context(
     Ok(res)
 }
 
-/// The configured largest body, shared with `request_context`.
-#[derive(Clone, Copy, Debug)]
-pub struct BodyLimit(pub usize);
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn request_ids_from_callers_are_kept_when_plausible() {
+    fn client_request_ids_are_kept_apart_when_plausible() {
         let v = HeaderValue::from_static("abc-123_x.y:z");
-        assert_eq!(RequestId::from_header(Some(&v)).0, "abc-123_x.y:z");
+        assert_eq!(
+            ClientRequestId::from_header(Some(&v)).unwrap().0,
+            "abc-123_x.y:z"
+        );
+        for bad in ["has space", "quote\"", ""] {
+            let v = HeaderValue::from_str(bad).unwrap();
+            assert!(ClientRequestId::from_header(Some(&v)).is_none());
+        }
+        let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
+        assert!(ClientRequestId::from_header(Some(&long)).is_none());
     }
 
     #[test]
-    fn implausible_request_ids_are_replaced() {
-        for bad in ["has space", "quote\"", ""] {
-            let v = HeaderValue::from_str(bad).unwrap();
-            let id = RequestId::from_header(Some(&v)).0;
-            assert_ne!(id, bad);
-            assert!(uuid::Uuid::parse_str(&id).is_ok());
-        }
-        let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
-        assert_eq!(RequestId::from_header(Some(&long)).0.len(), 36);
-        assert_eq!(RequestId::from_header(None).0.len(), 36);
+    fn long_log_lines_are_cut_on_a_character_boundary() {
+        let mut big = "é".repeat(MAX_LOG_LINE).into_bytes();
+        big.push(b'\n');
+        let mut out = Vec::new();
+        write_bounded(&mut out, &big).unwrap();
+        assert!(out.len() <= MAX_LOG_LINE + 20);
+        let text = String::from_utf8(out).expect("still UTF-8");
+        assert!(text.ends_with(" [log line cut]\n"));
+        let mut out = Vec::new();
+        write_bounded(&mut out, b"short\n").unwrap();
+        assert_eq!(out, b"short\n");
     }
 }

@@ -1,12 +1,21 @@
 //! The hash chain over audit entries, its sealer, signed checkpoints, and
-//! verification.
+//! verification. An operator subsystem: its SQL lives here (ARCHITECTURE.md).
 //!
 //! `hash(n) = SHA-256(hash(n-1) || canonical(entry n))`, in sealing order
 //! (which follows commit order: an entry is sealed once every transaction
 //! older than its own has finished). One sealer runs at a time across all
 //! gateways: each round takes a transaction-level advisory lock, so the
-//! request path never waits on the chain. Checkpoints sign (position, hash,
-//! time) with HMAC-SHA256 under a key derived from the keyring's index key.
+//! request path never waits on the chain. The sealer connects as
+//! `phi_sealer`, the only role that writes the chain, the checkpoints and
+//! the quarantine.
+//!
+//! Checkpoints sign (position, hash, time) with the audit signing key
+//! (Ed25519, `signing`): verifiable with the public key alone, and appended
+//! to the anchor file when one is configured. Checkpoints made before
+//! migration 0009 are HMACs under a key derived from the keyring's index
+//! key (`hmac-sha256`), still verifiable by an operator holding the keyring.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, KeyInit, Mac};
@@ -14,6 +23,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{FromRow, PgPool, Row};
 use uuid::Uuid;
 
+use super::anchor::Anchor;
+use super::signing::{SigningKeys, VerifyingKeys};
 use crate::crypto::Keyring;
 
 const SEALER_LOCK: i64 = 0x7068_695f_6175_6474; // "phi_audt"
@@ -21,6 +32,8 @@ pub const GENESIS: [u8; 32] = [0u8; 32];
 /// An entry sealed after one more than this much older than an entry
 /// sealed before it was probably inserted with a false time.
 pub const BACKDATING_TOLERANCE_SECS: i64 = 300;
+pub const ALG_ED25519: &str = "ed25519";
+pub const ALG_HMAC: &str = "hmac-sha256";
 
 /// An audit entry as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
@@ -40,9 +53,13 @@ pub struct AuditRow {
     pub outcome: String,
     pub reason: Option<String>,
     pub fields: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
-const ROW_COLUMNS: [&str; 14] = [
+const ROW_COLUMNS: [&str; 16] = [
     "seq",
     "at",
     "actor_user",
@@ -57,6 +74,8 @@ const ROW_COLUMNS: [&str; 14] = [
     "outcome",
     "reason",
     "fields",
+    "client_request_id",
+    "detail",
 ];
 
 /// The select list of an `AuditRow`, each column qualified with `table`
@@ -87,7 +106,9 @@ fn put(out: &mut Vec<u8>, tag: u8, value: Option<&[u8]>) {
 }
 
 /// A canonical, unambiguous encoding: every field tagged and length-prefixed
-/// (absent distinct from empty), times in UTC microseconds.
+/// (absent distinct from empty), times in UTC microseconds. Fields added
+/// after v1 (16, 17) are encoded only when present, so entries written
+/// before them hash as they always did.
 pub fn canonical(r: &AuditRow) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"phi-gateway/audit/v1");
@@ -121,6 +142,12 @@ pub fn canonical(r: &AuditRow) -> Vec<u8> {
     for f in &r.fields {
         put(&mut out, 15, Some(f.as_bytes()));
     }
+    if let Some(c) = &r.client_request_id {
+        put(&mut out, 16, Some(c.as_bytes()));
+    }
+    if let Some(d) = &r.detail {
+        put(&mut out, 17, Some(d.as_bytes()));
+    }
     out
 }
 
@@ -138,7 +165,10 @@ pub fn link(prev: &[u8], r: &AuditRow) -> [u8; 32] {
 /// before them has finished: those whose `txid` is below the snapshot's
 /// `xmin`. Each round takes the range `[lo, hi)` of transaction ids (`hi`
 /// fixed when the range opens) and walks it in `seq` order; its progress is
-/// saved in `audit.sealer_state` in the same transaction as the links.
+/// saved in `audit.sealer_state` in the same transaction as the links. An
+/// entry whose sequence number is already in the chain (only a superuser
+/// can insert one) can never be sealed: it is quarantined, reported, and
+/// passed over, and sealing goes on.
 pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -193,36 +223,69 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
         tx.commit().await?;
         return Ok(0);
     }
+    // Sequence numbers already chained (or twice in this batch) cannot be
+    // sealed again.
+    let seqs: Vec<i64> = rows.iter().map(|(_, r)| r.seq).collect();
+    let mut taken: std::collections::HashSet<i64> =
+        sqlx::query_scalar("SELECT seq FROM audit.chain WHERE seq = ANY($1)")
+            .bind(&seqs)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
     let head: Option<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
     let (mut pos, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
-    let (mut positions, mut seqs, mut txids, mut prevs, mut hashes) =
+    let (mut positions, mut chain_seqs, mut txids, mut prevs, mut hashes) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let (mut q_seqs, mut q_txids) = (vec![], vec![]);
     for (txid, r) in &rows {
+        if !taken.insert(r.seq) {
+            q_seqs.push(r.seq);
+            q_txids.push(*txid);
+            continue;
+        }
         pos += 1;
         let h = link(&prev, r);
         positions.push(pos);
-        seqs.push(r.seq);
+        chain_seqs.push(r.seq);
         txids.push(*txid);
         prevs.push(prev.clone());
         hashes.push(h.to_vec());
         prev = h.to_vec();
     }
+    if !q_seqs.is_empty() {
+        tracing::error!(
+            count = q_seqs.len(),
+            first_seq = q_seqs[0],
+            "audit entries reuse sealed sequence numbers: quarantined (inserted behind the log's back?)"
+        );
+        sqlx::query(
+            "INSERT INTO audit.quarantine (seq, txid, reason) \
+             SELECT s, t, 'sequence number already sealed' FROM UNNEST($1::bigint[], $2::bigint[]) AS x(s, t) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&q_seqs)
+        .bind(&q_txids)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let sealed = positions.len();
     sqlx::query(
         "INSERT INTO audit.chain (pos, seq, txid, prev_hash, hash) \
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[])",
     )
     .bind(positions)
-    .bind(seqs)
+    .bind(chain_seqs)
     .bind(txids)
     .bind(prevs)
     .bind(hashes)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(rows.len())
+    Ok(sealed)
 }
 
 /// Seals until every committed entry is in the chain, waiting (up to 10 s)
@@ -235,7 +298,8 @@ pub async fn seal_all(pool: &PgPool) -> Result<usize, sqlx::Error> {
         total += seal_available(pool).await?;
         let unsealed: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM audit.log l WHERE l.txid >= (SELECT lo FROM audit.sealer_state) \
-             AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq))",
+             AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq) \
+             AND NOT EXISTS (SELECT 1 FROM audit.quarantine q WHERE q.seq = l.seq AND q.txid = l.txid))",
         )
         .fetch_one(pool)
         .await?;
@@ -273,16 +337,28 @@ pub struct Checkpoint {
     #[serde(with = "hex")]
     pub hash: Vec<u8>,
     pub at: DateTime<Utc>,
+    #[serde(default = "legacy_alg")]
+    pub alg: String,
     pub key_id: u32,
     #[serde(with = "hex")]
     pub signature: Vec<u8>,
+}
+
+fn legacy_alg() -> String {
+    ALG_HMAC.into()
 }
 
 pub mod hex {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn encode(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            s.push(DIGITS[(b >> 4) as usize] as char);
+            s.push(DIGITS[(b & 15) as usize] as char);
+        }
+        s
     }
 
     pub fn decode(s: &str) -> Option<Vec<u8>> {
@@ -305,70 +381,147 @@ pub mod hex {
     }
 }
 
-fn checkpoint_message(pos: i64, hash: &[u8], at: &DateTime<Utc>) -> Vec<u8> {
-    let mut m = b"phi-gateway/audit-checkpoint/v1".to_vec();
+/// What a checkpoint signs: (position, hash, time), domain-separated by
+/// scheme.
+pub fn checkpoint_message(alg: &str, pos: i64, hash: &[u8], at: &DateTime<Utc>) -> Vec<u8> {
+    let mut m = if alg == ALG_HMAC {
+        b"phi-gateway/audit-checkpoint/v1".to_vec()
+    } else {
+        b"phi-gateway/audit-checkpoint/v2/ed25519".to_vec()
+    };
     m.extend_from_slice(&pos.to_be_bytes());
     m.extend_from_slice(hash);
     m.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
     m
 }
 
-fn sign(keyring: &Keyring, key_id: u32, msg: &[u8]) -> Option<Vec<u8>> {
-    let key = keyring.checkpoint_key(key_id)?;
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_ref()).expect("any length");
-    mac.update(msg);
-    Some(mac.finalize().into_bytes().to_vec())
+/// The keys a verification may use: the public signing keys (what an
+/// auditor holds) and, for checkpoints made before 0009, the keyring.
+#[derive(Clone, Copy, Default)]
+pub struct VerifyKeys<'a> {
+    pub public: Option<&'a VerifyingKeys>,
+    pub keyring: Option<&'a Keyring>,
 }
 
-pub fn verify_checkpoint(keyring: &Keyring, c: &Checkpoint) -> bool {
-    let Some(key) = keyring.checkpoint_key(c.key_id) else {
-        return false;
-    };
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_ref()).expect("any length");
-    mac.update(&checkpoint_message(c.pos, &c.hash, &c.at));
-    mac.verify_slice(&c.signature).is_ok()
+pub fn verify_checkpoint(keys: VerifyKeys<'_>, c: &Checkpoint) -> bool {
+    let msg = checkpoint_message(&c.alg, c.pos, &c.hash, &c.at);
+    match c.alg.as_str() {
+        ALG_ED25519 => keys
+            .public
+            .is_some_and(|p| p.verify(c.key_id, &msg, &c.signature)),
+        ALG_HMAC => keys.keyring.is_some_and(|ring| {
+            ring.checkpoint_key(c.key_id).is_some_and(|key| {
+                let mut mac =
+                    <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_ref()).expect("any length");
+                mac.update(&msg);
+                mac.verify_slice(&c.signature).is_ok()
+            })
+        }),
+        _ => false,
+    }
 }
 
-/// Signs the current head (sealing first). None while the chain is empty.
-pub async fn checkpoint(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Option<Checkpoint>> {
-    seal_all(pool).await?;
-    let head: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
-            .fetch_optional(pool)
-            .await?;
-    let Some((pos, hash)) = head else {
-        return Ok(None);
-    };
+/// Signs a checkpoint of (pos, hash) now.
+pub fn sign_checkpoint(signing: &SigningKeys, pos: i64, hash: Vec<u8>) -> Checkpoint {
     // Microsecond precision, as stored.
     let at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now");
-    let key_id = keyring.active_index_key_id();
-    let signature =
-        sign(keyring, key_id, &checkpoint_message(pos, &hash, &at)).expect("active key exists");
-    sqlx::query("INSERT INTO audit.checkpoints (pos, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5)")
-        .bind(pos)
-        .bind(&hash)
-        .bind(at)
-        .bind(key_id as i32)
-        .bind(&signature)
-        .execute(pool)
-        .await?;
-    Ok(Some(Checkpoint {
+    let (key_id, sig) = signing.sign(&checkpoint_message(ALG_ED25519, pos, &hash, &at));
+    Checkpoint {
         pos,
         hash,
         at,
+        alg: ALG_ED25519.into(),
         key_id,
-        signature,
-    }))
+        signature: sig.to_vec(),
+    }
 }
 
-/// (pos, hash, at, key id, signature) as stored.
-type CheckpointRow = (i64, Vec<u8>, DateTime<Utc>, i32, Vec<u8>);
+/// The sealer's means: its pool (as `phi_sealer`), the signing key, and the
+/// anchor.
+#[derive(Clone)]
+pub struct Sealer {
+    pub pool: PgPool,
+    pub signing: Arc<SigningKeys>,
+    pub anchor: Option<Anchor>,
+}
+
+impl Sealer {
+    /// Seals everything committed, then signs the head (stored, and appended
+    /// to the anchor). None while the chain is empty.
+    pub async fn checkpoint(&self) -> anyhow::Result<Option<Checkpoint>> {
+        seal_all(&self.pool).await?;
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((pos, hash)) = head else {
+            return Ok(None);
+        };
+        let c = sign_checkpoint(&self.signing, pos, hash);
+        sqlx::query(
+            "INSERT INTO audit.checkpoints (pos, hash, at, alg, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.pos)
+        .bind(&c.hash)
+        .bind(c.at)
+        .bind(&c.alg)
+        .bind(c.key_id as i32)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await?;
+        if let Some(a) = &self.anchor {
+            a.append(&c)?;
+        }
+        Ok(Some(c))
+    }
+
+    /// The background sealer: seals every `interval`, signs a checkpoint
+    /// every `checkpoint_every` rounds when the head moved, and keeps
+    /// monthly partitions three months ahead.
+    pub fn spawn(self, interval: std::time::Duration, checkpoint_every: u64) {
+        tokio::spawn(async move {
+            let mut ticks: u64 = 0;
+            let mut last_signed = 0i64;
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = seal_available(&self.pool).await {
+                    tracing::warn!(error = %e, "audit sealer round failed");
+                    continue;
+                }
+                ticks += 1;
+                if ticks % checkpoint_every.max(1) == 1 || checkpoint_every <= 1 {
+                    if let Err(e) = sqlx::query("SELECT audit.ensure_partitions(3)")
+                        .execute(&self.pool)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "audit partition upkeep failed");
+                    }
+                    let head: Option<i64> = sqlx::query_scalar("SELECT max(pos) FROM audit.chain")
+                        .fetch_one(&self.pool)
+                        .await
+                        .unwrap_or(None);
+                    if head.is_some_and(|h| h > last_signed) {
+                        match self.checkpoint().await {
+                            Ok(Some(c)) => last_signed = c.pos,
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// (pos, hash, at, alg, key id, signature) as stored.
+type CheckpointRow = (i64, Vec<u8>, DateTime<Utc>, String, i32, Vec<u8>);
 
 /// What `verify` found.
 #[derive(Debug, Default, PartialEq)]
 pub struct Verification {
     pub entries_checked: u64,
     pub checkpoints_checked: u64,
+    pub anchored_checked: u64,
     /// The first broken link, in words, with its position and sequence.
     pub first_problem: Option<String>,
     pub problems: u64,
@@ -384,11 +537,14 @@ impl Verification {
 }
 
 /// Recomputes the chain (entries whose time is in [from, to)) and every
-/// checkpoint, and looks for entries that are in the log but were never
-/// chained or queued.
+/// checkpoint, requires the chain to start at position 1 and to reach every
+/// checkpoint (those in the database and, with `anchor`, those anchored
+/// outside it), and looks for entries in the log that were never chained,
+/// or quarantined.
 pub async fn verify(
     pool: &PgPool,
-    keyring: &Keyring,
+    keys: VerifyKeys<'_>,
+    anchor: Option<&[Checkpoint]>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Verification> {
@@ -398,26 +554,39 @@ pub async fn verify(
     let mut latest_at: Option<DateTime<Utc>> = None;
     let page = 10_000i64;
     let mut after = 0i64;
-    loop {
+    let first: Option<i64> = sqlx::query_scalar("SELECT min(pos) FROM audit.chain")
+        .fetch_one(pool)
+        .await?;
+    if let Some(f) = first
+        && f != 1
+    {
+        v.problem(format!(
+            "the chain starts at position {f}: positions 1 to {} are missing (its head was cut)",
+            f - 1
+        ));
+    }
+    let head: i64 = sqlx::query_scalar("SELECT coalesce(max(pos), 0) FROM audit.chain")
+        .fetch_one(pool)
+        .await?;
+    while after < head {
+        // A bounded range of positions: the plan stays a nested loop on the
+        // log's index, whatever the log's size.
         let rows = sqlx::query(&format!(
             "SELECT c.pos, c.seq AS chain_seq, c.prev_hash, c.hash, l.seq IS NOT NULL AS present, {} \
              FROM audit.chain c LEFT JOIN audit.log l ON {JOIN_LOG} \
-             WHERE c.pos > $1 ORDER BY c.pos LIMIT $2",
+             WHERE c.pos > $1 AND c.pos <= $2 ORDER BY c.pos",
             row_columns("l.")
         ))
         .bind(after)
-        .bind(page)
+        .bind(after + page)
         .fetch_all(pool)
         .await?;
-        if rows.is_empty() {
-            break;
-        }
+        after += page;
         for r in &rows {
             let pos: i64 = r.get("pos");
             let chain_seq: i64 = r.get("chain_seq");
             let stored_prev: Vec<u8> = r.get("prev_hash");
             let stored_hash: Vec<u8> = r.get("hash");
-            after = pos;
             if let Some(lp) = last_pos
                 && pos != lp + 1
             {
@@ -471,7 +640,8 @@ pub async fn verify(
     let orphans: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
         "SELECT l.seq, l.at FROM audit.log l, audit.sealer_state s \
          WHERE (l.txid < s.lo OR (s.hi IS NOT NULL AND l.txid < s.hi AND l.seq <= s.after_seq)) \
-           AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq) \
+           AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq AND c.txid = l.txid) \
+           AND NOT EXISTS (SELECT 1 FROM audit.quarantine q WHERE q.seq = l.seq AND q.txid = l.txid) \
            AND ($1::timestamptz IS NULL OR l.at >= $1) AND ($2::timestamptz IS NULL OR l.at < $2) \
          ORDER BY l.seq LIMIT 10",
     )
@@ -484,71 +654,73 @@ pub async fn verify(
             "entry seq {seq} ({at}) is in the log but not in the chain (inserted behind its back?)"
         ));
     }
+    let quarantined: Vec<(i64, String)> =
+        sqlx::query_as("SELECT seq, reason FROM audit.quarantine ORDER BY found_at LIMIT 10")
+            .fetch_all(pool)
+            .await?;
+    for (seq, reason) in quarantined {
+        v.problem(format!(
+            "entry seq {seq} is quarantined ({reason}): inserted behind the log's back?"
+        ));
+    }
     let checkpoints: Vec<CheckpointRow> = sqlx::query_as(
-        "SELECT pos, hash, at, key_id, signature FROM audit.checkpoints ORDER BY id",
+        "SELECT pos, hash, at, alg, key_id, signature FROM audit.checkpoints ORDER BY id",
     )
     .fetch_all(pool)
     .await?;
-    for (pos, hash, at, key_id, signature) in checkpoints {
+    let mut stored = Vec::with_capacity(checkpoints.len());
+    for (pos, hash, at, alg, key_id, signature) in checkpoints {
         v.checkpoints_checked += 1;
-        let c = Checkpoint {
+        stored.push(Checkpoint {
             pos,
-            hash: hash.clone(),
+            hash,
             at,
+            alg,
             key_id: key_id as u32,
             signature,
-        };
-        if !verify_checkpoint(keyring, &c) {
-            v.problem(format!("checkpoint at position {pos} has a bad signature"));
-            continue;
-        }
-        let chained: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT hash FROM audit.chain WHERE pos = $1")
-                .bind(pos)
-                .fetch_optional(pool)
-                .await?;
-        if chained.as_deref() != Some(hash.as_slice()) {
-            v.problem(format!(
-                "checkpoint at position {pos} does not match the chain"
-            ));
-        }
+        });
+    }
+    for c in &stored {
+        check_against_chain(pool, keys, c, head, "checkpoint", &mut v).await?;
+    }
+    for c in anchor.unwrap_or_default() {
+        v.anchored_checked += 1;
+        check_against_chain(pool, keys, c, head, "anchored checkpoint", &mut v).await?;
     }
     Ok(v)
 }
 
-/// The background sealer: seals every `interval`, signs a checkpoint every
-/// `checkpoint_every` rounds when the head moved, and keeps monthly
-/// partitions three months ahead.
-pub fn spawn_sealer(pool: PgPool, keyring: std::sync::Arc<Keyring>, interval: std::time::Duration) {
-    tokio::spawn(async move {
-        let mut ticks: u64 = 0;
-        let mut last_signed = 0i64;
-        loop {
-            tokio::time::sleep(interval).await;
-            if let Err(e) = seal_available(&pool).await {
-                tracing::warn!(error = %e, "audit sealer round failed");
-                continue;
-            }
-            ticks += 1;
-            if ticks % 60 == 1 {
-                if let Err(e) = sqlx::query("SELECT audit.ensure_partitions(3)")
-                    .execute(&pool)
-                    .await
-                {
-                    tracing::warn!(error = %e, "audit partition upkeep failed");
-                }
-                let head: Option<i64> = sqlx::query_scalar("SELECT max(pos) FROM audit.chain")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap_or(None);
-                if head.is_some_and(|h| h > last_signed) {
-                    match checkpoint(&pool, &keyring).await {
-                        Ok(Some(c)) => last_signed = c.pos,
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
-                    }
-                }
-            }
+async fn check_against_chain(
+    pool: &PgPool,
+    keys: VerifyKeys<'_>,
+    c: &Checkpoint,
+    head: i64,
+    what: &str,
+    v: &mut Verification,
+) -> anyhow::Result<()> {
+    let pos = c.pos;
+    if !verify_checkpoint(keys, c) {
+        if c.alg == ALG_HMAC && keys.keyring.is_none() {
+            v.problem(format!(
+                "{what} at position {pos} is an HMAC checkpoint (before migration 0009): verifying it needs the keyring"
+            ));
+        } else {
+            v.problem(format!("{what} at position {pos} has a bad signature"));
         }
-    });
+        return Ok(());
+    }
+    if pos > head {
+        v.problem(format!(
+            "{what} at position {pos} is past the chain's end at {head} (its tail was cut)"
+        ));
+        return Ok(());
+    }
+    let chained: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit.chain WHERE pos = $1")
+        .bind(pos)
+        .fetch_optional(pool)
+        .await?;
+    if chained.as_deref() != Some(c.hash.as_slice()) {
+        v.problem(format!("{what} at position {pos} does not match the chain"));
+    }
+    Ok(())
 }

@@ -1,16 +1,40 @@
-//! The compliance export: sealed entries in chain order as NDJSON, CSV or
-//! FHIR R4 AuditEvent NDJSON, streamed in pages (constant memory), ending in
-//! a manifest (row count, first/last sequence and position, head hash, and a
-//! checkpoint signed at export time). `verify_file` checks an export against
-//! its manifest offline, with the keyring.
+//! The compliance export: a contiguous range of the chain as NDJSON, CSV or
+//! FHIR R4 (AuditEvent NDJSON), streamed in pages of bounded position
+//! ranges (constant memory; each page a nested loop on the log's index, so
+//! the cost per page is flat from the first page to the last), ending with a
+//! manifest signed with the audit signing key.
+//!
+//! The manifest names the format, the window, the first and last position
+//! and sequence, the row count, the hash of the entry before the first (so
+//! the range links into the chain), the hash of the last entry, a SHA-256
+//! over every exported line, and the chain's head checkpoint signed at
+//! export time. Positions must be contiguous, so a dropped line, a cut
+//! tail, or a fabricated window does not verify; `verify_file` checks all of
+//! it offline, streaming, with the public key alone.
+//!
+//! Where the manifest goes, so that every line of each format stays valid:
+//! NDJSON ends with one JSON object `{"phiGatewayManifest": ..}`; FHIR ends
+//! with a `Provenance` resource whose `signature` signs the manifest (kept in
+//! an extension); CSV has none inline (every row is a record): the CLI writes
+//! `<file>.manifest.json` beside it, and over HTTP it is fetched afterwards
+//! from `/api/audit/exports/{requestId}/manifest`.
+//!
+//! A window selects entries by when they were sealed (the chain's own
+//! order, within seconds of their commit), so a window is always a
+//! contiguous range of positions.
 
-use chrono::{DateTime, Utc};
+use std::io::{BufRead, Write};
+
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use sqlx::{FromRow, PgPool, Row};
 use tokio::sync::mpsc::Sender;
 
-use super::chain::{self, AuditRow, Checkpoint, JOIN_LOG, hex, row_columns};
-use crate::crypto::Keyring;
+use super::chain::{self, AuditRow, Checkpoint, JOIN_LOG, VerifyKeys, hex, row_columns};
+use super::signing::{SigningKeys, VerifyingKeys};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -35,7 +59,7 @@ impl Format {
             Format::Fhir => "application/fhir+ndjson",
         }
     }
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Format::Ndjson => "ndjson",
             Format::Csv => "csv",
@@ -44,50 +68,81 @@ impl Format {
     }
 }
 
-const CSV_HEADER: &str = "seq,at,actor_user,actor_collection,actor_roles,api_key_id,action,entity_type,entity_id,request_id,client_addr,outcome,reason,fields,pos,prev_hash,hash\n";
-pub const MANIFEST_PREFIX: &str = "#manifest ";
-const PAGE: i64 = 1000;
+const CSV_HEADER: &str = "seq,at,actor_user,actor_collection,actor_roles,api_key_id,action,entity_type,entity_id,request_id,client_addr,outcome,reason,fields,client_request_id,detail,pos,prev_hash,hash\n";
+const CSV_COLUMNS: usize = 19;
+/// Positions per page.
+const PAGE: i64 = 2000;
+const MANIFEST_DOMAIN: &[u8] = b"phi-gateway/audit-export-manifest/v1\n";
+pub const MANIFEST_KEY: &str = "phiGatewayManifest";
+const PROVENANCE_EXT: &str = "urn:phi-gateway:export-manifest";
+
+/// A cell that a spreadsheet would run as a formula (or that starts with
+/// the escape itself) gets a leading `'`; readers strip exactly one.
+fn neutralise(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+fn unneutralise(s: String) -> String {
+    match s.strip_prefix('\'') {
+        Some(rest) => rest.to_string(),
+        None => s,
+    }
+}
 
 fn csv_field(out: &mut String, v: Option<&str>) {
     match v {
         None => {}
-        Some(s) if s.contains([',', '"', '\n', '\r']) || s.is_empty() => {
-            out.push('"');
-            out.push_str(&s.replace('"', "\"\""));
-            out.push('"');
+        Some(s) => {
+            let s = neutralise(s);
+            if s.contains([',', '"', '\n', '\r']) || s.is_empty() {
+                out.push('"');
+                out.push_str(&s.replace('"', "\"\""));
+                out.push('"');
+            } else {
+                out.push_str(&s);
+            }
         }
-        Some(s) => out.push_str(s),
     }
 }
 
 fn csv_line(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> String {
     let mut out = String::with_capacity(256);
-    let at = r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let at = r.at.to_rfc3339_opts(SecondsFormat::Micros, true);
     let fields = r.fields.join(";");
-    let cols: [Option<String>; 17] = [
-        Some(r.seq.to_string()),
-        Some(at),
-        r.actor_user.clone(),
-        r.actor_collection.clone(),
-        r.actor_roles.clone(),
-        r.api_key_id.map(|u| u.to_string()),
-        Some(r.action.clone()),
-        Some(r.entity_type.clone()),
-        r.entity_id.clone(),
-        r.request_id.clone(),
-        r.client_addr.clone(),
-        Some(r.outcome.clone()),
-        r.reason.clone(),
-        Some(fields),
-        Some(pos.to_string()),
-        Some(hex::encode(prev)),
-        Some(hex::encode(hash)),
+    let seq = r.seq.to_string();
+    let key = r.api_key_id.map(|u| u.to_string());
+    let pos = pos.to_string();
+    let (prev, hash) = (hex::encode(prev), hex::encode(hash));
+    let cols: [Option<&str>; CSV_COLUMNS] = [
+        Some(&seq),
+        Some(&at),
+        r.actor_user.as_deref(),
+        r.actor_collection.as_deref(),
+        r.actor_roles.as_deref(),
+        key.as_deref(),
+        Some(&r.action),
+        Some(&r.entity_type),
+        r.entity_id.as_deref(),
+        r.request_id.as_deref(),
+        r.client_addr.as_deref(),
+        Some(&r.outcome),
+        r.reason.as_deref(),
+        Some(&fields),
+        r.client_request_id.as_deref(),
+        r.detail.as_deref(),
+        Some(&pos),
+        Some(&prev),
+        Some(&hash),
     ];
     for (i, c) in cols.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        csv_field(&mut out, c.as_deref());
+        csv_field(&mut out, *c);
     }
     out.push('\n');
     out
@@ -101,11 +156,13 @@ pub fn fhir_event(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Value {
         "READ" => ("R", "read"),
         "UPDATE" => ("U", "update"),
         "DELETE" => ("D", "delete"),
+        "LIST" => ("E", "search-type"),
         "EXPORT" => ("E", "export"),
         "ACCESS_DENIED" => ("E", "access-denied"),
         "BREAK_GLASS" => ("E", "break-glass"),
         "DECRYPT_FAILURE" => ("E", "decrypt-failure"),
         "KEY_ROTATION" => ("E", "key-rotation"),
+        "AUTH_FAILURE" => ("E", "auth-failure"),
         _ => ("E", "login"),
     };
     let outcome = match (r.outcome.as_str(), r.action.as_str()) {
@@ -114,8 +171,8 @@ pub fn fhir_event(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Value {
         (_, "DECRYPT_FAILURE") => "12",
         _ => "8",
     };
-    let restful = matches!(subtype, "create" | "read" | "update" | "delete");
-    json!({
+    let restful = matches!(subtype, "create" | "read" | "update" | "delete" | "search-type");
+    let mut event = json!({
         "resourceType": "AuditEvent",
         "id": r.seq.to_string(),
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
@@ -124,220 +181,463 @@ pub fn fhir_event(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Value {
             "code": subtype
         }],
         "action": action,
-        "recorded": r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "recorded": r.at.to_rfc3339_opts(SecondsFormat::Micros, true),
         "outcome": outcome,
-        "outcomeDesc": r.reason,
         "agent": [{
-            "who": {"identifier": {"system": format!("urn:payload:{}", r.actor_collection.as_deref().unwrap_or("anonymous")), "value": r.actor_user}},
+            "who": {"identifier": {"system": format!("urn:payload:{}", r.actor_collection.as_deref().unwrap_or("anonymous")), "value": r.actor_user.as_deref().unwrap_or("anonymous")}},
             "requestor": true,
             "role": r.actor_roles.as_deref().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(|role| json!({"text": role})).collect::<Vec<_>>(),
-            "network": r.client_addr.as_ref().map(|a| json!({"address": a, "type": "2"})),
         }],
         "source": {"observer": {"display": "phi-gateway"}, "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
         "entity": [{
-            "what": {"identifier": {"system": format!("urn:phi-gateway:{}", r.entity_type), "value": r.entity_id}},
+            "what": {"identifier": {"system": format!("urn:phi-gateway:{}", r.entity_type), "value": r.entity_id.as_deref().unwrap_or("(request)")}},
             "type": {"system": "urn:phi-gateway:entity-type", "code": r.entity_type},
-            "detail": r.fields.iter().map(|f| json!({"type": "changed-field", "valueString": f})).collect::<Vec<_>>(),
         }],
         "extension": [
             {"url": "urn:phi-gateway:audit-entry", "valueString": serde_json::to_string(r).expect("plain data")},
             {"url": "urn:phi-gateway:chain", "valueString": format!("{pos}:{}:{}", hex::encode(prev), hex::encode(hash))}
         ]
-    })
+    });
+    // Empty arrays and nulls are not allowed in FHIR JSON.
+    if let Some(reason) = &r.reason {
+        event["outcomeDesc"] = json!(reason);
+    }
+    if let Some(addr) = &r.client_addr {
+        event["agent"][0]["network"] = json!({"address": addr, "type": "2"});
+    }
+    if event["agent"][0]["role"].as_array().is_some_and(Vec::is_empty) {
+        event["agent"][0]
+            .as_object_mut()
+            .expect("object")
+            .remove("role");
+    }
+    if !r.fields.is_empty() {
+        event["entity"][0]["detail"] = r
+            .fields
+            .iter()
+            .map(|f| json!({"type": "field", "valueString": f}))
+            .collect();
+    }
+    event
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NdjsonLine<'a> {
+    #[serde(flatten)]
+    row: &'a AuditRow,
+    pos: i64,
+    prev_hash: String,
+    hash: String,
 }
 
 fn ndjson_line(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> String {
-    let mut v = serde_json::to_value(r).expect("plain data");
-    v["pos"] = json!(pos);
-    v["prevHash"] = json!(hex::encode(prev));
-    v["hash"] = json!(hex::encode(hash));
-    v.to_string() + "\n"
+    let mut s = serde_json::to_string(&NdjsonLine {
+        row: r,
+        pos,
+        prev_hash: hex::encode(prev),
+        hash: hex::encode(hash),
+    })
+    .expect("plain data");
+    s.push('\n');
+    s
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What an export covers, signed as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Manifest {
     pub format: String,
+    /// The window asked for (by sealing time), if any.
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub rows: u64,
-    pub first_seq: Option<i64>,
-    pub last_seq: Option<i64>,
     pub first_pos: Option<i64>,
     pub last_pos: Option<i64>,
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
+    /// The hash of the entry before the first exported one (zeros at the
+    /// genesis): where the range links into the chain.
+    pub first_prev_hash: Option<String>,
     /// The hash of the last exported entry.
     pub head_hash: Option<String>,
+    /// SHA-256 over every exported line (the CSV header included), as
+    /// written.
+    pub lines_sha256: String,
     /// The chain's head, signed when the export began.
     pub checkpoint: Option<Checkpoint>,
+    pub exported_at: DateTime<Utc>,
 }
 
-/// Streams an export into `out`, one chunk per page. Seals and signs a
-/// checkpoint first, so the export covers everything committed before it.
+/// A manifest's exact text and its signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignedManifest {
+    /// The manifest as JSON text: the signature covers these bytes.
+    #[serde(rename = "phiGatewayManifest")]
+    pub manifest: String,
+    pub alg: String,
+    pub key_id: u32,
+    #[serde(with = "hex")]
+    pub signature: Vec<u8>,
+}
+
+impl SignedManifest {
+    pub fn sign(m: &Manifest, keys: &SigningKeys) -> Self {
+        let text = serde_json::to_string(m).expect("plain data");
+        let mut msg = MANIFEST_DOMAIN.to_vec();
+        msg.extend_from_slice(text.as_bytes());
+        let (key_id, sig) = keys.sign(&msg);
+        Self {
+            manifest: text,
+            alg: chain::ALG_ED25519.into(),
+            key_id,
+            signature: sig.to_vec(),
+        }
+    }
+
+    /// The manifest, if the signature holds.
+    pub fn open(&self, keys: &VerifyingKeys) -> anyhow::Result<Manifest> {
+        anyhow::ensure!(
+            self.alg == chain::ALG_ED25519,
+            "manifest signed with {:?}, expected ed25519",
+            self.alg
+        );
+        let mut msg = MANIFEST_DOMAIN.to_vec();
+        msg.extend_from_slice(self.manifest.as_bytes());
+        anyhow::ensure!(
+            keys.verify(self.key_id, &msg, &self.signature),
+            "the manifest's signature is not valid (altered, or signed by another key)"
+        );
+        Ok(serde_json::from_str(&self.manifest)?)
+    }
+
+    /// The final line of an NDJSON export.
+    pub fn ndjson_line(&self) -> String {
+        serde_json::to_string(self).expect("plain data") + "\n"
+    }
+
+    /// The final resource of a FHIR export: a Provenance whose signature
+    /// signs the manifest (carried in an extension).
+    pub fn provenance(&self, m: &Manifest) -> Value {
+        let when = m.exported_at.to_rfc3339_opts(SecondsFormat::Micros, true);
+        json!({
+            "resourceType": "Provenance",
+            "target": [{"display": format!("phi-gateway audit export, chain positions {}..{}",
+                m.first_pos.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                m.last_pos.map(|p| p.to_string()).unwrap_or_else(|| "-".into()))}],
+            "recorded": when,
+            "agent": [{"who": {"display": "phi-gateway"}}],
+            "signature": [{
+                "type": [{"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.5", "display": "Verification Signature"}],
+                "when": when,
+                "who": {"display": format!("phi-gateway audit signing key {}", self.key_id)},
+                "sigFormat": "application/octet-stream",
+                "data": base64::engine::general_purpose::STANDARD.encode(&self.signature),
+            }],
+            "extension": [{"url": PROVENANCE_EXT, "valueString": self.manifest}],
+        })
+    }
+
+    fn from_provenance(v: &Value) -> anyhow::Result<Self> {
+        anyhow::ensure!(v["resourceType"] == "Provenance", "the last line is not a Provenance");
+        let manifest = v["extension"]
+            .as_array()
+            .and_then(|e| e.iter().find(|x| x["url"] == PROVENANCE_EXT))
+            .and_then(|x| x["valueString"].as_str())
+            .ok_or_else(|| anyhow::anyhow!("the Provenance carries no manifest"))?
+            .to_string();
+        let sig = &v["signature"][0];
+        let data = sig["data"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("the Provenance has no signature"))?;
+        let key_id = sig["who"]["display"]
+            .as_str()
+            .and_then(|d| d.rsplit(' ').next())
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("the Provenance does not name its signing key"))?;
+        Ok(Self {
+            manifest,
+            alg: chain::ALG_ED25519.into(),
+            key_id,
+            signature: base64::engine::general_purpose::STANDARD.decode(data)?,
+        })
+    }
+}
+
+/// The contiguous range of positions a window covers: (after, last], by
+/// sealing time. None when nothing is in it.
+async fn range(
+    pool: &PgPool,
+    head: i64,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> anyhow::Result<Option<(i64, i64)>> {
+    if head == 0 {
+        return Ok(None);
+    }
+    let first: Option<i64> = match from {
+        None => Some(1),
+        Some(f) => sqlx::query_scalar("SELECT min(pos) FROM audit.chain WHERE sealed_at >= $1")
+            .bind(f)
+            .fetch_one(pool)
+            .await?,
+    };
+    let last: Option<i64> = match to {
+        None => Some(head),
+        Some(t) => sqlx::query_scalar("SELECT max(pos) FROM audit.chain WHERE sealed_at < $1")
+            .bind(t)
+            .fetch_one(pool)
+            .await?,
+    };
+    Ok(match (first, last) {
+        (Some(f), Some(l)) if f <= l.min(head) => Some((f - 1, l.min(head))),
+        _ => None,
+    })
+}
+
+/// Streams an export into `out`, one chunk per page, and returns its
+/// signed manifest (also sent as the last chunk, for NDJSON and FHIR).
+/// `checkpoint` is the chain's head signed just before (so the export
+/// covers everything committed before it).
+#[allow(clippy::too_many_arguments)]
 pub async fn stream(
     pool: &PgPool,
-    keyring: &Keyring,
+    signing: &SigningKeys,
+    checkpoint: Option<Checkpoint>,
     format: Format,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     out: Sender<Result<actix_web::web::Bytes, std::io::Error>>,
     progress: Option<&crate::rekey::Progress>,
-) -> anyhow::Result<Manifest> {
-    let checkpoint = chain::checkpoint(pool, keyring).await?;
-    let head_pos = checkpoint.as_ref().map(|c| c.pos).unwrap_or(0);
+) -> anyhow::Result<SignedManifest> {
+    let head = checkpoint.as_ref().map(|c| c.pos).unwrap_or(0);
+    let mut lines = Sha256::new();
     let mut m = Manifest {
         format: format.name().into(),
         from,
         to,
         rows: 0,
-        first_seq: None,
-        last_seq: None,
         first_pos: None,
         last_pos: None,
+        first_seq: None,
+        last_seq: None,
+        first_prev_hash: None,
         head_hash: None,
-        checkpoint: checkpoint.clone(),
+        lines_sha256: String::new(),
+        checkpoint,
+        exported_at: DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now"),
     };
-    if format == Format::Csv
-        && out
-            .send(Ok(actix_web::web::Bytes::from_static(
-                CSV_HEADER.as_bytes(),
-            )))
-            .await
-            .is_err()
-    {
-        anyhow::bail!("the reader went away");
+    let send = |chunk: String| {
+        let out = out.clone();
+        async move {
+            out.send(Ok(actix_web::web::Bytes::from(chunk)))
+                .await
+                .map_err(|_| anyhow::anyhow!("the reader went away"))
+        }
+    };
+    if format == Format::Csv {
+        lines.update(CSV_HEADER.as_bytes());
+        send(CSV_HEADER.to_string()).await?;
     }
-    let cols = row_columns("l.");
-    let mut after = 0i64;
-    loop {
-        let rows = sqlx::query(&format!(
+    if let Some((mut after, last)) = range(pool, head, from, to).await? {
+        let cols = row_columns("l.");
+        let sql = format!(
             "SELECT c.pos, c.prev_hash, c.hash, {cols} FROM audit.chain c JOIN audit.log l ON {JOIN_LOG} \
-             WHERE c.pos > $1 AND c.pos <= $2 \
-               AND ($3::timestamptz IS NULL OR l.at >= $3) AND ($4::timestamptz IS NULL OR l.at < $4) \
-             ORDER BY c.pos LIMIT $5"
-        ))
-        .bind(after)
-        .bind(head_pos)
-        .bind(from)
-        .bind(to)
-        .bind(PAGE)
-        .fetch_all(pool)
-        .await?;
-        if rows.is_empty() {
-            break;
-        }
-        let mut chunk = String::with_capacity(rows.len() * 400);
-        for r in &rows {
-            let pos: i64 = r.get("pos");
-            let prev: Vec<u8> = r.get("prev_hash");
-            let hash: Vec<u8> = r.get("hash");
-            let row = AuditRow::from_row(r)?;
-            match format {
-                Format::Ndjson => chunk.push_str(&ndjson_line(&row, pos, &prev, &hash)),
-                Format::Csv => chunk.push_str(&csv_line(&row, pos, &prev, &hash)),
-                Format::Fhir => {
-                    chunk.push_str(&fhir_event(&row, pos, &prev, &hash).to_string());
-                    chunk.push('\n');
+             WHERE c.pos > $1 AND c.pos <= $2 ORDER BY c.pos"
+        );
+        while after < last {
+            let upto = (after + PAGE).min(last);
+            let rows = sqlx::query(&sql)
+                .bind(after)
+                .bind(upto)
+                .fetch_all(pool)
+                .await?;
+            let mut chunk = String::with_capacity(rows.len() * 420);
+            for r in &rows {
+                let pos: i64 = r.get("pos");
+                anyhow::ensure!(
+                    pos == after + 1,
+                    "chain position {} is missing or its entry was deleted; run `phi-gateway audit verify`",
+                    after + 1
+                );
+                let prev: Vec<u8> = r.get("prev_hash");
+                let hash: Vec<u8> = r.get("hash");
+                let row = AuditRow::from_row(r)?;
+                let start = chunk.len();
+                match format {
+                    Format::Ndjson => chunk.push_str(&ndjson_line(&row, pos, &prev, &hash)),
+                    Format::Csv => chunk.push_str(&csv_line(&row, pos, &prev, &hash)),
+                    Format::Fhir => {
+                        chunk.push_str(&fhir_event(&row, pos, &prev, &hash).to_string());
+                        chunk.push('\n');
+                    }
                 }
+                lines.update(&chunk.as_bytes()[start..]);
+                if m.first_pos.is_none() {
+                    m.first_pos = Some(pos);
+                    m.first_seq = Some(row.seq);
+                    m.first_prev_hash = Some(hex::encode(&prev));
+                }
+                m.rows += 1;
+                m.last_seq = Some(row.seq);
+                m.last_pos = Some(pos);
+                m.head_hash = Some(hex::encode(&hash));
+                after = pos;
             }
-            m.rows += 1;
-            m.first_seq.get_or_insert(row.seq);
-            m.first_pos.get_or_insert(pos);
-            m.last_seq = Some(row.seq);
-            m.last_pos = Some(pos);
-            m.head_hash = Some(hex::encode(&hash));
-            after = pos;
-        }
-        if out
-            .send(Ok(actix_web::web::Bytes::from(chunk)))
-            .await
-            .is_err()
-        {
-            anyhow::bail!("the reader went away");
-        }
-        if let Some(p) = progress {
-            p.update("audit export", m.rows);
+            anyhow::ensure!(
+                after == upto,
+                "chain position {} is missing or its entry was deleted; run `phi-gateway audit verify`",
+                after + 1
+            );
+            send(chunk).await?;
+            if let Some(p) = progress {
+                p.update("audit export", m.rows);
+            }
         }
     }
-    let line = format!("{MANIFEST_PREFIX}{}\n", serde_json::to_string(&m)?);
-    let _ = out.send(Ok(actix_web::web::Bytes::from(line))).await;
-    Ok(m)
+    m.lines_sha256 = hex::encode(&lines.finalize());
+    let signed = SignedManifest::sign(&m, signing);
+    match format {
+        Format::Ndjson => send(signed.ndjson_line()).await?,
+        Format::Fhir => send(signed.provenance(&m).to_string() + "\n").await?,
+        Format::Csv => {}
+    }
+    Ok(signed)
 }
 
-/// Checks an export file against its manifest: row count, first and last
-/// sequence, each entry's hash, the links between consecutive positions, and
-/// the checkpoint's signature (and, when the export reaches it, its hash).
-pub fn verify_file(text: &str, keyring: &Keyring) -> anyhow::Result<Manifest> {
-    let mut lines: Vec<&str> = text.lines().collect();
-    let manifest_line = lines.pop().ok_or_else(|| anyhow::anyhow!("empty export"))?;
-    let manifest: Manifest = serde_json::from_str(
-        manifest_line
-            .strip_prefix(MANIFEST_PREFIX)
-            .ok_or_else(|| anyhow::anyhow!("the export has no manifest (truncated?)"))?,
-    )?;
-    let format = Format::parse(&manifest.format)
-        .ok_or_else(|| anyhow::anyhow!("unknown format in manifest"))?;
-    if format == Format::Csv {
-        anyhow::ensure!(
-            lines.first().map(|l| format!("{l}\n")) == Some(CSV_HEADER.to_string()),
-            "CSV header missing or changed"
-        );
-        lines.remove(0);
-    }
+/// Checks an export against its signed manifest, offline, with the public
+/// key alone, reading the file once (constant memory): every entry's hash,
+/// the links between consecutive positions (contiguous, starting where the
+/// manifest says, from the hash it names), the row count, the hash over the
+/// lines, the manifest's signature, and the checkpoint's (and, when the
+/// export reaches it, that it matches). For CSV the manifest is a separate
+/// file.
+pub fn verify_file(
+    reader: impl BufRead,
+    csv_manifest: Option<&SignedManifest>,
+    keys: &VerifyingKeys,
+) -> anyhow::Result<Manifest> {
+    let mut lines = reader.lines();
+    let mut sha = Sha256::new();
     let mut count = 0u64;
     let mut last: Option<(i64, Vec<u8>)> = None;
-    let (mut first_seq, mut last_seq) = (None, None);
-    for (n, line) in lines.iter().enumerate() {
+    let mut first: Option<(i64, i64, Vec<u8>)> = None;
+    let mut last_seq = None;
+    let mut format: Option<Format> = csv_manifest.map(|_| Format::Csv);
+    let mut pending = lines.next().transpose()?;
+    if format == Some(Format::Csv) {
+        let header = pending.take().map(|l| l + "\n");
+        anyhow::ensure!(
+            header.as_deref() == Some(CSV_HEADER),
+            "CSV header missing or changed"
+        );
+        sha.update(CSV_HEADER.as_bytes());
+        pending = lines.next().transpose()?;
+    }
+    let mut trailer: Option<SignedManifest> = csv_manifest.cloned();
+    let mut n = 0usize;
+    while let Some(line) = pending.take() {
+        n += 1;
+        let next = lines.next().transpose()?;
+        if next.is_none() && format != Some(Format::Csv) {
+            // The last line: the signed manifest (NDJSON) or a Provenance (FHIR).
+            let v: Value = serde_json::from_str(&line)
+                .map_err(|_| anyhow::anyhow!("line {n}: the export has no manifest (truncated?)"))?;
+            trailer = Some(if v.get(MANIFEST_KEY).is_some() {
+                format.get_or_insert(Format::Ndjson);
+                serde_json::from_value(v)?
+            } else {
+                format.get_or_insert(Format::Fhir);
+                SignedManifest::from_provenance(&v)
+                    .map_err(|e| anyhow::anyhow!("line {n}: {e} (truncated?)"))?
+            });
+            break;
+        }
+        let f = *format.get_or_insert_with(|| {
+            if line.contains("\"resourceType\":\"AuditEvent\"") {
+                Format::Fhir
+            } else {
+                Format::Ndjson
+            }
+        });
         let (row, pos, prev, hash) =
-            parse_line(format, line).map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
+            parse_line(f, &line).map_err(|e| anyhow::anyhow!("line {n}: {e}"))?;
+        sha.update(line.as_bytes());
+        sha.update(b"\n");
         anyhow::ensure!(
             chain::link(&prev, &row).as_slice() == hash.as_slice(),
-            "line {}: entry seq {} does not match its hash (altered)",
-            n + 1,
+            "line {n}: entry seq {} does not match its hash (altered)",
             row.seq
         );
-        if let Some((lp, lh)) = &last {
-            anyhow::ensure!(pos > *lp, "line {}: positions out of order", n + 1);
-            if pos == lp + 1 {
+        match &last {
+            Some((lp, lh)) => {
                 anyhow::ensure!(
-                    &prev == lh,
-                    "line {}: broken link to the previous entry",
-                    n + 1
+                    pos == lp + 1,
+                    "line {n}: position {pos} follows {lp} (lines missing or out of order)"
                 );
+                anyhow::ensure!(&prev == lh, "line {n}: broken link to the previous entry");
             }
+            None => first = Some((pos, row.seq, prev.clone())),
         }
-        first_seq.get_or_insert(row.seq);
         last_seq = Some(row.seq);
-        if let Some(c) = &manifest.checkpoint
-            && c.pos == pos
-        {
-            anyhow::ensure!(
-                c.hash == hash,
-                "the checkpoint does not match entry at position {pos}"
-            );
-        }
         last = Some((pos, hash));
         count += 1;
+        pending = next;
     }
+    let signed = trailer.ok_or_else(|| anyhow::anyhow!("the export has no manifest (truncated?)"))?;
+    let m = signed.open(keys)?;
     anyhow::ensure!(
-        count == manifest.rows,
+        Some(m.format.as_str()) == format.map(Format::name) || (count == 0 && m.rows == 0),
+        "the manifest is for format {}",
+        m.format
+    );
+    anyhow::ensure!(
+        count == m.rows,
         "manifest says {} rows, file has {count}",
-        manifest.rows
+        m.rows
     );
     anyhow::ensure!(
-        first_seq == manifest.first_seq && last_seq == manifest.last_seq,
-        "first/last sequence differ from the manifest"
+        hex::encode(&sha.finalize()) == m.lines_sha256,
+        "the lines differ from those the manifest signed"
     );
     anyhow::ensure!(
-        last.as_ref().map(|(_, h)| hex::encode(h)) == manifest.head_hash,
+        first.as_ref().map(|f| f.0) == m.first_pos
+            && first.as_ref().map(|f| f.1) == m.first_seq
+            && first.as_ref().map(|f| hex::encode(&f.2)) == m.first_prev_hash,
+        "the first entry differs from the manifest"
+    );
+    anyhow::ensure!(
+        last.as_ref().map(|l| l.0) == m.last_pos && last_seq == m.last_seq,
+        "the last entry differs from the manifest"
+    );
+    anyhow::ensure!(
+        last.as_ref().map(|(_, h)| hex::encode(h)) == m.head_hash,
         "head hash differs from the manifest"
     );
-    if let Some(c) = &manifest.checkpoint {
+    if let Some(c) = &m.checkpoint {
         anyhow::ensure!(
-            chain::verify_checkpoint(keyring, c),
+            chain::verify_checkpoint(
+                VerifyKeys {
+                    public: Some(keys),
+                    keyring: None
+                },
+                c
+            ),
             "the checkpoint's signature is not valid"
         );
+        if Some(c.pos) == m.last_pos {
+            anyhow::ensure!(
+                m.head_hash.as_deref() == Some(hex::encode(&c.hash).as_str()),
+                "the checkpoint does not match the last entry"
+            );
+        }
+        anyhow::ensure!(
+            m.last_pos.is_none_or(|p| p <= c.pos),
+            "the export reaches past its checkpoint"
+        );
     }
-    Ok(manifest)
+    Ok(m)
 }
 
 fn hex_field(v: &str) -> anyhow::Result<Vec<u8>> {
@@ -355,18 +655,13 @@ fn parse_line(format: Format, line: &str) -> anyhow::Result<(AuditRow, i64, Vec<
                 .remove("pos")
                 .and_then(|p| p.as_i64())
                 .ok_or_else(|| anyhow::anyhow!("no pos"))?;
-            let prev = hex_field(
-                obj.remove("prevHash")
-                    .as_ref()
-                    .and_then(Value::as_str)
-                    .unwrap_or(""),
-            )?;
-            let hash = hex_field(
-                obj.remove("hash")
-                    .as_ref()
-                    .and_then(Value::as_str)
-                    .unwrap_or(""),
-            )?;
+            let take = |obj: &mut serde_json::Map<String, Value>, k: &str| {
+                obj.remove(k)
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            };
+            let prev = hex_field(&take(obj, "prevHash"))?;
+            let hash = hex_field(&take(obj, "hash"))?;
             let row: AuditRow = serde_json::from_value(v)?;
             Ok((row, pos, prev, hash))
         }
@@ -397,16 +692,12 @@ fn parse_line(format: Format, line: &str) -> anyhow::Result<(AuditRow, i64, Vec<
         Format::Csv => {
             let cols = parse_csv_line(line)?;
             anyhow::ensure!(
-                cols.len() == 17,
-                "expected 17 columns, found {}",
+                cols.len() == CSV_COLUMNS,
+                "expected {CSV_COLUMNS} columns, found {}",
                 cols.len()
             );
-            let opt = |i: usize| cols[i].clone();
-            let req = |i: usize| {
-                cols[i]
-                    .clone()
-                    .ok_or_else(|| anyhow::anyhow!("column {i} is empty"))
-            };
+            let opt = |i: usize| cols[i].clone().map(unneutralise);
+            let req = |i: usize| opt(i).ok_or_else(|| anyhow::anyhow!("column {i} is empty"));
             let row = AuditRow {
                 seq: req(0)?.parse()?,
                 at: DateTime::parse_from_rfc3339(&req(1)?)?.with_timezone(&Utc),
@@ -425,12 +716,14 @@ fn parse_line(format: Format, line: &str) -> anyhow::Result<(AuditRow, i64, Vec<
                     .filter(|s| !s.is_empty())
                     .map(|s| s.split(';').map(str::to_string).collect())
                     .unwrap_or_default(),
+                client_request_id: opt(14),
+                detail: opt(15),
             };
             Ok((
                 row,
-                req(14)?.parse()?,
-                hex_field(&req(15)?)?,
-                hex_field(&req(16)?)?,
+                req(16)?.parse()?,
+                hex_field(&req(17)?)?,
+                hex_field(&req(18)?)?,
             ))
         }
     }
@@ -472,8 +765,35 @@ fn parse_csv_line(line: &str) -> anyhow::Result<Vec<Option<String>>> {
         });
         match chars.next() {
             Some(',') => continue,
-            None => return Ok(out),
-            Some(_) => anyhow::bail!("garbage after a quoted field"),
+            None => break,
+            Some(_) => anyhow::bail!("characters after a quoted field"),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a file export (the CLI), with the CSV manifest beside it.
+pub fn write_csv_manifest(path: &std::path::Path, signed: &SignedManifest) -> anyhow::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(signed.ndjson_line().as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreadsheet_formulas_are_neutralised_and_restored() {
+        for v in ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "'quoted", "plain"] {
+            let mut s = String::new();
+            csv_field(&mut s, Some(v));
+            let parsed = parse_csv_line(&s).unwrap()[0].clone().map(unneutralise);
+            assert_eq!(parsed.as_deref(), Some(v), "{s}");
+            if v != "plain" {
+                assert!(s.trim_start_matches('"').starts_with('\''), "{s}");
+            }
         }
     }
 }

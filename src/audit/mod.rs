@@ -1,17 +1,24 @@
 //! The audit log: who did what to which record, never with values.
 //!
 //! `record` writes entries on the caller's transaction, so an entry commits
-//! with the access it records or not at all; `record_alone` writes refusals
-//! and failures in a transaction of their own. `chain` seals committed
-//! entries into a hash chain and signs checkpoints; `export` streams them out.
-//! This module has no code that updates or deletes an entry.
+//! with the access it records or not at all; `record_alone` writes a
+//! refusal or failure whose request transaction is rolled back or never
+//! begun, on the reserved audit pool (so it is written even when the main
+//! pool is exhausted). `refusals` counts anonymous refusals and failed
+//! logins per client and minute instead of writing a row for each. `chain`
+//! seals committed entries into a hash chain and signs checkpoints;
+//! `export` streams them out. No code here updates or deletes an entry.
 
+pub mod anchor;
 pub mod chain;
 pub mod export;
+pub mod refusals;
+pub mod signing;
 
 use sqlx::{PgConnection, PgPool};
 
-use crate::auth::Principal;
+use crate::identity::Principal;
+use crate::store::audit::Record;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -19,12 +26,16 @@ pub enum Action {
     Read,
     Update,
     Delete,
+    /// One list or count request over PHI, whatever it returned.
+    List,
     Export,
     AccessDenied,
     BreakGlass,
     DecryptFailure,
     KeyRotation,
     Login,
+    /// Refused credentials, counted per client and minute.
+    AuthFailure,
 }
 
 impl Action {
@@ -34,12 +45,14 @@ impl Action {
             Action::Read => "READ",
             Action::Update => "UPDATE",
             Action::Delete => "DELETE",
+            Action::List => "LIST",
             Action::Export => "EXPORT",
             Action::AccessDenied => "ACCESS_DENIED",
             Action::BreakGlass => "BREAK_GLASS",
             Action::DecryptFailure => "DECRYPT_FAILURE",
             Action::KeyRotation => "KEY_ROTATION",
             Action::Login => "LOGIN",
+            Action::AuthFailure => "AUTH_FAILURE",
         }
     }
 }
@@ -62,7 +75,8 @@ impl Outcome {
     }
 }
 
-/// One audit entry. Field *names* only, never values.
+/// One audit entry. Field *names* only, never values; `detail` is JSON the
+/// service writes (counts, ids of our own), never a PHI value.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub action: Action,
@@ -71,6 +85,7 @@ pub struct Entry {
     pub outcome: Outcome,
     pub reason: Option<String>,
     pub fields: Vec<&'static str>,
+    pub detail: Option<serde_json::Value>,
 }
 
 impl Entry {
@@ -82,6 +97,15 @@ impl Entry {
             outcome: Outcome::Success,
             reason: None,
             fields: vec![],
+            detail: None,
+        }
+    }
+
+    /// An entry about a request, not one record (a list, a refusal).
+    pub fn about(action: Action, entity_type: &'static str) -> Self {
+        Self {
+            entity_id: None,
+            ..Self::new(action, entity_type, "")
         }
     }
 
@@ -100,8 +124,8 @@ impl Entry {
         self
     }
 
-    pub fn without_id(mut self) -> Self {
-        self.entity_id = None;
+    pub fn detail(mut self, d: serde_json::Value) -> Self {
+        self.detail = Some(d);
         self
     }
 }
@@ -111,55 +135,33 @@ pub async fn record(
     conn: &mut PgConnection,
     who: &Principal,
     entries: &[Entry],
-) -> Result<(), sqlx::Error> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let mut actions = Vec::with_capacity(entries.len());
-    let mut types = Vec::with_capacity(entries.len());
-    let mut ids = Vec::with_capacity(entries.len());
-    let mut outcomes = Vec::with_capacity(entries.len());
-    let mut reasons = Vec::with_capacity(entries.len());
-    let mut fields = Vec::with_capacity(entries.len());
-    for e in entries {
-        actions.push(e.action.as_str());
-        types.push(e.entity_type);
-        ids.push(e.entity_id.clone());
-        outcomes.push(e.outcome.as_str());
-        reasons.push(e.reason.clone());
-        // text[][] must be rectangular: fields travel as one joined string.
-        fields.push(e.fields.join(","));
-    }
-    sqlx::query(
-        "INSERT INTO audit.log (actor_user, actor_collection, actor_roles, action, entity_type, entity_id, \
-         request_id, client_addr, outcome, reason, fields, api_key_id) \
-         SELECT $1, $2, $3, a::audit.action, t, i, $4, $5, o, r, CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, ',') END, $12 \
-         FROM UNNEST($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) AS x(a, t, i, o, r, f)",
-    )
-    .bind(who.user_id.as_deref())
-    .bind(who.collection.as_deref())
-    .bind(who.roles_csv())
-    .bind(who.request_id.as_deref())
-    .bind(who.client_addr.as_deref())
-    .bind(actions)
-    .bind(types)
-    .bind(ids)
-    .bind(outcomes)
-    .bind(reasons)
-    .bind(fields)
-    .bind(who.api_key_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+) -> Result<(), crate::store::StoreError> {
+    let records: Vec<Record<'_>> = entries
+        .iter()
+        .map(|e| Record {
+            action: e.action.as_str(),
+            entity_type: e.entity_type,
+            entity_id: e.entity_id.as_deref(),
+            outcome: e.outcome.as_str(),
+            reason: e.reason.as_deref(),
+            fields: e.fields.join(","),
+            // serde_json's maps are sorted: the text is the same each time.
+            detail: e.detail.as_ref().map(|d| d.to_string()),
+        })
+        .collect();
+    crate::store::audit::append(conn, who, &records).await
 }
 
-/// Writes an entry in its own transaction: refusals and failures, whose
-/// request transaction is rolled back or never begun. A failure to write it
-/// is logged (there is nothing else left to fail).
+/// Writes an entry in its own transaction, on the reserved audit pool:
+/// refusals and failures, whose request transaction is rolled back or never
+/// begun. A failure to write it is logged (there is nothing else left to
+/// fail).
 pub async fn record_alone(pool: &PgPool, who: &Principal, entry: Entry) {
     let result = async {
-        let mut conn = pool.acquire().await?;
-        record(&mut conn, who, std::slice::from_ref(&entry)).await
+        let mut tx = pool.begin().await?;
+        record(&mut tx, who, std::slice::from_ref(&entry)).await?;
+        tx.commit().await?;
+        Ok::<_, crate::store::StoreError>(())
     }
     .await;
     if let Err(e) = result {

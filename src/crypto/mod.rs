@@ -14,6 +14,32 @@ pub use blind_index::BlindIndex;
 pub use envelope::{Place, Plaintext, SealedField};
 pub use keyring::{KeyState, Keyring};
 
+use std::sync::{Arc, RwLock};
+
+/// The serving keyring, replaceable while the service runs (a reload
+/// swaps it whole; requests in flight keep the one they started with).
+pub struct KeyringHandle(RwLock<Arc<Keyring>>);
+
+impl KeyringHandle {
+    pub fn new(ring: Keyring) -> Self {
+        Self(RwLock::new(Arc::new(ring)))
+    }
+
+    pub fn current(&self) -> Arc<Keyring> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, ring: Keyring) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+    }
+}
+
+impl std::fmt::Debug for KeyringHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyringHandle({:?})", self.current())
+    }
+}
+
 /// Why a value could not be sealed or opened. Carries no value and no key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {

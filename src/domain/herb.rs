@@ -105,16 +105,38 @@ pub struct HerbFields {
     pub tcm_properties: Option<TcmProperties>,
 }
 
-impl HerbFields {
-    pub fn missing_for_create(&self) -> Vec<&'static str> {
-        let mut v = vec![];
-        if self.name.is_none() {
-            v.push("name");
+/// A new herb: what POST must carry, checked.
+#[derive(Debug)]
+pub struct NewHerb {
+    pub name: String,
+    pub slug: String,
+    pub scientific_name: Option<String>,
+    pub description: Option<String>,
+    pub status: Status,
+    pub tcm_properties: TcmProperties,
+}
+
+impl TryFrom<HerbFields> for NewHerb {
+    type Error = crate::error::ApiError;
+    fn try_from(f: HerbFields) -> Result<Self, Self::Error> {
+        let mut missing = vec![];
+        if f.name.is_none() {
+            missing.push("name");
         }
-        if self.slug.is_none() {
-            v.push("slug");
+        if f.slug.is_none() {
+            missing.push("slug");
         }
-        v
+        let (Some(name), Some(slug)) = (f.name, f.slug) else {
+            return Err(crate::error::ApiError::required(&missing));
+        };
+        Ok(Self {
+            name: name.trim().to_string(),
+            slug,
+            scientific_name: f.scientific_name.flatten(),
+            description: f.description.flatten(),
+            status: f.status.unwrap_or_default(),
+            tcm_properties: f.tcm_properties.unwrap_or_default().normalised(),
+        })
     }
 }
 

@@ -1,33 +1,27 @@
 //! Domain types: what the API accepts and returns, parsed once at the edge.
 //!
-//! Bodies arrive as JSON values, are deserialised with the failing field's
-//! path (`serde_path_to_error`), then checked with `validator`. Every problem
-//! becomes a `FieldError` with its path. Messages never quote the value: it
-//! may be PHI.
+//! Bodies are parsed strictly (`json`: one object, no duplicate keys, no
+//! control characters), deserialized with the failing field's path, then
+//! checked with `validator`. Every problem becomes a `FieldError` with its
+//! path. Messages never quote the value: it may be PHI. PHI strings are
+//! `SecretText`, wiped when dropped.
 
+pub mod consent;
 pub mod geo;
 pub mod herb;
+pub mod iso3166;
+pub mod json;
 pub mod practitioner;
+pub mod region;
+pub mod secret;
 pub mod submission;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
-use validator::{Validate, ValidationErrors, ValidationErrorsKind};
+use validator::{ValidationErrors, ValidationErrorsKind};
 
-use crate::error::{ApiError, FieldError};
+use crate::error::FieldError;
 
-/// Deserialises a JSON body into `T`, then validates it.
-pub fn parse_body<T: DeserializeOwned + Validate>(body: serde_json::Value) -> Result<T, ApiError> {
-    let value: T = serde_path_to_error::deserialize(body).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.inner().to_string();
-        ApiError::Validation(vec![describe_serde_error(&path, &message)])
-    })?;
-    value
-        .validate()
-        .map_err(|e| ApiError::Validation(flatten(&e)))?;
-    Ok(value)
-}
+pub use secret::SecretText;
 
 fn join(parent: &str, child: &str) -> String {
     if parent == child || parent.ends_with(&format!(".{child}")) {
@@ -41,7 +35,7 @@ fn join(parent: &str, child: &str) -> String {
 }
 
 /// Turns serde's message into one that names the problem but not the value.
-fn describe_serde_error(path: &str, message: &str) -> FieldError {
+pub(crate) fn describe_serde_error(path: &str, message: &str) -> FieldError {
     let quoted = |m: &str| m.split('`').nth(1).map(str::to_string);
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let field = quoted(rest).unwrap_or_default();
@@ -156,6 +150,30 @@ pub mod rules {
             err(
                 "slug",
                 "must be lowercase letters, digits and single hyphens",
+            )
+        })
+    }
+
+    /// `plain_text` for a PHI string.
+    pub fn plain_secret(s: &super::SecretText) -> Result<(), ValidationError> {
+        plain_text(s.as_str())
+    }
+
+    /// A namespaced CMS user id, `collection:id` (`users:5`).
+    pub fn user_ref(s: &str) -> Result<(), ValidationError> {
+        let ok = s.split_once(':').is_some_and(|(c, id)| {
+            !c.is_empty()
+                && c.len() <= 64
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b))
+                && !id.is_empty()
+                && id.len() <= 255
+                && id.chars().all(|ch| !ch.is_control() && !ch.is_whitespace())
+        });
+        ok.then_some(()).ok_or_else(|| {
+            err(
+                "user",
+                "must be a CMS user id qualified by its collection, e.g. users:5",
             )
         })
     }

@@ -7,7 +7,8 @@ use validator::{Validate, ValidationError};
 
 use super::double_option;
 use super::geo::Location;
-use super::rules::{err, plain_text, slug as valid_slug};
+use super::rules::{err, plain_secret, plain_text, slug as valid_slug, user_ref};
+use super::secret::SecretText;
 
 pub const TABLE: &str = "practitioners";
 
@@ -47,7 +48,8 @@ fn valid_modalities(v: &[String]) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn valid_phone(s: &str) -> Result<(), ValidationError> {
+fn valid_phone(s: &SecretText) -> Result<(), ValidationError> {
+    let s = s.as_str();
     let ok = (5..=32).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_digit() || " +-().".contains(c));
@@ -93,43 +95,136 @@ pub struct PractitionerFields {
     pub location: Option<Location>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(email, length(max = 254))]
-    pub email: Option<Option<String>>,
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+    pub email: Option<Option<SecretText>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(custom(function = "valid_phone"))]
-    pub phone: Option<Option<String>>,
+    #[schema(value_type = Option<String>, min_length = 5, max_length = 32, pattern = "^[0-9 +().-]+$")]
+    pub phone: Option<Option<SecretText>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[validate(length(min = 1, max = 64), custom(function = "plain_text"))]
-    pub licence_number: Option<Option<String>>,
-    /// The CMS user who is this practitioner (editors and admins set it).
+    #[validate(length(min = 1, max = 64), custom(function = "plain_secret"))]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64)]
+    pub licence_number: Option<Option<SecretText>>,
+    /// The CMS user who is this practitioner, qualified by collection
+    /// (`users:5`). Only admins link or unlink; every change is audited with
+    /// its old and new value.
     #[serde(default, deserialize_with = "double_option")]
-    #[validate(length(min = 1, max = 255))]
+    #[validate(custom(function = "user_ref"))]
+    #[schema(value_type = Option<String>, pattern = "^[a-z0-9_-]{1,64}:[^\\s]{1,255}$")]
     pub user_id: Option<Option<String>>,
 }
 
 impl PractitionerFields {
-    /// POST needs these.
-    pub fn missing_for_create(&self) -> Vec<&'static str> {
+    /// Which fields a PATCH names, in the API's spelling.
+    pub fn named(&self) -> Vec<&'static str> {
         let mut v = vec![];
-        if self.name.is_none() {
-            v.push("name");
+        macro_rules! named {
+            ($($f:ident => $n:literal),*) => { $(if self.$f.is_some() { v.push($n); })* };
         }
-        if self.slug.is_none() {
-            v.push("slug");
-        }
-        if self.location.is_none() {
-            v.push("location");
-        }
+        named!(name => "name", slug => "slug", modalities => "modalities", bio => "bio",
+               city => "city", region => "region", country => "country",
+               postal_code => "postalCode", website => "website", status => "status",
+               location => "location", email => "email", phone => "phone",
+               licence_number => "licenceNumber", user_id => "userId");
         v
     }
+}
+
+/// A new practitioner: what POST must carry, checked.
+#[derive(Debug)]
+pub struct NewPractitioner {
+    pub name: String,
+    pub slug: String,
+    pub modalities: Vec<String>,
+    pub bio: Option<String>,
+    pub city: Option<String>,
+    pub region: Option<String>,
+    pub country: Option<String>,
+    pub postal_code: Option<String>,
+    pub website: Option<String>,
+    pub status: Status,
+    pub location: Location,
+    pub email: Option<SecretText>,
+    pub phone: Option<SecretText>,
+    pub licence_number: Option<SecretText>,
+    pub user_id: Option<String>,
+}
+
+impl TryFrom<PractitionerFields> for NewPractitioner {
+    type Error = crate::error::ApiError;
+    fn try_from(f: PractitionerFields) -> Result<Self, Self::Error> {
+        let mut missing = vec![];
+        if f.name.is_none() {
+            missing.push("name");
+        }
+        if f.slug.is_none() {
+            missing.push("slug");
+        }
+        if f.location.is_none() {
+            missing.push("location");
+        }
+        let (Some(name), Some(slug), Some(location)) = (f.name, f.slug, f.location) else {
+            return Err(crate::error::ApiError::required(&missing));
+        };
+        Ok(Self {
+            name: name.trim().to_string(),
+            slug,
+            modalities: dedup(f.modalities.unwrap_or_default()),
+            bio: f.bio.flatten(),
+            city: f.city.flatten(),
+            region: f.region.flatten(),
+            country: f.country.flatten(),
+            postal_code: f.postal_code.flatten(),
+            website: f.website.flatten(),
+            status: f.status.unwrap_or_default(),
+            location,
+            email: f.email.flatten(),
+            phone: f.phone.flatten(),
+            licence_number: f.licence_number.flatten(),
+            user_id: f.user_id.flatten(),
+        })
+    }
+}
+
+/// Modalities keep their order, once each, trimmed.
+pub fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for m in list {
+        let m = m.trim().to_string();
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
 }
 
 /// The sealed contact fields, opened (only for callers allowed to see them).
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub licence_number: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub email: Option<SecretText>,
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<SecretText>,
+    #[schema(value_type = Option<String>)]
+    pub licence_number: Option<SecretText>,
+}
+
+impl Contact {
+    /// The API names of the fields that hold a value.
+    pub fn disclosed(&self) -> Vec<&'static str> {
+        let mut v = vec![];
+        if self.email.is_some() {
+            v.push("email");
+        }
+        if self.phone.is_some() {
+            v.push("phone");
+        }
+        if self.licence_number.is_some() {
+            v.push("licenceNumber");
+        }
+        v
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -150,6 +245,7 @@ pub struct PractitionerDoc {
     /// Present for staff and the practitioner themself.
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub contact: Option<Contact>,
+    /// Shown to staff only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// Present in proximity results: meters from the query point.

@@ -1,6 +1,7 @@
-//! Symptom submissions: PHI. Every identifying or clinical field is sealed;
-//! the service derives coarse, de-identified fields (age band, region,
-//! symptom categories) for analytics.
+//! Symptom submissions: PHI. Every identifying or clinical field is sealed.
+//! The coarse, de-identified facts (age band, symptom categories) are
+//! derived from sealed fields when a submission is read or written, and kept
+//! for analytics apart from the owner (`submission_facts`).
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,9 @@ use uuid::Uuid;
 use validator::{Validate, ValidationError};
 
 use super::double_option;
-use super::rules::{err, plain_text};
+use super::region::Region;
+use super::rules::{err, plain_secret};
+use super::secret::SecretText;
 
 pub const TABLE: &str = "symptom_submissions";
 pub const MAX_NOTES_CHARS: usize = 10_000;
@@ -51,8 +54,8 @@ fn not_future(d: &NaiveDate) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn notes_len(s: &str) -> Result<(), ValidationError> {
-    (s.chars().count() <= MAX_NOTES_CHARS)
+fn notes_len(s: &SecretText) -> Result<(), ValidationError> {
+    (s.chars_count() <= MAX_NOTES_CHARS)
         .then_some(())
         .ok_or_else(|| err("length", "must be at most 10,000 characters"))
 }
@@ -61,17 +64,22 @@ fn notes_len(s: &str) -> Result<(), ValidationError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Symptom {
-    #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
-    pub name: String,
+    #[validate(length(min = 1, max = 200), custom(function = "plain_secret"))]
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    pub name: SecretText,
     #[validate(range(min = 0, max = 10, message = "must be from 0 to 10"))]
+    #[schema(minimum = 0, maximum = 10)]
     pub severity: u8,
     #[validate(custom(function = "not_future"))]
     pub onset: NaiveDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = 2000))]
-    pub notes: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 2000)]
+    pub notes: Option<SecretText>,
 }
 
+/// A submission's fields as sent by POST (`symptoms` required) or PATCH
+/// (any subset; `null` clears an optional field).
 #[derive(Debug, Default, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SubmissionFields {
@@ -79,33 +87,91 @@ pub struct SubmissionFields {
         length(min = 1, max = 50, message = "must list 1 to 50 symptoms"),
         nested
     )]
+    #[schema(min_items = 1, max_items = 50)]
     pub symptoms: Option<Vec<Symptom>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(custom(function = "notes_len"))]
-    pub notes: Option<Option<String>>,
+    #[schema(value_type = Option<String>, max_length = 10000)]
+    pub notes: Option<Option<SecretText>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(email, length(max = 254))]
-    pub contact_email: Option<Option<String>>,
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
+    pub contact_email: Option<Option<SecretText>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(custom(function = "not_future"))]
     pub date_of_birth: Option<Option<NaiveDate>>,
-    /// A coarse region (state, province, county), kept in plaintext for
-    /// analytics; never a street address or postal code.
+    /// An ISO 3166 country or subdivision code (sealed like the rest).
     #[serde(default, deserialize_with = "double_option")]
-    #[validate(length(min = 1, max = 100))]
-    pub region: Option<Option<String>>,
+    #[schema(value_type = Option<Region>)]
+    pub region: Option<Option<Region>>,
+    /// Owners set `submitted` or `archived`; a practitioner it is shared
+    /// with sets `reviewed` (and nothing else).
     pub status: Option<SubmissionStatus>,
     #[serde(default, deserialize_with = "double_option")]
     pub practitioner_id: Option<Option<Uuid>>,
 }
 
 impl SubmissionFields {
-    pub fn missing_for_create(&self) -> Vec<&'static str> {
-        if self.symptoms.is_none() {
-            vec!["symptoms"]
-        } else {
-            vec![]
+    /// Which fields a PATCH names, in the API's spelling.
+    pub fn named(&self) -> Vec<&'static str> {
+        let mut v = vec![];
+        if self.symptoms.is_some() {
+            v.push("symptoms");
         }
+        if self.notes.is_some() {
+            v.push("notes");
+        }
+        if self.contact_email.is_some() {
+            v.push("contactEmail");
+        }
+        if self.date_of_birth.is_some() {
+            v.push("dateOfBirth");
+        }
+        if self.region.is_some() {
+            v.push("region");
+        }
+        if self.status.is_some() {
+            v.push("status");
+        }
+        if self.practitioner_id.is_some() {
+            v.push("practitionerId");
+        }
+        v
+    }
+
+    /// Whether the change moves the submission's de-identified facts.
+    pub fn touches_facts(&self) -> bool {
+        self.symptoms.is_some() || self.date_of_birth.is_some() || self.region.is_some()
+    }
+}
+
+/// A new submission: what POST must carry, checked.
+#[derive(Debug)]
+pub struct NewSubmission {
+    pub symptoms: Vec<Symptom>,
+    pub notes: Option<SecretText>,
+    pub contact_email: Option<SecretText>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub region: Option<Region>,
+    pub status: SubmissionStatus,
+    pub practitioner_id: Option<Uuid>,
+}
+
+impl TryFrom<SubmissionFields> for NewSubmission {
+    type Error = crate::error::ApiError;
+    fn try_from(f: SubmissionFields) -> Result<Self, Self::Error> {
+        let Some(symptoms) = f.symptoms else {
+            return Err(crate::error::ApiError::invalid("symptoms", "is required"));
+        };
+        Ok(Self {
+            symptoms,
+            notes: f.notes.flatten(),
+            contact_email: f.contact_email.flatten(),
+            date_of_birth: f.date_of_birth.flatten(),
+            region: f.region.flatten(),
+            status: f.status.unwrap_or_default(),
+            practitioner_id: f.practitioner_id.flatten(),
+        })
     }
 }
 
@@ -161,7 +227,7 @@ pub fn categories(symptoms: &[Symptom]) -> Vec<String> {
     let mut out: Vec<String> = symptoms
         .iter()
         .map(|s| {
-            let name = s.name.to_lowercase();
+            let name = s.name.as_str().to_lowercase();
             CATEGORIES
                 .iter()
                 .find(|(_, words)| words.iter().any(|w| name.contains(w)))
@@ -178,15 +244,21 @@ pub fn categories(symptoms: &[Symptom]) -> Vec<String> {
 #[serde(rename_all = "camelCase")]
 pub struct SubmissionDoc {
     pub id: Uuid,
+    /// The owner's namespaced user id (`users:5`).
     pub owner: String,
     pub status: SubmissionStatus,
     pub practitioner_id: Option<Uuid>,
     pub symptoms: Vec<Symptom>,
-    pub notes: Option<String>,
-    pub contact_email: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<SecretText>,
+    #[schema(value_type = Option<String>)]
+    pub contact_email: Option<SecretText>,
     pub date_of_birth: Option<NaiveDate>,
+    /// Derived from `dateOfBirth` when read.
     pub age_band: Option<String>,
-    pub region: Option<String>,
+    #[schema(value_type = Option<Region>)]
+    pub region: Option<Region>,
+    /// Derived from the symptoms' names when read.
     pub symptom_categories: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -212,7 +284,7 @@ mod tests {
     #[test]
     fn categories_are_coarse_and_unique() {
         let s = |n: &str| Symptom {
-            name: n.into(),
+            name: SecretText::from(n),
             severity: 3,
             onset: d("2026-01-01"),
             notes: None,

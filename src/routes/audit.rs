@@ -1,14 +1,17 @@
 //! `GET /api/audit/export?from=&to=&format=ndjson|csv|fhir`: auditors only,
-//! streamed with constant memory through a bounded channel.
+//! streamed with constant memory through a bounded channel; and
+//! `GET /api/audit/exports/{requestId}/manifest`: an export's signed
+//! manifest (how a CSV export's is fetched).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::audit::export::{self, Format};
-use crate::audit::{self, Action, Entry};
-use crate::auth::{Principal, Role};
+use crate::audit::export::Format;
+use crate::audit::{self, Action, Entry, Outcome};
 use crate::error::ApiError;
+use crate::identity::{Principal, Role};
 use crate::service::Services;
+use crate::service::export::Exporter;
 
 fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(v)
@@ -20,29 +23,55 @@ fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|_| ApiError::invalid(name, "must be a date (YYYY-MM-DD) or an RFC 3339 time"))
 }
 
-#[utoipa::path(get, path = "/api/audit/export", tag = "audit", params(crate::openapi::ExportParams), responses(
-    (status = 200, description = "Streamed entries in chain order, ending with a `#manifest {..}` line"),
-    (status = 400, description = "Bad time or format", body = crate::openapi::ErrorBody),
-    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-    (status = 403, description = "Not an auditor", body = crate::openapi::ErrorBody),
+/// Auditors only; anyone else's attempt is recorded.
+async fn require_auditor(svc: &Services, who: &Principal, what: &'static str) -> Result<(), ApiError> {
+    if let Err(e) = who.require(Role::Auditor) {
+        if who.is_anonymous() {
+            return Err(svc.refused(who, Action::Export, "audit_log", None, e.into()).await);
+        }
+        audit::record_alone(
+            &svc.audit_pool,
+            who,
+            Entry::new(Action::AccessDenied, "audit_log", what).outcome(Outcome::Denied),
+        )
+        .await;
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+fn exporter(ex: Option<web::Data<Exporter>>) -> Result<web::Data<Exporter>, ApiError> {
+    ex.ok_or(ApiError::Unavailable {
+        what: "the audit export (no sealer or signing key is configured)",
+        retry_after_secs: 60,
+    })
+}
+
+#[utoipa::path(get, path = "/api/audit/export", tag = "audit", params(crate::routes::params::ExportParams), responses(
+    (status = 200, description = "Streamed entries in chain order; NDJSON ends with a signed manifest object, FHIR with a signed Provenance, CSV has its manifest at /api/audit/exports/{requestId}/manifest"),
+    (status = 400, description = "Bad time or format", body = crate::error::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+    (status = 403, description = "Not an auditor", body = crate::error::ErrorBody),
+    (status = 503, description = "No sealer configured", body = crate::error::ErrorBody),
 ))]
 pub async fn export(
     svc: web::Data<Services>,
+    ex: Option<web::Data<Exporter>>,
     who: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    who.require_user()?;
-    if !who.has(Role::Auditor) {
-        audit::record_alone(
-            &svc.pool,
-            &who,
-            Entry::new(Action::AccessDenied, "audit_log", "export").outcome(audit::Outcome::Denied),
-        )
-        .await;
-        return Err(ApiError::Forbidden);
-    }
+    require_auditor(&svc, &who, "export").await?;
+    let ex = exporter(ex)?;
     let (mut from, mut to, mut format) = (None, None, Format::Ndjson);
+    let mut seen: Vec<String> = vec![];
     for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        if seen.iter().any(|s| *s == k) {
+            return Err(ApiError::bad_request(format!(
+                "Query parameter '{}' is given more than once.",
+                k.chars().filter(|c| !c.is_control()).take(64).collect::<String>()
+            )));
+        }
+        seen.push(k.to_string());
         match k.as_ref() {
             "from" => from = Some(time_param("from", &v)?),
             "to" => to = Some(time_param("to", &v)?),
@@ -53,7 +82,7 @@ pub async fn export(
             other => {
                 return Err(ApiError::bad_request(format!(
                     "Unknown query parameter '{}'.",
-                    other.chars().take(64).collect::<String>()
+                    other.chars().filter(|c| !c.is_control()).take(64).collect::<String>()
                 )));
             }
         }
@@ -63,25 +92,8 @@ pub async fn export(
     {
         return Err(ApiError::invalid("to", "must be after from"));
     }
-    // The export is itself audited before a byte leaves; if that fails, so does the export.
-    let mut conn = svc.pool.acquire().await?;
-    let entry = Entry::new(Action::Export, "audit_log", "export").reason(Some(format!(
-        "format={} from={from:?} to={to:?}",
-        format_name(format)
-    )));
-    audit::record(&mut conn, &who, &[entry]).await?;
-    drop(conn);
-
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let pool = svc.pool.clone();
-    let keyring = svc.keyring.clone();
-    tokio::spawn(async move {
-        if let Err(e) = export::stream(&pool, &keyring, format, from, to, tx.clone(), None).await {
-            tracing::error!(error = %e, "audit export failed mid-stream");
-            let _ = tx.send(Err(std::io::Error::other("export failed"))).await;
-        }
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+    let running = ex.start(&who, format, from, to, None).await?;
+    let body = futures_util::stream::unfold(running.chunks, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
     Ok(HttpResponse::Ok()
@@ -89,10 +101,18 @@ pub async fn export(
         .streaming(body))
 }
 
-fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::Ndjson => "ndjson",
-        Format::Csv => "csv",
-        Format::Fhir => "fhir",
-    }
+#[utoipa::path(get, path = "/api/audit/exports/{requestId}/manifest", tag = "audit", params(("requestId" = String, Path, description = "The export's X-Request-Id")), responses(
+    (status = 200, description = "The export's signed manifest ({phiGatewayManifest, alg, keyId, signature})"),
+    (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+    (status = 403, description = "Not an auditor", body = crate::error::ErrorBody),
+    (status = 404, description = "No finished export with that id", body = crate::error::ErrorBody),
+))]
+pub async fn manifest(
+    svc: web::Data<Services>,
+    who: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_auditor(&svc, &who, "manifest").await?;
+    let v = crate::service::export::manifest(&svc.pool, &who, &id).await?;
+    Ok(HttpResponse::Ok().json(v))
 }

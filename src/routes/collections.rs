@@ -6,10 +6,13 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::openapi::DocResponse;
-use crate::query::{self, Page};
+use crate::extract::Json;
+use crate::identity::Principal;
+use crate::routes::params::DocResponse;
+use crate::query::{self, Page, param, repeatable};
+use crate::schema;
+use crate::domain::consent::{ConsentDoc, ConsentInput};
 use crate::service::{Services, consents, herbs, practitioners, submissions};
 
 fn created(doc: impl Serialize, singular: &str) -> HttpResponse {
@@ -26,18 +29,18 @@ fn deleted(doc: impl Serialize) -> HttpResponse {
 }
 
 type Svc = web::Data<Services>;
-type Body = web::Json<serde_json::Value>;
 type Id = web::Path<Uuid>;
 type Reply = Result<HttpResponse, ApiError>;
 
 /// Five handlers per collection, identical in shape, each with its OpenAPI
 /// description.
 macro_rules! collection {
-    ($module:ident, $service:ident, $singular:literal, $extra:expr, $list:literal, $item:literal, $tag:literal,
-     $doc:ty, $fields:ty $(, $params:ty)?) => {
+    ($module:ident, $service:ident, $singular:literal, $coll:expr, $extra:expr, $list:literal, $item:literal, $tag:literal,
+     $doc:ty, $fields:ty, $new:ty $(, $params:ty)?) => {
         pub mod $module {
             use super::*;
-            use crate::openapi::{ErrorBody, ListParams};
+            use crate::error::ErrorBody;
+            use crate::routes::params::ListParams;
 
             #[utoipa::path(get, path = $list, tag = $tag, params(ListParams $(, $params)?), responses(
                 (status = 200, description = "A page of documents", body = Page<$doc>),
@@ -45,7 +48,7 @@ macro_rules! collection {
                 (status = 401, description = "Bad credentials", body = ErrorBody),
             ))]
             pub async fn list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
-                let q = query::parse(req.query_string(), $extra)?;
+                let q = query::parse(req.query_string(), &$coll, $extra, &who)?;
                 Ok(HttpResponse::Ok().json($service::list(&svc, &who, q).await?))
             }
 
@@ -57,8 +60,9 @@ macro_rules! collection {
                 (status = 413, description = "Body too large", body = ErrorBody),
                 (status = 415, description = "Not application/json", body = ErrorBody),
             ))]
-            pub async fn create(svc: Svc, who: Principal, body: Body) -> Reply {
-                Ok(created($service::create(&svc, &who, body.into_inner()).await?, $singular))
+            pub async fn create(svc: Svc, who: Principal, body: Json<$fields>) -> Reply {
+                let input: $new = body.into_inner().try_into()?;
+                Ok(created($service::create(&svc, &who, input).await?, $singular))
             }
 
             #[utoipa::path(get, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), responses(
@@ -77,7 +81,7 @@ macro_rules! collection {
                 (status = 403, description = "Visible but not yours to change", body = ErrorBody),
                 (status = 404, description = "No such document", body = ErrorBody),
             ))]
-            pub async fn update(svc: Svc, who: Principal, id: Id, body: Body) -> Reply {
+            pub async fn update(svc: Svc, who: Principal, id: Id, body: Json<$fields>) -> Reply {
                 Ok(updated($service::update(&svc, &who, *id, body.into_inner()).await?))
             }
 
@@ -98,62 +102,76 @@ collection!(
     practitioner,
     practitioners,
     "Practitioner",
+    schema::PRACTITIONERS,
     &[],
     "/api/practitioners",
     "/api/practitioners/{id}",
     "practitioners",
     crate::domain::practitioner::PractitionerDoc,
-    crate::domain::practitioner::PractitionerFields
+    crate::domain::practitioner::PractitionerFields,
+    crate::domain::practitioner::NewPractitioner
 );
 collection!(
     herb,
     herbs,
     "Herb",
+    schema::HERBS,
     herbs::FILTER_PARAMS,
     "/api/herbs",
     "/api/herbs/{id}",
     "herbs",
     crate::domain::herb::HerbDoc,
     crate::domain::herb::HerbFields,
-    crate::openapi::HerbFilterParams
+    crate::domain::herb::NewHerb,
+    crate::routes::params::HerbFilterParams
 );
 collection!(
     submission,
     submissions,
     "Symptom submission",
+    schema::SUBMISSIONS,
     &[],
     "/api/symptom-submissions",
     "/api/symptom-submissions/{id}",
     "symptom-submissions",
     crate::domain::submission::SubmissionDoc,
-    crate::domain::submission::SubmissionFields
+    crate::domain::submission::SubmissionFields,
+    crate::domain::submission::NewSubmission
 );
 
+/// The `/near` route's own parameters.
+const NEAR_PARAMS: &[query::ParamSpec] = &[
+    param("lat"),
+    param("lon"),
+    param("radius_km"),
+    repeatable("modality"),
+];
+
 /// Nearest first, with `distanceM`; GiST KNN on `phi_earth(lat, lon)`.
-#[utoipa::path(get, path = "/api/practitioners/near", tag = "practitioners", params(crate::openapi::NearParams), responses(
+#[utoipa::path(get, path = "/api/practitioners/near", tag = "practitioners", params(crate::routes::params::NearParams), responses(
     (status = 200, description = "A page of practitioners, nearest first", body = Page<crate::domain::practitioner::PractitionerDoc>),
-    (status = 400, description = "Bad point or radius", body = crate::openapi::ErrorBody),
+    (status = 400, description = "Bad point or radius", body = crate::error::ErrorBody),
 ))]
 pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
-    let q = query::parse(req.query_string(), &["lat", "lon", "radius_km", "modality"])?;
+    let q = query::parse(req.query_string(), &schema::PRACTITIONERS, NEAR_PARAMS, &who)?;
     Ok(HttpResponse::Ok().json(practitioners::near(&svc, &who, q).await?))
 }
 
-#[utoipa::path(get, path = "/api/consents", tag = "consents", params(crate::openapi::ListParams), responses(
-    (status = 200, description = "Your consents, and those naming you as practitioner", body = Page<consents::ConsentDoc>),
-    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+#[utoipa::path(get, path = "/api/consents", tag = "consents", params(crate::routes::params::ListParams), responses(
+    (status = 200, description = "Your consents, and those naming you as practitioner", body = Page<ConsentDoc>),
+    (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
 ))]
 pub async fn consents_list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
-    let q = query::parse(req.query_string(), &[])?;
+    let q = query::parse(req.query_string(), &schema::CONSENTS, &[], &who)?;
     Ok(HttpResponse::Ok().json(consents::list(&svc, &who, q).await?))
 }
 
-#[utoipa::path(post, path = "/api/consents", tag = "consents", request_body = consents::ConsentInput, responses(
-    (status = 201, description = "Shared", body = DocResponse<consents::ConsentDoc>),
-    (status = 400, description = "Unknown practitioner, not your submission, or expiry in the past", body = crate::openapi::ErrorBody),
-    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
+#[utoipa::path(post, path = "/api/consents", tag = "consents", request_body = ConsentInput, responses(
+    (status = 201, description = "Shared", body = DocResponse<ConsentDoc>),
+    (status = 400, description = "Unknown practitioner, not your submission, or expiry in the past", body = crate::error::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
 ))]
-pub async fn consents_create(svc: Svc, who: Principal, body: Body) -> Reply {
+pub async fn consents_create(svc: Svc, who: Principal, body: Json<ConsentInput>) -> Reply {
     Ok(created(
         consents::create(&svc, &who, body.into_inner()).await?,
         "Consent",
@@ -161,9 +179,9 @@ pub async fn consents_create(svc: Svc, who: Principal, body: Body) -> Reply {
 }
 
 #[utoipa::path(delete, path = "/api/consents/{id}", tag = "consents", params(("id" = uuid::Uuid, Path)), responses(
-    (status = 200, description = "Revoked; effective on the next request", body = DocResponse<consents::ConsentDoc>),
-    (status = 401, description = "Not logged in", body = crate::openapi::ErrorBody),
-    (status = 404, description = "No such consent of yours", body = crate::openapi::ErrorBody),
+    (status = 200, description = "Revoked; effective on the next request", body = DocResponse<ConsentDoc>),
+    (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+    (status = 404, description = "No such consent of yours", body = crate::error::ErrorBody),
 ))]
 pub async fn consents_revoke(svc: Svc, who: Principal, id: Id) -> Reply {
     Ok(deleted(consents::revoke(&svc, &who, *id).await?))

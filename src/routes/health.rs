@@ -1,17 +1,24 @@
-//! Liveness, database readiness and metrics.
+//! Liveness, database readiness, audit sealing, and metrics.
 
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
+use chrono::Utc;
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::error::ApiError;
+use crate::identity::Principal;
 use crate::metrics::{Metrics, PoolGauges};
+use crate::store;
 
 /// The configured pool maximum, for the health and metrics reports.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolMax(pub u32);
+
+/// How far behind sealing may fall before `/health/audit` says so.
+#[derive(Clone, Copy, Debug)]
+pub struct SealLagLimit(pub Duration);
 
 /// Process alive; touches nothing else.
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "Alive")))]
@@ -19,20 +26,28 @@ pub async fn alive() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+fn unavailable() -> ApiError {
+    ApiError::Unavailable {
+        what: "database",
+        retry_after_secs: 5,
+    }
+}
+
 /// A real round trip to PostgreSQL, bounded so a dead database answers fast.
 #[utoipa::path(get, path = "/health/database", tag = "health", responses(
     (status = 200, description = "Server version and pool figures"),
-    (status = 503, description = "Database unreachable (with Retry-After)", body = crate::openapi::ErrorBody),
+    (status = 503, description = "Database unreachable (with Retry-After)", body = crate::error::ErrorBody),
 ))]
 pub async fn database(
     pool: web::Data<PgPool>,
     max: web::Data<PoolMax>,
 ) -> Result<HttpResponse, ApiError> {
-    let round_trip = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, String>("SELECT current_setting('server_version')")
-            .fetch_one(pool.get_ref()),
-    )
+    let round_trip = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut tx = store::begin(&pool, &Principal::anonymous()).await?;
+        let v = store::health::server_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok::<_, store::StoreError>(v)
+    })
     .await;
     match round_trip {
         Ok(Ok(version)) => {
@@ -60,16 +75,45 @@ pub async fn database(
     }
 }
 
-fn unavailable() -> ApiError {
-    ApiError::Unavailable {
-        what: "database",
-        retry_after_secs: 5,
-    }
+/// How far behind sealing the audit log is: `status` is "ok" while the
+/// oldest unsealed entry is younger than the limit and nothing is
+/// quarantined, else "behind" (for monitoring, with the metrics
+/// `phi_audit_*`; readiness does not depend on it). 503 only when the
+/// database cannot be asked.
+#[utoipa::path(get, path = "/health/audit", tag = "health", responses(
+    (status = 200, description = "Sealing status: status ok or behind, lagSeconds, unsealed, quarantined, head position, last checkpoint"),
+    (status = 503, description = "Database unreachable (with Retry-After)", body = crate::error::ErrorBody),
+))]
+pub async fn audit(
+    pool: web::Data<PgPool>,
+    metrics: web::Data<Metrics>,
+    limit: web::Data<SealLagLimit>,
+) -> Result<HttpResponse, ApiError> {
+    let status = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut tx = store::begin(&pool, &Principal::anonymous()).await?;
+        let s = store::health::seal_status(&mut tx).await?;
+        tx.commit().await?;
+        Ok::<_, store::StoreError>(s)
+    })
+    .await
+    .map_err(|_| unavailable())??;
+    let lag = status
+        .oldest_unsealed
+        .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    metrics.audit_status(status.unsealed, lag, status.quarantined);
+    let ok = lag <= limit.0.as_secs_f64() && status.quarantined == 0;
+    let body = json!({
+        "status": if ok { "ok" } else { "behind" },
+        "lagSeconds": lag,
+        "seal": status,
+    });
+    Ok(HttpResponse::Ok().json(body))
 }
 
-/// Prometheus text: request counts and latency histograms by route and
-/// status, and pool gauges.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+/// Prometheus (OpenMetrics) text: request counts and latency histograms by
+/// route and status, refusals, audit sealing, and pool gauges.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
 pub async fn metrics(
     metrics: web::Data<Metrics>,
     pool: web::Data<PgPool>,
@@ -81,6 +125,6 @@ pub async fn metrics(
         max: max.0,
     });
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(crate::metrics::CONTENT_TYPE)
         .body(text)
 }

@@ -1,43 +1,25 @@
 //! Consent: a patient shares all their submissions, or one, with a
-//! practitioner, optionally until a time. Row-level security does the rest:
-//! the practitioner's read policy on submissions checks consents live, so a
-//! revocation or an expiry takes effect on the next request.
+//! practitioner, optionally until a time. The consent binds the CMS user
+//! linked to the practitioner record at that moment, so re-pointing the
+//! record later carries nothing to anyone else. Row-level security does the
+//! rest: the practitioner's read policy on submissions checks consents live,
+//! so a revocation or an expiry takes effect on the next request. Giving,
+//! withdrawing (and cascading) consents are recorded by the table's audit
+//! trigger; listing them by the service.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use validator::Validate;
 
+use super::{Services, client_error, list_entry, new_id};
 use crate::audit::{self, Action, Entry};
-use crate::auth::Principal;
-use crate::db;
-use crate::domain::parse_body;
-use crate::error::{ApiError, FieldError};
+use crate::domain::consent::{ConsentDoc, ConsentInput};
+use crate::error::ApiError;
+use crate::identity::Principal;
 use crate::query::{ListQuery, Page};
-use crate::store::consents::{self as store, ConsentRow};
-use crate::store::{practitioners, submissions};
+use crate::schema::CONSENTS;
+use crate::store::consents::{self as table, ConsentRow};
+use crate::store::{self, submissions};
 
-use super::{Services, new_id};
-
-#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ConsentInput {
-    pub practitioner_id: Uuid,
-    /// One submission; absent shares them all.
-    pub submission_id: Option<Uuid>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsentDoc {
-    pub id: Uuid,
-    pub owner: String,
-    pub practitioner_id: Uuid,
-    pub submission_id: Option<Uuid>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
+const TABLE: &str = "consents";
 
 impl From<ConsentRow> for ConsentDoc {
     fn from(r: ConsentRow) -> Self {
@@ -52,25 +34,29 @@ impl From<ConsentRow> for ConsentDoc {
     }
 }
 
+fn no_such(path: &str) -> ApiError {
+    ApiError::invalid(path, "refers to a record that does not exist")
+}
+
 pub async fn create(
     svc: &Services,
     who: &Principal,
-    body: serde_json::Value,
+    input: ConsentInput,
 ) -> Result<ConsentDoc, ApiError> {
-    let me = who.require_user()?.to_string();
-    let input: ConsentInput = parse_body(body)?;
-    if input.expires_at.is_some_and(|t| t <= Utc::now()) {
-        return Err(ApiError::invalid("expiresAt", "must be in the future"));
-    }
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    if practitioners::get(&mut tx, input.practitioner_id)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::invalid(
-            "practitionerId",
-            "refers to a record that does not exist",
-        ));
+    let me = match who.require_user() {
+        Ok(u) => u.to_string(),
+        Err(e) => return Err(svc.refused(who, Action::Create, TABLE, None, e.into()).await),
+    };
+    let mut tx = store::begin(&svc.pool, who).await?;
+    match table::practitioner_linked(&mut tx, input.practitioner_id).await? {
+        None => return Err(no_such("practitionerId")),
+        Some(false) => {
+            return Err(ApiError::invalid(
+                "practitionerId",
+                "this practitioner has no account to share with yet",
+            ));
+        }
+        Some(true) => {}
     }
     if let Some(sid) = input.submission_id {
         // Only one's own submission (the owner's read policy hides others').
@@ -78,13 +64,10 @@ pub async fn create(
             .await?
             .is_some_and(|s| s.owner_id == me);
         if !own {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "submissionId",
-                "refers to a record that does not exist",
-            )]));
+            return Err(no_such("submissionId"));
         }
     }
-    let row = store::insert(
+    let row = table::insert(
         &mut tx,
         new_id(),
         &me,
@@ -93,18 +76,8 @@ pub async fn create(
         input.expires_at,
     )
     .await
-    .map_err(|e| super::db_error(e, &[]))?;
-    let fields = if row.submission_id.is_some() {
-        vec!["practitionerId", "submissionId"]
-    } else {
-        vec!["practitionerId"]
-    };
-    audit::record(
-        &mut tx,
-        who,
-        &[Entry::new(Action::Create, "consents", row.id).fields(fields)],
-    )
-    .await?;
+    .map_err(|e| client_error(&CONSENTS, e))?
+    .ok_or_else(|| no_such("practitionerId"))?;
     tx.commit().await?;
     Ok(row.into())
 }
@@ -114,32 +87,40 @@ pub async fn list(
     who: &Principal,
     q: ListQuery,
 ) -> Result<Page<ConsentDoc>, ApiError> {
-    who.require_user()?;
-    if q.filter.is_some() || q.sort.is_some() {
-        return Err(ApiError::bad_request("Consents take only limit and page."));
+    if let Err(e) = who.require_user() {
+        return Err(svc.refused(who, Action::List, TABLE, None, e.into()).await);
     }
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let rows = store::list(&mut tx, q.limit as i64, q.offset()).await?;
-    let total = if q.pagination {
-        store::count(&mut tx).await?
+    if q.filter.is_some() || q.near.is_some() || !q.sort.is_empty() {
+        return Err(ApiError::bad_request(
+            "Consents take only limit, page and pagination.",
+        ));
+    }
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let rows = table::list(&mut tx, q.limit as i64, q.offset()).await?;
+    let short = (rows.len() as i64) < q.limit as i64 && (!rows.is_empty() || q.page == 1);
+    let total = if q.pagination && !short {
+        table::count(&mut tx).await?
     } else {
-        rows.len() as i64
+        q.offset() + rows.len() as i64
     };
+    let mut entries = vec![list_entry(TABLE, &q, rows.len(), total)];
+    entries.extend(rows.iter().map(|r| Entry::new(Action::Read, TABLE, r.id)));
+    audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
-    Ok(Page::new(
-        rows.into_iter().map(Into::into).collect(),
-        total,
-        &q,
-    ))
+    Ok(Page::new(rows.into_iter().map(Into::into).collect(), total, &q))
 }
 
 pub async fn revoke(svc: &Services, who: &Principal, id: Uuid) -> Result<ConsentDoc, ApiError> {
-    who.require_user()?;
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::delete(&mut tx, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    audit::record(&mut tx, who, &[Entry::new(Action::Delete, "consents", id)]).await?;
+    if let Err(e) = who.require_user() {
+        return Err(svc.refused(who, Action::Delete, TABLE, Some(id), e.into()).await);
+    }
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let Some(row) = table::delete(&mut tx, id).await? else {
+        drop(tx);
+        return Err(svc
+            .refused(who, Action::Delete, TABLE, Some(id), ApiError::NotFound)
+            .await);
+    };
     tx.commit().await?;
     Ok(row.into())
 }

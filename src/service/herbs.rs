@@ -6,70 +6,28 @@
 //! values of one property must all hold, except `temperature`, of which a herb
 //! has one: several temperatures mean any of them.
 
-use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::auth::Principal;
-use crate::db;
-use crate::domain::herb::{
-    HerbDoc, HerbFields, Meridian, TABLE, Taste, TcmProperties, Temperature,
-};
-use crate::domain::parse_body;
+use super::{Services, client_error, new_id};
+use crate::domain::herb::{HerbDoc, HerbFields, Meridian, NewHerb, TcmProperties, Taste, Temperature};
 use crate::domain::practitioner::Status;
 use crate::error::{ApiError, FieldError};
-use crate::query::{self, FieldKind, FieldSpec, ListQuery, Page};
-use crate::store::herbs::{self as store, COLUMNS, CONSTRAINTS, HerbRow, NewHerb};
-use crate::store::{self as common, ListSpec, Value};
+use crate::identity::Principal;
+use crate::query::{ListQuery, Page, ParamSpec, param, repeatable};
+use crate::schema::HERBS;
+use crate::store::herbs::{self as table, HerbRow, NewRow, Patch};
+pub use crate::store::herbs::TcmFilter;
+use crate::store;
 
-use super::{Services, db_error, new_id, require};
-
-pub const FIELDS: &[FieldSpec] = &[
-    FieldSpec {
-        name: "id",
-        column: "id",
-        kind: FieldKind::Uuid,
-        sortable: false,
-    },
-    FieldSpec {
-        name: "name",
-        column: "name",
-        kind: FieldKind::Text,
-        sortable: true,
-    },
-    FieldSpec {
-        name: "slug",
-        column: "slug",
-        kind: FieldKind::Text,
-        sortable: true,
-    },
-    FieldSpec {
-        name: "scientificName",
-        column: "scientific_name",
-        kind: FieldKind::Text,
-        sortable: true,
-    },
-    FieldSpec {
-        name: "status",
-        column: "status",
-        kind: FieldKind::Enum(&["draft", "published"]),
-        sortable: true,
-    },
-    FieldSpec {
-        name: "createdAt",
-        column: "created_at",
-        kind: FieldKind::Timestamp,
-        sortable: true,
-    },
-    FieldSpec {
-        name: "updatedAt",
-        column: "updated_at",
-        kind: FieldKind::Timestamp,
-        sortable: true,
-    },
+/// The herb list's own parameters: each TCM property may be given several
+/// times (all must hold; several temperatures mean any of them).
+pub const FILTER_PARAMS: &[ParamSpec] = &[
+    repeatable("taste"),
+    repeatable("temperature"),
+    repeatable("meridian"),
+    repeatable("action"),
+    param("q"),
 ];
-
-/// The herb list's own parameters.
-pub const FILTER_PARAMS: &[&str] = &["taste", "temperature", "meridian", "action", "q"];
 
 fn to_doc(row: HerbRow) -> Result<HerbDoc, ApiError> {
     let tcm: TcmProperties = serde_json::from_value(row.tcm_properties)
@@ -87,51 +45,38 @@ fn to_doc(row: HerbRow) -> Result<HerbDoc, ApiError> {
     })
 }
 
-pub async fn create(
-    svc: &Services,
-    who: &Principal,
-    body: serde_json::Value,
-) -> Result<HerbDoc, ApiError> {
+pub async fn create(svc: &Services, who: &Principal, input: NewHerb) -> Result<HerbDoc, ApiError> {
     who.require_staff()?;
-    let f: HerbFields = parse_body(body)?;
-    require(f.missing_for_create())?;
-    let tcm = f.tcm_properties.unwrap_or_default().normalised();
-    let new = NewHerb {
+    let row = NewRow {
         id: new_id(),
-        slug: f.slug.expect("checked"),
-        name: f.name.expect("checked").trim().to_string(),
-        scientific_name: f.scientific_name.flatten(),
-        description: f.description.flatten(),
-        status: f.status.unwrap_or_default().as_str(),
-        tcm_properties: serde_json::to_value(tcm).expect("plain data"),
+        slug: input.slug,
+        name: input.name,
+        scientific_name: input.scientific_name,
+        description: input.description,
+        status: input.status.as_str(),
+        tcm_properties: serde_json::to_value(input.tcm_properties).expect("plain data"),
     };
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::insert(&mut tx, new)
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let row = table::insert(&mut tx, row)
         .await
-        .map_err(|e| db_error(e, CONSTRAINTS))?;
+        .map_err(|e| client_error(&HERBS, e))?;
     tx.commit().await?;
     to_doc(row)
 }
 
 pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<HerbDoc, ApiError> {
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let row = table::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     to_doc(row)
 }
 
 /// The TCM filter parameters, checked against the vocabularies.
-#[derive(Debug, Default, PartialEq)]
-pub struct TcmFilter {
-    pub containment: Option<serde_json::Value>,
-    pub temperatures: Vec<Temperature>,
-    pub text: Option<String>,
-}
-
 pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
     let mut tastes = Vec::new();
     let mut meridians = Vec::new();
     let mut actions = Vec::new();
+    let mut temperatures: Vec<Temperature> = Vec::new();
     let mut out = TcmFilter::default();
     let mut errors = Vec::new();
     for (k, v) in extra {
@@ -144,7 +89,7 @@ pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
                 )),
             },
             "temperature" => match Temperature::parse(v) {
-                Some(t) => out.temperatures.push(t),
+                Some(t) => temperatures.push(t),
                 None => errors.push(FieldError::new(
                     "temperature",
                     format!("must be one of {}", Temperature::ALL.join(", ")),
@@ -189,12 +134,16 @@ pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
             serde_json::to_value(&actions).expect("plain"),
         );
     }
-    if out.temperatures.len() == 1 {
+    if temperatures.len() == 1 {
         c.insert(
             "temperature".into(),
-            serde_json::to_value(out.temperatures[0]).expect("plain"),
+            serde_json::to_value(temperatures[0]).expect("plain"),
         );
-        out.temperatures.clear();
+    } else {
+        out.any_temperature = temperatures
+            .iter()
+            .map(|t| serde_json::json!({ "temperature": t.as_str() }))
+            .collect();
     }
     if !c.is_empty() {
         out.containment = Some(serde_json::Value::Object(c));
@@ -207,90 +156,39 @@ pub async fn list(
     who: &Principal,
     q: ListQuery,
 ) -> Result<Page<HerbDoc>, ApiError> {
-    let tcm = tcm_filter(&q.extra)?;
-    let extra = |qb: &mut QueryBuilder<'_, Postgres>| {
-        if let Some(c) = &tcm.containment {
-            qb.push(" AND tcm_properties @> ").push_bind(c.clone());
-        }
-        if !tcm.temperatures.is_empty() {
-            qb.push(" AND (");
-            for (i, t) in tcm.temperatures.iter().enumerate() {
-                if i > 0 {
-                    qb.push(" OR ");
-                }
-                qb.push("tcm_properties @> ")
-                    .push_bind(serde_json::json!({ "temperature": t.as_str() }));
-            }
-            qb.push(")");
-        }
-        if let Some(text) = &tcm.text {
-            qb.push(" AND search @@ websearch_to_tsquery('english', ")
-                .push_bind(text.clone())
-                .push(")");
-        }
-    };
-    let order = query::order_by(&q.sort, FIELDS, "name, id")?;
-    let blind = |_: &str, _: &str, _: &str| Vec::new();
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let (rows, total) = common::list_rows::<HerbRow>(
-        &mut tx,
-        ListSpec {
-            from: TABLE,
-            select: COLUMNS,
-            filter: q.filter.as_ref(),
-            fields: FIELDS,
-            blind: &blind,
-            extra: &extra,
-            order: &order,
-            limit: q.limit as i64,
-            offset: q.offset(),
-            count: q.pagination,
-            knn_within_m: None,
-        },
-    )
-    .await?;
+    let tcm = tcm_filter(&q.params)?;
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let found = table::list(&mut tx, &q, &tcm).await?;
     tx.commit().await?;
-    let docs = rows
+    let docs = found
+        .rows
         .into_iter()
         .map(to_doc)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::new(docs, total, &q))
+    Ok(Page::new(docs, found.total, &q))
 }
 
 pub async fn update(
     svc: &Services,
     who: &Principal,
     id: Uuid,
-    body: serde_json::Value,
+    f: HerbFields,
 ) -> Result<HerbDoc, ApiError> {
     who.require_staff()?;
-    let f: HerbFields = parse_body(body)?;
-    let mut sets: Vec<(&'static str, Value)> = Vec::new();
-    if let Some(v) = f.name {
-        sets.push(("name", Value::Text(Some(v.trim().to_string()))));
-    }
-    if let Some(v) = f.slug {
-        sets.push(("slug", Value::Text(Some(v))));
-    }
-    if let Some(v) = f.scientific_name {
-        sets.push(("scientific_name", Value::Text(v)));
-    }
-    if let Some(v) = f.description {
-        sets.push(("description", Value::Text(v)));
-    }
-    if let Some(s) = f.status {
-        sets.push(("status", Value::Text(Some(s.as_str().into()))));
-    }
-    if let Some(t) = f.tcm_properties {
-        sets.push((
-            "tcm_properties",
-            Value::Json(serde_json::to_value(t.normalised()).expect("plain")),
-        ));
-    }
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let row: HerbRow = common::update_returning(&mut tx, TABLE, COLUMNS, id, sets)
+    let patch = Patch {
+        name: f.name.map(|v| v.trim().to_string()),
+        slug: f.slug,
+        scientific_name: f.scientific_name,
+        description: f.description,
+        status: f.status.map(Status::as_str),
+        tcm_properties: f
+            .tcm_properties
+            .map(|t| serde_json::to_value(t.normalised()).expect("plain")),
+    };
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let row = table::update(&mut tx, id, patch)
         .await
-        .map_err(|e| db_error(e, CONSTRAINTS))?
+        .map_err(|e| client_error(&HERBS, e))?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     to_doc(row)
@@ -298,8 +196,8 @@ pub async fn update(
 
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<HerbDoc, ApiError> {
     who.require_staff()?;
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::delete(&mut tx, id)
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let row = table::delete(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
@@ -332,10 +230,16 @@ mod tests {
                 serde_json::json!({"taste": ["bitter", "sweet"], "temperature": "cold", "meridians": ["large intestine"]})
             )
         );
-        assert!(f.temperatures.is_empty());
+        assert!(f.any_temperature.is_empty());
         let f = tcm_filter(&p(&[("temperature", "cold"), ("temperature", "cool")])).unwrap();
         assert_eq!(f.containment, None);
-        assert_eq!(f.temperatures, vec![Temperature::Cold, Temperature::Cool]);
+        assert_eq!(
+            f.any_temperature,
+            vec![
+                serde_json::json!({"temperature": "cold"}),
+                serde_json::json!({"temperature": "cool"})
+            ]
+        );
     }
 
     #[test]

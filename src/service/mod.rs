@@ -1,8 +1,15 @@
 //! The use cases, one module per collection: identity, transaction, sealing,
-//! storage (and, later, audit) meet here. Routes call these and nothing else;
-//! the CLI calls the same functions.
+//! storage and audit meet here. Routes call these and nothing else; the CLI
+//! calls the same functions. Services take typed, validated inputs, know no
+//! SQL (the store's functions) and no SQLSTATE (the store's `StoreError`).
+//!
+//! Every response that carries anything about a patient leaves an audit
+//! entry on the request's own transaction: reads one per document, lists
+//! one per request however many documents they returned, break-glass
+//! callers one of their own kind every time.
 
 pub mod consents;
+pub mod export;
 pub mod herbs;
 pub mod practitioners;
 pub mod submissions;
@@ -12,22 +19,90 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::crypto::{Keyring, Place, Plaintext, SealedField};
-use crate::error::{ApiError, FieldError};
+use crate::audit::refusals::{Kind, Refusals};
+use crate::audit::{self, Action, Entry, Outcome};
+use crate::crypto::{Keyring, KeyringHandle, Place, Plaintext, SealedField};
+use crate::domain::SecretText;
+use crate::error::ApiError;
+use crate::identity::Principal;
+use crate::schema::Collection;
+use crate::store::StoreError;
 
-/// What every use case needs: the pool and the keyring.
+/// What every use case needs.
 pub struct Services {
+    /// Request transactions (as `phi_app`).
     pub pool: PgPool,
-    pub keyring: Arc<Keyring>,
+    /// Reserved for refusals and failures written on their own: they are
+    /// written even when every connection of `pool` is taken.
+    pub audit_pool: PgPool,
+    pub keyring: Arc<KeyringHandle>,
+    pub refusals: Arc<Refusals>,
 }
 
 impl Services {
-    pub fn new(pool: PgPool, keyring: Arc<Keyring>) -> Self {
-        Self { pool, keyring }
+    pub fn new(pool: PgPool, audit_pool: PgPool, keyring: Arc<KeyringHandle>) -> Self {
+        Self {
+            pool,
+            audit_pool,
+            keyring,
+            refusals: Arc::new(Refusals::default()),
+        }
+    }
+
+    pub fn with_refusals(mut self, refusals: Arc<Refusals>) -> Self {
+        self.refusals = refusals;
+        self
+    }
+
+    /// The keyring as of now (a reload replaces it for later requests).
+    pub fn ring(&self) -> Arc<Keyring> {
+        self.keyring.current()
+    }
+
+    /// Records a refused attempt and returns the error. Anonymous refusals
+    /// are counted per client and minute (no row each); an authenticated
+    /// caller's refusal is an entry of its own naming the record.
+    pub async fn refused(
+        &self,
+        who: &Principal,
+        what: Action,
+        entity_type: &'static str,
+        id: Option<Uuid>,
+        e: ApiError,
+    ) -> ApiError {
+        if who.is_anonymous() {
+            self.refusals
+                .note(Kind::Anonymous, who.client_addr.as_deref());
+            return e;
+        }
+        let entry = match id {
+            Some(id) => Entry::new(Action::AccessDenied, entity_type, id),
+            None => Entry::about(Action::AccessDenied, entity_type),
+        }
+        .outcome(Outcome::Denied)
+        .reason(Some(format!("{} refused", what.as_str())));
+        audit::record_alone(&self.audit_pool, who, entry).await;
+        e
+    }
+}
+
+/// Seals and opens on behalf of one request (with the keyring it started
+/// with). Failures are logged with the place, never the value.
+pub struct Crypt {
+    ring: Arc<Keyring>,
+}
+
+impl Crypt {
+    pub fn new(svc: &Services) -> Self {
+        Self { ring: svc.ring() }
+    }
+
+    pub fn ring(&self) -> &Keyring {
+        &self.ring
     }
 
     pub fn seal(&self, plaintext: &[u8], place: Place<'_>) -> Result<SealedField, ApiError> {
-        self.keyring.seal(plaintext, &place).map_err(|e| {
+        self.ring.seal(plaintext, &place).map_err(|e| {
             tracing::error!(table = place.table, column = place.column, row_id = %place.row_id, error = %e, "seal failed");
             ApiError::internal("sealing a field", e)
         })
@@ -35,7 +110,7 @@ impl Services {
 
     pub fn seal_text(
         &self,
-        text: Option<&str>,
+        text: Option<&SecretText>,
         place: Place<'_>,
     ) -> Result<Option<SealedField>, ApiError> {
         text.map(|t| self.seal(t.as_bytes(), place)).transpose()
@@ -44,7 +119,7 @@ impl Services {
     /// Opens a sealed value. A failure is a 500 and a log line naming the
     /// table, column and row (never the value); never a null.
     pub fn open(&self, sealed: &SealedField, place: Place<'_>) -> Result<Plaintext, ApiError> {
-        self.keyring.open(sealed, &place).map_err(|e| {
+        self.ring.open(sealed, &place).map_err(|e| {
             tracing::error!(
                 table = place.table,
                 column = place.column,
@@ -56,29 +131,55 @@ impl Services {
         })
     }
 
-    pub fn open_text(&self, sealed: &SealedField, place: Place<'_>) -> Result<String, ApiError> {
-        self.open(sealed, place)?.into_string().map_err(|e| {
-            tracing::error!(table = place.table, column = place.column, row_id = %place.row_id, "sealed text is not UTF-8");
-            ApiError::internal("opening a sealed field", e)
-        })
+    pub fn open_text(&self, sealed: &SealedField, place: Place<'_>) -> Result<SecretText, ApiError> {
+        self.open(sealed, place)?
+            .into_string()
+            .map(SecretText::new)
+            .map_err(|e| {
+                tracing::error!(table = place.table, column = place.column, row_id = %place.row_id, "sealed text is not UTF-8");
+                ApiError::internal("opening a sealed field", e)
+            })
     }
 
     pub fn open_text_opt(
         &self,
         sealed: Option<&SealedField>,
         place: Place<'_>,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<SecretText>, ApiError> {
         sealed.map(|s| self.open_text(s, place)).transpose()
+    }
+
+    /// The blind index of a normalised value under the active index key.
+    pub fn blind(&self, table: &str, column: &str, value: &str) -> Vec<u8> {
+        let normalised = crate::crypto::blind_index::normalise_email(value);
+        self.ring
+            .blind_index(table, column, &normalised)
+            .as_bytes()
+            .to_vec()
     }
 
     /// Blind indexes of `value` under every live index key.
     pub fn blind_candidates(&self, table: &str, column: &str, value: &str) -> Vec<Vec<u8>> {
         let normalised = crate::crypto::blind_index::normalise_email(value);
-        self.keyring
+        self.ring
             .blind_index_candidates(table, column, &normalised)
             .into_iter()
             .map(|b| b.as_bytes().to_vec())
             .collect()
+    }
+
+    /// The blind index of a record id, for a table keyed that way
+    /// (submission facts): the active key's, and every live key's.
+    pub fn id_refs(&self, table: &str, column: &str, id: Uuid) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let s = id.to_string();
+        let key = self.ring.blind_index(table, column, &s).as_bytes().to_vec();
+        let all = self
+            .ring
+            .blind_index_candidates(table, column, &s)
+            .into_iter()
+            .map(|b| b.as_bytes().to_vec())
+            .collect();
+        (key, all)
     }
 }
 
@@ -87,55 +188,36 @@ pub fn new_id() -> Uuid {
     Uuid::now_v7()
 }
 
-/// Maps database errors a client can cause to client errors; the rest stay
-/// internal (and are logged, without values, by `ApiError`).
-pub fn db_error(e: sqlx::Error, unique_fields: &[(&str, &str)]) -> ApiError {
-    if let Some(db) = e.as_database_error() {
-        match db.code().as_deref() {
-            Some("23505") => {
-                let constraint = db.constraint().unwrap_or("");
-                let path = unique_fields
-                    .iter()
-                    .find(|(c, _)| *c == constraint)
-                    .map(|(_, p)| *p)
-                    .unwrap_or("id");
-                return ApiError::Validation(vec![FieldError::new(
-                    path,
-                    "must be unique; this value is already in use",
-                )]);
-            }
-            Some("23503") => {
-                return ApiError::Validation(vec![FieldError::new(
-                    unique_fields
-                        .iter()
-                        .find(|(c, _)| Some(*c) == db.constraint())
-                        .map(|(_, p)| *p)
-                        .unwrap_or("body"),
-                    "refers to a record that does not exist",
-                )]);
-            }
-            // "new row violates row-level security policy": the caller may
-            // not write this row. Any other 42501 (say, a failed audit write)
-            // is ours, and a 500.
-            Some("42501") if db.message().contains("row-level security") => {
-                return ApiError::Forbidden;
-            }
-            _ => {}
-        }
+/// A store error as the client may hear it: constraint violations on the
+/// collection's own paths (from its description), the rest as they are.
+pub fn client_error(coll: &Collection, e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unique { constraint } => ApiError::invalid(
+            coll.path_of(&constraint).unwrap_or("id"),
+            "must be unique; this value is already in use",
+        ),
+        StoreError::ForeignKey { constraint } => ApiError::invalid(
+            coll.path_of(&constraint).unwrap_or("body"),
+            "refers to a record that does not exist",
+        ),
+        other => other.into(),
     }
-    ApiError::from(e)
 }
 
-/// Rejects a POST body missing required fields, with every missing path.
-pub fn require(missing: Vec<&'static str>) -> Result<(), ApiError> {
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(
-            missing
-                .into_iter()
-                .map(|p| FieldError::new(p, "is required"))
-                .collect(),
-        ))
-    }
+/// The audit entry of a list request: the filter's field names, how many
+/// documents it returned and (when it counted) matched.
+pub fn list_entry(
+    entity_type: &'static str,
+    q: &crate::query::ListQuery,
+    returned: usize,
+    total: i64,
+) -> Entry {
+    Entry::about(Action::List, entity_type)
+        .fields(q.field_names())
+        .detail(serde_json::json!({
+            "returned": returned,
+            "counted": if q.pagination { Some(total) } else { None },
+            "page": q.page,
+            "limit": q.limit,
+        }))
 }

@@ -2,147 +2,121 @@
 //! to their owner (and, through row-level security, to whom the owner shares
 //! them with, and to an admin on a recorded break-glass reason).
 //!
-//! Nobody but those sees that a row exists: every other caller gets 404.
+//! Nobody but those learns that a row exists: every other caller gets 404,
+//! and every answer that shows anything of a submission, an empty list
+//! included, is in the audit log.
 
 use chrono::{NaiveDate, Utc};
 use uuid::Uuid;
 
+use super::{Crypt, Services, client_error, list_entry, new_id};
 use crate::audit::{self, Action, Entry, Outcome};
-use crate::auth::Principal;
 use crate::crypto::Place;
-use crate::crypto::blind_index::normalise_email;
-use crate::db;
-use crate::domain::parse_body;
+use crate::domain::region::Region;
 use crate::domain::submission::{
-    SubmissionDoc, SubmissionFields, SubmissionStatus, Symptom, TABLE, age_band, categories,
+    NewSubmission, SubmissionDoc, SubmissionFields, SubmissionStatus, Symptom, age_band, categories,
 };
 use crate::error::ApiError;
-use crate::query::{self, FieldKind, FieldSpec, ListQuery, Page};
-use crate::store::submissions::{
-    self as store, COLUMNS, CONSTRAINTS, NewSubmission, SubmissionRow,
-};
-use crate::store::{self as common, ListSpec, Value};
+use crate::identity::Principal;
+use crate::query::{ListQuery, Page};
+use crate::schema::{SUBMISSION_FACTS, SUBMISSIONS};
+use crate::store::facts::Facts;
+use crate::store::submissions::{self as table, NewRow, Patch, SubmissionRow};
+use crate::store::{self, Tx, practitioners};
 
-use super::{Services, db_error, new_id, require};
-
-pub const FIELDS: &[FieldSpec] = &[
-    FieldSpec {
-        name: "id",
-        column: "id",
-        kind: FieldKind::Uuid,
-        sortable: false,
-    },
-    FieldSpec {
-        name: "owner",
-        column: "owner_id",
-        kind: FieldKind::Text,
-        sortable: false,
-    },
-    FieldSpec {
-        name: "status",
-        column: "status",
-        kind: FieldKind::Enum(SubmissionStatus::ALL),
-        sortable: true,
-    },
-    FieldSpec {
-        name: "practitionerId",
-        column: "practitioner_id",
-        kind: FieldKind::Uuid,
-        sortable: false,
-    },
-    FieldSpec {
-        name: "ageBand",
-        column: "age_band",
-        kind: FieldKind::Text,
-        sortable: true,
-    },
-    FieldSpec {
-        name: "region",
-        column: "region",
-        kind: FieldKind::Text,
-        sortable: true,
-    },
-    FieldSpec {
-        name: "symptomCategories",
-        column: "symptom_categories",
-        kind: FieldKind::TextArray,
-        sortable: false,
-    },
-    FieldSpec {
-        name: "createdAt",
-        column: "created_at",
-        kind: FieldKind::Timestamp,
-        sortable: true,
-    },
-    FieldSpec {
-        name: "updatedAt",
-        column: "updated_at",
-        kind: FieldKind::Timestamp,
-        sortable: true,
-    },
-    FieldSpec {
-        name: "contactEmail",
-        column: "contact_email_bidx",
-        kind: FieldKind::BlindIndexed {
-            table: TABLE,
-            column: "contact_email",
-        },
-        sortable: false,
-    },
-];
+const TABLE: &str = "symptom_submissions";
 
 fn place(column: &'static str, id: Uuid) -> Place<'static> {
     Place::new(TABLE, column, id)
 }
 
-fn to_doc(svc: &Services, row: SubmissionRow) -> Result<SubmissionDoc, ApiError> {
+fn to_doc(c: &Crypt, row: &SubmissionRow) -> Result<SubmissionDoc, ApiError> {
     let id = row.id;
-    let symptoms_json = svc.open(&row.symptoms, place("symptoms", id))?;
+    let symptoms_json = c.open(&row.symptoms, place("symptoms", id))?;
     let symptoms: Vec<Symptom> = serde_json::from_slice(&symptoms_json).map_err(|_| {
         tracing::error!(table = TABLE, column = "symptoms", row_id = %id, "sealed symptoms are not the expected JSON");
-        ApiError::internal("opening symptoms", anyhow::anyhow!("unexpected shape"))
+        ApiError::bug("opening symptoms: unexpected shape")
     })?;
-    let date_of_birth = svc
+    let date_of_birth = c
         .open_text_opt(row.date_of_birth.as_ref(), place("date_of_birth", id))?
         .map(|s| {
-            NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| {
+            NaiveDate::parse_from_str(s.as_str(), "%Y-%m-%d").map_err(|_| {
                 tracing::error!(table = TABLE, column = "date_of_birth", row_id = %id, "sealed date is not a date");
-                ApiError::internal("opening date_of_birth", anyhow::anyhow!("not a date"))
+                ApiError::bug("opening date_of_birth: not a date")
+            })
+        })
+        .transpose()?;
+    let region = c
+        .open_text_opt(row.region.as_ref(), place("region", id))?
+        .map(|s| {
+            Region::parse(s.as_str()).ok_or_else(|| {
+                tracing::error!(table = TABLE, column = "region", row_id = %id, "sealed region is not a code");
+                ApiError::bug("opening region: not a code")
             })
         })
         .transpose()?;
     Ok(SubmissionDoc {
         id,
-        owner: row.owner_id,
+        owner: row.owner_id.clone(),
         status: SubmissionStatus::from_db(&row.status),
         practitioner_id: row.practitioner_id,
+        symptom_categories: categories(&symptoms),
+        age_band: date_of_birth.map(|d| age_band(d, Utc::now().date_naive())),
         symptoms,
-        notes: svc.open_text_opt(row.notes.as_ref(), place("notes", id))?,
-        contact_email: svc.open_text_opt(row.contact_email.as_ref(), place("contact_email", id))?,
+        notes: c.open_text_opt(row.notes.as_ref(), place("notes", id))?,
+        contact_email: c.open_text_opt(row.contact_email.as_ref(), place("contact_email", id))?,
         date_of_birth,
-        age_band: row.age_band,
-        region: row.region,
-        symptom_categories: row.symptom_categories,
+        region,
         created_at: row.created_at,
         updated_at: row.updated_at,
     })
 }
 
-/// Opens a row for the response; a failure is recorded as DECRYPT_FAILURE
-/// in its own transaction (the request's rolls back).
-async fn open_doc(
-    svc: &Services,
+/// Opens rows for a response that only read them. A failure is recorded as
+/// DECRYPT_FAILURE on the request's own transaction, which is committed:
+/// no second connection is needed, so it is recorded however busy the pool.
+async fn open_read(
+    c: &Crypt,
+    mut tx: Tx,
     who: &Principal,
-    row: SubmissionRow,
-) -> Result<SubmissionDoc, ApiError> {
-    let id = row.id;
-    match to_doc(svc, row) {
-        Ok(doc) => Ok(doc),
+    rows: &[SubmissionRow],
+) -> Result<(Tx, Vec<SubmissionDoc>), ApiError> {
+    let mut docs = Vec::with_capacity(rows.len());
+    for row in rows {
+        match to_doc(c, row) {
+            Ok(d) => docs.push(d),
+            Err(e) => {
+                audit::record(
+                    &mut tx,
+                    who,
+                    &[Entry::new(Action::DecryptFailure, TABLE, row.id).outcome(Outcome::Failure)],
+                )
+                .await?;
+                tx.commit().await?;
+                return Err(e);
+            }
+        }
+    }
+    Ok((tx, docs))
+}
+
+/// Opens the row a write returned. On failure the write is rolled back and
+/// the failure recorded on the reserved audit pool.
+async fn open_written(
+    svc: &Services,
+    c: &Crypt,
+    tx: Tx,
+    who: &Principal,
+    row: &SubmissionRow,
+) -> Result<(Tx, SubmissionDoc), ApiError> {
+    match to_doc(c, row) {
+        Ok(d) => Ok((tx, d)),
         Err(e) => {
+            tx.rollback().await.map_err(store::StoreError::from)?;
             audit::record_alone(
-                &svc.pool,
+                &svc.audit_pool,
                 who,
-                Entry::new(Action::DecryptFailure, TABLE, id).outcome(Outcome::Failure),
+                Entry::new(Action::DecryptFailure, TABLE, row.id).outcome(Outcome::Failure),
             )
             .await;
             Err(e)
@@ -150,30 +124,8 @@ async fn open_doc(
     }
 }
 
-/// Records a refused attempt (in its own transaction) and returns the error.
-async fn refused(
-    svc: &Services,
-    who: &Principal,
-    action: Action,
-    id: Option<Uuid>,
-    e: ApiError,
-) -> ApiError {
-    let mut entry = Entry::new(
-        Action::AccessDenied,
-        TABLE,
-        id.map(|i| i.to_string()).unwrap_or_default(),
-    )
-    .outcome(Outcome::Denied)
-    .reason(Some(format!("{} refused", action.as_str())));
-    if id.is_none() {
-        entry = entry.without_id();
-    }
-    audit::record_alone(&svc.pool, who, entry).await;
-    e
-}
-
-/// The READ entries for rows a caller was shown; an admin's emergency read of
-/// someone else's record is also a BREAK_GLASS entry with the reason.
+/// The READ entries for documents a caller was shown; an admin's emergency
+/// read of someone else's record is also a BREAK_GLASS entry with the reason.
 fn read_entries(who: &Principal, docs: &[SubmissionDoc]) -> Vec<Entry> {
     let mut out = Vec::with_capacity(docs.len());
     for d in docs {
@@ -187,203 +139,222 @@ fn read_entries(who: &Principal, docs: &[SubmissionDoc]) -> Vec<Entry> {
     out
 }
 
-fn email_bidx(svc: &Services, email: &str) -> Vec<u8> {
-    svc.keyring
-        .blind_index(TABLE, "contact_email", &normalise_email(email))
-        .as_bytes()
-        .to_vec()
-}
-
 fn seal_symptoms(
-    svc: &Services,
+    c: &Crypt,
     symptoms: &[Symptom],
     id: Uuid,
 ) -> Result<crate::crypto::SealedField, ApiError> {
     let json = zeroize::Zeroizing::new(serde_json::to_vec(symptoms).expect("plain data"));
-    svc.seal(&json, place("symptoms", id))
+    c.seal(&json, place("symptoms", id))
+}
+
+/// A submission's de-identified facts, keyed by the blind index of its id.
+fn facts(
+    c: &Crypt,
+    id: Uuid,
+    symptoms: &[Symptom],
+    dob: Option<NaiveDate>,
+    region: Option<Region>,
+) -> Facts {
+    let (key, keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", id);
+    Facts {
+        key,
+        keys,
+        region: region.map(|r| r.as_str()).unwrap_or("unknown").to_string(),
+        age_band: dob
+            .map(|d| age_band(d, Utc::now().date_naive()))
+            .unwrap_or_else(|| "unknown".into()),
+        categories: categories(symptoms),
+    }
+}
+
+/// A practitioner the caller cannot see is, for them, one that does not
+/// exist: no existence oracle for drafts through the foreign key.
+async fn check_practitioner(tx: &mut Tx, id: Option<Uuid>) -> Result<(), ApiError> {
+    if let Some(p) = id
+        && !practitioners::visible(tx, p).await?
+    {
+        return Err(ApiError::invalid(
+            "practitionerId",
+            "refers to a record that does not exist",
+        ));
+    }
+    Ok(())
 }
 
 pub async fn create(
     svc: &Services,
     who: &Principal,
-    body: serde_json::Value,
+    input: NewSubmission,
 ) -> Result<SubmissionDoc, ApiError> {
     let owner = match who.require_user() {
         Ok(u) => u.to_string(),
-        Err(e) => return Err(refused(svc, who, Action::Create, None, e).await),
+        Err(e) => return Err(svc.refused(who, Action::Create, TABLE, None, e.into()).await),
     };
-    let f: SubmissionFields = parse_body(body)?;
-    require(f.missing_for_create())?;
+    let c = Crypt::new(svc);
     let id = new_id();
-    let symptoms = f.symptoms.expect("checked");
-    let dob = f.date_of_birth.flatten();
-    let email = f.contact_email.flatten();
-    let new = NewSubmission {
+    let email = input.contact_email.as_ref();
+    let dob = input.date_of_birth;
+    let row = NewRow {
         id,
         owner_id: owner,
-        status: f.status.unwrap_or_default().as_str(),
-        practitioner_id: f.practitioner_id.flatten(),
-        symptoms: seal_symptoms(svc, &symptoms, id)?,
-        notes: svc.seal_text(f.notes.flatten().as_deref(), place("notes", id))?,
-        contact_email_bidx: email.as_deref().map(|e| email_bidx(svc, e)),
-        contact_email: svc.seal_text(email.as_deref(), place("contact_email", id))?,
-        date_of_birth: svc.seal_text(
-            dob.map(|d| d.to_string()).as_deref(),
+        status: input.status.as_str(),
+        practitioner_id: input.practitioner_id,
+        symptoms: seal_symptoms(&c, &input.symptoms, id)?,
+        notes: c.seal_text(input.notes.as_ref(), place("notes", id))?,
+        contact_email_bidx: email.map(|e| c.blind(TABLE, "contact_email", e.as_str())),
+        contact_email: c.seal_text(email, place("contact_email", id))?,
+        date_of_birth: c.seal_text(
+            dob.map(|d| d.to_string().into()).as_ref(),
             place("date_of_birth", id),
         )?,
-        age_band: dob.map(|d| age_band(d, Utc::now().date_naive())),
-        region: f.region.flatten(),
-        symptom_categories: categories(&symptoms),
+        region: c.seal_text(
+            input.region.map(|r| r.as_str().into()).as_ref(),
+            place("region", id),
+        )?,
     };
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let row = store::insert(&mut tx, new)
+    let f = facts(&c, id, &input.symptoms, dob, input.region);
+    let mut tx = store::begin(&svc.pool, who).await?;
+    check_practitioner(&mut tx, input.practitioner_id).await?;
+    let row = table::insert(&mut tx, row, &f)
         .await
-        .map_err(|e| db_error(e, CONSTRAINTS))?;
-    let doc = open_doc(svc, who, row).await?;
-    // The CREATE/UPDATE/DELETE entry is written by the table's audit
-    // trigger, on this transaction.
+        .map_err(|e| client_error(&SUBMISSIONS, e))?;
+    let (tx, doc) = open_written(svc, &c, tx, who, &row).await?;
+    // The CREATE entry is written by the table's audit trigger, on this
+    // transaction.
     tx.commit().await?;
     Ok(doc)
 }
 
 pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
     if let Err(e) = who.require_user() {
-        return Err(refused(svc, who, Action::Read, Some(id), e).await);
+        return Err(svc.refused(who, Action::Read, TABLE, Some(id), e.into()).await);
     }
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let Some(row) = store::get(&mut tx, id).await? else {
+    let c = Crypt::new(svc);
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let Some(row) = table::get(&mut tx, id).await? else {
         drop(tx);
-        return Err(refused(svc, who, Action::Read, Some(id), ApiError::NotFound).await);
+        return Err(svc
+            .refused(who, Action::Read, TABLE, Some(id), ApiError::NotFound)
+            .await);
     };
-    let doc = open_doc(svc, who, row).await?;
-    audit::record(&mut tx, who, &read_entries(who, std::slice::from_ref(&doc))).await?;
+    let (mut tx, mut docs) = open_read(&c, tx, who, std::slice::from_ref(&row)).await?;
+    audit::record(&mut tx, who, &read_entries(who, &docs)).await?;
     tx.commit().await?;
-    Ok(doc)
+    Ok(docs.remove(0))
 }
 
 pub async fn list(
     svc: &Services,
     who: &Principal,
-    q: ListQuery,
+    mut q: ListQuery,
 ) -> Result<Page<SubmissionDoc>, ApiError> {
     if let Err(e) = who.require_user() {
-        return Err(refused(svc, who, Action::Read, None, e).await);
+        return Err(svc.refused(who, Action::List, TABLE, None, e.into()).await);
     }
-    let order = query::order_by(&q.sort, FIELDS, "created_at DESC, id DESC")?;
-    let blind = |t: &str, c: &str, v: &str| svc.blind_candidates(t, c, v);
-    let none = |_: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>| {};
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let (rows, total) = common::list_rows::<SubmissionRow>(
-        &mut tx,
-        ListSpec {
-            from: TABLE,
-            select: COLUMNS,
-            filter: q.filter.as_ref(),
-            fields: FIELDS,
-            blind: &blind,
-            extra: &none,
-            order: &order,
-            limit: q.limit as i64,
-            offset: q.offset(),
-            count: q.pagination,
-            knn_within_m: None,
-        },
-    )
-    .await?;
-    let mut docs = Vec::with_capacity(rows.len());
-    for r in rows {
-        docs.push(open_doc(svc, who, r).await?);
+    let c = Crypt::new(svc);
+    if let Some(f) = q.filter.as_mut() {
+        f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
     }
-    audit::record(&mut tx, who, &read_entries(who, &docs)).await?;
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let found = table::list(&mut tx, &q).await?;
+    let (mut tx, docs) = open_read(&c, tx, who, &found.rows).await?;
+    let mut entries = vec![list_entry(TABLE, &q, docs.len(), found.total)];
+    if who.break_glass() {
+        let mut bg = list_entry(TABLE, &q, docs.len(), found.total);
+        bg.action = Action::BreakGlass;
+        entries.push(bg.reason(who.break_glass_reason.clone()));
+    }
+    entries.extend(read_entries(who, &docs));
+    audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
-    Ok(Page::new(docs, total, &q))
+    Ok(Page::new(docs, found.total, &q))
 }
 
 pub async fn update(
     svc: &Services,
     who: &Principal,
     id: Uuid,
-    body: serde_json::Value,
+    f: SubmissionFields,
 ) -> Result<SubmissionDoc, ApiError> {
     if let Err(e) = who.require_user() {
-        return Err(refused(svc, who, Action::Update, Some(id), e).await);
+        return Err(svc.refused(who, Action::Update, TABLE, Some(id), e.into()).await);
     }
-    let f: SubmissionFields = parse_body(body)?;
-    let mut sets: Vec<(&'static str, Value)> = Vec::new();
+    let c = Crypt::new(svc);
+    let named = f.named();
+    if named.is_empty() {
+        // Nothing to change: the answer is a read, and is audited as one.
+        return get(svc, who, id).await;
+    }
+    let touches_facts = f.touches_facts();
+    let mut patch = Patch::default();
     if let Some(symptoms) = &f.symptoms {
-        sets.push((
-            "symptoms",
-            Value::Sealed(Some(seal_symptoms(svc, symptoms, id)?)),
-        ));
-        sets.push(("symptom_categories", Value::TextArray(categories(symptoms))));
+        patch.symptoms = Some(seal_symptoms(&c, symptoms, id)?);
     }
-    if let Some(notes) = f.notes {
-        sets.push((
-            "notes",
-            Value::Sealed(svc.seal_text(notes.as_deref(), place("notes", id))?),
-        ));
+    if let Some(notes) = &f.notes {
+        patch.notes = Some(c.seal_text(notes.as_ref(), place("notes", id))?);
     }
-    if let Some(email) = f.contact_email {
-        sets.push((
-            "contact_email_bidx",
-            Value::Bytes(email.as_deref().map(|e| email_bidx(svc, e))),
-        ));
-        sets.push((
-            "contact_email",
-            Value::Sealed(svc.seal_text(email.as_deref(), place("contact_email", id))?),
+    if let Some(email) = &f.contact_email {
+        patch.contact_email = Some((
+            c.seal_text(email.as_ref(), place("contact_email", id))?,
+            email
+                .as_ref()
+                .map(|e| c.blind(TABLE, "contact_email", e.as_str())),
         ));
     }
     if let Some(dob) = f.date_of_birth {
-        sets.push((
-            "date_of_birth",
-            Value::Sealed(svc.seal_text(
-                dob.map(|d| d.to_string()).as_deref(),
-                place("date_of_birth", id),
-            )?),
-        ));
-        sets.push((
-            "age_band",
-            Value::Text(dob.map(|d| age_band(d, Utc::now().date_naive()))),
-        ));
+        patch.date_of_birth = Some(c.seal_text(
+            dob.map(|d| d.to_string().into()).as_ref(),
+            place("date_of_birth", id),
+        )?);
     }
     if let Some(region) = f.region {
-        sets.push(("region", Value::Text(region)));
+        patch.region = Some(c.seal_text(
+            region.map(|r| r.as_str().into()).as_ref(),
+            place("region", id),
+        )?);
     }
-    if let Some(status) = f.status {
-        sets.push(("status", Value::Text(Some(status.as_str().into()))));
-    }
-    if let Some(p) = f.practitioner_id {
-        sets.push(("practitioner_id", Value::Uuid(p)));
-    }
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let updated: Option<SubmissionRow> =
-        common::update_returning(&mut tx, TABLE, COLUMNS, id, sets)
-            .await
-            .map_err(|e| db_error(e, CONSTRAINTS))?;
+    patch.status = f.status.map(SubmissionStatus::as_str);
+    patch.practitioner_id = f.practitioner_id;
+    let mut tx = store::begin(&svc.pool, who).await?;
+    check_practitioner(&mut tx, f.practitioner_id.flatten()).await?;
+    let updated = table::update(&mut tx, id, patch)
+        .await
+        .map_err(|e| client_error(&SUBMISSIONS, e))?;
     // Not theirs, or not there: the same answer.
     let Some(row) = updated else {
         drop(tx);
-        return Err(refused(svc, who, Action::Update, Some(id), ApiError::NotFound).await);
+        return Err(svc
+            .refused(who, Action::Update, TABLE, Some(id), ApiError::NotFound)
+            .await);
     };
-    let doc = open_doc(svc, who, row).await?;
-    // The CREATE/UPDATE/DELETE entry is written by the table's audit
-    // trigger, on this transaction.
+    let (mut tx, doc) = open_written(svc, &c, tx, who, &row).await?;
+    if touches_facts {
+        let facts = facts(&c, id, &doc.symptoms, doc.date_of_birth, doc.region);
+        crate::store::facts::replace(&mut tx, doc.created_at, &facts).await?;
+    }
+    // The UPDATE entry is written by the table's audit trigger; the
+    // response shows the whole document, which is a read.
+    audit::record(&mut tx, who, &read_entries(who, std::slice::from_ref(&doc))).await?;
     tx.commit().await?;
     Ok(doc)
 }
 
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
     if let Err(e) = who.require_user() {
-        return Err(refused(svc, who, Action::Delete, Some(id), e).await);
+        return Err(svc.refused(who, Action::Delete, TABLE, Some(id), e.into()).await);
     }
-    let mut tx = db::scoped(&svc.pool, who).await?;
-    let Some(row) = store::delete(&mut tx, id).await? else {
+    let c = Crypt::new(svc);
+    let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", id);
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let Some(row) = table::delete(&mut tx, id, &fact_keys).await? else {
         drop(tx);
-        return Err(refused(svc, who, Action::Delete, Some(id), ApiError::NotFound).await);
+        return Err(svc
+            .refused(who, Action::Delete, TABLE, Some(id), ApiError::NotFound)
+            .await);
     };
-    let doc = open_doc(svc, who, row).await?;
-    // The CREATE/UPDATE/DELETE entry is written by the table's audit
-    // trigger, on this transaction.
+    let (tx, doc) = open_written(svc, &c, tx, who, &row).await?;
+    // The DELETE entry is written by the table's audit trigger.
     tx.commit().await?;
     Ok(doc)
 }

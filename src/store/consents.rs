@@ -1,10 +1,13 @@
-//! SQL for `consents`.
+//! SQL for `consents`. A consent names the practitioner record and binds
+//! the CMS user linked to it at the time (`practitioner_user`).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-pub const COLUMNS: &str = "id, owner_id, practitioner_id, submission_id, expires_at, created_at";
+use super::{Result, q_as, q_scalar};
+
+const COLUMNS: &str = "id, owner_id, practitioner_id, submission_id, expires_at, created_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ConsentRow {
@@ -16,6 +19,17 @@ pub struct ConsentRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// What the caller may know of a practitioner before consenting: visible
+/// to them, and whether it has a linked user to share with.
+pub async fn practitioner_linked(conn: &mut PgConnection, id: Uuid) -> Result<Option<bool>> {
+    Ok(q_scalar("SELECT user_id IS NOT NULL FROM practitioners WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Inserts a consent bound to the practitioner's currently linked user.
+/// None when the practitioner is not visible or has no linked user.
 pub async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
@@ -23,45 +37,34 @@ pub async fn insert(
     practitioner_id: Uuid,
     submission_id: Option<Uuid>,
     expires_at: Option<DateTime<Utc>>,
-) -> Result<ConsentRow, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "INSERT INTO consents (id, owner_id, practitioner_id, submission_id, expires_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(owner_id)
-    .bind(practitioner_id)
-    .bind(submission_id)
-    .bind(expires_at)
-    .fetch_one(conn)
-    .await
+) -> Result<Option<ConsentRow>> {
+    let sql = format!(
+        "INSERT INTO consents (id, owner_id, practitioner_id, practitioner_user, submission_id, expires_at) \
+         SELECT $1, $2, p.id, p.user_id, $4, $5 FROM practitioners p \
+         WHERE p.id = $3 AND p.user_id IS NOT NULL RETURNING {COLUMNS}"
+    );
+    Ok(q_as(&sql)
+        .bind(id)
+        .bind(owner_id)
+        .bind(practitioner_id)
+        .bind(submission_id)
+        .bind(expires_at)
+        .fetch_optional(conn)
+        .await?)
 }
 
-pub async fn list(
-    conn: &mut PgConnection,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<ConsentRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+pub async fn list(conn: &mut PgConnection, limit: i64, offset: i64) -> Result<Vec<ConsentRow>> {
+    let sql = format!(
         "SELECT {COLUMNS} FROM consents ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
-    ))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(conn)
-    .await
+    );
+    Ok(q_as(&sql).bind(limit).bind(offset).fetch_all(conn).await?)
 }
 
-pub async fn count(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM consents")
-        .fetch_one(conn)
-        .await
+pub async fn count(conn: &mut PgConnection) -> Result<i64> {
+    Ok(q_scalar("SELECT count(*) FROM consents").fetch_one(conn).await?)
 }
 
-pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<ConsentRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "DELETE FROM consents WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<ConsentRow>> {
+    let sql = format!("DELETE FROM consents WHERE id = $1 RETURNING {COLUMNS}");
+    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
 }

@@ -1,13 +1,18 @@
-//! SQL for `herbs`.
+//! SQL for `herbs`. The TCM filter is one `tcm_properties @> $1`
+//! containment (GIN `jsonb_path_ops`); `q` is full-text search on the
+//! generated `search` tsvector (GIN).
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-pub const COLUMNS: &str =
-    "id, slug, name, scientific_name, description, status, tcm_properties, created_at, updated_at";
+use super::filter::order_by;
+use super::{Listing, Result, Rows, Value, list as page, q_as, update_returning};
+use crate::query::ListQuery;
+use crate::schema::HERBS;
 
-pub const CONSTRAINTS: &[(&str, &str)] = &[("herbs_slug_key", "slug")];
+const COLUMNS: &str =
+    "id, slug, name, scientific_name, description, status, tcm_properties, created_at, updated_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct HerbRow {
@@ -22,7 +27,7 @@ pub struct HerbRow {
     pub updated_at: DateTime<Utc>,
 }
 
-pub struct NewHerb {
+pub struct NewRow {
     pub id: Uuid,
     pub slug: String,
     pub name: String,
@@ -32,34 +37,106 @@ pub struct NewHerb {
     pub tcm_properties: serde_json::Value,
 }
 
-pub async fn insert(conn: &mut PgConnection, h: NewHerb) -> Result<HerbRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+#[derive(Default)]
+pub struct Patch {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub scientific_name: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub status: Option<&'static str>,
+    pub tcm_properties: Option<serde_json::Value>,
+}
+
+/// The TCM part of a herb list: one containment for every property that
+/// must hold, any of several temperatures, and full text.
+#[derive(Debug, Default, PartialEq)]
+pub struct TcmFilter {
+    pub containment: Option<serde_json::Value>,
+    pub any_temperature: Vec<serde_json::Value>,
+    pub text: Option<String>,
+}
+
+pub async fn insert(conn: &mut PgConnection, h: NewRow) -> Result<HerbRow> {
+    let sql = format!(
         "INSERT INTO herbs (id, slug, name, scientific_name, description, status, tcm_properties) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-    ))
-    .bind(h.id)
-    .bind(h.slug)
-    .bind(h.name)
-    .bind(h.scientific_name)
-    .bind(h.description)
-    .bind(h.status)
-    .bind(h.tcm_properties)
-    .fetch_one(conn)
-    .await
+    );
+    Ok(q_as(&sql)
+        .bind(h.id)
+        .bind(h.slug)
+        .bind(h.name)
+        .bind(h.scientific_name)
+        .bind(h.description)
+        .bind(h.status)
+        .bind(h.tcm_properties)
+        .fetch_one(conn)
+        .await?)
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM herbs WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM herbs WHERE id = $1");
+    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "DELETE FROM herbs WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
+pub async fn update(conn: &mut PgConnection, id: Uuid, p: Patch) -> Result<Option<HerbRow>> {
+    let mut sets = Vec::new();
+    if let Some(v) = p.name {
+        sets.push(("name", Value::Text(Some(v))));
+    }
+    if let Some(v) = p.slug {
+        sets.push(("slug", Value::Text(Some(v))));
+    }
+    if let Some(v) = p.scientific_name {
+        sets.push(("scientific_name", Value::Text(v)));
+    }
+    if let Some(v) = p.description {
+        sets.push(("description", Value::Text(v)));
+    }
+    if let Some(v) = p.status {
+        sets.push(("status", Value::Text(Some(v.into()))));
+    }
+    if let Some(v) = p.tcm_properties {
+        sets.push(("tcm_properties", Value::Json(v)));
+    }
+    update_returning(conn, "herbs", COLUMNS, id, sets).await
+}
+
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>> {
+    let sql = format!("DELETE FROM herbs WHERE id = $1 RETURNING {COLUMNS}");
+    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+pub async fn list(conn: &mut PgConnection, q: &ListQuery, tcm: &TcmFilter) -> Result<Rows<HerbRow>> {
+    let extra = |qb: &mut QueryBuilder<'_, Postgres>| {
+        if let Some(c) = &tcm.containment {
+            qb.push(" AND tcm_properties @> ").push_bind(c.clone());
+        }
+        if !tcm.any_temperature.is_empty() {
+            qb.push(" AND (");
+            for (i, t) in tcm.any_temperature.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" OR ");
+                }
+                qb.push("tcm_properties @> ").push_bind(t.clone());
+            }
+            qb.push(")");
+        }
+        if let Some(text) = &tcm.text {
+            qb.push(" AND search @@ websearch_to_tsquery('english', ")
+                .push_bind(text.clone())
+                .push(")");
+        }
+    };
+    page(
+        conn,
+        Listing {
+            from: "herbs",
+            select: COLUMNS,
+            order: order_by(&q.sort, HERBS.default_order),
+            extra: &extra,
+            knn_within_m: None,
+        },
+        q,
+    )
     .await
 }

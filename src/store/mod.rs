@@ -1,20 +1,190 @@
-//! SQL, one module per table. Takes and returns sealed values (`SealedField`,
-//! blind index bytes), never plaintext PHI; knows nothing of HTTP or keys.
-//! Everything runs on the request's transaction from `db::scoped`.
+//! SQL of the request path, one module per table, and nothing else: takes
+//! and returns sealed values (`SealedField`, blind index bytes), never
+//! plaintext PHI; knows nothing of HTTP or keys. Everything runs on the
+//! request's transaction from `begin`, which sets the caller's identity.
+//!
+//! Errors are `StoreError`, classified once from `sqlx::Error` here:
+//! callers see "unique constraint X" or "refused by row-level security",
+//! never a SQLSTATE.
 
+pub mod api_keys;
+pub mod audit;
 pub mod consents;
+pub mod facts;
+pub mod filter;
+pub mod health;
 pub mod herbs;
 pub mod practitioners;
 pub mod submissions;
 
-use chrono::NaiveDate;
-use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::crypto::SealedField;
-use crate::error::ApiError;
-use crate::query::{BlindIndexLookup, FieldSpec, Filter, push_filter};
+use crate::identity::Principal;
+
+/// What went wrong in the database, in the terms the layers above need.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("unique constraint {constraint} violated")]
+    Unique { constraint: String },
+    #[error("foreign key {constraint} violated")]
+    ForeignKey { constraint: String },
+    #[error("refused by row-level security")]
+    RlsDenied,
+    /// A guard trigger's refusal (SQLSTATE PH403), with its reason.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("statement timeout")]
+    Timeout,
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::RowNotFound => return StoreError::NotFound,
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                return StoreError::Unavailable(e);
+            }
+            _ => {}
+        }
+        let Some(db) = e.as_database_error() else {
+            return StoreError::Other(e);
+        };
+        let constraint = || db.constraint().unwrap_or("").to_string();
+        match db.code().as_deref() {
+            Some("23505") => StoreError::Unique {
+                constraint: constraint(),
+            },
+            Some("23503") => StoreError::ForeignKey {
+                constraint: constraint(),
+            },
+            // "new row violates row-level security policy": the caller may
+            // not write this row. Any other 42501 (a missing grant) is ours.
+            Some("42501") if db.message().contains("row-level security") => StoreError::RlsDenied,
+            Some("PH403") => StoreError::Forbidden(db.message().to_string()),
+            Some("57014") => StoreError::Timeout,
+            // admin shutdown, crash shutdown, cannot connect now, and the
+            // connection failure classes.
+            Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03") => {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Other(e),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+pub type Tx = sqlx::Transaction<'static, Postgres>;
+
+/// Whether queries may use named prepared statements. Off behind a
+/// transaction-mode pooler (PgBouncer before 1.21 keeps no prepared
+/// statements across transactions): then every query is prepared unnamed,
+/// inside its transaction. Set once at start.
+static PERSISTENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+pub fn set_prepared_statements(on: bool) {
+    PERSISTENT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn persistent() -> bool {
+    PERSISTENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `sqlx::query`, honouring the pooler setting.
+pub fn q(sql: &str) -> Query<'_, Postgres, PgArguments> {
+    sqlx::query(sql).persistent(persistent())
+}
+
+pub fn q_as<'a, R>(sql: &'a str) -> QueryAs<'a, Postgres, R, PgArguments>
+where
+    R: for<'r> FromRow<'r, PgRow>,
+{
+    sqlx::query_as(sql).persistent(persistent())
+}
+
+pub fn q_scalar<'a, T>(sql: &'a str) -> QueryScalar<'a, Postgres, T, PgArguments>
+where
+    (T,): for<'r> FromRow<'r, PgRow>,
+{
+    sqlx::query_scalar(sql).persistent(persistent())
+}
+
+/// Per-transaction limits by caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub statement_ms: u64,
+    pub anonymous_statement_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            statement_ms: 30_000,
+            anonymous_statement_ms: 5_000,
+        }
+    }
+}
+
+static TIMEOUTS: std::sync::OnceLock<Timeouts> = std::sync::OnceLock::new();
+
+pub fn set_timeouts(t: Timeouts) {
+    let _ = TIMEOUTS.set(t);
+}
+
+/// Opens the request's transaction and sets the caller's identity (and the
+/// statement timeout for this kind of caller) with transaction-local
+/// settings, which end with the transaction: a pooled connection (or
+/// PgBouncer in transaction mode) never carries one caller's identity into
+/// another's request. Every database access made on behalf of a request
+/// starts here; one round trip.
+pub async fn begin(pool: &PgPool, who: &Principal) -> Result<Tx> {
+    let mut tx = pool.begin().await?;
+    let t = TIMEOUTS.get().copied().unwrap_or_default();
+    let timeout = if who.is_anonymous() {
+        t.anonymous_statement_ms
+    } else {
+        t.statement_ms
+    };
+    // The policies read user, roles and break-glass; the audit triggers
+    // read the rest.
+    q("SELECT set_config('app.user_id', $1, true), \
+              set_config('app.roles', $2, true), \
+              set_config('app.break_glass', $3, true), \
+              set_config('app.collection', $4, true), \
+              set_config('app.request_id', $5, true), \
+              set_config('app.client_addr', $6, true), \
+              set_config('app.api_key_id', $7, true), \
+              set_config('app.reason', $8, true), \
+              set_config('app.client_request_id', $9, true), \
+              set_config('statement_timeout', $10, true)")
+    .bind(who.user_id.as_deref().unwrap_or(""))
+    .bind(who.roles_csv())
+    .bind(if who.break_glass() { "on" } else { "" })
+    .bind(who.collection.as_deref().unwrap_or(""))
+    .bind(who.request_id.as_deref().unwrap_or(""))
+    .bind(who.client_addr.as_deref().unwrap_or(""))
+    .bind(who.api_key_id.map(|u| u.to_string()).unwrap_or_default())
+    .bind(if who.break_glass() {
+        who.break_glass_reason.as_deref().unwrap_or("")
+    } else {
+        ""
+    })
+    .bind(who.client_request_id.as_deref().unwrap_or(""))
+    .bind(timeout.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(tx)
+}
 
 /// A column's new value in an UPDATE.
 pub enum Value {
@@ -25,7 +195,6 @@ pub enum Value {
     Bytes(Option<Vec<u8>>),
     Uuid(Option<Uuid>),
     Json(serde_json::Value),
-    Date(Option<NaiveDate>),
 }
 
 fn push_value(qb: &mut QueryBuilder<'_, Postgres>, v: Value) {
@@ -37,19 +206,18 @@ fn push_value(qb: &mut QueryBuilder<'_, Postgres>, v: Value) {
         Value::Bytes(b) => qb.push_bind(b),
         Value::Uuid(u) => qb.push_bind(u),
         Value::Json(j) => qb.push_bind(j),
-        Value::Date(d) => qb.push_bind(d),
     };
 }
 
 /// `UPDATE table SET c = $n, .., updated_at = now() WHERE id = $m RETURNING cols`.
-/// Column names come from the caller's code, never from input.
-pub async fn update_returning<R>(
+/// Column names come from the store's own code, never from input.
+async fn update_returning<R>(
     conn: &mut PgConnection,
     table: &str,
     returning: &str,
     id: Uuid,
     sets: Vec<(&'static str, Value)>,
-) -> Result<Option<R>, sqlx::Error>
+) -> Result<Option<R>>
 where
     R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
@@ -63,92 +231,81 @@ where
         .push_bind(id)
         .push(" RETURNING ")
         .push(returning);
-    qb.build_query_as::<R>().fetch_optional(conn).await
+    Ok(qb
+        .build_query_as::<R>()
+        .persistent(persistent())
+        .fetch_optional(conn)
+        .await?)
 }
 
-/// Extra conditions a collection adds (proximity, containment); called once
-/// per query built, so it binds its own copies.
-pub type Extra<'a> = &'a (dyn Fn(&mut QueryBuilder<'_, Postgres>) + Sync);
-
-pub struct ListSpec<'a> {
-    pub from: &'a str,
-    pub select: &'a str,
-    pub filter: Option<&'a Filter>,
-    pub fields: &'a [FieldSpec],
-    pub blind: BlindIndexLookup<'a>,
-    pub extra: Extra<'a>,
-    pub order: &'a str,
-    pub limit: i64,
-    pub offset: i64,
-    /// Count every match for `totalDocs` when the page cannot tell it
-    /// (false for Payload's `pagination=false`).
-    pub count: bool,
-    /// Nearest-first page within this many metres: `order` walks an index
-    /// in distance order, and the page is taken from that walk before the
-    /// radius (`extra`) is applied, outside it. Under row-level security the
-    /// planner may not use non-leakproof conditions (the earthdistance box
-    /// and distance) inside the index scan, and with them in the scan it
-    /// falls back to reading the whole table; the walk stops after
-    /// offset + limit visible rows instead. Only valid when every row
-    /// beyond the radius comes after every row within it (no minimum
-    /// distance). The count still applies `extra` in full.
-    pub knn_within_m: Option<f64>,
+/// A page of rows and the number of matches, as the list asked.
+pub struct Rows<R> {
+    pub rows: Vec<R>,
+    /// Every match (or, without pagination, what the page holds).
+    pub total: i64,
 }
 
-/// The caller's filter, and the collection's own conditions (`extra`) when
-/// `with_extra`.
-fn push_where(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    spec: &ListSpec<'_>,
-    with_extra: bool,
-) -> Result<(), ApiError> {
-    if let Some(f) = spec.filter {
-        qb.push(" AND ");
-        push_filter(qb, f, spec.fields, spec.blind)?;
-    }
-    if with_extra {
-        (spec.extra)(qb);
-    }
-    Ok(())
+/// One page: `SELECT select FROM from WHERE TRUE <filter> <extra> ORDER BY
+/// .. LIMIT .. OFFSET ..`, then the count when the page cannot tell it.
+struct Listing<'a> {
+    from: &'a str,
+    select: &'a str,
+    order: String,
+    extra: &'a (dyn Fn(&mut QueryBuilder<'_, Postgres>) + Sync),
+    /// See `practitioners::list`: take the page from an index walk in
+    /// distance order and apply the radius outside it.
+    knn_within_m: Option<f64>,
 }
 
-/// One page of rows and the total, counting only when the page cannot tell
-/// and the caller wants it.
-pub async fn list_rows<R>(
+async fn list<R>(
     conn: &mut PgConnection,
-    spec: ListSpec<'_>,
-) -> Result<(Vec<R>, i64), ApiError>
+    l: Listing<'_>,
+    q: &crate::query::ListQuery,
+) -> Result<Rows<R>>
 where
     R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
-    let mut q = QueryBuilder::<Postgres>::new(format!(
+    let limit = q.limit as i64;
+    let offset = q.offset();
+    let mut qb = QueryBuilder::<Postgres>::new(format!(
         "{}SELECT {} FROM {} WHERE TRUE",
-        if spec.knn_within_m.is_some() {
+        if l.knn_within_m.is_some() {
             "SELECT * FROM ("
         } else {
             ""
         },
-        spec.select,
-        spec.from
+        l.select,
+        l.from
     ));
-    push_where(&mut q, &spec, spec.knn_within_m.is_none())?;
-    q.push(spec.order)
-        .push(" LIMIT ")
-        .push_bind(spec.limit)
-        .push(" OFFSET ")
-        .push_bind(spec.offset);
-    if let Some(max_m) = spec.knn_within_m {
-        q.push(") knn WHERE distance_m <= ").push_bind(max_m);
+    filter::push_where(&mut qb, q.filter.as_ref())?;
+    if l.knn_within_m.is_none() {
+        (l.extra)(&mut qb);
     }
-    let rows: Vec<R> = q.build_query_as().fetch_all(&mut *conn).await?;
-    let short_page = (rows.len() as i64) < spec.limit && (!rows.is_empty() || spec.offset == 0);
-    let total = if short_page || !spec.count {
-        spec.offset + rows.len() as i64
+    qb.push(&l.order)
+        .push(" LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    if let Some(max_m) = l.knn_within_m {
+        qb.push(") knn WHERE distance_m <= ").push_bind(max_m);
+    }
+    let rows: Vec<R> = qb
+        .build_query_as()
+        .persistent(persistent())
+        .fetch_all(&mut *conn)
+        .await?;
+    let short_page = (rows.len() as i64) < limit && (!rows.is_empty() || offset == 0);
+    let total = if short_page || !q.pagination {
+        offset + rows.len() as i64
     } else {
         let mut c =
-            QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {} WHERE TRUE", spec.from));
-        push_where(&mut c, &spec, true)?;
-        c.build_query_scalar::<i64>().fetch_one(&mut *conn).await?
+            QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {} WHERE TRUE", l.from));
+        filter::push_where(&mut c, q.filter.as_ref())?;
+        (l.extra)(&mut c);
+        c.build_query_scalar::<i64>()
+            .persistent(persistent())
+            .fetch_one(&mut *conn)
+            .await?
     };
-    Ok((rows, total))
+    Ok(Rows { rows, total })
 }

@@ -1,16 +1,20 @@
 //! SQL for `symptom_submissions`. Sealed columns in, sealed columns out.
+//! A submission's de-identified facts are written and removed in the same
+//! statement as the submission itself.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::facts::Facts;
+use super::filter::order_by;
+use super::{Listing, Result, Rows, Value, list as page, q_as, update_returning};
 use crate::crypto::SealedField;
+use crate::query::ListQuery;
+use crate::schema::SUBMISSIONS;
 
-pub const COLUMNS: &str = "id, owner_id, status, practitioner_id, symptoms, notes, contact_email, \
-    date_of_birth, age_band, region, symptom_categories, created_at, updated_at";
-
-pub const CONSTRAINTS: &[(&str, &str)] =
-    &[("symptom_submissions_practitioner_id_fkey", "practitionerId")];
+const COLUMNS: &str = "id, owner_id, status, practitioner_id, symptoms, notes, contact_email, \
+    date_of_birth, region, created_at, updated_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct SubmissionRow {
@@ -22,14 +26,12 @@ pub struct SubmissionRow {
     pub notes: Option<SealedField>,
     pub contact_email: Option<SealedField>,
     pub date_of_birth: Option<SealedField>,
-    pub age_band: Option<String>,
-    pub region: Option<String>,
-    pub symptom_categories: Vec<String>,
+    pub region: Option<SealedField>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-pub struct NewSubmission {
+pub struct NewRow {
     pub id: Uuid,
     pub owner_id: String,
     pub status: &'static str,
@@ -39,53 +41,116 @@ pub struct NewSubmission {
     pub contact_email: Option<SealedField>,
     pub contact_email_bidx: Option<Vec<u8>>,
     pub date_of_birth: Option<SealedField>,
-    pub age_band: Option<String>,
-    pub region: Option<String>,
-    pub symptom_categories: Vec<String>,
+    pub region: Option<SealedField>,
 }
 
-pub async fn insert(
-    conn: &mut PgConnection,
-    s: NewSubmission,
-) -> Result<SubmissionRow, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "INSERT INTO symptom_submissions (id, owner_id, status, practitioner_id, symptoms, notes, \
-         contact_email, contact_email_bidx, date_of_birth, age_band, region, symptom_categories) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
-    ))
-    .bind(s.id)
-    .bind(s.owner_id)
-    .bind(s.status)
-    .bind(s.practitioner_id)
-    .bind(s.symptoms)
-    .bind(s.notes)
-    .bind(s.contact_email)
-    .bind(s.contact_email_bidx)
-    .bind(s.date_of_birth)
-    .bind(s.age_band)
-    .bind(s.region)
-    .bind(s.symptom_categories)
-    .fetch_one(conn)
-    .await
+/// What a PATCH changes: absent leaves a column, `Some(None)` clears it.
+#[derive(Default)]
+pub struct Patch {
+    pub symptoms: Option<SealedField>,
+    pub notes: Option<Option<SealedField>>,
+    /// The sealed email and its blind index, together.
+    pub contact_email: Option<(Option<SealedField>, Option<Vec<u8>>)>,
+    pub date_of_birth: Option<Option<SealedField>>,
+    pub region: Option<Option<SealedField>>,
+    pub status: Option<&'static str>,
+    pub practitioner_id: Option<Option<Uuid>>,
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<SubmissionRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM symptom_submissions WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+/// Inserts the submission and its facts in one statement.
+pub async fn insert(conn: &mut PgConnection, s: NewRow, facts: &Facts) -> Result<SubmissionRow> {
+    let sql = format!(
+        "WITH s AS (INSERT INTO symptom_submissions (id, owner_id, status, practitioner_id, symptoms, \
+         notes, contact_email, contact_email_bidx, date_of_birth, region) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}), \
+         f AS (INSERT INTO submission_facts (ref, week, region, age_band, categories) \
+         SELECT $11, date_trunc('week', s.created_at AT TIME ZONE 'UTC')::date, $12, $13, $14 FROM s) \
+         SELECT * FROM s"
+    );
+    Ok(q_as(&sql)
+        .bind(s.id)
+        .bind(s.owner_id)
+        .bind(s.status)
+        .bind(s.practitioner_id)
+        .bind(s.symptoms)
+        .bind(s.notes)
+        .bind(s.contact_email)
+        .bind(s.contact_email_bidx)
+        .bind(s.date_of_birth)
+        .bind(s.region)
+        .bind(&facts.key)
+        .bind(&facts.region)
+        .bind(&facts.age_band)
+        .bind(&facts.categories)
+        .fetch_one(conn)
+        .await?)
 }
 
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<SubmissionRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM symptom_submissions WHERE id = $1");
+    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+pub async fn update(conn: &mut PgConnection, id: Uuid, p: Patch) -> Result<Option<SubmissionRow>> {
+    let mut sets = Vec::new();
+    if let Some(v) = p.symptoms {
+        sets.push(("symptoms", Value::Sealed(Some(v))));
+    }
+    if let Some(v) = p.notes {
+        sets.push(("notes", Value::Sealed(v)));
+    }
+    if let Some((sealed, bidx)) = p.contact_email {
+        sets.push(("contact_email_bidx", Value::Bytes(bidx)));
+        sets.push(("contact_email", Value::Sealed(sealed)));
+    }
+    if let Some(v) = p.date_of_birth {
+        sets.push(("date_of_birth", Value::Sealed(v)));
+    }
+    if let Some(v) = p.region {
+        sets.push(("region", Value::Sealed(v)));
+        // A region set through the API replaces any pre-0008 free text.
+        sets.push(("region_legacy", Value::Text(None)));
+    }
+    if let Some(v) = p.status {
+        sets.push(("status", Value::Text(Some(v.into()))));
+    }
+    if let Some(v) = p.practitioner_id {
+        sets.push(("practitioner_id", Value::Uuid(v)));
+    }
+    update_returning(conn, "symptom_submissions", COLUMNS, id, sets).await
+}
+
+/// Deletes the submission and its facts (`fact_keys`: its blind indexes
+/// under every live index key) in one statement.
 pub async fn delete(
     conn: &mut PgConnection,
     id: Uuid,
-) -> Result<Option<SubmissionRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "DELETE FROM symptom_submissions WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
+    fact_keys: &[Vec<u8>],
+) -> Result<Option<SubmissionRow>> {
+    let sql = format!(
+        "WITH d AS (DELETE FROM symptom_submissions WHERE id = $1 RETURNING {COLUMNS}), \
+         f AS (DELETE FROM submission_facts WHERE ref = ANY($2) AND EXISTS (SELECT 1 FROM d)) \
+         SELECT * FROM d"
+    );
+    Ok(q_as(&sql)
+        .bind(id)
+        .bind(fact_keys)
+        .fetch_optional(conn)
+        .await?)
+}
+
+pub async fn list(conn: &mut PgConnection, q: &ListQuery) -> Result<Rows<SubmissionRow>> {
+    let none = |_: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>| {};
+    page(
+        conn,
+        Listing {
+            from: "symptom_submissions",
+            select: COLUMNS,
+            order: order_by(&q.sort, SUBMISSIONS.default_order),
+            extra: &none,
+            knn_within_m: None,
+        },
+        q,
+    )
     .await
 }

@@ -1,17 +1,16 @@
-//! Who is calling: a Payload CMS JWT (or nothing) becomes a `Principal`, the
-//! one thing handlers and services know about the caller.
+//! Payload CMS JWTs: verified exactly as Payload signs them, and nothing
+//! else.
 //!
 //! Payload signs HS256 JWTs with the first 32 characters of
-//! `hex(sha256(PAYLOAD_SECRET))`, used as UTF-8 bytes. We verify exactly that
-//! and nothing else: the header must say `HS256` (no `none`, no other
-//! algorithm, no `crit`), the MAC is checked in constant time, `exp` is
-//! required, and the token's `collection` must be a configured user
-//! collection. Tokens and secrets are never logged.
+//! `hex(sha256(PAYLOAD_SECRET))`, used as UTF-8 bytes. We verify exactly that:
+//! the header must say `HS256` (no `none`, no other algorithm, no `crit`),
+//! the MAC is checked in constant time, `exp` is required, the token's
+//! `collection` must be a configured user collection, its `id` must keep its
+//! exact value (a string, or an integer: `1e21` and ids beyond 2^64 are
+//! refused rather than rounded into someone else's), and, when a largest age
+//! is configured, `iat` must be recent enough. Tokens and secrets are never
+//! logged.
 
-use std::collections::BTreeSet;
-
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -19,119 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
-
-/// What a caller may be. An authenticated CMS user is always a `Patient`
-/// (of their own records) and may be more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    Patient,
-    Practitioner,
-    Editor,
-    Admin,
-    Auditor,
-    Service,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Patient => "patient",
-            Role::Practitioner => "practitioner",
-            Role::Editor => "editor",
-            Role::Admin => "admin",
-            Role::Auditor => "auditor",
-            Role::Service => "service",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "patient" => Role::Patient,
-            "practitioner" => Role::Practitioner,
-            "editor" => Role::Editor,
-            "admin" => Role::Admin,
-            "auditor" => Role::Auditor,
-            "service" => Role::Service,
-            _ => return None,
-        })
-    }
-}
-
-/// The caller. Anonymous callers have no user id and no roles.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Principal {
-    pub user_id: Option<String>,
-    pub collection: Option<String>,
-    pub roles: BTreeSet<Role>,
-    /// A non-empty `X-Break-Glass-Reason` header; it matters only to admins.
-    pub break_glass_reason: Option<String>,
-    /// For the audit log: the request's id and the client's address.
-    pub request_id: Option<String>,
-    pub client_addr: Option<String>,
-    /// Set when the caller presented a service API key.
-    pub api_key_id: Option<uuid::Uuid>,
-}
-
-impl Principal {
-    pub fn anonymous() -> Self {
-        Self::default()
-    }
-
-    pub fn user(id: impl Into<String>, roles: &[Role]) -> Self {
-        let mut set: BTreeSet<Role> = roles.iter().copied().collect();
-        set.insert(Role::Patient);
-        Self {
-            user_id: Some(id.into()),
-            collection: Some("users".into()),
-            roles: set,
-            break_glass_reason: None,
-            request_id: None,
-            client_addr: None,
-            api_key_id: None,
-        }
-    }
-
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-
-    pub fn is_staff(&self) -> bool {
-        self.has(Role::Editor) || self.has(Role::Admin)
-    }
-
-    /// `patient,admin`: the form the database policies read.
-    pub fn roles_csv(&self) -> String {
-        self.roles
-            .iter()
-            .map(|r| r.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// An admin who gave a reason: emergency read access to PHI.
-    pub fn break_glass(&self) -> bool {
-        self.has(Role::Admin) && self.break_glass_reason.is_some()
-    }
-
-    /// 401 for anonymous callers, 403 for anyone but editors and admins.
-    /// (Row-level security decides too; this gives the clean early answer.)
-    pub fn require_staff(&self) -> Result<(), ApiError> {
-        self.require_user()?;
-        if self.is_staff() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden)
-        }
-    }
-
-    /// The user id, or 401 for anonymous callers.
-    pub fn require_user(&self) -> Result<&str, ApiError> {
-        self.user_id.as_deref().ok_or_else(|| {
-            ApiError::Unauthorized("You must be logged in to make this request.".into())
-        })
-    }
-}
+use crate::identity::{Principal, Role};
 
 /// Why a token was refused. The messages name the problem, never the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -150,6 +37,10 @@ pub enum TokenError {
     MissingClaim,
     #[error("token is from a collection that may not call this service")]
     Collection,
+    #[error("token id is not an exact string or integer")]
+    Id,
+    #[error("token is older than this service accepts")]
+    TooOld,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +79,7 @@ pub struct JwtVerifier {
     key: SecretString,
     collections: Vec<String>,
     leeway_secs: i64,
+    max_age_secs: Option<i64>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -212,7 +104,15 @@ impl JwtVerifier {
             key: payload_signing_key(payload_secret.expose_secret()),
             collections,
             leeway_secs,
+            max_age_secs: None,
         }
+    }
+
+    /// Refuses tokens issued (`iat`) longer ago than this: bounds how long
+    /// a logged-out user's token keeps working.
+    pub fn with_max_age(mut self, secs: Option<i64>) -> Self {
+        self.max_age_secs = secs;
+        self
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -269,10 +169,23 @@ impl JwtVerifier {
                 return Err(TokenError::NotYetValid);
             }
         }
+        if let Some(max) = self.max_age_secs {
+            let iat = claims.iat.ok_or(TokenError::MissingClaim)?;
+            if now.saturating_sub(iat) > max.saturating_add(self.leeway_secs) {
+                return Err(TokenError::TooOld);
+            }
+        }
         let id = match claims.id.ok_or(TokenError::MissingClaim)? {
-            IdClaim::Text(s) if !s.is_empty() && s.len() <= 255 => s,
-            IdClaim::Number(n) => n.to_string(),
-            IdClaim::Text(_) => return Err(TokenError::MissingClaim),
+            IdClaim::Text(s)
+                if !s.is_empty()
+                    && s.len() <= 255
+                    && !s.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+            {
+                s
+            }
+            // Integers keep their exact value; a float (1e21, 5.0) does not.
+            IdClaim::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+            _ => return Err(TokenError::Id),
         };
         let collection = claims.collection.ok_or(TokenError::MissingClaim)?;
         if !self.collections.iter().any(|c| c == &collection) {
@@ -290,91 +203,8 @@ impl JwtVerifier {
             // from API keys only.
             .filter(|r| !matches!(r, Role::Service))
             .collect();
-        let mut p = Principal::user(id, &roles);
-        p.collection = Some(collection);
-        Ok(p)
+        Ok(Principal::user(&collection, &id, &roles))
     }
-}
-
-/// Extracts the caller: no `Authorization` header means anonymous; a header
-/// that does not verify is a 401 (never a silent downgrade to anonymous).
-impl FromRequest for Principal {
-    type Error = ApiError;
-    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move { principal_of(&req).await })
-    }
-}
-
-fn unauthorized(why: &str) -> ApiError {
-    ApiError::Unauthorized(format!("Unauthorized: {why}."))
-}
-
-async fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let mut p = identify(req).await?;
-    p.request_id = req
-        .extensions()
-        .get::<crate::telemetry::RequestId>()
-        .map(|r| r.0.clone());
-    p.client_addr = req.peer_addr().map(|a| a.ip().to_string());
-    p.break_glass_reason = req
-        .headers()
-        .get("x-break-glass-reason")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.chars()
-                .filter(|c| !c.is_control())
-                .take(500)
-                .collect::<String>()
-        });
-    Ok(p)
-}
-
-async fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
-        return Ok(Principal::anonymous());
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| unauthorized("malformed Authorization header"))?;
-    // Payload's API-key form: `<collection> API-Key <key>`.
-    let mut words = value.splitn(3, ' ');
-    if let (Some(collection), Some("API-Key"), Some(secret)) =
-        (words.next(), words.next(), words.next())
-    {
-        let svc = req
-            .app_data::<web::Data<crate::service::Services>>()
-            .ok_or_else(|| unauthorized("API keys are not accepted here"))?;
-        let found = crate::apikeys::authenticate(&svc.pool, &svc.keyring, secret.trim()).await?;
-        let Some((id, role)) = found else {
-            tracing::info!("API key refused");
-            return Err(unauthorized("invalid, expired or revoked API key"));
-        };
-        return Ok(Principal {
-            user_id: Some(format!("apikey:{id}")),
-            collection: Some(collection.chars().take(64).collect()),
-            roles: [role].into_iter().collect(),
-            api_key_id: Some(id),
-            ..Principal::default()
-        });
-    }
-    let token = value
-        .strip_prefix("JWT ")
-        .or_else(|| value.strip_prefix("Bearer "))
-        .ok_or_else(|| unauthorized("unsupported Authorization scheme"))?
-        .trim();
-    let verifier = req.app_data::<web::Data<JwtVerifier>>().ok_or_else(|| {
-        unauthorized("this service accepts no tokens (PAYLOAD_SECRET is not set)")
-    })?;
-    let now = chrono::Utc::now().timestamp();
-    verifier.verify(token, now).map_err(|e| {
-        tracing::info!(reason = %e, "token refused");
-        unauthorized(&e.to_string())
-    })
 }
 
 #[cfg(test)]
@@ -411,13 +241,13 @@ mod tests {
     fn a_payload_token_is_accepted() {
         let v = verifier();
         let p = v.verify(&v.sign(&claims()), NOW).unwrap();
-        assert_eq!(p.user_id.as_deref(), Some("42"));
+        assert_eq!(p.user_id.as_deref(), Some("users:42"));
         assert!(p.has(Role::Admin) && p.has(Role::Patient));
         let mut c = claims();
         c["id"] = json!("64f1c0ffee");
         c["roles"] = json!("editor");
         let p = v.verify(&v.sign(&c), NOW).unwrap();
-        assert_eq!(p.user_id.as_deref(), Some("64f1c0ffee"));
+        assert_eq!(p.user_id.as_deref(), Some("users:64f1c0ffee"));
         assert!(p.has(Role::Editor));
     }
 
@@ -480,6 +310,39 @@ mod tests {
         let body = h_and_p.split_once('.').unwrap().1;
         let none = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
         assert_eq!(v.verify(&none, NOW), Err(TokenError::Algorithm));
+    }
+
+    #[test]
+    fn ids_keep_their_exact_value() {
+        let v = verifier();
+        let with_id = |id: serde_json::Value| {
+            let mut c = claims();
+            c["id"] = id;
+            v.verify(&v.sign(&c), NOW)
+        };
+        // Above 2^53 an integer still names exactly one user.
+        assert_eq!(
+            with_id(json!(9007199254740993u64)).unwrap().user_id.as_deref(),
+            Some("users:9007199254740993")
+        );
+        assert_ne!(
+            with_id(json!(9007199254740993u64)).unwrap().user_id,
+            with_id(json!(9007199254740992u64)).unwrap().user_id
+        );
+        for bad in [json!(1e21), json!(5.0), json!(""), json!("a b"), json!("x\u{0}")] {
+            assert_eq!(with_id(bad.clone()).err(), Some(TokenError::Id), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_largest_age_bounds_logged_out_tokens() {
+        let v = verifier().with_max_age(Some(3600));
+        let mut c = claims();
+        c["iat"] = json!(NOW - 7200);
+        c["exp"] = json!(NOW + 3600);
+        assert_eq!(v.verify(&v.sign(&c), NOW), Err(TokenError::TooOld));
+        c["iat"] = json!(NOW - 60);
+        assert!(v.verify(&v.sign(&c), NOW).is_ok());
     }
 
     #[test]

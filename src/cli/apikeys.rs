@@ -1,0 +1,74 @@
+//! `phi-gateway apikeys create|list|revoke`.
+
+use anyhow::bail;
+use clap::Subcommand;
+
+use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::identity::Role;
+use crate::{apikeys, db};
+
+#[derive(Subcommand)]
+pub enum ApiKeysCommand {
+    /// Make a key and print it once.
+    Create {
+        #[arg(long, value_parser = ["service", "auditor"])]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// RFC 3339 time after which the key stops working.
+        #[arg(long)]
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    List,
+    Revoke {
+        id: uuid::Uuid,
+    },
+}
+
+pub async fn run(cmd: ApiKeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let pool = db::operator_pool(&settings.database).await?;
+    match cmd {
+        ApiKeysCommand::Create {
+            role,
+            name,
+            expires,
+        } => {
+            let ring = Keyring::load(&settings.keys, settings.production())?;
+            let role = if role == "auditor" {
+                Role::Auditor
+            } else {
+                Role::Service
+            };
+            let (id, secret) = apikeys::create(&pool, &ring, &name, role, expires).await?;
+            eprintln!("key {id} created; it is shown once and stored only as a hash:");
+            println!("{}", secret.as_str());
+        }
+        ApiKeysCommand::List => {
+            for k in apikeys::list(&pool).await? {
+                println!(
+                    "{}  {:<8} {:<30} created {}  expires {}  {}",
+                    k.id,
+                    k.role,
+                    k.name,
+                    k.created_at.format("%Y-%m-%d"),
+                    k.expires_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| "never".into()),
+                    if k.revoked_at.is_some() {
+                        "REVOKED"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            if !apikeys::revoke(&pool, id).await? {
+                bail!("no live key {id}");
+            }
+            println!("key {id} revoked");
+        }
+    }
+    Ok(())
+}

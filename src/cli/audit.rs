@@ -1,0 +1,219 @@
+//! `phi-gateway audit verify|export|verify-export|seal`.
+
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use super::required_path;
+use crate::audit::anchor::Anchor;
+use crate::audit::chain::{self, Sealer, VerifyKeys};
+use crate::audit::export::{self, Format, SignedManifest};
+use crate::audit::signing::{SigningKeys, VerifyingKeys};
+use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::identity::{Principal, Role};
+use crate::service::export::Exporter;
+use crate::{db, rekey};
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and checkpoints; report the first broken link.
+    Verify {
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Also require the chain to reach every checkpoint anchored here.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+        /// The public signing key (default: PHI_AUDIT_VERIFY_KEY).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Export entries, with a signed manifest, to a file (CSV: the
+    /// manifest beside it, FILE.manifest.json).
+    Export {
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv", "fhir"])]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an export against its signed manifest, offline, with the
+    /// public key alone.
+    VerifyExport {
+        file: PathBuf,
+        /// The public signing key file.
+        #[arg(long)]
+        public_key: PathBuf,
+        /// A CSV export's manifest (default: FILE.manifest.json).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Seal pending entries now and sign a checkpoint; with --follow, keep
+    /// sealing (for deployments where no gateway seals).
+    Seal {
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+impl AuditCommand {
+    pub fn is_offline(&self) -> bool {
+        matches!(self, AuditCommand::VerifyExport { .. })
+    }
+}
+
+fn csv_manifest_path(file: &std::path::Path) -> PathBuf {
+    let mut p = file.as_os_str().to_owned();
+    p.push(".manifest.json");
+    PathBuf::from(p)
+}
+
+pub fn offline(cmd: &AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::VerifyExport {
+        file,
+        public_key,
+        manifest,
+    } = cmd
+    else {
+        unreachable!("only verify-export runs offline");
+    };
+    let keys = VerifyingKeys::load_file(public_key)?;
+    let is_csv = file.extension().is_some_and(|e| e == "csv") || manifest.is_some();
+    let csv_manifest: Option<SignedManifest> = if is_csv {
+        let path = manifest.clone().unwrap_or_else(|| csv_manifest_path(file));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the CSV export's manifest {}", path.display()))?;
+        Some(serde_json::from_str(&text).context("the manifest file is not a signed manifest")?)
+    } else {
+        None
+    };
+    let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let m = export::verify_file(BufReader::new(f), csv_manifest.as_ref(), &keys)
+        .context("the export does not verify")?;
+    println!(
+        "ok: {} rows, positions {:?}..{:?}, seq {:?}..{:?}, head {}, checkpoint at position {:?}",
+        m.rows,
+        m.first_pos,
+        m.last_pos,
+        m.first_seq,
+        m.last_seq,
+        m.head_hash.as_deref().unwrap_or("-"),
+        m.checkpoint.as_ref().map(|c| c.pos),
+    );
+    Ok(())
+}
+
+fn operator_sealer(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<Sealer> {
+    let key = required_path(None, &settings.audit.signing_key, "audit signing key (PHI_AUDIT_SIGNING_KEY)")?;
+    Ok(Sealer {
+        pool,
+        signing: Arc::new(SigningKeys::load_file(&key)?),
+        anchor: settings.audit.anchor.as_ref().map(Anchor::new),
+    })
+}
+
+pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
+    let pool = db::operator_pool(&settings.database).await?;
+    match cmd {
+        AuditCommand::Verify {
+            from,
+            to,
+            anchor,
+            public_key,
+        } => {
+            chain::seal_all(&pool).await?;
+            let public = public_key
+                .or_else(|| settings.audit.verify_key.clone())
+                .map(|p| VerifyingKeys::load_file(&p))
+                .transpose()?;
+            // The keyring only for checkpoints made before migration 0009.
+            let ring = Keyring::load(&settings.keys, settings.production()).ok();
+            let anchored = anchor
+                .or_else(|| settings.audit.anchor.clone())
+                .map(|p| Anchor::read(&p))
+                .transpose()?;
+            let v = chain::verify(
+                &pool,
+                VerifyKeys {
+                    public: public.as_ref(),
+                    keyring: ring.as_ref(),
+                },
+                anchored.as_deref(),
+                from,
+                to,
+            )
+            .await?;
+            match v.first_problem {
+                None => println!(
+                    "ok: {} entries, {} checkpoints and {} anchored checkpoints verified",
+                    v.entries_checked, v.checkpoints_checked, v.anchored_checked
+                ),
+                Some(p) => bail!("{} problem(s); first: {p}", v.problems),
+            }
+        }
+        AuditCommand::Export {
+            from,
+            to,
+            format,
+            out,
+        } => {
+            let format = Format::parse(&format).expect("clap checked");
+            let exporter = Exporter {
+                reader: pool.clone(),
+                audit_pool: pool.clone(),
+                sealer: operator_sealer(settings, pool.clone())?,
+            };
+            let operator = Principal::operator("audit-export", &[Role::Auditor]);
+            let total: i64 = sqlx::query_scalar("SELECT coalesce(max(pos), 0) FROM audit.chain")
+                .fetch_one(&pool)
+                .await?;
+            let progress = Arc::new(rekey::Progress::new(total as u64));
+            let mut running = exporter
+                .start(&operator, format, from, to, Some(progress.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
+            );
+            while let Some(chunk) = running.chunks.recv().await {
+                f.write_all(&chunk?)?;
+            }
+            f.flush()?;
+            f.get_ref().sync_all()?;
+            let signed = running.done.await??;
+            progress.finish();
+            if format == Format::Csv {
+                let path = csv_manifest_path(&out);
+                export::write_csv_manifest(&path, &signed)?;
+                println!("manifest written to {}", path.display());
+            }
+            let m = signed.open(&SigningKeys::load_file(&required_path(
+                None,
+                &settings.audit.signing_key,
+                "audit signing key",
+            )?)?
+            .public())?;
+            println!("exported {} rows to {}", m.rows, out.display());
+        }
+        AuditCommand::Seal { follow } => {
+            let sealer = operator_sealer(settings, pool.clone())?;
+            let n = chain::seal_all(&pool).await?;
+            let c = sealer.checkpoint().await?;
+            println!("sealed {n} entries; head position {:?}", c.map(|c| c.pos));
+            if follow {
+                sealer.spawn(settings.audit.seal_interval, settings.audit.checkpoint_every);
+                tokio::signal::ctrl_c().await?;
+            }
+        }
+        AuditCommand::VerifyExport { .. } => unreachable!("handled offline"),
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! `phi-gateway keys ..` (the data keyring and the audit signing key) and
+//! `phi-gateway reencrypt`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::audit::signing::SigningKeys;
+use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::{db, rekey};
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Write a new keyring (mode 0600) with a fresh data key and index key.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        /// Mark it a development keyring (refused in production).
+        #[arg(long)]
+        development: bool,
+    },
+    /// Add a data key version and make it active; older ones decrypt only.
+    Rotate {
+        /// Rotate the blind-index key instead.
+        #[arg(long)]
+        index: bool,
+    },
+    /// Each key version's state and how many values still use it.
+    Status,
+    /// Retire a decrypt-only version that no value uses any more (API-key
+    /// hashes and analytics keys included).
+    Retire {
+        version: u32,
+        #[arg(long)]
+        index: bool,
+    },
+    /// Ask a running gateway to re-read its keyring (SIGHUP to its pid).
+    Reload {
+        #[arg(long)]
+        pid: u32,
+    },
+    /// The audit signing key (Ed25519), kept apart from the keyring.
+    #[command(subcommand)]
+    Signing(SigningCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SigningCommand {
+    /// Write a new signing key (mode 0600) and its public key.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the public key (for auditors).
+        #[arg(long)]
+        public_out: PathBuf,
+    },
+    /// A new active signing key; old ones stay in the public file.
+    Rotate {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        public_out: PathBuf,
+    },
+    /// Write the public key of a signing key file.
+    Public {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Each signing key version and its state.
+    Status {
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+impl KeysCommand {
+    /// Commands that need no settings and no database.
+    pub fn is_offline(&self) -> bool {
+        matches!(
+            self,
+            KeysCommand::Generate { .. } | KeysCommand::Signing(_) | KeysCommand::Reload { .. }
+        )
+    }
+}
+
+fn write_public(signing: &SigningKeys, out: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::write(out, signing.public().to_file_text())
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+pub fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Generate { out, development } => {
+            Keyring::generate(*development)?.write_file(out, false)?;
+            println!(
+                "wrote a new keyring to {} (mode 0600); back it up apart from the database",
+                out.display()
+            );
+        }
+        KeysCommand::Reload { pid } => {
+            let ok = std::process::Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .context("running kill")?
+                .success();
+            if !ok {
+                bail!("could not signal process {pid}");
+            }
+            println!("asked process {pid} to reload its keyring (see its log for the outcome)");
+        }
+        KeysCommand::Signing(s) => match s {
+            SigningCommand::Generate { out, public_out } => {
+                let k = SigningKeys::generate()?;
+                k.write_file(out, false)?;
+                write_public(&k, public_out)?;
+                println!(
+                    "wrote a new audit signing key to {} (mode 0600) and its public key to {}; \
+                     give auditors the public key only",
+                    out.display(),
+                    public_out.display()
+                );
+            }
+            SigningCommand::Rotate { file, public_out } => {
+                let mut k = SigningKeys::load_file(file)?;
+                let v = k.rotate()?;
+                k.write_file(file, true)?;
+                write_public(&k, public_out)?;
+                println!(
+                    "signing key {v} is now active in {}; restart the sealing gateway; \
+                     the new public key file {} also verifies older checkpoints",
+                    file.display(),
+                    public_out.display()
+                );
+            }
+            SigningCommand::Public { file, out } => {
+                write_public(&SigningKeys::load_file(file)?, out)?;
+                println!("wrote the public key to {}", out.display());
+            }
+            SigningCommand::Status { file } => {
+                for (id, state, at) in SigningKeys::load_file(file)?.states() {
+                    println!("  v{id:<4} {:<8} created {at}", format!("{state:?}"));
+                }
+            }
+        },
+        _ => unreachable!("online commands run with settings"),
+    }
+    Ok(())
+}
+
+pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    let production = settings.production();
+    match cmd {
+        KeysCommand::Rotate { index } => {
+            let path = &settings.keys.keyring_file;
+            let mut ring = Keyring::load_file(path, production)?;
+            let v = if index {
+                ring.rotate_index()?
+            } else {
+                ring.rotate()?
+            };
+            ring.write_file(path, true)?;
+            let what = if index { "index key" } else { "data key" };
+            println!(
+                "{what} {v} is now active in {}; roll the keyring to every gateway (SIGHUP or restart), then run `phi-gateway reencrypt`",
+                path.display()
+            );
+        }
+        KeysCommand::Status => {
+            let ring = Keyring::load(&settings.keys, production)?;
+            let pool = db::operator_pool(&settings.database).await?;
+            let usage = rekey::usage(&pool).await?;
+            println!("data keys:");
+            for (id, state) in ring.data_keys() {
+                println!(
+                    "  v{id:<4} {:<13} {} values",
+                    format!("{state:?}"),
+                    usage.rows_under_data_key(id)
+                );
+            }
+            println!("index keys:");
+            for (id, state) in ring.index_keys() {
+                println!(
+                    "  v{id:<4} {:<13} {} values",
+                    format!("{state:?}"),
+                    usage.rows_under_index_key(id)
+                );
+            }
+            println!("by column:");
+            for (col, m) in usage.data.iter().chain(usage.index.iter()) {
+                let parts: Vec<String> = m.iter().map(|(k, n)| format!("v{k}: {n}")).collect();
+                println!(
+                    "  {col:<40} {}",
+                    if parts.is_empty() {
+                        "-".into()
+                    } else {
+                        parts.join(", ")
+                    }
+                );
+            }
+        }
+        KeysCommand::Retire { version, index } => {
+            let path = &settings.keys.keyring_file;
+            let mut ring = Keyring::load_file(path, production)?;
+            let pool = db::operator_pool(&settings.database).await?;
+            let usage = rekey::usage(&pool).await?;
+            let left = if index {
+                usage.rows_under_index_key(version)
+            } else {
+                usage.rows_under_data_key(version)
+            };
+            if left > 0 {
+                let keys = usage
+                    .index
+                    .get("api_keys.key_hash")
+                    .and_then(|m| m.get(&version))
+                    .copied()
+                    .unwrap_or(0);
+                if index && keys > 0 {
+                    bail!(
+                        "{left} values still use index key {version}, {keys} of them API-key hashes \
+                         (which cannot be re-indexed: issue new keys and revoke the old ones first); \
+                         run `phi-gateway reencrypt` for the rest"
+                    );
+                }
+                bail!(
+                    "{left} values still use version {version}; run `phi-gateway reencrypt` first"
+                );
+            }
+            if index {
+                ring.retire_index(version)?
+            } else {
+                ring.retire(version)?
+            };
+            ring.write_file(path, true)?;
+            println!("version {version} retired");
+        }
+        _ => unreachable!("offline commands run without settings"),
+    }
+    Ok(())
+}
+
+pub async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let ring = Keyring::load(&settings.keys, settings.production())?;
+    let pool = db::operator_pool(&settings.database).await?;
+    let r = rekey::reencrypt(&pool, &ring, dry_run)
+        .await
+        .context("re-encrypting")?;
+    let verb = if dry_run {
+        "would re-seal"
+    } else {
+        "re-sealed"
+    };
+    println!(
+        "scanned {} rows, {verb} {}, {} changed concurrently (already current)",
+        r.scanned, r.rewritten, r.raced
+    );
+    if r.facts_written > 0 {
+        println!(
+            "wrote de-identified facts for {} submissions from before migration 0008",
+            r.facts_written
+        );
+    }
+    if r.legacy_regions_kept > 0 {
+        println!(
+            "{} submissions keep a free-text region that is not an ISO 3166 code (in region_legacy); \
+             setting a code through the API (PATCH region) clears it",
+            r.legacy_regions_kept
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The `phi-gateway` command: one module per command, each parsing its
+//! arguments and calling the library. `main.rs` only dispatches here.
+
+mod analytics;
+mod apikeys;
+mod audit;
+mod keys;
+mod seed;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::{Environment, Settings};
+use crate::startup::Application;
+use crate::{db, telemetry};
+
+#[derive(Parser)]
+#[command(name = "phi-gateway", version, about = "Encrypted PHI storage gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API until SIGTERM/SIGINT.
+    Serve,
+    /// Apply pending migrations (as MIGRATION_DATABASE_URL, else DATABASE_URL).
+    Migrate {
+        /// Revert down to this version instead (0 reverts everything).
+        #[arg(long, value_name = "VERSION")]
+        revert_to: Option<i64>,
+        /// Name what a revert destroys: audit-log, consents, phi-tables
+        /// (comma-separated). Refused in production whatever it says.
+        #[arg(long, value_delimiter = ',')]
+        destroy: Vec<String>,
+    },
+    /// Print the effective settings, secrets masked.
+    Config,
+    /// The keyring and the audit signing key (keys/README.md).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Re-seal every value not under the active key, online and resumable.
+    Reencrypt {
+        /// Count what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Load demo data, or large synthetic sets for benchmarks.
+    Seed(seed::SeedArgs),
+    /// Service API keys (stored only as keyed hashes).
+    #[command(subcommand)]
+    Apikeys(apikeys::ApiKeysCommand),
+    /// The audit log: verify the chain, export, verify an export, seal.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// The analysts' de-identified aggregates.
+    #[command(subcommand)]
+    Analytics(analytics::AnalyticsCommand),
+    /// Print a token signed as Payload would sign it, for trying the API
+    /// locally (only with PHI_ENVIRONMENT=development).
+    DevToken {
+        #[arg(long)]
+        user: String,
+        /// Comma-separated: practitioner, editor, admin, auditor.
+        #[arg(long, default_value = "")]
+        roles: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Commands that need no settings.
+    match &cli.command {
+        Command::Keys(k) if k.is_offline() => return keys::offline(k),
+        Command::DevToken { user, roles } => return dev_token(user, roles),
+        Command::Audit(a) if a.is_offline() => return audit::offline(a),
+        _ => {}
+    }
+    let settings = Settings::load()?;
+    telemetry::init(settings.server.log_format);
+    match cli.command {
+        Command::Serve => {
+            let app = Application::build(&settings).await?;
+            tracing::info!(
+                host = %settings.server.host,
+                port = app.port(),
+                environment = ?settings.environment,
+                "serving"
+            );
+            crate::keyreload::watch(app.keyring.clone(), settings.clone());
+            app.run_until_stopped().await?;
+            tracing::info!("stopped");
+        }
+        Command::Migrate { revert_to, destroy } => match revert_to {
+            Some(v) => db::revert(&settings.database, v, &destroy, settings.production()).await?,
+            None => db::migrate(&settings.database).await?,
+        },
+        Command::Config => println!("{settings:#?}"),
+        Command::Keys(cmd) => keys::run(cmd, &settings).await?,
+        Command::Reencrypt { dry_run } => keys::reencrypt(&settings, dry_run).await?,
+        Command::Seed(args) => seed::run(args, &settings).await?,
+        Command::Apikeys(cmd) => apikeys::run(cmd, &settings).await?,
+        Command::Audit(cmd) => audit::run(cmd, &settings).await?,
+        Command::Analytics(cmd) => analytics::run(cmd, &settings).await?,
+        Command::DevToken { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// Needs only PAYLOAD_SECRET (and PHI_USER_COLLECTIONS): no database.
+/// Refused unless the environment is explicitly development.
+fn dev_token(user: &str, roles: &str) -> anyhow::Result<()> {
+    let env: Environment = std::env::var("PHI_ENVIRONMENT")
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(Environment::Production);
+    if env != Environment::Development {
+        bail!("dev-token is for development only: set PHI_ENVIRONMENT=development");
+    }
+    let secret = std::env::var("PAYLOAD_SECRET").context("PAYLOAD_SECRET is not set")?;
+    let collection = std::env::var("PHI_USER_COLLECTIONS")
+        .ok()
+        .and_then(|c| c.split(',').next().map(str::to_string))
+        .unwrap_or_else(|| "users".into());
+    let v = crate::auth::JwtVerifier::new(&secret.into(), vec![collection.clone()], 0);
+    let now = chrono::Utc::now().timestamp();
+    let roles: Vec<&str> = roles
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    println!(
+        "{}",
+        v.sign(&serde_json::json!({"id": user, "collection": collection, "iat": now, "exp": now + 8 * 3600, "roles": roles}))
+    );
+    Ok(())
+}
+
+/// A path given on the command line or in the settings.
+fn required_path(given: Option<PathBuf>, configured: &Option<PathBuf>, what: &str) -> anyhow::Result<PathBuf> {
+    given
+        .or_else(|| configured.clone())
+        .with_context(|| format!("no {what}: pass it, or set it in the settings"))
+}

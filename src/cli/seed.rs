@@ -1,0 +1,38 @@
+//! `phi-gateway seed`: demo data, or large synthetic sets for benchmarks.
+
+use clap::Args;
+
+use crate::config::Settings;
+use crate::crypto::{Keyring, KeyringHandle};
+use crate::{db, seed};
+
+#[derive(Args)]
+pub struct SeedArgs {
+    /// About 50 classical herbs, practitioners in several cities, and a few
+    /// submissions for the demo users.
+    #[arg(long)]
+    demo: bool,
+    #[arg(long, default_value_t = 0)]
+    practitioners: u64,
+    #[arg(long, default_value_t = 0)]
+    herbs: u64,
+    #[arg(long, default_value_t = 0)]
+    submissions: u64,
+}
+
+pub async fn run(args: SeedArgs, settings: &Settings) -> anyhow::Result<()> {
+    let ring = Keyring::load(&settings.keys, settings.production())?;
+    let pool = db::operator_pool(&settings.database).await?;
+    if args.demo {
+        let handle = std::sync::Arc::new(KeyringHandle::new(ring));
+        let n = seed::demo(&pool, handle.clone()).await?;
+        println!("demo data: {n}");
+        if args.practitioners + args.herbs + args.submissions > 0 {
+            seed::bulk(&pool, &handle.current(), args.practitioners, args.herbs, args.submissions)
+                .await?;
+        }
+    } else if args.practitioners + args.herbs + args.submissions > 0 {
+        seed::bulk(&pool, &ring, args.practitioners, args.herbs, args.submissions).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Who is calling: `Principal` and `Role`, the one thing the layers below the
+//! HTTP edge know about the caller. Pure data: this module depends on nothing
+//! else in the crate, so every layer may use it.
+//!
+//! User ids are namespaced by the Payload collection they come from
+//! (`users:5` and `customers:5` are different people), and API keys by
+//! `apikey:` (`apikey:<uuid>`). The namespaced id is what row-level security
+//! and the audit log see.
+
+use std::collections::BTreeSet;
+
+/// What a caller may be. An authenticated CMS user is always a `Patient`
+/// (of their own records) and may be more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Patient,
+    Practitioner,
+    Editor,
+    Admin,
+    Auditor,
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Practitioner => "practitioner",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+            Role::Service => "service",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "patient" => Role::Patient,
+            "practitioner" => Role::Practitioner,
+            "editor" => Role::Editor,
+            "admin" => Role::Admin,
+            "auditor" => Role::Auditor,
+            "service" => Role::Service,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a caller may not go on; the HTTP layer turns it into 401 or 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Nobody is logged in.
+    NotLoggedIn,
+    /// Logged in, but without the role this needs.
+    Forbidden,
+}
+
+/// The caller. Anonymous callers have no user id and no roles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principal {
+    /// Namespaced: `<collection>:<id>`, or `apikey:<uuid>`.
+    pub user_id: Option<String>,
+    pub collection: Option<String>,
+    pub roles: BTreeSet<Role>,
+    /// A valid `X-Break-Glass-Reason` header; it grants anything only to admins.
+    pub break_glass_reason: Option<String>,
+    /// For the audit log: our id for the request, the id the client sent
+    /// (kept apart: a client may repeat another request's id), and the
+    /// client's address.
+    pub request_id: Option<String>,
+    pub client_request_id: Option<String>,
+    pub client_addr: Option<String>,
+    /// Set when the caller presented a service API key.
+    pub api_key_id: Option<uuid::Uuid>,
+}
+
+impl Principal {
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// A user of a Payload collection, with the roles their token names.
+    pub fn user(collection: &str, id: &str, roles: &[Role]) -> Self {
+        let mut set: BTreeSet<Role> = roles.iter().copied().collect();
+        set.insert(Role::Patient);
+        Self {
+            user_id: Some(namespaced(collection, id)),
+            collection: Some(collection.to_string()),
+            roles: set,
+            ..Self::default()
+        }
+    }
+
+    /// An operator command (seed, import, export from the CLI), named in the
+    /// audit log as `operator:<what>`.
+    pub fn operator(what: &str, roles: &[Role]) -> Self {
+        let mut p = Self::user("operator", what, roles);
+        p.roles.remove(&Role::Patient);
+        p
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    pub fn is_staff(&self) -> bool {
+        self.has(Role::Editor) || self.has(Role::Admin)
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.user_id.is_none()
+    }
+
+    /// `patient,admin`: the form the database policies read.
+    pub fn roles_csv(&self) -> String {
+        self.roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// An admin who gave a reason: emergency read access to PHI.
+    pub fn break_glass(&self) -> bool {
+        self.has(Role::Admin) && self.break_glass_reason.is_some()
+    }
+
+    /// Asked for break-glass without being an admin.
+    pub fn break_glass_attempt(&self) -> bool {
+        !self.has(Role::Admin) && self.break_glass_reason.is_some()
+    }
+
+    /// The user id, or `NotLoggedIn`.
+    pub fn require_user(&self) -> Result<&str, Denied> {
+        self.user_id.as_deref().ok_or(Denied::NotLoggedIn)
+    }
+
+    /// Editors and admins. (Row-level security decides too; this gives the
+    /// clean early answer.)
+    pub fn require_staff(&self) -> Result<(), Denied> {
+        self.require_user()?;
+        if self.is_staff() {
+            Ok(())
+        } else {
+            Err(Denied::Forbidden)
+        }
+    }
+
+    pub fn require(&self, role: Role) -> Result<(), Denied> {
+        self.require_user()?;
+        if self.has(role) {
+            Ok(())
+        } else {
+            Err(Denied::Forbidden)
+        }
+    }
+}
+
+/// `users` + `5` -> `users:5`.
+pub fn namespaced(collection: &str, id: &str) -> String {
+    format!("{collection}:{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_namespaced_by_collection() {
+        let a = Principal::user("users", "5", &[]);
+        let b = Principal::user("customers", "5", &[]);
+        assert_eq!(a.user_id.as_deref(), Some("users:5"));
+        assert_ne!(a.user_id, b.user_id);
+        assert!(a.has(Role::Patient));
+        assert_eq!(
+            Principal::operator("seed", &[Role::Admin]).user_id.as_deref(),
+            Some("operator:seed")
+        );
+    }
+
+    #[test]
+    fn break_glass_is_an_admins_only() {
+        let mut p = Principal::user("users", "1", &[Role::Editor]);
+        p.break_glass_reason = Some("incident".into());
+        assert!(!p.break_glass() && p.break_glass_attempt());
+        p.roles.insert(Role::Admin);
+        assert!(p.break_glass() && !p.break_glass_attempt());
+    }
+}

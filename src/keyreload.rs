@@ -1,0 +1,43 @@
+//! Reloading the keyring without a restart: on SIGHUP (`phi-gateway keys
+//! reload --pid N` sends one) the keyring is read again and, if it loads,
+//! replaces the serving one; a keyring that does not load is refused and
+//! the old one stays. Requests in flight finish with the keyring they
+//! started with.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::crypto::{Keyring, KeyringHandle};
+
+/// Loads the keyring as `serve` does; refuses one that lost a key the
+/// serving keyring still uses.
+pub fn reload(handle: &KeyringHandle, settings: &Settings) -> anyhow::Result<()> {
+    let fresh = Keyring::load(&settings.keys, settings.production())?;
+    let current = handle.current();
+    for (id, state) in current.data_keys() {
+        if state != crate::crypto::KeyState::Retired
+            && !fresh.data_keys().iter().any(|(i, _)| *i == id)
+        {
+            anyhow::bail!("the new keyring lacks data key {id}, which the serving one still opens with");
+        }
+    }
+    handle.replace(fresh);
+    Ok(())
+}
+
+pub fn watch(handle: Arc<KeyringHandle>, settings: Settings) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: keyring reload needs a restart");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match reload(&handle, &settings) {
+                Ok(()) => tracing::info!(keyring = ?handle.current(), "keyring reloaded"),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays"),
+            }
+        }
+    });
+}

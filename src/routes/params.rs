@@ -1,0 +1,84 @@
+//! Request and response shapes that exist for the OpenAPI document: the
+//! query parameters each list route takes, and the `{doc, message}` answer.
+//! (The parameters are parsed by `query`; these describe them.)
+
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::herb::{Meridian, Taste, Temperature};
+
+/// `{"doc":{..},"message":".."}`: the answer to a create, update or delete.
+#[derive(Serialize, ToSchema)]
+pub struct DocResponse<T> {
+    pub doc: T,
+    pub message: String,
+}
+
+/// Payload's list parameters.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListParams {
+    /// Page size, 1 to 100 (default 10).
+    limit: Option<u32>,
+    /// Page number from 1.
+    page: Option<u32>,
+    /// `false`: the first `limit` documents without counting all matches
+    /// (`totalDocs` is then the page's size). Faster on large result sets.
+    pagination: Option<bool>,
+    /// A declared sortable field; `-field` for descending.
+    sort: Option<String>,
+    /// `where[field][operator]=value`; nested `where[or][0]..` and
+    /// `where[and][0]..`. Operators: equals, not_equals, in, not_in, like,
+    /// contains, exists, greater_than(_equal), less_than(_equal), near.
+    #[param(style = DeepObject, explode, value_type = Object)]
+    r#where: Option<String>,
+}
+
+/// TCM filters on the herb list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct HerbFilterParams {
+    /// Repeatable; every taste must hold.
+    taste: Option<Vec<Taste>>,
+    /// Repeatable; any of them.
+    temperature: Option<Vec<Temperature>>,
+    /// Repeatable; every meridian must hold.
+    meridian: Option<Vec<Meridian>>,
+    /// Repeatable; every action must hold.
+    action: Option<Vec<String>>,
+    /// Full-text search over name, scientific name and description.
+    q: Option<String>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct NearParams {
+    lat: f64,
+    lon: f64,
+    /// Radius in kilometres (default 25).
+    radius_km: Option<f64>,
+    limit: Option<u32>,
+    page: Option<u32>,
+    /// `false`: the `limit` nearest without counting everyone in the radius.
+    pagination: Option<bool>,
+    /// Repeatable; practitioners offering each.
+    modality: Option<Vec<String>>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ExportParams {
+    /// Date or RFC 3339 time (inclusive).
+    from: Option<String>,
+    /// Date or RFC 3339 time (exclusive).
+    to: Option<String>,
+    /// ndjson (default), csv or fhir (FHIR R4 AuditEvent NDJSON).
+    format: Option<String>,
+}
+

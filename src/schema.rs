@@ -1,0 +1,286 @@
+//! Each collection, described once: its table, its sealed columns and blind
+//! indexes, the unique and foreign-key constraints a client can trip (and
+//! the API path each belongs to), and the fields a list may filter and sort
+//! by, with who may use them.
+//!
+//! The query parser reads the fields, the store reads tables and columns,
+//! `rekey` (key usage, re-encryption, retirement checks) reads the sealed
+//! and blind-index columns, and a test compares all of it with the live
+//! schema, so a sealed column cannot be added without being covered here.
+//! Data only: no SQL is built here.
+
+/// How a declared field may be queried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Enum(&'static [&'static str]),
+    Uuid,
+    Timestamp,
+    TextArray,
+    /// Sealed, with a blind index in `column`: `equals` and `in` only, on
+    /// the normalised value.
+    BlindIndexed {
+        table: &'static str,
+        column: &'static str,
+    },
+    /// `near` only; the collection handles it (practitioners).
+    Location,
+}
+
+/// Who may filter or sort by a field. A field the caller may not see is
+/// refused as if it did not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    Everyone,
+    Staff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// The name in the API (camelCase, as Payload).
+    pub name: &'static str,
+    /// The SQL column it maps to ("" for `Location`).
+    pub column: &'static str,
+    pub kind: FieldKind,
+    pub sortable: bool,
+    pub visibility: Visibility,
+}
+
+const fn field(name: &'static str, column: &'static str, kind: FieldKind) -> FieldSpec {
+    FieldSpec {
+        name,
+        column,
+        kind,
+        sortable: false,
+        visibility: Visibility::Everyone,
+    }
+}
+
+const fn sortable(name: &'static str, column: &'static str, kind: FieldKind) -> FieldSpec {
+    FieldSpec {
+        sortable: true,
+        ..field(name, column, kind)
+    }
+}
+
+const fn staff_only(f: FieldSpec) -> FieldSpec {
+    FieldSpec {
+        visibility: Visibility::Staff,
+        ..f
+    }
+}
+
+/// A blind index: `column` holds the keyed hash of sealed `source`'s
+/// normalised value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlindColumn {
+    pub column: &'static str,
+    pub source: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Collection {
+    /// The API's name (`/api/<slug>`).
+    pub slug: &'static str,
+    pub table: &'static str,
+    /// Columns holding sealed envelopes (bytea).
+    pub sealed: &'static [&'static str],
+    pub blind: &'static [BlindColumn],
+    /// Constraint name -> the API path a violation is reported on.
+    pub constraints: &'static [(&'static str, &'static str)],
+    pub fields: &'static [FieldSpec],
+    /// The default order, as (column, descending), before the id tiebreak.
+    pub default_order: &'static [(&'static str, bool)],
+}
+
+impl Collection {
+    pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The API path a constraint violation belongs to.
+    pub fn path_of(&self, constraint: &str) -> Option<&'static str> {
+        self.constraints
+            .iter()
+            .find(|(c, _)| *c == constraint)
+            .map(|(_, p)| *p)
+    }
+}
+
+pub const PUBLICATION: &[&str] = &["draft", "published"];
+pub const SUBMISSION_STATUS: &[&str] = &["submitted", "reviewed", "archived"];
+
+pub const PRACTITIONERS: Collection = Collection {
+    slug: "practitioners",
+    table: "practitioners",
+    sealed: &["email", "phone", "licence_number"],
+    blind: &[BlindColumn {
+        column: "email_bidx",
+        source: "email",
+    }],
+    constraints: &[
+        ("practitioners_slug_key", "slug"),
+        ("practitioners_email_bidx_key", "email"),
+    ],
+    fields: &[
+        field("id", "id", FieldKind::Uuid),
+        sortable("name", "name", FieldKind::Text),
+        sortable("slug", "slug", FieldKind::Text),
+        field("modalities", "modalities", FieldKind::TextArray),
+        sortable("city", "city", FieldKind::Text),
+        sortable("region", "region", FieldKind::Text),
+        sortable("country", "country", FieldKind::Text),
+        sortable("postalCode", "postal_code", FieldKind::Text),
+        sortable("status", "status", FieldKind::Enum(PUBLICATION)),
+        staff_only(field("userId", "user_id", FieldKind::Text)),
+        sortable("createdAt", "created_at", FieldKind::Timestamp),
+        sortable("updatedAt", "updated_at", FieldKind::Timestamp),
+        staff_only(field(
+            "email",
+            "email_bidx",
+            FieldKind::BlindIndexed {
+                table: "practitioners",
+                column: "email",
+            },
+        )),
+        field("location", "", FieldKind::Location),
+    ],
+    default_order: &[("created_at", true)],
+};
+
+pub const HERBS: Collection = Collection {
+    slug: "herbs",
+    table: "herbs",
+    sealed: &[],
+    blind: &[],
+    constraints: &[("herbs_slug_key", "slug")],
+    fields: &[
+        field("id", "id", FieldKind::Uuid),
+        sortable("name", "name", FieldKind::Text),
+        sortable("slug", "slug", FieldKind::Text),
+        sortable("scientificName", "scientific_name", FieldKind::Text),
+        sortable("status", "status", FieldKind::Enum(PUBLICATION)),
+        sortable("createdAt", "created_at", FieldKind::Timestamp),
+        sortable("updatedAt", "updated_at", FieldKind::Timestamp),
+    ],
+    default_order: &[("name", false)],
+};
+
+/// Everything identifying or clinical is sealed; what stays in cleartext
+/// (owner, status, practitioner, times) is listed in README.md with why.
+pub const SUBMISSIONS: Collection = Collection {
+    slug: "symptom-submissions",
+    table: "symptom_submissions",
+    sealed: &[
+        "symptoms",
+        "notes",
+        "contact_email",
+        "date_of_birth",
+        "region",
+    ],
+    blind: &[BlindColumn {
+        column: "contact_email_bidx",
+        source: "contact_email",
+    }],
+    constraints: &[("symptom_submissions_practitioner_id_fkey", "practitionerId")],
+    fields: &[
+        field("id", "id", FieldKind::Uuid),
+        field("owner", "owner_id", FieldKind::Text),
+        sortable(
+            "status",
+            "status",
+            FieldKind::Enum(SUBMISSION_STATUS),
+        ),
+        field("practitionerId", "practitioner_id", FieldKind::Uuid),
+        sortable("createdAt", "created_at", FieldKind::Timestamp),
+        sortable("updatedAt", "updated_at", FieldKind::Timestamp),
+        field(
+            "contactEmail",
+            "contact_email_bidx",
+            FieldKind::BlindIndexed {
+                table: "symptom_submissions",
+                column: "contact_email",
+            },
+        ),
+    ],
+    default_order: &[("created_at", true)],
+};
+
+pub const CONSENTS: Collection = Collection {
+    slug: "consents",
+    table: "consents",
+    sealed: &[],
+    blind: &[],
+    constraints: &[
+        ("consents_practitioner_id_fkey", "practitionerId"),
+        ("consents_submission_id_fkey", "submissionId"),
+    ],
+    fields: &[],
+    default_order: &[("created_at", true)],
+};
+
+/// Service API keys: only a keyed hash of each key is stored, under the
+/// blind-index construction (so index key rotation must account for them).
+pub const API_KEYS: Collection = Collection {
+    slug: "api-keys",
+    table: "api_keys",
+    sealed: &[],
+    blind: &[BlindColumn {
+        column: "key_hash",
+        source: "key",
+    }],
+    constraints: &[],
+    fields: &[],
+    default_order: &[("created_at", false)],
+};
+
+/// De-identified facts for analytics: `ref` is a blind index of the
+/// submission's id (no owner, no submission id in the clear).
+pub const SUBMISSION_FACTS: Collection = Collection {
+    slug: "submission-facts",
+    table: "submission_facts",
+    sealed: &[],
+    blind: &[BlindColumn {
+        column: "ref",
+        source: "submission",
+    }],
+    constraints: &[],
+    fields: &[],
+    default_order: &[],
+};
+
+/// Every collection, for the key-usage and schema-coverage code.
+pub const ALL: &[&Collection] = &[
+    &PRACTITIONERS,
+    &HERBS,
+    &SUBMISSIONS,
+    &CONSENTS,
+    &API_KEYS,
+    &SUBMISSION_FACTS,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blind_indexes_name_a_sealed_source_or_a_derived_one() {
+        for c in ALL {
+            for b in c.blind {
+                assert!(
+                    c.sealed.contains(&b.source) || matches!(b.source, "key" | "submission"),
+                    "{}.{} indexes {}",
+                    c.table,
+                    b.column,
+                    b.source
+                );
+            }
+            for f in c.fields {
+                if let FieldKind::BlindIndexed { table, column } = f.kind {
+                    assert_eq!(table, c.table);
+                    assert!(c.blind.iter().any(|b| b.source == column && b.column == f.column));
+                }
+            }
+        }
+    }
+}

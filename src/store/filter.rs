@@ -1,0 +1,229 @@
+//! A checked Payload filter (`query::Filter`) and sort, compiled to SQL.
+//! Every value is bound; the only text put into SQL comes from the
+//! collection's description (`schema`).
+
+use sqlx::{Postgres, QueryBuilder};
+
+use super::{Result, StoreError};
+use crate::query::{Cond, CondValue, Filter, Op, Sort};
+use crate::schema::FieldKind;
+
+/// ` AND (<filter>)` when there is one.
+pub fn push_where(qb: &mut QueryBuilder<'_, Postgres>, filter: Option<&Filter>) -> Result<()> {
+    if let Some(f) = filter {
+        qb.push(" AND ");
+        push_filter(qb, f)?;
+    }
+    Ok(())
+}
+
+pub fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, filter: &Filter) -> Result<()> {
+    match filter {
+        Filter::And(parts) | Filter::Or(parts) if parts.is_empty() => {
+            qb.push("TRUE");
+        }
+        Filter::And(parts) | Filter::Or(parts) => {
+            let joiner = if matches!(filter, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            qb.push("(");
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    qb.push(joiner);
+                }
+                push_filter(qb, p)?;
+            }
+            qb.push(")");
+        }
+        Filter::Cond(c) => push_cond(qb, c)?,
+    }
+    Ok(())
+}
+
+/// `%`, `_` and `\` match themselves in LIKE patterns built from input.
+fn like_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    for c in v.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn cmp(op: Op) -> &'static str {
+    match op {
+        Op::Equals => "=",
+        Op::NotEquals => "IS DISTINCT FROM",
+        Op::GreaterThan => ">",
+        Op::GreaterThanEqual => ">=",
+        Op::LessThan => "<",
+        _ => "<=",
+    }
+}
+
+fn unresolved() -> StoreError {
+    StoreError::Other(sqlx::Error::Protocol(
+        "a blind-index condition reached the store unresolved".into(),
+    ))
+}
+
+fn push_cond(qb: &mut QueryBuilder<'_, Postgres>, c: &Cond) -> Result<()> {
+    let col = c.field.column;
+    let array = c.field.kind == FieldKind::TextArray;
+    match (&c.value, c.op) {
+        (CondValue::Exists(yes), _) => {
+            qb.push(match (array, yes) {
+                (true, true) => format!("cardinality({col}) > 0"),
+                (true, false) => format!("cardinality({col}) = 0"),
+                (false, true) => format!("{col} IS NOT NULL"),
+                (false, false) => format!("{col} IS NULL"),
+            });
+        }
+        (CondValue::Text(v), Op::Equals | Op::Contains) if array => {
+            qb.push_bind(v.clone()).push(format!(" = ANY({col})"));
+        }
+        (CondValue::Text(v), Op::NotEquals) if array => {
+            qb.push("NOT (")
+                .push_bind(v.clone())
+                .push(format!(" = ANY({col}))"));
+        }
+        (CondValue::Texts(v), Op::In) if array => {
+            qb.push(format!("{col} && ")).push_bind(v.clone());
+        }
+        (CondValue::Texts(v), Op::NotIn) if array => {
+            qb.push(format!("NOT ({col} && ")).push_bind(v.clone()).push(")");
+        }
+        (CondValue::Text(v), Op::Contains) => {
+            qb.push(format!("{col} ILIKE "))
+                .push_bind(format!("%{}%", like_escape(v)));
+        }
+        (CondValue::Text(v), op) => {
+            qb.push(format!("{col} {} ", cmp(op))).push_bind(v.clone());
+        }
+        (CondValue::Texts(v), Op::In) => {
+            qb.push(format!("{col} = ANY(")).push_bind(v.clone()).push(")");
+        }
+        (CondValue::Texts(v), _) => {
+            qb.push(format!("NOT ({col} = ANY("))
+                .push_bind(v.clone())
+                .push(format!(")) AND {col} IS NOT NULL"));
+        }
+        // Payload's like: every word appears, case-insensitively.
+        (CondValue::Words(words), _) => {
+            if words.is_empty() {
+                qb.push("TRUE");
+            }
+            for (i, w) in words.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" AND ");
+                }
+                qb.push(format!("{col} ILIKE "))
+                    .push_bind(format!("%{}%", like_escape(w)));
+            }
+        }
+        (CondValue::Uuid(u), op) => {
+            qb.push(format!("{col} {} ", cmp(op))).push_bind(*u);
+        }
+        (CondValue::Uuids(list), op) => {
+            let neg = if op == Op::NotIn { "NOT " } else { "" };
+            qb.push(format!("{neg}({col} = ANY("))
+                .push_bind(list.clone())
+                .push("))");
+        }
+        (CondValue::Time(t), op) => {
+            qb.push(format!("{col} {} ", cmp(op))).push_bind(*t);
+        }
+        (CondValue::Hashes(h), _) => {
+            qb.push(format!("{col} = ANY(")).push_bind(h.clone()).push(")");
+        }
+        (CondValue::Blind(_), _) => return Err(unresolved()),
+    }
+    Ok(())
+}
+
+/// ` ORDER BY` the requested fields (else the default), then `id` so
+/// pages do not overlap.
+pub fn order_by(sort: &[Sort], default: &[(&str, bool)]) -> String {
+    let dir = |desc: bool| if desc { "DESC" } else { "ASC" };
+    let mut parts: Vec<String> = if sort.is_empty() {
+        default
+            .iter()
+            .map(|(c, desc)| format!("{c} {}", dir(*desc)))
+            .collect()
+    } else {
+        sort.iter()
+            .map(|s| format!("{} {} NULLS LAST", s.field.column, dir(s.desc)))
+            .collect()
+    };
+    let last_desc = sort
+        .last()
+        .map(|s| s.desc)
+        .or(default.last().map(|d| d.1))
+        .unwrap_or(false);
+    parts.push(format!("id {}", dir(last_desc)));
+    format!(" ORDER BY {}", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Principal, Role};
+    use crate::query::parse;
+    use crate::schema::PRACTITIONERS;
+
+    fn sql(q: &str) -> String {
+        let who = Principal::user("users", "ed", &[Role::Editor]);
+        let mut lq = parse(q, &PRACTITIONERS, &[], &who).unwrap();
+        if let Some(f) = lq.filter.as_mut() {
+            f.resolve_blind(&|_, _, _| vec![vec![1u8]]);
+        }
+        let mut qb = QueryBuilder::<Postgres>::new("");
+        push_filter(&mut qb, lq.filter.as_ref().unwrap()).unwrap();
+        qb.sql().to_string()
+    }
+
+    #[test]
+    fn filters_become_bound_sql() {
+        assert_eq!(sql("where[name][equals]=Ann"), "name = $1");
+        assert_eq!(
+            sql("where[or][0][status][equals]=draft&where[or][1][name][like]=a%20b"),
+            "(status = $1 OR name ILIKE $2 AND name ILIKE $3)"
+        );
+        assert_eq!(
+            sql("where[createdAt][greater_than]=2026-01-01&where[status][in]=draft,published"),
+            "(created_at > $1 AND status = ANY($2))"
+        );
+        assert_eq!(sql("where[email][equals]=a@b.c"), "email_bidx = ANY($1)");
+        assert_eq!(sql("where[name][exists]=false"), "name IS NULL");
+        assert_eq!(sql("where[modalities][contains]=reiki"), "$1 = ANY(modalities)");
+    }
+
+    #[test]
+    fn values_never_reach_the_sql_text() {
+        let s = sql("where[name][equals]=x'%3B%20DROP%20TABLE%20herbs%3B--");
+        assert!(!s.contains("DROP"), "{s}");
+    }
+
+    #[test]
+    fn unresolved_blind_values_never_reach_sql() {
+        let who = Principal::user("users", "ed", &[Role::Editor]);
+        let lq = parse("where[email][equals]=a@b.c", &PRACTITIONERS, &[], &who).unwrap();
+        let mut qb = QueryBuilder::<Postgres>::new("");
+        assert!(push_filter(&mut qb, lq.filter.as_ref().unwrap()).is_err());
+    }
+
+    #[test]
+    fn order_ends_with_the_id() {
+        assert_eq!(order_by(&[], &[("created_at", true)]), " ORDER BY created_at DESC, id DESC");
+        let who = Principal::anonymous();
+        let lq = parse("sort=-createdAt,name", &PRACTITIONERS, &[], &who).unwrap();
+        assert_eq!(
+            order_by(&lq.sort, &[]),
+            " ORDER BY created_at DESC NULLS LAST, name ASC NULLS LAST, id ASC"
+        );
+    }
+}

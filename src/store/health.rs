@@ -1,0 +1,39 @@
+//! SQL of the health routes and the background upkeep the service runs as
+//! itself: a round trip to the server, the sealing status, and the
+//! analytics refresh.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::{Result, q, q_as, q_scalar};
+
+pub async fn server_version(conn: &mut PgConnection) -> Result<String> {
+    Ok(q_scalar("SELECT current_setting('server_version')")
+        .fetch_one(conn)
+        .await?)
+}
+
+/// How far behind sealing is (`audit.status()`).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealStatus {
+    pub unsealed: i64,
+    pub oldest_unsealed: Option<DateTime<Utc>>,
+    pub quarantined: i64,
+    pub head_pos: Option<i64>,
+    pub last_checkpoint: Option<DateTime<Utc>>,
+}
+
+pub async fn seal_status(conn: &mut PgConnection) -> Result<SealStatus> {
+    Ok(q_as(
+        "SELECT unsealed, oldest_unsealed, quarantined, head_pos, last_checkpoint FROM audit.status()",
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Rebuilds the analysts' aggregates (as their owner).
+pub async fn refresh_analytics(conn: &mut PgConnection) -> Result<()> {
+    q("SELECT analytics.refresh()").execute(conn).await?;
+    Ok(())
+}

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phi_gateway::audit::chain;
-use phi_gateway::auth::Principal;
-use phi_gateway::crypto::Keyring;
+use phi_gateway::crypto::{Keyring, KeyringHandle};
 use phi_gateway::db::MIGRATOR;
-use phi_gateway::service::{Services, submissions};
-use serde_json::json;
+use phi_gateway::domain::SecretText;
+use phi_gateway::domain::submission::{NewSubmission, SubmissionStatus, Symptom};
+use phi_gateway::identity::Principal;
+use phi_gateway::service::{Crypt, Services, submissions};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
@@ -50,9 +51,25 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn body(i: usize) -> serde_json::Value {
-    json!({"symptoms": [{"name": "Lower back pain", "severity": 5, "onset": "2026-01-01", "notes": "x".repeat(200)}],
-           "notes": "n".repeat(1000), "contactEmail": format!("p{i}@example.org"), "dateOfBirth": "1980-05-05"})
+fn body(i: usize) -> NewSubmission {
+    NewSubmission {
+        symptoms: vec![Symptom {
+            name: SecretText::from("Lower back pain"),
+            severity: 5,
+            onset: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            notes: Some(SecretText::from("x".repeat(200))),
+        }],
+        notes: Some(SecretText::from("n".repeat(1000))),
+        contact_email: Some(SecretText::from(format!("p{i}@example.org"))),
+        date_of_birth: chrono::NaiveDate::from_ymd_opt(1980, 5, 5),
+        region: None,
+        status: SubmissionStatus::Submitted,
+        practitioner_id: None,
+    }
+}
+
+fn services(pool: PgPool, keyring: Arc<KeyringHandle>) -> Services {
+    Services::new(pool.clone(), pool, keyring)
 }
 
 /// One create as the service does it (seal four fields, insert, commit).
@@ -64,20 +81,21 @@ async fn create_once(svc: &Services, who: &Principal, i: usize, full: bool) {
         let id = phi_gateway::service::new_id();
         let place = |c| phi_gateway::crypto::Place::new("symptom_submissions", c, id);
         let b = body(i);
-        let symptoms = svc
-            .seal(b["symptoms"].to_string().as_bytes(), place("symptoms"))
+        let c = Crypt::new(svc);
+        let symptoms = c
+            .seal(&serde_json::to_vec(&b.symptoms).unwrap(), place("symptoms"))
             .unwrap();
-        let notes = svc
-            .seal(b["notes"].as_str().unwrap().as_bytes(), place("notes"))
+        let notes = c
+            .seal(b.notes.as_ref().unwrap().as_bytes(), place("notes"))
             .unwrap();
-        let email = svc
+        let email = c
             .seal(
-                b["contactEmail"].as_str().unwrap().as_bytes(),
+                b.contact_email.as_ref().unwrap().as_bytes(),
                 place("contact_email"),
             )
             .unwrap();
-        let dob = svc.seal(b"1980-05-05", place("date_of_birth")).unwrap();
-        let mut tx = phi_gateway::db::scoped(&svc.pool, who).await.unwrap();
+        let dob = c.seal(b"1980-05-05", place("date_of_birth")).unwrap();
+        let mut tx = phi_gateway::store::begin(&svc.pool, who).await.unwrap();
         sqlx::query(
             "INSERT INTO symptom_submissions (id, owner_id, symptoms, notes, contact_email, date_of_birth) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -108,7 +126,7 @@ async fn run_clients(
     for c in 0..clients {
         let svc = svc.clone();
         handles.push(tokio::spawn(async move {
-            let who = Principal::user(format!("bench-{c}"), &[]);
+            let who = Principal::user("users", &format!("bench-{c}"), &[]);
             let mut lat = Vec::with_capacity(per_client);
             for i in 0..per_client {
                 let t = Instant::now();
@@ -132,7 +150,7 @@ async fn run_clients(
 /// neighbours) falls on both sides alike instead of on whichever round was
 /// running when it happened.
 async fn ab_services(name: &str) -> (Arc<Services>, Arc<Services>) {
-    let keyring = Arc::new(Keyring::generate(false).unwrap());
+    let keyring = Arc::new(KeyringHandle::new(Keyring::generate(false).unwrap()));
     let mut sides = Vec::new();
     for (db, audited) in [(format!("{name}_on"), true), (format!("{name}_off"), false)] {
         let admin = fresh_db(&db).await;
@@ -155,7 +173,7 @@ async fn ab_services(name: &str) -> (Arc<Services>, Arc<Services>) {
             .connect(&app_url(&db))
             .await
             .unwrap();
-        sides.push(Arc::new(Services::new(pool, keyring.clone())));
+        sides.push(Arc::new(services(pool, keyring.clone())));
     }
     let off = sides.pop().unwrap();
     (sides.pop().unwrap(), off)
@@ -189,7 +207,7 @@ async fn audit_bench() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
-    let who = Principal::user("bench-0", &[]);
+    let who = Principal::user("users", "bench-0", &[]);
     for full in [false, true] {
         // Warm up both sides (connections, plans, caches).
         for i in 0..300 {
@@ -253,9 +271,27 @@ async fn sealer_bench() {
         took.as_secs_f64(),
         sealed as f64 / took.as_secs_f64()
     );
-    let ring = Keyring::generate(false).unwrap();
+    let signing = phi_gateway::audit::signing::SigningKeys::generate().unwrap();
+    let public = signing.public();
+    let sealer = chain::Sealer {
+        pool: pool.clone(),
+        signing: Arc::new(signing),
+        anchor: None,
+    };
+    sealer.checkpoint().await.unwrap();
     let t = Instant::now();
-    let v = chain::verify(&pool, &ring, None, None).await.unwrap();
+    let v = chain::verify(
+        &pool,
+        chain::VerifyKeys {
+            public: Some(&public),
+            keyring: None,
+        },
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     println!(
         "verify: {} entries in {:.2} s = {:.0} entries/s ({:?})",
         v.entries_checked,
@@ -343,7 +379,7 @@ async fn proximity_bench() {
         .connect(&app_url("bench_near"))
         .await
         .unwrap();
-    let svc = Services::new(app, Arc::new(ring));
+    let svc = services(app, Arc::new(KeyringHandle::new(ring)));
     let who = Principal::anonymous();
     // With the count every query reads the table (see BENCHMARKS.md): 40
     // points are enough to time it.
@@ -353,7 +389,13 @@ async fn proximity_bench() {
         for (i, (la, lo)) in points.iter().take(take).enumerate() {
             let q = phi_gateway::query::parse(
                 &format!("lat={la}&lon={lo}&radius_km=25&limit=20&pagination={pagination}"),
-                &["lat", "lon", "radius_km"],
+                &phi_gateway::schema::PRACTITIONERS,
+                &[
+                    phi_gateway::query::param("lat"),
+                    phi_gateway::query::param("lon"),
+                    phi_gateway::query::param("radius_km"),
+                ],
+                &who,
             )
             .unwrap();
             let t = Instant::now();

@@ -201,6 +201,7 @@ BEGIN
   REFRESH MATERIALIZED VIEW CONCURRENTLY analytics.practitioners_by_region;
   REFRESH MATERIALIZED VIEW CONCURRENTLY analytics.herb_catalogue;
 END $$;
+GRANT USAGE ON SCHEMA analytics TO phi_app;
 GRANT EXECUTE ON FUNCTION analytics.refresh() TO phi_app;
 
 GRANT SELECT ON analytics.submissions_weekly, analytics.practitioners_by_region,

@@ -89,7 +89,15 @@ pub async fn create(
     let hash = keyring.blind_index("api_keys", "key", &secret);
     let id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
-    api_keys::insert(&mut tx, id, name.trim(), role.as_str(), hash.as_bytes(), expires_at).await?;
+    api_keys::insert(
+        &mut tx,
+        id,
+        name.trim(),
+        role.as_str(),
+        hash.as_bytes(),
+        expires_at,
+    )
+    .await?;
     audit::record(
         &mut tx,
         &operator(),

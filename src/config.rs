@@ -761,7 +761,10 @@ mod tests {
         let err = Settings::from_parts(
             "",
             None,
-            &env(&[("DATABASE_URL", "postgres://a@db.internal/d"), ("PAYLOAD_SECRET", "s")]),
+            &env(&[
+                ("DATABASE_URL", "postgres://a@db.internal/d"),
+                ("PAYLOAD_SECRET", "s"),
+            ]),
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("CA file"), "{err:#}");
@@ -779,8 +782,17 @@ mod tests {
         assert!(s.production());
         assert_eq!(s.database.tls_mode, TlsMode::VerifyFull);
         // Loopback and sockets need no certificate.
-        for url in ["postgres://a@127.0.0.1:5432/d", "postgres://a@localhost/d", "postgres:///d?host=/run/postgresql"] {
-            let s = Settings::from_parts("", None, &env(&[("DATABASE_URL", url), ("PAYLOAD_SECRET", "s")])).unwrap();
+        for url in [
+            "postgres://a@127.0.0.1:5432/d",
+            "postgres://a@localhost/d",
+            "postgres:///d?host=/run/postgresql",
+        ] {
+            let s = Settings::from_parts(
+                "",
+                None,
+                &env(&[("DATABASE_URL", url), ("PAYLOAD_SECRET", "s")]),
+            )
+            .unwrap();
             assert_eq!(s.database.tls_mode, TlsMode::Prefer, "{url}");
         }
     }

@@ -144,8 +144,9 @@ impl fmt::Debug for ApiError {
         match self {
             ApiError::Internal { context, source } => {
                 write!(f, "{context}")?;
-                let mut next: Option<&(dyn std::error::Error + 'static)> =
-                    source.as_deref().map(|s| s as &(dyn std::error::Error + 'static));
+                let mut next: Option<&(dyn std::error::Error + 'static)> = source
+                    .as_deref()
+                    .map(|s| s as &(dyn std::error::Error + 'static));
                 while let Some(e) = next {
                     write!(f, ": {e}")?;
                     next = e.source();
@@ -211,8 +212,12 @@ impl From<crate::store::StoreError> for ApiError {
         use crate::store::StoreError as S;
         match e {
             S::NotFound => ApiError::NotFound,
-            S::Unique { .. } => ApiError::invalid("id", "must be unique; this value is already in use"),
-            S::ForeignKey { .. } => ApiError::invalid("body", "refers to a record that does not exist"),
+            S::Unique { .. } => {
+                ApiError::invalid("id", "must be unique; this value is already in use")
+            }
+            S::ForeignKey { .. } => {
+                ApiError::invalid("body", "refers to a record that does not exist")
+            }
             S::RlsDenied => ApiError::forbidden(),
             S::Forbidden(message) => ApiError::Forbidden(Cow::Owned(message)),
             S::Timeout => ApiError::Unavailable {

@@ -73,8 +73,9 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for Json<T> {
             let mut buf = Zeroizing::new(Vec::new());
             let read = async {
                 while let Some(chunk) = payload.next().await {
-                    let chunk = chunk
-                        .map_err(|_| ApiError::bad_request("The request body could not be read."))?;
+                    let chunk = chunk.map_err(|_| {
+                        ApiError::bad_request("The request body could not be read.")
+                    })?;
                     if buf.len() + chunk.len() > limits.max_bytes {
                         return Err(ApiError::PayloadTooLarge);
                     }

@@ -173,7 +173,9 @@ mod tests {
         assert_ne!(a.user_id, b.user_id);
         assert!(a.has(Role::Patient));
         assert_eq!(
-            Principal::operator("seed", &[Role::Admin]).user_id.as_deref(),
+            Principal::operator("seed", &[Role::Admin])
+                .user_id
+                .as_deref(),
             Some("operator:seed")
         );
     }

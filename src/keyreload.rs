@@ -18,7 +18,9 @@ pub fn reload(handle: &KeyringHandle, settings: &Settings) -> anyhow::Result<()>
         if state != crate::crypto::KeyState::Retired
             && !fresh.data_keys().iter().any(|(i, _)| *i == id)
         {
-            anyhow::bail!("the new keyring lacks data key {id}, which the serving one still opens with");
+            anyhow::bail!(
+                "the new keyring lacks data key {id}, which the serving one still opens with"
+            );
         }
     }
     handle.replace(fresh);
@@ -36,7 +38,9 @@ pub fn watch(handle: Arc<KeyringHandle>, settings: Settings) {
         while hup.recv().await.is_some() {
             match reload(&handle, &settings) {
                 Ok(()) => tracing::info!(keyring = ?handle.current(), "keyring reloaded"),
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays")
+                }
             }
         }
     });

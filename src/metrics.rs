@@ -58,7 +58,8 @@ impl Default for Metrics {
         let latency =
             Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
         let refusals = Family::<KindLabels, Counter>::default();
-        let (pool_size, pool_idle, pool_max) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let (pool_size, pool_idle, pool_max) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
         let (unsealed, quarantined) = (Gauge::default(), Gauge::default());
         let seal_lag = Gauge::<f64, AtomicU64>::default();
         registry.register(
@@ -76,9 +77,21 @@ impl Default for Metrics {
             "Refused anonymous requests and credentials (audited per client and minute)",
             refusals.clone(),
         );
-        registry.register("phi_db_pool_connections", "Open connections in the pool", pool_size.clone());
-        registry.register("phi_db_pool_idle_connections", "Idle connections in the pool", pool_idle.clone());
-        registry.register("phi_db_pool_max_connections", "Configured pool maximum", pool_max.clone());
+        registry.register(
+            "phi_db_pool_connections",
+            "Open connections in the pool",
+            pool_size.clone(),
+        );
+        registry.register(
+            "phi_db_pool_idle_connections",
+            "Idle connections in the pool",
+            pool_idle.clone(),
+        );
+        registry.register(
+            "phi_db_pool_max_connections",
+            "Configured pool maximum",
+            pool_max.clone(),
+        );
         registry.register(
             "phi_audit_unsealed_entries",
             "Committed audit entries not yet in the hash chain",
@@ -184,7 +197,10 @@ mod tests {
             max: 10,
         });
         let labels = "method=\"GET\",route=\"/health\",status=\"200\"";
-        assert!(text.contains(&format!("phi_http_requests_total{{{labels}}} 2")), "{text}");
+        assert!(
+            text.contains(&format!("phi_http_requests_total{{{labels}}} 2")),
+            "{text}"
+        );
         // OpenMetrics puts `le` first.
         assert!(text.contains(&format!(
             "phi_http_request_duration_seconds_bucket{{le=\"0.0005\",{labels}}} 1"

@@ -104,8 +104,7 @@ async fn openapi_json() -> actix_web::HttpResponse {
 /// `/api/openapi.json` and the vendored Swagger UI at `/api/docs/`.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.service(
-        actix_web::web::resource("/api/openapi.json")
-            .route(actix_web::web::get().to(openapi_json)),
+        actix_web::web::resource("/api/openapi.json").route(actix_web::web::get().to(openapi_json)),
     )
     .service(
         utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}")

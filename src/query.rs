@@ -114,6 +114,10 @@ pub struct Cond {
     pub value: CondValue,
 }
 
+/// Computes the blind indexes to match a plaintext value by (one per live
+/// index key): (table, column, value) -> hashes. Supplied by the service.
+pub type BlindHashes<'a> = &'a dyn Fn(&str, &str, &str) -> Vec<Vec<u8>>;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     And(Vec<Filter>),
@@ -139,7 +143,7 @@ impl Filter {
 
     /// Replaces every plaintext blind-index value by its hashes (one per
     /// live index key), so no plaintext reaches the store.
-    pub fn resolve_blind(&mut self, hashes: &dyn Fn(&str, &str, &str) -> Vec<Vec<u8>>) {
+    pub fn resolve_blind(&mut self, hashes: BlindHashes<'_>) {
         match self {
             Filter::And(p) | Filter::Or(p) => p.iter_mut().for_each(|x| x.resolve_blind(hashes)),
             Filter::Cond(c) => {
@@ -359,7 +363,11 @@ impl Builder<'_> {
             })
     }
 
-    fn filter(&mut self, map: BTreeMap<String, Node>, depth: usize) -> Result<Option<Filter>, ApiError> {
+    fn filter(
+        &mut self,
+        map: BTreeMap<String, Node>,
+        depth: usize,
+    ) -> Result<Option<Filter>, ApiError> {
         if depth > MAX_DEPTH {
             return Err(bad(format!(
                 "where: and/or nesting deeper than {MAX_DEPTH} is not allowed."
@@ -414,9 +422,9 @@ impl Builder<'_> {
                                     .into_iter()
                                     .map(|n| match n {
                                         Node::Leaf(v) => Ok(v),
-                                        Node::Map(_) => {
-                                            Err(bad("Malformed where parameter: list items are values."))
-                                        }
+                                        Node::Map(_) => Err(bad(
+                                            "Malformed where parameter: list items are values.",
+                                        )),
                                     })
                                     .collect::<Result<_, _>>()?,
                             ),
@@ -584,13 +592,17 @@ fn cond(f: &'static FieldSpec, op: Op, raw: Raw) -> Result<Cond, ApiError> {
             (FieldKind::BlindIndexed { .. }, Op::Equals) => {
                 CondValue::Blind(vec![SecretText::from(raw.one(f, op)?)])
             }
-            (FieldKind::BlindIndexed { .. }, Op::In) => CondValue::Blind(
-                raw.many(f)?.into_iter().map(SecretText::from).collect(),
-            ),
+            (FieldKind::BlindIndexed { .. }, Op::In) => {
+                CondValue::Blind(raw.many(f)?.into_iter().map(SecretText::from).collect())
+            }
             _ => return Err(unsupported(name, op)),
         }
     };
-    Ok(Cond { field: f, op, value })
+    Ok(Cond {
+        field: f,
+        op,
+        value,
+    })
 }
 
 fn parse_near(raw: String) -> Result<Near, ApiError> {
@@ -700,10 +712,7 @@ pub fn parse(
             )));
         }
         if v.len() > MAX_VALUE_LEN {
-            return Err(bad(format!(
-                "Query parameter '{}' is too long.",
-                shown(&k)
-            )));
+            return Err(bad(format!("Query parameter '{}' is too long.", shown(&k))));
         }
         if k.starts_with("where[") {
             insert(&mut root, &segments(&k)?, v.into_owned(), &k)?;
@@ -756,10 +765,7 @@ pub fn parse(
             }
             _ if own.is_some() => out.params.push((k.into_owned(), v.into_owned())),
             other => {
-                return Err(bad(format!(
-                    "Unknown query parameter '{}'.",
-                    shown(other)
-                )));
+                return Err(bad(format!("Unknown query parameter '{}'.", shown(other))));
             }
         }
     }
@@ -870,8 +876,12 @@ mod tests {
             panic!()
         };
         assert_eq!(parts.len(), 2);
-        assert!(matches!(&parts[0], Filter::Cond(Cond { op: Op::Equals, value: CondValue::Text(t), .. }) if t == "Ann"));
-        assert!(matches!(&parts[1], Filter::Cond(Cond { value: CondValue::Texts(t), .. }) if t.len() == 2));
+        assert!(
+            matches!(&parts[0], Filter::Cond(Cond { op: Op::Equals, value: CondValue::Text(t), .. }) if t == "Ann")
+        );
+        assert!(
+            matches!(&parts[1], Filter::Cond(Cond { value: CondValue::Texts(t), .. }) if t.len() == 2)
+        );
         let lq = q("where[or][0][status][equals]=draft&where[or][1][name][like]=a%20b").unwrap();
         assert!(matches!(lq.filter, Some(Filter::Or(ref p)) if p.len() == 2));
         assert_eq!(lq.field_names(), vec!["name", "status"]);
@@ -879,28 +889,55 @@ mod tests {
 
     #[test]
     fn unknown_hidden_and_bad_values_are_named_never_quoted() {
-        let msg = |s: &str, who: &Principal| {
-            parse(s, &PRACTITIONERS, &[], who).unwrap_err().to_string()
-        };
+        let msg =
+            |s: &str, who: &Principal| parse(s, &PRACTITIONERS, &[], who).unwrap_err().to_string();
         assert!(msg("where[secret][equals]=1", &staff()).contains("cannot be queried: secret"));
         assert!(msg("where[name][regex]=1", &staff()).contains("'regex'"));
-        assert!(msg("where[email][like]=a", &staff()).contains("'like' is not supported for field 'email'"));
+        assert!(
+            msg("where[email][like]=a", &staff())
+                .contains("'like' is not supported for field 'email'")
+        );
         assert!(msg("where[status][equals]=gone", &staff()).contains("one of draft, published"));
         assert!(msg("where[createdAt][equals]=yesterday", &staff()).contains("not a date"));
         // Staff-only fields do not exist for anyone else.
-        assert!(msg("where[userId][equals]=users:1", &anon()).contains("cannot be queried: userId"));
+        assert!(
+            msg("where[userId][equals]=users:1", &anon()).contains("cannot be queried: userId")
+        );
         assert!(msg("where[email][equals]=a@b.c", &anon()).contains("cannot be queried: email"));
         assert!(parse("where[email][equals]=a@b.c", &PRACTITIONERS, &[], &staff()).is_ok());
-        let e = msg("where[email][equals]=ann@example.org&where[email][like]=x", &staff());
+        let e = msg(
+            "where[email][equals]=ann@example.org&where[email][like]=x",
+            &staff(),
+        );
         assert!(!e.contains("ann@example.org"), "{e}");
     }
 
     #[test]
     fn one_rule_for_repeats_and_control_characters() {
-        assert!(q("limit=1&limit=100").unwrap_err().to_string().contains("more than once"));
-        assert!(q("where[name][equals]=a&where[name][equals]=b").unwrap_err().to_string().contains("more than once"));
-        assert!(q("where[name][equals]=a%00b").unwrap_err().to_string().contains("control character"));
-        assert!(q("sort=name%0A").unwrap_err().to_string().contains("control character"));
+        assert!(
+            q("limit=1&limit=100")
+                .unwrap_err()
+                .to_string()
+                .contains("more than once")
+        );
+        assert!(
+            q("where[name][equals]=a&where[name][equals]=b")
+                .unwrap_err()
+                .to_string()
+                .contains("more than once")
+        );
+        assert!(
+            q("where[name][equals]=a%00b")
+                .unwrap_err()
+                .to_string()
+                .contains("control character")
+        );
+        assert!(
+            q("sort=name%0A")
+                .unwrap_err()
+                .to_string()
+                .contains("control character")
+        );
         let herbs = [repeatable("taste"), param("q")];
         let lq = parse("taste=bitter&taste=sweet", &PRACTITIONERS, &herbs, &anon()).unwrap();
         assert_eq!(lq.params_named("taste").count(), 2);
@@ -913,12 +950,22 @@ mod tests {
         assert!(q("limit=0").is_err());
         assert_eq!(q("limit=100&page=3").unwrap().offset(), 200);
         assert!(q("page=0").is_err());
-        assert!(q("limit=100&page=102").unwrap_err().to_string().contains("narrow the query"));
+        assert!(
+            q("limit=100&page=102")
+                .unwrap_err()
+                .to_string()
+                .contains("narrow the query")
+        );
         assert!(q("bogus=1").is_err());
         assert_eq!(q("depth=0").unwrap().depth, 0);
         assert!(q("depth=11").is_err());
         assert!(q("draft=false&locale=en&trash=false").is_ok());
-        assert!(q("draft=true").unwrap_err().to_string().contains("no drafts"));
+        assert!(
+            q("draft=true")
+                .unwrap_err()
+                .to_string()
+                .contains("no drafts")
+        );
         assert!(q("populate[x]=true").is_err());
         let deep = "where[or][0][and][0][or][0][and][0][name][equals]=x";
         assert!(q(deep).unwrap_err().to_string().contains("nesting"));
@@ -929,7 +976,10 @@ mod tests {
     fn sort_takes_several_fields() {
         let lq = q("sort=-createdAt,name").unwrap();
         assert_eq!(
-            lq.sort.iter().map(|s| (s.field.name, s.desc)).collect::<Vec<_>>(),
+            lq.sort
+                .iter()
+                .map(|s| (s.field.name, s.desc))
+                .collect::<Vec<_>>(),
             vec![("createdAt", true), ("name", false)]
         );
         assert!(q("sort=name,-name").is_err());
@@ -947,7 +997,12 @@ mod tests {
         );
         assert!(matches!(lq.filter, Some(Filter::Cond(_))));
         assert!(q("where[location][near]=200,51,10").is_err());
-        assert!(q("where[location][near]=0,51,20037509").unwrap_err().to_string().contains("max"));
+        assert!(
+            q("where[location][near]=0,51,20037509")
+                .unwrap_err()
+                .to_string()
+                .contains("max")
+        );
         assert!(q("where[or][0][location][near]=0,51,10").is_err());
     }
 

@@ -429,4 +429,3 @@ async fn legacy_facts(pool: &PgPool, keyring: &Keyring, report: &mut Report) -> 
         tx.commit().await?;
     }
 }
-

@@ -186,11 +186,7 @@ pub const SUBMISSIONS: Collection = Collection {
     fields: &[
         field("id", "id", FieldKind::Uuid),
         field("owner", "owner_id", FieldKind::Text),
-        sortable(
-            "status",
-            "status",
-            FieldKind::Enum(SUBMISSION_STATUS),
-        ),
+        sortable("status", "status", FieldKind::Enum(SUBMISSION_STATUS)),
         field("practitionerId", "practitioner_id", FieldKind::Uuid),
         sortable("createdAt", "created_at", FieldKind::Timestamp),
         sortable("updatedAt", "updated_at", FieldKind::Timestamp),
@@ -278,7 +274,11 @@ mod tests {
             for f in c.fields {
                 if let FieldKind::BlindIndexed { table, column } = f.kind {
                     assert_eq!(table, c.table);
-                    assert!(c.blind.iter().any(|b| b.source == column && b.column == f.column));
+                    assert!(
+                        c.blind
+                            .iter()
+                            .any(|b| b.source == column && b.column == f.column)
+                    );
                 }
             }
         }

@@ -62,9 +62,10 @@ impl Application {
         );
         let sealer = sealer(settings)?;
         match &sealer {
-            Some(s) => s
-                .clone()
-                .spawn(settings.audit.seal_interval, settings.audit.checkpoint_every),
+            Some(s) => s.clone().spawn(
+                settings.audit.seal_interval,
+                settings.audit.checkpoint_every,
+            ),
             None => tracing::warn!(
                 "no AUDIT_SEALER_DATABASE_URL or PHI_AUDIT_SIGNING_KEY: this process does not seal the audit chain; \
                  run `phi-gateway audit seal --follow` elsewhere"
@@ -78,8 +79,8 @@ impl Application {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let port = listener.local_addr()?.port();
-        let services =
-            Services::new(pool.clone(), audit_pool.clone(), keyring.clone()).with_refusals(refusals);
+        let services = Services::new(pool.clone(), audit_pool.clone(), keyring.clone())
+            .with_refusals(refusals);
         let exporter = sealer.map(|sealer| Exporter {
             reader: pool.clone(),
             audit_pool,

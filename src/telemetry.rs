@@ -204,10 +204,8 @@ pub async fn request_context(
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     // Nothing this service answers is for a proxy or a browser to keep.
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     let elapsed = started.elapsed();

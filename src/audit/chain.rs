@@ -715,10 +715,11 @@ async fn check_against_chain(
         ));
         return Ok(());
     }
-    let chained: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit.chain WHERE pos = $1")
-        .bind(pos)
-        .fetch_optional(pool)
-        .await?;
+    let chained: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT hash FROM audit.chain WHERE pos = $1")
+            .bind(pos)
+            .fetch_optional(pool)
+            .await?;
     if chained.as_deref() != Some(c.hash.as_slice()) {
         v.problem(format!("{what} at position {pos} does not match the chain"));
     }

@@ -171,7 +171,10 @@ pub fn fhir_event(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Value {
         (_, "DECRYPT_FAILURE") => "12",
         _ => "8",
     };
-    let restful = matches!(subtype, "create" | "read" | "update" | "delete" | "search-type");
+    let restful = matches!(
+        subtype,
+        "create" | "read" | "update" | "delete" | "search-type"
+    );
     let mut event = json!({
         "resourceType": "AuditEvent",
         "id": r.seq.to_string(),
@@ -205,7 +208,10 @@ pub fn fhir_event(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Value {
     if let Some(addr) = &r.client_addr {
         event["agent"][0]["network"] = json!({"address": addr, "type": "2"});
     }
-    if event["agent"][0]["role"].as_array().is_some_and(Vec::is_empty) {
+    if event["agent"][0]["role"]
+        .as_array()
+        .is_some_and(Vec::is_empty)
+    {
         event["agent"][0]
             .as_object_mut()
             .expect("object")
@@ -340,7 +346,10 @@ impl SignedManifest {
     }
 
     fn from_provenance(v: &Value) -> anyhow::Result<Self> {
-        anyhow::ensure!(v["resourceType"] == "Provenance", "the last line is not a Provenance");
+        anyhow::ensure!(
+            v["resourceType"] == "Provenance",
+            "the last line is not a Provenance"
+        );
         let manifest = v["extension"]
             .as_array()
             .and_then(|e| e.iter().find(|x| x["url"] == PROVENANCE_EXT))
@@ -378,17 +387,21 @@ async fn range(
     }
     let first: Option<i64> = match from {
         None => Some(1),
-        Some(f) => sqlx::query_scalar("SELECT min(pos) FROM audit.chain WHERE sealed_at >= $1")
-            .bind(f)
-            .fetch_one(pool)
-            .await?,
+        Some(f) => {
+            sqlx::query_scalar("SELECT min(pos) FROM audit.chain WHERE sealed_at >= $1")
+                .bind(f)
+                .fetch_one(pool)
+                .await?
+        }
     };
     let last: Option<i64> = match to {
         None => Some(head),
-        Some(t) => sqlx::query_scalar("SELECT max(pos) FROM audit.chain WHERE sealed_at < $1")
-            .bind(t)
-            .fetch_one(pool)
-            .await?,
+        Some(t) => {
+            sqlx::query_scalar("SELECT max(pos) FROM audit.chain WHERE sealed_at < $1")
+                .bind(t)
+                .fetch_one(pool)
+                .await?
+        }
     };
     Ok(match (first, last) {
         (Some(f), Some(l)) if f <= l.min(head) => Some((f - 1, l.min(head))),
@@ -542,8 +555,9 @@ pub fn verify_file(
         let next = lines.next().transpose()?;
         if next.is_none() && format != Some(Format::Csv) {
             // The last line: the signed manifest (NDJSON) or a Provenance (FHIR).
-            let v: Value = serde_json::from_str(&line)
-                .map_err(|_| anyhow::anyhow!("line {n}: the export has no manifest (truncated?)"))?;
+            let v: Value = serde_json::from_str(&line).map_err(|_| {
+                anyhow::anyhow!("line {n}: the export has no manifest (truncated?)")
+            })?;
             trailer = Some(if v.get(MANIFEST_KEY).is_some() {
                 format.get_or_insert(Format::Ndjson);
                 serde_json::from_value(v)?
@@ -585,7 +599,8 @@ pub fn verify_file(
         count += 1;
         pending = next;
     }
-    let signed = trailer.ok_or_else(|| anyhow::anyhow!("the export has no manifest (truncated?)"))?;
+    let signed =
+        trailer.ok_or_else(|| anyhow::anyhow!("the export has no manifest (truncated?)"))?;
     let m = signed.open(keys)?;
     anyhow::ensure!(
         Some(m.format.as_str()) == format.map(Format::name) || (count == 0 && m.rows == 0),
@@ -786,7 +801,14 @@ mod tests {
 
     #[test]
     fn spreadsheet_formulas_are_neutralised_and_restored() {
-        for v in ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "'quoted", "plain"] {
+        for v in [
+            "=HYPERLINK(\"x\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "'quoted",
+            "plain",
+        ] {
             let mut s = String::new();
             csv_field(&mut s, Some(v));
             let parsed = parse_csv_line(&s).unwrap()[0].clone().map(unneutralise);

@@ -160,7 +160,8 @@ impl SigningKeys {
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading signing key {}", path.display()))?,
         );
-        Self::from_file_text(&text).with_context(|| format!("loading signing key {}", path.display()))
+        Self::from_file_text(&text)
+            .with_context(|| format!("loading signing key {}", path.display()))
     }
 
     fn to_file_text(&self) -> Zeroizing<String> {
@@ -258,7 +259,8 @@ struct VerifyFileKey {
 
 impl VerifyingKeys {
     pub fn from_file_text(text: &str) -> anyhow::Result<Self> {
-        let f: VerifyFile = serde_json::from_str(text).context("the public key file is not valid")?;
+        let f: VerifyFile =
+            serde_json::from_str(text).context("the public key file is not valid")?;
         ensure!(
             f.format == VERIFY_FORMAT,
             "public key format {:?} is not {VERIFY_FORMAT:?} (was a private key file given?)",
@@ -285,7 +287,8 @@ impl VerifyingKeys {
     pub fn load_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading public key {}", path.display()))?;
-        Self::from_file_text(&text).with_context(|| format!("loading public key {}", path.display()))
+        Self::from_file_text(&text)
+            .with_context(|| format!("loading public key {}", path.display()))
     }
 
     pub fn to_file_text(&self) -> String {
@@ -310,7 +313,8 @@ impl VerifyingKeys {
         let Ok(sig) = <[u8; 64]>::try_from(signature) else {
             return false;
         };
-        key.verify_strict(message, &Signature::from_bytes(&sig)).is_ok()
+        key.verify_strict(message, &Signature::from_bytes(&sig))
+            .is_ok()
     }
 }
 

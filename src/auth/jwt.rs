@@ -322,14 +322,23 @@ mod tests {
         };
         // Above 2^53 an integer still names exactly one user.
         assert_eq!(
-            with_id(json!(9007199254740993u64)).unwrap().user_id.as_deref(),
+            with_id(json!(9007199254740993u64))
+                .unwrap()
+                .user_id
+                .as_deref(),
             Some("users:9007199254740993")
         );
         assert_ne!(
             with_id(json!(9007199254740993u64)).unwrap().user_id,
             with_id(json!(9007199254740992u64)).unwrap().user_id
         );
-        for bad in [json!(1e21), json!(5.0), json!(""), json!("a b"), json!("x\u{0}")] {
+        for bad in [
+            json!(1e21),
+            json!(5.0),
+            json!(""),
+            json!("a b"),
+            json!("x\u{0}"),
+        ] {
             assert_eq!(with_id(bad.clone()).err(), Some(TokenError::Id), "{bad}");
         }
     }

@@ -58,9 +58,10 @@ fn break_glass_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("x-break-glass-reason") else {
         return Ok(None);
     };
-    let text = v.to_str().ok().filter(|t| {
-        t.bytes().all(|b| (0x20..0x7f).contains(&b)) && t.len() <= MAX_REASON
-    });
+    let text = v
+        .to_str()
+        .ok()
+        .filter(|t| t.bytes().all(|b| (0x20..0x7f).contains(&b)) && t.len() <= MAX_REASON);
     match text.map(str::trim) {
         Some("") => Ok(None),
         Some(t) => Ok(Some(t.to_string())),
@@ -118,9 +119,7 @@ fn cookie_allowed(headers: &HeaderMap, auth: &CookieAuth) -> bool {
     match headers.get(ORIGIN).map(|o| o.to_str().unwrap_or("")) {
         Some(origin) => auth.origins.iter().any(|o| o == origin),
         None => matches!(
-            headers
-                .get("sec-fetch-site")
-                .and_then(|v| v.to_str().ok()),
+            headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
             Some("same-origin" | "same-site" | "none")
         ),
     }
@@ -234,9 +233,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             actix_web::http::header::HeaderName::from_static("x-break-glass-reason"),
-            HeaderValue::from_bytes("Notaufnahme: Patientin bewusstlos, \u{fc}".as_bytes()).unwrap(),
+            HeaderValue::from_bytes("Notaufnahme: Patientin bewusstlos, \u{fc}".as_bytes())
+                .unwrap(),
         );
-        assert!(break_glass_reason(&h).unwrap_err().to_string().contains("printable ASCII"));
+        assert!(
+            break_glass_reason(&h)
+                .unwrap_err()
+                .to_string()
+                .contains("printable ASCII")
+        );
     }
 
     #[test]
@@ -244,13 +249,29 @@ mod tests {
         let auth = CookieAuth {
             origins: vec!["https://cms.example".into()],
         };
-        assert!(cookie_allowed(&headers(&[("origin", "https://cms.example")]), &auth));
-        assert!(!cookie_allowed(&headers(&[("origin", "https://evil.example")]), &auth));
-        assert!(cookie_allowed(&headers(&[("sec-fetch-site", "same-origin")]), &auth));
-        assert!(!cookie_allowed(&headers(&[("sec-fetch-site", "cross-site")]), &auth));
+        assert!(cookie_allowed(
+            &headers(&[("origin", "https://cms.example")]),
+            &auth
+        ));
+        assert!(!cookie_allowed(
+            &headers(&[("origin", "https://evil.example")]),
+            &auth
+        ));
+        assert!(cookie_allowed(
+            &headers(&[("sec-fetch-site", "same-origin")]),
+            &auth
+        ));
+        assert!(!cookie_allowed(
+            &headers(&[("sec-fetch-site", "cross-site")]),
+            &auth
+        ));
         assert!(!cookie_allowed(&headers(&[]), &auth));
         assert_eq!(
-            cookie_token(&headers(&[("cookie", "a=1; payload-token=abc.def.ghi; b=2")])).as_deref(),
+            cookie_token(&headers(&[(
+                "cookie",
+                "a=1; payload-token=abc.def.ghi; b=2"
+            )]))
+            .as_deref(),
             Some("abc.def.ghi")
         );
     }

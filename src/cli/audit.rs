@@ -112,7 +112,11 @@ pub fn offline(cmd: &AuditCommand) -> anyhow::Result<()> {
 }
 
 fn operator_sealer(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<Sealer> {
-    let key = required_path(None, &settings.audit.signing_key, "audit signing key (PHI_AUDIT_SIGNING_KEY)")?;
+    let key = required_path(
+        None,
+        &settings.audit.signing_key,
+        "audit signing key (PHI_AUDIT_SIGNING_KEY)",
+    )?;
     Ok(Sealer {
         pool,
         signing: Arc::new(SigningKeys::load_file(&key)?),
@@ -181,7 +185,8 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut f = std::io::BufWriter::new(
-                std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
+                std::fs::File::create(&out)
+                    .with_context(|| format!("creating {}", out.display()))?,
             );
             while let Some(chunk) = running.chunks.recv().await {
                 f.write_all(&chunk?)?;
@@ -195,12 +200,14 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 export::write_csv_manifest(&path, &signed)?;
                 println!("manifest written to {}", path.display());
             }
-            let m = signed.open(&SigningKeys::load_file(&required_path(
-                None,
-                &settings.audit.signing_key,
-                "audit signing key",
-            )?)?
-            .public())?;
+            let m = signed.open(
+                &SigningKeys::load_file(&required_path(
+                    None,
+                    &settings.audit.signing_key,
+                    "audit signing key",
+                )?)?
+                .public(),
+            )?;
             println!("exported {} rows to {}", m.rows, out.display());
         }
         AuditCommand::Seal { follow } => {
@@ -209,7 +216,10 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
             let c = sealer.checkpoint().await?;
             println!("sealed {n} entries; head position {:?}", c.map(|c| c.pos));
             if follow {
-                sealer.spawn(settings.audit.seal_interval, settings.audit.checkpoint_every);
+                sealer.spawn(
+                    settings.audit.seal_interval,
+                    settings.audit.checkpoint_every,
+                );
                 tokio::signal::ctrl_c().await?;
             }
         }

@@ -139,7 +139,11 @@ fn dev_token(user: &str, roles: &str) -> anyhow::Result<()> {
 }
 
 /// A path given on the command line or in the settings.
-fn required_path(given: Option<PathBuf>, configured: &Option<PathBuf>, what: &str) -> anyhow::Result<PathBuf> {
+fn required_path(
+    given: Option<PathBuf>,
+    configured: &Option<PathBuf>,
+    what: &str,
+) -> anyhow::Result<PathBuf> {
     given
         .or_else(|| configured.clone())
         .with_context(|| format!("no {what}: pass it, or set it in the settings"))

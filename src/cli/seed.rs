@@ -28,11 +28,24 @@ pub async fn run(args: SeedArgs, settings: &Settings) -> anyhow::Result<()> {
         let n = seed::demo(&pool, handle.clone()).await?;
         println!("demo data: {n}");
         if args.practitioners + args.herbs + args.submissions > 0 {
-            seed::bulk(&pool, &handle.current(), args.practitioners, args.herbs, args.submissions)
-                .await?;
+            seed::bulk(
+                &pool,
+                &handle.current(),
+                args.practitioners,
+                args.herbs,
+                args.submissions,
+            )
+            .await?;
         }
     } else if args.practitioners + args.herbs + args.submissions > 0 {
-        seed::bulk(&pool, &ring, args.practitioners, args.herbs, args.submissions).await?;
+        seed::bulk(
+            &pool,
+            &ring,
+            args.practitioners,
+            args.herbs,
+            args.submissions,
+        )
+        .await?;
     }
     Ok(())
 }

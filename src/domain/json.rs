@@ -49,7 +49,9 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
         })?;
     match value {
         Value::Object(m) => Ok(m),
-        _ => Err(ApiError::bad_request("The request body must be a JSON object.")),
+        _ => Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
+        )),
     }
 }
 
@@ -124,7 +126,9 @@ impl<'de> Visitor<'de> for Strict {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if !clean_text(&key) || key.chars().any(char::is_control) {
-                return Err(refuse("A key in the request body holds a control character."));
+                return Err(refuse(
+                    "A key in the request body holds a control character.",
+                ));
             }
             let value = map.next_value_seed(Strict {
                 depth: self.depth + 1,
@@ -207,7 +211,8 @@ impl<'de> Deserializer<'de> for ObjectsOnly<'_> {
                 Ok(out)
             }
             Value::Object(m) => {
-                let mut map = MapDeserializer::new(m.iter().map(|(k, v)| (k.as_str(), ObjectsOnly(v))));
+                let mut map =
+                    MapDeserializer::new(m.iter().map(|(k, v)| (k.as_str(), ObjectsOnly(v))));
                 let out = v.visit_map(&mut map)?;
                 map.end()?;
                 Ok(out)

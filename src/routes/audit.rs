@@ -24,10 +24,16 @@ fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 /// Auditors only; anyone else's attempt is recorded.
-async fn require_auditor(svc: &Services, who: &Principal, what: &'static str) -> Result<(), ApiError> {
+async fn require_auditor(
+    svc: &Services,
+    who: &Principal,
+    what: &'static str,
+) -> Result<(), ApiError> {
     if let Err(e) = who.require(Role::Auditor) {
         if who.is_anonymous() {
-            return Err(svc.refused(who, Action::Export, "audit_log", None, e.into()).await);
+            return Err(svc
+                .refused(who, Action::Export, "audit_log", None, e.into())
+                .await);
         }
         audit::record_alone(
             &svc.audit_pool,
@@ -68,7 +74,10 @@ pub async fn export(
         if seen.iter().any(|s| *s == k) {
             return Err(ApiError::bad_request(format!(
                 "Query parameter '{}' is given more than once.",
-                k.chars().filter(|c| !c.is_control()).take(64).collect::<String>()
+                k.chars()
+                    .filter(|c| !c.is_control())
+                    .take(64)
+                    .collect::<String>()
             )));
         }
         seen.push(k.to_string());
@@ -82,7 +91,11 @@ pub async fn export(
             other => {
                 return Err(ApiError::bad_request(format!(
                     "Unknown query parameter '{}'.",
-                    other.chars().filter(|c| !c.is_control()).take(64).collect::<String>()
+                    other
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(64)
+                        .collect::<String>()
                 )));
             }
         }

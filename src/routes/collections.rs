@@ -6,13 +6,13 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::domain::consent::{ConsentDoc, ConsentInput};
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::identity::Principal;
-use crate::routes::params::DocResponse;
 use crate::query::{self, Page, param, repeatable};
+use crate::routes::params::DocResponse;
 use crate::schema;
-use crate::domain::consent::{ConsentDoc, ConsentInput};
 use crate::service::{Services, consents, herbs, practitioners, submissions};
 
 fn created(doc: impl Serialize, singular: &str) -> HttpResponse {
@@ -153,7 +153,12 @@ const NEAR_PARAMS: &[query::ParamSpec] = &[
     (status = 400, description = "Bad point or radius", body = crate::error::ErrorBody),
 ))]
 pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
-    let q = query::parse(req.query_string(), &schema::PRACTITIONERS, NEAR_PARAMS, &who)?;
+    let q = query::parse(
+        req.query_string(),
+        &schema::PRACTITIONERS,
+        NEAR_PARAMS,
+        &who,
+    )?;
     Ok(HttpResponse::Ok().json(practitioners::near(&svc, &who, q).await?))
 }
 

@@ -81,4 +81,3 @@ pub struct ExportParams {
     /// ndjson (default), csv or fhir (FHIR R4 AuditEvent NDJSON).
     format: Option<String>,
 }
-

@@ -45,7 +45,11 @@ pub async fn create(
 ) -> Result<ConsentDoc, ApiError> {
     let me = match who.require_user() {
         Ok(u) => u.to_string(),
-        Err(e) => return Err(svc.refused(who, Action::Create, TABLE, None, e.into()).await),
+        Err(e) => {
+            return Err(svc
+                .refused(who, Action::Create, TABLE, None, e.into())
+                .await);
+        }
     };
     let mut tx = store::begin(&svc.pool, who).await?;
     match table::practitioner_linked(&mut tx, input.practitioner_id).await? {
@@ -107,12 +111,18 @@ pub async fn list(
     entries.extend(rows.iter().map(|r| Entry::new(Action::Read, TABLE, r.id)));
     audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
-    Ok(Page::new(rows.into_iter().map(Into::into).collect(), total, &q))
+    Ok(Page::new(
+        rows.into_iter().map(Into::into).collect(),
+        total,
+        &q,
+    ))
 }
 
 pub async fn revoke(svc: &Services, who: &Principal, id: Uuid) -> Result<ConsentDoc, ApiError> {
     if let Err(e) = who.require_user() {
-        return Err(svc.refused(who, Action::Delete, TABLE, Some(id), e.into()).await);
+        return Err(svc
+            .refused(who, Action::Delete, TABLE, Some(id), e.into())
+            .await);
     }
     let mut tx = store::begin(&svc.pool, who).await?;
     let Some(row) = table::delete(&mut tx, id).await? else {

@@ -50,7 +50,11 @@ impl Exporter {
             from.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
             to.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
         )));
-        let mut tx = self.audit_pool.begin().await.map_err(store::StoreError::from)?;
+        let mut tx = self
+            .audit_pool
+            .begin()
+            .await
+            .map_err(store::StoreError::from)?;
         audit::record(&mut tx, who, &[entry]).await?;
         tx.commit().await?;
         let checkpoint = self
@@ -93,7 +97,11 @@ impl Exporter {
 }
 
 /// The signed manifest of a finished export, by its request id.
-pub async fn manifest(pool: &PgPool, who: &Principal, request_id: &str) -> Result<serde_json::Value, ApiError> {
+pub async fn manifest(
+    pool: &PgPool,
+    who: &Principal,
+    request_id: &str,
+) -> Result<serde_json::Value, ApiError> {
     let mut tx = store::begin(pool, who).await?;
     let found = store::audit::export_manifest(&mut tx, request_id).await?;
     tx.commit().await?;

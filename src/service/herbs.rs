@@ -9,15 +9,17 @@
 use uuid::Uuid;
 
 use super::{Services, client_error, new_id};
-use crate::domain::herb::{HerbDoc, HerbFields, Meridian, NewHerb, TcmProperties, Taste, Temperature};
+use crate::domain::herb::{
+    HerbDoc, HerbFields, Meridian, NewHerb, Taste, TcmProperties, Temperature,
+};
 use crate::domain::practitioner::Status;
 use crate::error::{ApiError, FieldError};
 use crate::identity::Principal;
 use crate::query::{ListQuery, Page, ParamSpec, param, repeatable};
 use crate::schema::HERBS;
-use crate::store::herbs::{self as table, HerbRow, NewRow, Patch};
-pub use crate::store::herbs::TcmFilter;
 use crate::store;
+pub use crate::store::herbs::TcmFilter;
+use crate::store::herbs::{self as table, HerbRow, NewRow, Patch};
 
 /// The herb list's own parameters: each TCM property may be given several
 /// times (all must hold; several temperatures mean any of them).

@@ -131,7 +131,11 @@ impl Crypt {
         })
     }
 
-    pub fn open_text(&self, sealed: &SealedField, place: Place<'_>) -> Result<SecretText, ApiError> {
+    pub fn open_text(
+        &self,
+        sealed: &SealedField,
+        place: Place<'_>,
+    ) -> Result<SecretText, ApiError> {
         self.open(sealed, place)?
             .into_string()
             .map(SecretText::new)

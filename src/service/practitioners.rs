@@ -18,7 +18,7 @@ use crate::domain::practitioner::{
 };
 use crate::error::ApiError;
 use crate::identity::{Principal, Role};
-use crate::query::{self, CondValue, Cond, Filter, ListQuery, Near, Op, Page};
+use crate::query::{self, Cond, CondValue, Filter, ListQuery, Near, Op, Page};
 use crate::schema::PRACTITIONERS;
 use crate::store::practitioners::{self as table, NewRow, Patch, PractitionerRow};
 use crate::store::{self, Tx};
@@ -87,9 +87,7 @@ fn open_all(
     for row in rows {
         let staff_read = who.is_staff() && !is_self(who, &row);
         let doc = to_doc(c, who, row)?;
-        if staff_read
-            && let Some(contact) = &doc.contact
-        {
+        if staff_read && let Some(contact) = &doc.contact {
             let fields = contact.disclosed();
             if !fields.is_empty() {
                 entries.push(Entry::new(Action::Read, TABLE, doc.id).fields(fields));

@@ -189,7 +189,11 @@ pub async fn create(
 ) -> Result<SubmissionDoc, ApiError> {
     let owner = match who.require_user() {
         Ok(u) => u.to_string(),
-        Err(e) => return Err(svc.refused(who, Action::Create, TABLE, None, e.into()).await),
+        Err(e) => {
+            return Err(svc
+                .refused(who, Action::Create, TABLE, None, e.into())
+                .await);
+        }
     };
     let c = Crypt::new(svc);
     let id = new_id();
@@ -228,7 +232,9 @@ pub async fn create(
 
 pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
     if let Err(e) = who.require_user() {
-        return Err(svc.refused(who, Action::Read, TABLE, Some(id), e.into()).await);
+        return Err(svc
+            .refused(who, Action::Read, TABLE, Some(id), e.into())
+            .await);
     }
     let c = Crypt::new(svc);
     let mut tx = store::begin(&svc.pool, who).await?;
@@ -278,7 +284,9 @@ pub async fn update(
     f: SubmissionFields,
 ) -> Result<SubmissionDoc, ApiError> {
     if let Err(e) = who.require_user() {
-        return Err(svc.refused(who, Action::Update, TABLE, Some(id), e.into()).await);
+        return Err(svc
+            .refused(who, Action::Update, TABLE, Some(id), e.into())
+            .await);
     }
     let c = Crypt::new(svc);
     let named = f.named();
@@ -342,7 +350,9 @@ pub async fn update(
 
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
     if let Err(e) = who.require_user() {
-        return Err(svc.refused(who, Action::Delete, TABLE, Some(id), e.into()).await);
+        return Err(svc
+            .refused(who, Action::Delete, TABLE, Some(id), e.into())
+            .await);
     }
     let c = Crypt::new(svc);
     let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", id);

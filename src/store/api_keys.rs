@@ -21,11 +21,10 @@ pub struct ApiKeyRow {
 
 /// The live key whose hash is one of `hashes`: (id, role).
 pub async fn lookup(conn: &mut PgConnection, hashes: &[Vec<u8>]) -> Result<Option<(Uuid, String)>> {
-    let row: Option<(Uuid, String, String)> =
-        q_as("SELECT id, name, role FROM api_key_lookup($1)")
-            .bind(hashes)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<(Uuid, String, String)> = q_as("SELECT id, name, role FROM api_key_lookup($1)")
+        .bind(hashes)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(|(id, _, role)| (id, role)))
 }
 

@@ -19,7 +19,11 @@ pub struct Record<'a> {
     pub detail: Option<String>,
 }
 
-pub async fn append(conn: &mut PgConnection, who: &Principal, records: &[Record<'_>]) -> Result<()> {
+pub async fn append(
+    conn: &mut PgConnection,
+    who: &Principal,
+    records: &[Record<'_>],
+) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }

@@ -22,10 +22,12 @@ pub struct ConsentRow {
 /// What the caller may know of a practitioner before consenting: visible
 /// to them, and whether it has a linked user to share with.
 pub async fn practitioner_linked(conn: &mut PgConnection, id: Uuid) -> Result<Option<bool>> {
-    Ok(q_scalar("SELECT user_id IS NOT NULL FROM practitioners WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(
+        q_scalar("SELECT user_id IS NOT NULL FROM practitioners WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// Inserts a consent bound to the practitioner's currently linked user.
@@ -61,7 +63,9 @@ pub async fn list(conn: &mut PgConnection, limit: i64, offset: i64) -> Result<Ve
 }
 
 pub async fn count(conn: &mut PgConnection) -> Result<i64> {
-    Ok(q_scalar("SELECT count(*) FROM consents").fetch_one(conn).await?)
+    Ok(q_scalar("SELECT count(*) FROM consents")
+        .fetch_one(conn)
+        .await?)
 }
 
 pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<ConsentRow>> {

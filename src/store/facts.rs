@@ -24,11 +24,13 @@ pub async fn replace(
     created_at: chrono::DateTime<chrono::Utc>,
     f: &Facts,
 ) -> Result<()> {
-    q("WITH gone AS (DELETE FROM submission_facts WHERE ref = ANY($1) AND ref <> $2) \
+    q(
+        "WITH gone AS (DELETE FROM submission_facts WHERE ref = ANY($1) AND ref <> $2) \
        INSERT INTO submission_facts (ref, week, region, age_band, categories) \
        VALUES ($2, date_trunc('week', $3::timestamptz AT TIME ZONE 'UTC')::date, $4, $5, $6) \
        ON CONFLICT (ref) DO UPDATE SET region = EXCLUDED.region, age_band = EXCLUDED.age_band, \
-       categories = EXCLUDED.categories")
+       categories = EXCLUDED.categories",
+    )
     .bind(&f.keys)
     .bind(&f.key)
     .bind(created_at)

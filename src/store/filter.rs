@@ -95,7 +95,9 @@ fn push_cond(qb: &mut QueryBuilder<'_, Postgres>, c: &Cond) -> Result<()> {
             qb.push(format!("{col} && ")).push_bind(v.clone());
         }
         (CondValue::Texts(v), Op::NotIn) if array => {
-            qb.push(format!("NOT ({col} && ")).push_bind(v.clone()).push(")");
+            qb.push(format!("NOT ({col} && "))
+                .push_bind(v.clone())
+                .push(")");
         }
         (CondValue::Text(v), Op::Contains) => {
             qb.push(format!("{col} ILIKE "))
@@ -105,7 +107,9 @@ fn push_cond(qb: &mut QueryBuilder<'_, Postgres>, c: &Cond) -> Result<()> {
             qb.push(format!("{col} {} ", cmp(op))).push_bind(v.clone());
         }
         (CondValue::Texts(v), Op::In) => {
-            qb.push(format!("{col} = ANY(")).push_bind(v.clone()).push(")");
+            qb.push(format!("{col} = ANY("))
+                .push_bind(v.clone())
+                .push(")");
         }
         (CondValue::Texts(v), _) => {
             qb.push(format!("NOT ({col} = ANY("))
@@ -138,7 +142,9 @@ fn push_cond(qb: &mut QueryBuilder<'_, Postgres>, c: &Cond) -> Result<()> {
             qb.push(format!("{col} {} ", cmp(op))).push_bind(*t);
         }
         (CondValue::Hashes(h), _) => {
-            qb.push(format!("{col} = ANY(")).push_bind(h.clone()).push(")");
+            qb.push(format!("{col} = ANY("))
+                .push_bind(h.clone())
+                .push(")");
         }
         (CondValue::Blind(_), _) => return Err(unresolved()),
     }
@@ -199,7 +205,10 @@ mod tests {
         );
         assert_eq!(sql("where[email][equals]=a@b.c"), "email_bidx = ANY($1)");
         assert_eq!(sql("where[name][exists]=false"), "name IS NULL");
-        assert_eq!(sql("where[modalities][contains]=reiki"), "$1 = ANY(modalities)");
+        assert_eq!(
+            sql("where[modalities][contains]=reiki"),
+            "$1 = ANY(modalities)"
+        );
     }
 
     #[test]
@@ -218,7 +227,10 @@ mod tests {
 
     #[test]
     fn order_ends_with_the_id() {
-        assert_eq!(order_by(&[], &[("created_at", true)]), " ORDER BY created_at DESC, id DESC");
+        assert_eq!(
+            order_by(&[], &[("created_at", true)]),
+            " ORDER BY created_at DESC, id DESC"
+        );
         let who = Principal::anonymous();
         let lq = parse("sort=-createdAt,name", &PRACTITIONERS, &[], &who).unwrap();
         assert_eq!(

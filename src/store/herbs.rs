@@ -106,7 +106,11 @@ pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>
     Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-pub async fn list(conn: &mut PgConnection, q: &ListQuery, tcm: &TcmFilter) -> Result<Rows<HerbRow>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    q: &ListQuery,
+    tcm: &TcmFilter,
+) -> Result<Rows<HerbRow>> {
     let extra = |qb: &mut QueryBuilder<'_, Postgres>| {
         if let Some(c) = &tcm.containment {
             qb.push(" AND tcm_properties @> ").push_bind(c.clone());

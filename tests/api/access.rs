@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use phi_gateway::auth::{Principal, Role};
-use phi_gateway::db;
+use phi_gateway::identity::{Principal, Role};
+use phi_gateway::store;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
@@ -77,14 +77,16 @@ struct World {
 }
 
 fn practitioner(slug: &str, status: &str, user: Option<&str>) -> Value {
-    json!({"name": slug, "slug": slug, "status": status, "location": {"lat": 51.5, "lon": -0.1}, "userId": user})
+    json!({"name": slug, "slug": slug, "status": status, "location": {"lat": 51.5, "lon": -0.1},
+           "userId": user.map(|u| format!("users:{u}"))})
 }
 
 async fn world(app: &TestApp) -> World {
+    // Linking a CMS user to a practitioner is an admin's act.
     let p1 = id_of(
         app.post_json(
             "/api/practitioners",
-            EDITOR,
+            ADMIN,
             &practitioner("p1", "published", Some("doc-yes")),
         )
         .await,
@@ -93,7 +95,7 @@ async fn world(app: &TestApp) -> World {
     let _p2 = id_of(
         app.post_json(
             "/api/practitioners",
-            EDITOR,
+            ADMIN,
             &practitioner("p2", "published", Some("doc-no")),
         )
         .await,
@@ -387,7 +389,7 @@ async fn the_access_matrix() {
     let updates: &[(Who, u16, u16, u16)] = &[
         (ANON, 401, 401, 401),
         (PAT_B, 404, 403, 403),
-        (DOC_YES, 404, 200, 403),
+        (DOC_YES, 403, 200, 403),
         (DOC_NO, 404, 403, 403),
         (EDITOR, 404, 200, 200),
         (ADMIN, 404, 200, 200),
@@ -427,6 +429,56 @@ async fn the_access_matrix() {
         .await
         .status();
         assert_eq!(s, *herb, "{name}: update herb");
+    }
+
+    // --- status: owners archive, a practitioner it is shared with reviews --
+    let status = |who: Who, to: &'static str| {
+        let path = format!("/api/symptom-submissions/{}", w.sub_a);
+        let app = &app;
+        async move {
+            call(app, Method::PATCH, &path, who, Some(&json!({"status": to})))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        status(PAT_A, "reviewed").await,
+        403,
+        "an owner does not review"
+    );
+    assert_eq!(
+        status(DOC_NO, "reviewed").await,
+        404,
+        "not shared with them"
+    );
+    assert_eq!(status(DOC_YES, "reviewed").await, 200, "shared: reviewed");
+    assert_eq!(
+        status(DOC_YES, "archived").await,
+        403,
+        "a practitioner only reviews"
+    );
+    assert_eq!(
+        status(ADMIN_BG, "reviewed").await,
+        404,
+        "break-glass reads, never writes"
+    );
+    assert_eq!(status(PAT_A, "archived").await, 200, "an owner archives");
+    assert_eq!(status(PAT_A, "submitted").await, 200, "and takes it back");
+
+    // --- linking a CMS user is an admin's act --------------------------------
+    let link = json!({"userId": "users:someone"});
+    for (who, expected) in [(EDITOR, 403), (DOC_YES, 403), (ADMIN, 200)] {
+        let s = call(
+            &app,
+            Method::PATCH,
+            &format!("/api/practitioners/{}", w.p3_draft),
+            who,
+            Some(&link),
+        )
+        .await
+        .status();
+        assert_eq!(s, expected, "link by {who:?}");
     }
 
     // --- create --------------------------------------------------------------
@@ -576,7 +628,7 @@ async fn revoking_or_expiring_consent_takes_effect_on_the_next_request() {
     let p1 = id_of(
         app.post_json(
             "/api/practitioners",
-            EDITOR,
+            ADMIN,
             &practitioner("p1", "published", Some("doc-yes")),
         )
         .await,
@@ -653,7 +705,7 @@ async fn revoking_or_expiring_consent_takes_effect_on_the_next_request() {
 }
 
 fn principal(id: &str, roles: &[Role]) -> Principal {
-    Principal::user(id, roles)
+    Principal::user("users", id, roles)
 }
 
 #[tokio::test]
@@ -669,7 +721,7 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
         .unwrap();
     let mut tx = conn.begin().await.unwrap();
     tx.execute(
-        "SELECT set_config('app.user_id', 'pat-a', true), set_config('app.roles', 'patient', true)",
+        "SELECT set_config('app.user_id', 'users:pat-a', true), set_config('app.roles', 'patient', true)",
     )
     .await
     .unwrap();
@@ -681,11 +733,12 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
         ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
         vec![a.clone()]
     );
-    let n: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM symptom_submissions WHERE owner_id = 'pat-b'")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM symptom_submissions WHERE owner_id = 'users:pat-b'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
     assert_eq!(n, 0);
     let updated = sqlx::query("UPDATE symptom_submissions SET status = 'archived'")
         .execute(&mut *tx)
@@ -693,7 +746,7 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
         .unwrap();
     assert_eq!(updated.rows_affected(), 1, "only A's row is reachable");
     let err = sqlx::query(
-        "INSERT INTO symptom_submissions (id, owner_id, symptoms) VALUES ($1, 'pat-b', '\\x00')",
+        "INSERT INTO symptom_submissions (id, owner_id, symptoms) VALUES ($1, 'users:pat-b', '\\x00')",
     )
     .bind(uuid::Uuid::now_v7())
     .execute(&mut *tx)
@@ -714,7 +767,7 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
         .connect(&app.db.app_url())
         .await
         .unwrap();
-    let mut tx = db::scoped(&pool, &principal("pat-a", &[])).await.unwrap();
+    let mut tx = store::begin(&pool, &principal("pat-a", &[])).await.unwrap();
     let pid_a: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *tx)
         .await
@@ -725,7 +778,7 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
         .unwrap();
     assert_eq!(seen, 1);
     tx.commit().await.unwrap();
-    let mut tx = db::scoped(&pool, &principal("pat-b", &[])).await.unwrap();
+    let mut tx = store::begin(&pool, &principal("pat-b", &[])).await.unwrap();
     let pid_b: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *tx)
         .await
@@ -741,7 +794,7 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
             .await
             .unwrap(),
     );
-    assert_eq!(user, "pat-b");
+    assert_eq!(user, "users:pat-b");
     assert_eq!(
         ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
         vec![b]
@@ -760,7 +813,7 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
 async fn the_analytics_role_sees_only_de_identified_aggregates() {
     let app = spawn_app().await;
     // 6 submissions from Ontario in their 30s with pain; 2 from Yukon.
-    for (i, region) in ["Ontario"; 6].iter().chain(["Yukon"; 2].iter()).enumerate() {
+    for (i, region) in ["CA-ON"; 6].iter().chain(["CA-YT"; 2].iter()).enumerate() {
         let owner = format!("u{i}");
         let body = json!({"symptoms": [{"name": "Neck pain", "severity": 3, "onset": "2026-02-01"}],
                           "dateOfBirth": "1990-01-01", "region": region, "notes": "secret"});
@@ -769,6 +822,10 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
             .await;
         assert_eq!(res.status(), 201);
     }
+    // The aggregates are rebuilt by their owner (on a schedule, or the
+    // `analytics refresh` command); the service's role may ask for it.
+    let mut as_app = app.db.app_conn().await;
+    as_app.execute("SELECT analytics.refresh()").await.unwrap();
     let password = std::env::var("PHI_PG_ANALYTICS_PASSWORD").expect("PHI_PG_ANALYTICS_PASSWORD");
     let url = crate::helpers::url_for("phi_analytics", &password, &app.db.name);
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -782,7 +839,7 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
     assert_eq!(
         rows,
         vec![(
-            "Ontario".to_string(),
+            "CA-ON".to_string(),
             "30-39".to_string(),
             "pain".to_string(),
             6
@@ -790,11 +847,58 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
         "Yukon (2) suppressed"
     );
 
+    // The two oracles an analyst had against views over base rows reveal
+    // nothing: EXPLAIN ANALYZE sees only the aggregates already suppressed,
+    // and a condition that would fail for a suppressed cell never meets it.
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT * FROM analytics.submissions_weekly",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("actual rows=1"), "{plan}");
+    for leak in [
+        "Removed by Filter",
+        "Aggregate",
+        "submission_facts",
+        "symptom_submissions",
+    ] {
+        assert!(!plan.contains(leak), "{leak} in {plan}");
+    }
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM analytics.submissions_weekly \
+         WHERE 1 / (CASE WHEN region = 'CA-YT' THEN 0 ELSE 1 END) = 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("no suppressed Yukon cell to divide by zero on");
+    assert_eq!(n, 1);
+    // The facts an analyst's aggregates come from hold no owner, and no
+    // submission id in the clear.
+    let mut admin = app.admin().await;
+    let cols: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'submission_facts' ORDER BY 1",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        cols,
+        vec!["age_band", "categories", "ref", "region", "week"]
+    );
+    let facts: i64 = sqlx::query_scalar("SELECT count(*) FROM submission_facts")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(facts, 8);
+
     for sql in [
         "SELECT * FROM public.symptom_submissions",
         "SELECT * FROM public.practitioners",
         "SELECT * FROM public.herbs",
         "SELECT * FROM public.consents",
+        "SELECT * FROM public.submission_facts",
     ] {
         let err = sqlx::query(sql).fetch_all(&mut conn).await.unwrap_err();
         let code = err

@@ -1,31 +1,27 @@
-use phi_gateway::audit::{chain, export};
-use phi_gateway::crypto::Keyring;
-use secrecy::SecretString;
+//! The audit log: what is recorded, that nobody (the service's role above
+//! all) can cut, forge or stop it, and that exports verify with the public
+//! key alone.
+
+use std::sync::Arc;
+
+use phi_gateway::audit::anchor::Anchor;
+use phi_gateway::audit::chain::{self, Sealer, VerifyKeys};
+use phi_gateway::audit::export;
 use serde_json::{Value, json};
 use sqlx::{Executor, PgPool};
 
-use crate::helpers::{TEST_DATA_KEY, TEST_INDEX_KEY, TestApp, json, spawn_app};
+use crate::helpers::{TestApp, json, signing_keys, spawn_app, spawn_app_with, verifying_keys};
 
 const ANN: Option<(&str, &[&str])> = Some(("ann", &[]));
 const BOB: Option<(&str, &[&str])> = Some(("bob", &[]));
 const AUDITOR: Option<(&str, &[&str])> = Some(("aud", &["auditor"]));
-
-fn keyring() -> Keyring {
-    Keyring::from_single_keys(
-        &SecretString::from(TEST_DATA_KEY),
-        &SecretString::from(TEST_INDEX_KEY),
-    )
-    .unwrap()
-}
 
 fn body(notes: &str) -> Value {
     json!({"symptoms": [{"name": "Dizziness", "severity": 4, "onset": "2026-03-01"}], "notes": notes,
            "contactEmail": "ann@example.org"})
 }
 
-async fn entries(
-    pool: &PgPool,
-) -> Vec<(
+type EntryRow = (
     String,
     String,
     Option<String>,
@@ -33,9 +29,13 @@ async fn entries(
     String,
     Vec<String>,
     Option<String>,
-)> {
+    Option<String>,
+);
+
+async fn entries(pool: &PgPool) -> Vec<EntryRow> {
     sqlx::query_as(
-        "SELECT action::text, entity_type, entity_id, actor_user, outcome, fields, request_id FROM audit.log ORDER BY seq",
+        "SELECT action::text, entity_type, entity_id, actor_user, outcome, fields, request_id, client_request_id \
+         FROM audit.log ORDER BY seq",
     )
     .fetch_all(pool)
     .await
@@ -54,6 +54,36 @@ async fn create(app: &TestApp, notes: &str) -> String {
     json(res).await["doc"]["id"].as_str().unwrap().to_string()
 }
 
+/// A sealer over the superuser's pool (the operator's), with the tests'
+/// signing key.
+fn sealer(pool: &PgPool, anchor: Option<Anchor>) -> Sealer {
+    Sealer {
+        pool: pool.clone(),
+        signing: Arc::new(signing_keys()),
+        anchor,
+    }
+}
+
+fn public() -> phi_gateway::audit::signing::VerifyingKeys {
+    verifying_keys()
+}
+
+async fn verify(pool: &PgPool, anchor: Option<&[chain::Checkpoint]>) -> chain::Verification {
+    let keys = public();
+    chain::verify(
+        pool,
+        VerifyKeys {
+            public: Some(&keys),
+            keyring: None,
+        },
+        anchor,
+        None,
+        None,
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn every_access_to_phi_is_recorded_without_values() {
     let app = spawn_app().await;
@@ -65,12 +95,13 @@ async fn every_access_to_phi_is_recorded_without_values() {
         200
     );
     assert_eq!(
-        app.patch_json(&path, ANN, &json!({"notes": "x", "status": "reviewed"}))
+        app.patch_json(&path, ANN, &json!({"notes": "x", "status": "archived"}))
             .await
             .status(),
         200
     );
     assert_eq!(app.get_as(&path, BOB).await.status(), 404);
+    // Anonymous refusals are counted per client and minute, not one row each.
     assert_eq!(app.get_as(&path, None).await.status(), 401);
     let res = app
         .req(reqwest::Method::GET, &path, Some(("root", &["admin"])))
@@ -90,24 +121,28 @@ async fn every_access_to_phi_is_recorded_without_values() {
     assert_eq!(
         summary,
         vec![
-            ("CREATE", Some("ann"), "success"),
-            ("READ", Some("ann"), "success"),
-            ("READ", Some("ann"), "success"),
-            ("UPDATE", Some("ann"), "success"),
-            ("ACCESS_DENIED", Some("bob"), "denied"),
-            ("ACCESS_DENIED", None, "denied"),
-            ("READ", Some("root"), "success"),
-            ("BREAK_GLASS", Some("root"), "success"),
-            ("DELETE", Some("ann"), "success"),
+            ("CREATE", Some("users:ann"), "success"),
+            ("READ", Some("users:ann"), "success"),
+            ("LIST", Some("users:ann"), "success"),
+            ("READ", Some("users:ann"), "success"),
+            ("UPDATE", Some("users:ann"), "success"),
+            ("READ", Some("users:ann"), "success"),
+            ("ACCESS_DENIED", Some("users:bob"), "denied"),
+            ("READ", Some("users:root"), "success"),
+            ("BREAK_GLASS", Some("users:root"), "success"),
+            ("DELETE", Some("users:ann"), "success"),
         ]
     );
     assert!(
-        got.iter()
-            .all(|e| e.1 == "symptom_submissions" && e.2.as_deref() == Some(id.as_str()))
+        got.iter().all(|e| e.1 == "symptom_submissions"
+            && (e.2.as_deref() == Some(id.as_str()) || e.0 == "LIST"))
     );
     assert_eq!(got[0].5, vec!["symptoms", "notes", "contactEmail"]);
-    assert_eq!(got[0].6.as_deref(), Some("req-create-1"));
-    assert_eq!(got[3].5, vec!["notes", "status"]);
+    // Our own request id, always; the client's beside it.
+    assert_ne!(got[0].6.as_deref(), Some("req-create-1"));
+    assert!(uuid::Uuid::parse_str(got[0].6.as_deref().unwrap()).is_ok());
+    assert_eq!(got[0].7.as_deref(), Some("req-create-1"));
+    assert_eq!(got[4].5, vec!["notes", "status"]);
     let reason: Option<String> =
         sqlx::query_scalar("SELECT reason FROM audit.log WHERE action = 'BREAK_GLASS'")
             .fetch_one(&pool)
@@ -129,8 +164,9 @@ async fn every_access_to_phi_is_recorded_without_values() {
 async fn a_failed_audit_write_fails_the_request_and_writes_nothing() {
     let app = spawn_app().await;
     let mut admin = app.admin().await;
+    // The triggers write as the log's owner; take the owner's own right away.
     admin
-        .execute("REVOKE INSERT ON audit.log FROM phi_app")
+        .execute("REVOKE INSERT ON audit.log FROM phi_owner")
         .await
         .unwrap();
     let res = app
@@ -146,8 +182,10 @@ async fn a_failed_audit_write_fails_the_request_and_writes_nothing() {
     assert_eq!(n, 0, "the access was rolled back with its audit entry");
 }
 
+/// What the service's role could do to the log before migration 0009, each
+/// now refused.
 #[tokio::test]
-async fn the_log_is_append_only_for_everyone() {
+async fn the_service_role_can_only_append_through_the_database() {
     let app = spawn_app().await;
     create(&app, "n").await;
     let mut as_app = app.db.app_conn().await;
@@ -155,29 +193,48 @@ async fn the_log_is_append_only_for_everyone() {
         "UPDATE audit.log SET outcome = 'x'",
         "DELETE FROM audit.log",
         "TRUNCATE audit.log",
+        // A row with a sealed seq used to stop the sealer for good.
+        "INSERT INTO audit.log (seq, at, txid, actor_user, action, entity_type, outcome) \
+         VALUES (1, now(), 1, 'mallory', 'READ', 'x', 'success')",
+        "INSERT INTO audit.log (action, entity_type, outcome) VALUES ('READ', 'x', 'success')",
+        "INSERT INTO audit.chain (pos, seq, txid, prev_hash, hash) VALUES (999, 999, 1, '\\x00', '\\x00')",
+        "INSERT INTO audit.checkpoints (pos, hash, key_id, signature) VALUES (1, '\\x00', 1, '\\x00')",
+        "UPDATE audit.sealer_state SET lo = 0",
+        "SELECT audit.ensure_partitions(100000)",
+        "SELECT nextval('audit.log_seq')",
     ] {
-        let err = as_app.execute(sql).await.unwrap_err();
+        let err = as_app.execute(sql).await.expect_err(sql);
         assert_eq!(
             err.as_database_error().unwrap().code().unwrap(),
             "42501",
-            "{sql}"
+            "{sql}: {err}"
         );
     }
-    // Only the defined actions can be written (the column is an enum).
-    let err = as_app
+    // What it may do: append through the function, which sets seq, time
+    // and transaction id itself.
+    as_app
         .execute(
-            "INSERT INTO audit.log (action, entity_type, outcome) VALUES ('ERASE', 'symptom_submissions', 'success')",
+            "SELECT audit.append('users:x', 'users', 'patient', NULL, 'r', NULL, NULL, \
+             ARRAY['READ']::audit.action[], ARRAY['t'], ARRAY['1'], ARRAY['success'], ARRAY[NULL], ARRAY[''], ARRAY[NULL])",
         )
         .await
+        .unwrap();
+    // Partition creation is bounded, even for the sealer.
+    let sealer = app.db.sealer_pool().await;
+    let err = sqlx::query("SELECT audit.ensure_partitions(100000)")
+        .execute(&sealer)
+        .await
         .unwrap_err();
-    assert_eq!(
-        err.as_database_error().unwrap().code().unwrap(),
-        "22P02",
-        "{err}"
-    );
+    assert!(err.to_string().contains("0 to 24"), "{err}");
+    sqlx::query("SELECT audit.ensure_partitions(2)")
+        .execute(&sealer)
+        .await
+        .unwrap();
     // Even the owner (here a superuser) meets the triggers; row triggers
     // need rows, so seal and sign first.
-    chain::checkpoint(&app.db.admin_pool().await, &keyring())
+    let admin_pool = app.db.admin_pool().await;
+    sealer_for(&admin_pool)
+        .checkpoint()
         .await
         .unwrap()
         .expect("a head");
@@ -198,6 +255,72 @@ async fn the_log_is_append_only_for_everyone() {
         let err = admin.execute(sql.as_str()).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
+    // Only the defined actions can be written (the column is an enum).
+    let err = admin
+        .execute(
+            "INSERT INTO audit.log (action, entity_type, outcome) VALUES ('ERASE', 'symptom_submissions', 'success')",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_database_error().unwrap().code().unwrap(), "22P02");
+}
+
+fn sealer_for(pool: &PgPool) -> Sealer {
+    sealer(pool, None)
+}
+
+#[tokio::test]
+async fn the_sealer_role_seals_and_an_unsealable_entry_is_quarantined_not_a_stop() {
+    let app = spawn_app_with(&[("PHI_AUDIT_SEAL_INTERVAL_MS", "100")]).await;
+    create(&app, "a").await;
+    let admin = app.db.admin_pool().await;
+    chain::seal_all(&app.db.sealer_pool().await).await.unwrap();
+    // A superuser slips in an entry that reuses a sealed sequence number.
+    let seq: i64 = sqlx::query_scalar("SELECT min(seq) FROM audit.chain")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO audit.log (seq, actor_user, action, entity_type, outcome) \
+         VALUES ({seq}, 'mallory', 'READ', 'symptom_submissions', 'success')"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    // Sealing goes on: later entries are sealed by the background sealer.
+    create(&app, "b").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (sealed, quarantined): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM audit.chain), (SELECT count(*) FROM audit.quarantine)",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        if sealed >= 2 && quarantined == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sealing stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // ...and the quarantine is reported: by the health route, the metric
+    // and verification.
+    let h = json(app.get("/health/audit").await).await;
+    assert_eq!(h["status"], "behind", "{h}");
+    assert_eq!(h["seal"]["quarantined"], 1, "{h}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("phi_audit_quarantined_entries 1"),
+        "{metrics}"
+    );
+    let v = verify(&admin, None).await;
+    assert!(
+        v.first_problem
+            .as_deref()
+            .unwrap_or("")
+            .contains("quarantined"),
+        "{v:?}"
+    );
 }
 
 async fn sealed_app(n: usize) -> (TestApp, PgPool) {
@@ -206,11 +329,12 @@ async fn sealed_app(n: usize) -> (TestApp, PgPool) {
         create(&app, &format!("n{i}")).await;
     }
     let pool = app.db.admin_pool().await;
-    chain::checkpoint(&pool, &keyring())
+    sealer_for(&pool)
+        .checkpoint()
         .await
         .unwrap()
         .expect("a head");
-    let v = chain::verify(&pool, &keyring(), None, None).await.unwrap();
+    let v = verify(&pool, None).await;
     assert_eq!(v.first_problem, None);
     assert_eq!(v.entries_checked, n as u64);
     (app, pool)
@@ -228,8 +352,10 @@ async fn tamper(pool: &PgPool, sql: &str) {
 }
 
 async fn first_problem(pool: &PgPool) -> String {
-    let v = chain::verify(pool, &keyring(), None, None).await.unwrap();
-    v.first_problem.expect("tampering went unnoticed")
+    verify(pool, None)
+        .await
+        .first_problem
+        .expect("tampering went unnoticed")
 }
 
 #[tokio::test]
@@ -285,7 +411,7 @@ async fn a_forged_entry_is_detected_and_located() {
     .await
     .unwrap();
     chain::seal_all(&pool).await.unwrap();
-    let v = chain::verify(&pool, &keyring(), None, None).await.unwrap();
+    let v = verify(&pool, None).await;
     assert_eq!(v.problems, 2, "{v:?}");
 }
 
@@ -297,7 +423,6 @@ async fn swapped_entries_are_detected_and_located() {
         .await
         .unwrap();
     let (a, b) = (seqs[1], seqs[2]);
-    // Swap the two entries' contents (keeping each row's seq).
     tamper(
         &pool,
         &format!(
@@ -307,12 +432,10 @@ async fn swapped_entries_are_detected_and_located() {
         ),
     )
     .await;
-    // Make the swap visible whatever the two held: also swap their times.
     tamper(
         &pool,
         &format!(
-            "WITH x AS (SELECT seq, at FROM audit.log WHERE seq IN ({a}, {b})) \
-             UPDATE audit.log l SET request_id = coalesce(l.request_id, '') || '~' FROM x o WHERE l.seq = o.seq"
+            "UPDATE audit.log SET request_id = coalesce(request_id, '') || '~' WHERE seq IN ({a}, {b})"
         ),
     )
     .await;
@@ -321,7 +444,7 @@ async fn swapped_entries_are_detected_and_located() {
 }
 
 #[tokio::test]
-async fn a_forged_checkpoint_is_detected() {
+async fn checkpoints_verify_with_the_public_key_alone_and_cannot_be_forged() {
     let (_app, pool) = sealed_app(2).await;
     tamper(
         &pool,
@@ -330,14 +453,116 @@ async fn a_forged_checkpoint_is_detected() {
     .await;
     let p = first_problem(&pool).await;
     assert!(p.contains("bad signature"), "{p}");
+    // A checkpoint made with another key (say, the HMAC of the old scheme,
+    // computed by whoever holds the keyring) does not pass as ours.
+    tamper(&pool, "UPDATE audit.checkpoints SET alg = 'hmac-sha256'").await;
+    let p = first_problem(&pool).await;
+    assert!(p.contains("needs the keyring"), "{p}");
+}
+
+/// The three cuts that verified as ok before anchoring: the head, the tail,
+/// and every checkpoint plus a rewrite of the chain.
+#[tokio::test]
+async fn cuts_and_rewrites_of_the_chain_are_caught_with_the_anchor() {
+    let dir = std::env::temp_dir().join(format!("phi-anchor-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let anchor_path = dir.join("anchor.jsonl");
+    let app = spawn_app().await;
+    for i in 0..6 {
+        create(&app, &format!("n{i}")).await;
+    }
+    let pool = app.db.admin_pool().await;
+    let s = sealer(&pool, Some(Anchor::new(&anchor_path)));
+    s.checkpoint().await.unwrap().expect("a head");
+    let anchored = Anchor::read(&anchor_path).unwrap();
+    assert_eq!(anchored.len(), 1);
+    assert_eq!(verify(&pool, Some(&anchored)).await.first_problem, None);
+
+    // The tail: the newest entries and their checkpoint removed from the
+    // database. Without the anchor, what is left is a consistent chain.
+    let head: i64 = sqlx::query_scalar("SELECT max(pos) FROM audit.chain")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    tamper(
+        &pool,
+        &format!(
+            "DELETE FROM audit.log l USING audit.chain c WHERE l.seq = c.seq AND c.pos > {};
+             DELETE FROM audit.chain WHERE pos > {}; DELETE FROM audit.checkpoints;",
+            head - 2,
+            head - 2
+        ),
+    )
+    .await;
+    assert_eq!(
+        verify(&pool, None).await.first_problem,
+        None,
+        "undetectable in the database alone"
+    );
+    let p = verify(&pool, Some(&anchored))
+        .await
+        .first_problem
+        .expect("the anchor catches a cut tail");
+    assert!(p.contains("past the chain's end"), "{p}");
+
+    // The head: the oldest entries removed.
+    tamper(
+        &pool,
+        "DELETE FROM audit.log l USING audit.chain c WHERE l.seq = c.seq AND c.pos <= 2; \
+         DELETE FROM audit.chain WHERE pos <= 2;",
+    )
+    .await;
+    let p = first_problem(&pool).await;
+    assert!(p.contains("starts at position 3"), "{p}");
+
+    // Every checkpoint gone and the chain rewritten from the genesis: the
+    // anchored checkpoint's hash is not the chain's.
+    let app2 = spawn_app().await;
+    for i in 0..3 {
+        create(&app2, &format!("m{i}")).await;
+    }
+    let pool2 = app2.db.admin_pool().await;
+    let s2 = sealer(&pool2, Some(Anchor::new(&anchor_path)));
+    let c = s2.checkpoint().await.unwrap().unwrap();
+    let mine: Vec<chain::Checkpoint> = vec![c.clone()];
+    tamper(
+        &pool2,
+        "UPDATE audit.log SET actor_user = 'rewritten'; DELETE FROM audit.checkpoints; DELETE FROM audit.chain; \
+         UPDATE audit.sealer_state SET lo = 0, hi = NULL, after_seq = 0;",
+    )
+    .await;
+    chain::seal_all(&pool2).await.unwrap();
+    assert_eq!(
+        verify(&pool2, None).await.first_problem,
+        None,
+        "a rewrite verifies alone"
+    );
+    let p = verify(&pool2, Some(&mine))
+        .await
+        .first_problem
+        .expect("the anchor catches a rewrite");
+    assert!(p.contains("does not match the chain"), "{p}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
-async fn auditors_export_in_three_formats_that_verify_offline() {
+async fn auditors_export_in_three_formats_that_verify_with_the_public_key() {
     let app = spawn_app().await;
     for i in 0..7 {
         create(&app, &format!("n{i}")).await;
     }
+    // A break-glass reason that a spreadsheet would run as a formula.
+    let res = app
+        .req(
+            reqwest::Method::GET,
+            "/api/symptom-submissions",
+            Some(("root", &["admin"])),
+        )
+        .header("x-break-glass-reason", "=HYPERLINK(\"http://evil\")")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
     assert_eq!(app.get_as("/api/audit/export", ANN).await.status(), 403);
     assert_eq!(app.get_as("/api/audit/export", None).await.status(), 401);
     assert_eq!(
@@ -346,57 +571,114 @@ async fn auditors_export_in_three_formats_that_verify_offline() {
             .status(),
         400
     );
+    let keys = public();
     for format in ["ndjson", "csv", "fhir"] {
         let res = app
-            .get_as(
-                &format!("/api/audit/export?format={format}&from=2020-01-01"),
-                AUDITOR,
-            )
+            .get_as(&format!("/api/audit/export?format={format}"), AUDITOR)
             .await;
         assert_eq!(res.status(), 200, "{format}");
+        let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
         let text = res.text().await.unwrap();
-        let m =
-            export::verify_file(&text, &keyring()).unwrap_or_else(|e| panic!("{format}: {e:#}"));
-        assert!(m.rows >= 7, "{format}: {m:?}");
+        let manifest: Option<export::SignedManifest> = if format == "csv" {
+            // CSV carries no manifest inline: it is fetched by request id.
+            let m = app
+                .get_as(
+                    &format!("/api/audit/exports/{request_id}/manifest"),
+                    AUDITOR,
+                )
+                .await;
+            assert_eq!(m.status(), 200);
+            Some(serde_json::from_value(json(m).await).unwrap())
+        } else {
+            // Every line of NDJSON and FHIR is one JSON document.
+            for line in text.lines() {
+                serde_json::from_str::<Value>(line)
+                    .unwrap_or_else(|e| panic!("{format}: not JSON ({e}): {line}"));
+            }
+            None
+        };
+        let check = |t: &str| export::verify_file(t.as_bytes(), manifest.as_ref(), &keys);
+        let m = check(&text).unwrap_or_else(|e| panic!("{format}: {e:#}"));
+        assert!(m.rows >= 8, "{format}: {m:?}");
         assert!(m.checkpoint.is_some());
+        let lines: Vec<&str> = text.lines().collect();
         if format == "fhir" {
-            let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            let first: Value = serde_json::from_str(lines[0]).unwrap();
             assert_eq!(first["resourceType"], "AuditEvent");
             assert_eq!(first["action"], "C");
             assert_eq!(first["outcome"], "0");
             assert_eq!(first["subtype"][0]["code"], "create");
-            assert_eq!(first["agent"][0]["who"]["identifier"]["value"], "ann");
-            assert_eq!(first["source"]["observer"]["display"], "phi-gateway");
-            assert!(first["entity"][0]["what"]["identifier"]["value"].is_string());
+            assert_eq!(first["agent"][0]["who"]["identifier"]["value"], "users:ann");
+            let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+            assert_eq!(last["resourceType"], "Provenance");
+        }
+        if format == "csv" {
+            assert!(text.contains("'=HYPERLINK("), "formula neutralised: {text}");
+            assert!(!text.contains(",=HYPERLINK(") && !text.contains("\"=HYPERLINK("));
         }
         // One changed character anywhere in an entry is caught.
-        let tampered = text
-            .replacen("\"ann\"", "\"eve\"", 1)
-            .replacen(",ann,", ",eve,", 1);
+        let tampered = text.replacen("users:ann", "users:eve", 1);
+        assert!(check(&tampered).is_err(), "{format}: tampering not caught");
+        // A dropped line (entries only) is caught.
+        let body_lines = if format == "csv" {
+            &lines[1..]
+        } else {
+            &lines[..lines.len() - 1]
+        };
+        let dropped: String = {
+            let mut v: Vec<&str> = lines.clone();
+            let i = lines.iter().position(|l| *l == body_lines[2]).unwrap();
+            v.remove(i);
+            v.join("\n") + "\n"
+        };
         assert!(
-            export::verify_file(&tampered, &keyring()).is_err(),
-            "{format}: tampering not caught"
+            check(&dropped).is_err(),
+            "{format}: dropped line not caught"
         );
-        // A truncated export has no manifest.
-        let cut: String = text.lines().take(3).collect::<Vec<_>>().join("\n");
-        assert!(export::verify_file(&cut, &keyring()).is_err());
+        // A cut tail is caught.
+        let cut: String = lines[..4].join("\n") + "\n";
+        assert!(check(&cut).is_err(), "{format}: cut not caught");
     }
-    // Each export is itself an entry.
+    // A window is a contiguous range, signed like the rest.
+    let res = app
+        .get_as(
+            "/api/audit/export?format=ndjson&from=2020-01-01&to=2100-01-01",
+            AUDITOR,
+        )
+        .await;
+    let text = res.text().await.unwrap();
+    assert!(export::verify_file(text.as_bytes(), None, &keys).is_ok());
+    // A fabricated window: two entries cut out of it, with the manifest
+    // edited to describe just them. Before, the manifest was not signed as a
+    // whole; now the edit breaks its signature.
+    let lines: Vec<&str> = text.lines().collect();
+    let mut last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let mut m: Value = serde_json::from_str(last["phiGatewayManifest"].as_str().unwrap()).unwrap();
+    let second: Value = serde_json::from_str(lines[1]).unwrap();
+    m["rows"] = json!(2);
+    m["lastPos"] = second["pos"].clone();
+    m["lastSeq"] = second["seq"].clone();
+    m["headHash"] = second["hash"].clone();
+    last["phiGatewayManifest"] = json!(m.to_string());
+    let fabricated = format!("{}\n{}\n{}\n", lines[0], lines[1], last);
+    let err = export::verify_file(fabricated.as_bytes(), None, &keys).unwrap_err();
+    assert!(err.to_string().contains("signature"), "{err:#}");
+    // Each export is itself in the log, before and after.
     let pool = app.db.admin_pool().await;
     let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM audit.log WHERE action = 'EXPORT' AND actor_user = 'aud'",
+        "SELECT count(*) FROM audit.log WHERE action = 'EXPORT' AND actor_user = 'users:aud' AND entity_id = 'export'",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(n, 3);
-    let denied: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.log WHERE action = 'ACCESS_DENIED' AND entity_type = 'audit_log'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert_eq!(n, 4);
+    let denied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.log WHERE action = 'ACCESS_DENIED' AND entity_type = 'audit_log'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(denied, 1);
-    // The background sealer keeps the chain whole under all this.
     chain::seal_all(&pool).await.unwrap();
-    let v = chain::verify(&pool, &keyring(), None, None).await.unwrap();
-    assert_eq!(v.first_problem, None);
+    assert_eq!(verify(&pool, None).await.first_problem, None);
 }

@@ -3,10 +3,15 @@
 use std::process::Command;
 
 use serde_json::json;
+use sqlx::Connection;
 
-use crate::helpers::{TestDb, json, start_server, test_settings};
+use crate::helpers::{TestDb, json, signing, start_server, test_settings};
 
 fn cli(db: &TestDb, keyring: &str, args: &[&str]) -> (bool, String) {
+    cli_in(db, keyring, "development", args)
+}
+
+fn cli_in(db: &TestDb, keyring: &str, environment: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
         .args(args)
         .env_clear()
@@ -15,6 +20,10 @@ fn cli(db: &TestDb, keyring: &str, args: &[&str]) -> (bool, String) {
         .env("MIGRATION_DATABASE_URL", db.admin_url())
         .env("PHI_KEYRING", keyring)
         .env("PHI_CONFIG", "/dev/null")
+        .env("PHI_ENVIRONMENT", environment)
+        .env("PHI_AUDIT_SIGNING_KEY", &signing().private)
+        .env("PHI_AUDIT_VERIFY_KEY", &signing().public)
+        .env("PAYLOAD_SECRET", "cli-test-secret")
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -101,7 +110,35 @@ async fn keys_reencrypt_and_audit_commands_work_end_to_end() {
         &["audit", "export", "--format", "fhir", "--out", export_s],
     );
     assert!(ok, "{out}");
-    let (ok, out) = cli(&db, ring_s, &["audit", "verify-export", export_s]);
+    let public = signing().public.to_str().unwrap();
+    let (ok, out) = cli(
+        &db,
+        ring_s,
+        &["audit", "verify-export", export_s, "--public-key", public],
+    );
+    assert!(ok && out.starts_with("ok: "), "{out}");
+    // An auditor is handed the public key, never the keyring: a keyring (or
+    // the private signing key) is not accepted as one.
+    let (ok, out) = cli(
+        &db,
+        ring_s,
+        &["audit", "verify-export", export_s, "--public-key", ring_s],
+    );
+    assert!(!ok && out.contains("public key"), "{out}");
+    // CSV: the manifest beside the file.
+    let csv = dir.join("audit.csv");
+    let csv_s = csv.to_str().unwrap();
+    let (ok, out) = cli(
+        &db,
+        ring_s,
+        &["audit", "export", "--format", "csv", "--out", csv_s],
+    );
+    assert!(ok && out.contains("manifest written"), "{out}");
+    let (ok, out) = cli(
+        &db,
+        ring_s,
+        &["audit", "verify-export", csv_s, "--public-key", public],
+    );
     assert!(ok && out.starts_with("ok: "), "{out}");
     // The re-encryption itself is in the log, as KEY_ROTATION entries.
     let text = std::fs::read_to_string(&export).unwrap();
@@ -109,5 +146,82 @@ async fn keys_reencrypt_and_audit_commands_work_end_to_end() {
         text.contains("key-rotation"),
         "no KEY_ROTATION entries exported"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn destructive_operator_paths_are_guarded() {
+    let db = TestDb::migrated().await;
+    let dir = std::env::temp_dir().join(format!("phi-cli-{}", uuid::Uuid::new_v4().simple()));
+    let ring = dir.join("keyring.json");
+    let ring_s = ring.to_str().unwrap();
+    assert!(cli(&db, ring_s, &["keys", "generate", "--out", ring_s]).0);
+
+    // A revert below the audit migration destroys the audit log: refused in
+    // production, and elsewhere until the operator names what goes.
+    let (ok, out) = cli_in(&db, ring_s, "production", &["migrate", "--revert-to", "3"]);
+    assert!(!ok && out.contains("refused in production"), "{out}");
+    let (ok, out) = cli(&db, ring_s, &["migrate", "--revert-to", "1"]);
+    assert!(!ok && out.contains("--destroy audit-log,consents"), "{out}");
+    let (ok, out) = cli(
+        &db,
+        ring_s,
+        &["migrate", "--revert-to", "3", "--destroy", "consents"],
+    );
+    assert!(!ok && out.contains("destroys audit-log"), "{out}");
+    let mut admin = sqlx::PgConnection::connect(&db.admin_url()).await.unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(version >= 9, "nothing was reverted");
+
+    // API keys are hashed under the index key: retiring it would lock out
+    // every machine, so it is refused while a key needs it.
+    let (ok, out) = cli(
+        &db,
+        ring_s,
+        &[
+            "apikeys",
+            "create",
+            "--role",
+            "auditor",
+            "--name",
+            "auditor-1",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&db, ring_s, &["keys", "rotate", "--index"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&db, ring_s, &["keys", "retire", "--index", "1"]);
+    assert!(!ok && out.contains("API-key hashes"), "{out}");
+    // Creating and revoking keys is in the audit log.
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM api_keys")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let (ok, out) = cli(&db, ring_s, &["apikeys", "revoke", &id.to_string()]);
+    assert!(ok, "{out}");
+    let logged: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action::text, actor_user FROM audit.log WHERE entity_type = 'api_keys' ORDER BY seq",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        logged,
+        vec![
+            ("CREATE".to_string(), "operator:apikeys".to_string()),
+            ("UPDATE".to_string(), "operator:apikeys".to_string())
+        ]
+    );
+
+    // dev-token is for development only, whatever the setting's case.
+    for env in ["production", "PRODUCTION", "Prod", ""] {
+        let (ok, out) = cli_in(&db, ring_s, env, &["dev-token", "--user", "x"]);
+        assert!(!ok && out.contains("development only"), "{env:?}: {out}");
+    }
+    let (ok, out) = cli_in(&db, ring_s, "Development", &["dev-token", "--user", "x"]);
+    assert!(ok && out.matches('.').count() == 2, "{out}");
     std::fs::remove_dir_all(dir).unwrap();
 }

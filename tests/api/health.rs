@@ -29,8 +29,10 @@ async fn database_health_reports_version_and_pool() {
 }
 
 #[tokio::test]
-async fn request_id_is_echoed_or_generated() {
+async fn every_request_gets_an_id_of_ours() {
     let app = spawn_app().await;
+    // A client's id is kept apart (in the audit log), never adopted: a
+    // client could repeat another request's id.
     let res = app
         .client
         .get(app.url("/health"))
@@ -38,7 +40,12 @@ async fn request_id_is_echoed_or_generated() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.headers()["x-request-id"], "cms-req-42");
+    let ours = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(ours, "cms-req-42");
+    assert!(uuid::Uuid::parse_str(&ours).is_ok(), "{ours}");
+    // Nothing is for a cache to keep.
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["pragma"], "no-cache");
 
     let res = app.get("/health").await;
     let generated = res.headers()["x-request-id"].to_str().unwrap().to_string();
@@ -59,7 +66,7 @@ async fn metrics_count_requests_by_route_and_status() {
         res.headers()["content-type"]
             .to_str()
             .unwrap()
-            .starts_with("text/plain")
+            .starts_with("application/openmetrics-text")
     );
     let text = res.text().await.unwrap();
     assert!(

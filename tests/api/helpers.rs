@@ -24,6 +24,39 @@ pub fn app_password() -> String {
     std::env::var("PHI_PG_APP_PASSWORD").expect("PHI_PG_APP_PASSWORD is not set")
 }
 
+pub fn sealer_password() -> String {
+    std::env::var("PHI_PG_SEALER_PASSWORD").expect("PHI_PG_SEALER_PASSWORD is not set")
+}
+
+/// The audit signing key of every test server, made once per test process,
+/// and its public half.
+pub struct TestSigning {
+    pub private: std::path::PathBuf,
+    pub public: std::path::PathBuf,
+}
+
+pub fn signing() -> &'static TestSigning {
+    static KEYS: OnceLock<TestSigning> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("phi-signing-{}", uuid::Uuid::new_v4().simple()));
+        let private = dir.join("audit-signing.json");
+        let public = dir.join("audit-verify.json");
+        let keys = phi_gateway::audit::signing::SigningKeys::generate().unwrap();
+        keys.write_file(&private, false).unwrap();
+        std::fs::write(&public, keys.public().to_file_text()).unwrap();
+        TestSigning { private, public }
+    })
+}
+
+pub fn verifying_keys() -> phi_gateway::audit::signing::VerifyingKeys {
+    phi_gateway::audit::signing::VerifyingKeys::load_file(&signing().public).unwrap()
+}
+
+pub fn signing_keys() -> phi_gateway::audit::signing::SigningKeys {
+    phi_gateway::audit::signing::SigningKeys::load_file(&signing().private).unwrap()
+}
+
 /// `postgres://user:pw@host:port/<db>` for the same cluster.
 pub fn url_for(user: &str, password: &str, db: &str) -> String {
     let admin = admin_url();
@@ -143,6 +176,19 @@ impl TestDb {
         url_for("phi_app", &app_password(), &self.name)
     }
 
+    pub fn sealer_url(&self) -> String {
+        url_for("phi_sealer", &sealer_password(), &self.name)
+    }
+
+    /// A pool as the sealer's role.
+    pub async fn sealer_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.sealer_url())
+            .await
+            .unwrap()
+    }
+
     pub async fn admin_pool(&self) -> PgPool {
         PgPoolOptions::new()
             .max_connections(2)
@@ -200,6 +246,12 @@ pub fn token(user_id: &str, roles: &[&str]) -> String {
 
 pub fn bearer(user_id: &str, roles: &[&str]) -> String {
     format!("JWT {}", token(user_id, roles))
+}
+
+/// The namespaced id a test user has inside the gateway (`users:<id>`).
+#[allow(dead_code)]
+pub fn uid(user_id: &str) -> String {
+    format!("users:{user_id}")
 }
 
 pub struct TestApp {
@@ -274,9 +326,14 @@ impl Remote<'_> {
     }
 }
 
-/// Settings for a test server: port 0, one worker, the given database URL.
+/// Settings for a test server: port 0, one worker, the given database URL,
+/// development, no background sealing unless a sealer URL is given.
 pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
+    let private: &'static str = signing().private.to_str().unwrap();
     let mut env: HashMap<&str, &str> = HashMap::from([
+        ("PHI_ENVIRONMENT", "development"),
+        ("PHI_AUDIT_SIGNING_KEY", private),
+        ("PHI_ANALYTICS_REFRESH_SECS", "0"),
         ("DATABASE_URL", database_url),
         ("DATABASE_ENCRYPTION_KEY", TEST_DATA_KEY),
         ("DATABASE_BLIND_INDEX_KEY", TEST_INDEX_KEY),
@@ -308,7 +365,10 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let db = TestDb::migrated().await;
-    let settings = test_settings(&db.app_url(), extra);
+    let sealer = db.sealer_url();
+    let mut all: Vec<(&str, &str)> = vec![("AUDIT_SEALER_DATABASE_URL", sealer.as_str())];
+    all.extend_from_slice(extra);
+    let settings = test_settings(&db.app_url(), &all);
     let address = start_server(settings).await;
     TestApp {
         address,

@@ -50,6 +50,7 @@ async fn roles_have_exactly_the_powers_the_design_gives_them() {
             ("phi_app".into(), true, false, false, false, false),
             ("phi_auditor".into(), true, false, false, false, false),
             ("phi_owner".into(), false, false, false, false, false),
+            ("phi_sealer".into(), true, false, false, false, false),
         ]
     );
     // phi_app owns nothing in this database.

@@ -71,7 +71,9 @@ async fn bad_tokens_are_401_in_payloads_shape_and_good_ones_pass() {
 async fn demo_and_bulk_seeds_load_and_read_back() {
     let db = TestDb::migrated().await;
     let pool = db.admin_pool().await;
-    let ring = std::sync::Arc::new(Keyring::generate(true).unwrap());
+    let ring = std::sync::Arc::new(phi_gateway::crypto::KeyringHandle::new(
+        Keyring::generate(true).unwrap(),
+    ));
     let said = phi_gateway::seed::demo(&pool, ring.clone()).await.unwrap();
     assert!(said.contains("51 herbs"), "{said}");
     let again = phi_gateway::seed::demo(&pool, ring.clone()).await.unwrap();
@@ -79,7 +81,7 @@ async fn demo_and_bulk_seeds_load_and_read_back() {
         again.contains("already"),
         "demo seeding is idempotent: {again}"
     );
-    phi_gateway::seed::bulk(&pool, &ring, 300, 200, 100)
+    phi_gateway::seed::bulk(&pool, &ring.current(), 300, 200, 100)
         .await
         .unwrap();
     let counts: (i64, i64, i64) = sqlx::query_as(
@@ -91,9 +93,15 @@ async fn demo_and_bulk_seeds_load_and_read_back() {
     assert_eq!(counts, (360, 251, 103));
     // Bulk rows are sealed exactly as the services seal them.
     let usage = phi_gateway::rekey::usage(&pool).await.unwrap();
-    // demo: 60 practitioners x 3 sealed fields + 3 submissions x 4;
-    // bulk: 300 practitioners x 1 (email) + 100 submissions x 2.
-    assert_eq!(usage.rows_under_data_key(1), 60 * 3 + 3 * 4 + 300 + 100 * 2);
+    // demo: 60 practitioners x 3 sealed fields + 3 submissions x 5 (with
+    // the region); bulk: 300 practitioners x 1 (email) + 100 submissions x 3.
+    assert_eq!(usage.rows_under_data_key(1), 60 * 3 + 3 * 5 + 300 + 100 * 3);
+    // Every submission has its de-identified facts.
+    let facts: i64 = sqlx::query_scalar("SELECT count(*) FROM submission_facts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(facts, 103);
 }
 
 /// pg_dump / pg_restore keep the proximity index (an index on plain
@@ -116,8 +124,12 @@ async fn a_dump_restores_with_every_index() {
         "{}",
         String::from_utf8_lossy(&dump.stderr)
     );
+    // --enable-row-security: the analysts' materialized views are
+    // refreshed by their owner, which meets row-level security (as it does
+    // in service); pg_restore's default (row_security = off) would make that
+    // refresh an error instead. deploy/README.md says the same.
     let restore = Command::new(format!("{bindir}/pg_restore"))
-        .args(["--exit-on-error", "--dbname"])
+        .args(["--exit-on-error", "--enable-row-security", "--dbname"])
         .arg(restored.admin_url())
         .arg(&file)
         .output()
@@ -134,7 +146,7 @@ async fn a_dump_restores_with_every_index() {
             .connect(&url)
             .await
             .unwrap();
-        let v: Vec<String> = sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname IN ('public', 'audit') ORDER BY 1")
+        let v: Vec<String> = sqlx::query_scalar("SELECT indexname::text FROM pg_indexes WHERE schemaname IN ('public', 'audit', 'analytics') ORDER BY 1")
             .fetch_all(&pool)
             .await
             .unwrap();
@@ -216,7 +228,7 @@ async fn api_keys_identify_machines_until_revoked_or_expired() {
     assert_eq!(export(short.to_string()).await.unwrap().status(), 401);
     // The audit log names the key.
     let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM audit.log WHERE action = 'EXPORT' AND api_key_id = $1",
+        "SELECT count(*) FROM audit.log WHERE action = 'EXPORT' AND entity_id = 'export' AND api_key_id = $1",
     )
     .bind(id)
     .fetch_one(&pool)

@@ -21,7 +21,7 @@ fn practitioner(slug: &str, email: &str, lat: f64, lon: f64) -> Value {
 async fn contact_fields_are_sealed_and_shown_only_to_staff_and_self() {
     let app = spawn_app().await;
     let mut body = practitioner("li-wei", "Li.Wei@Example.org", 51.5, -0.12);
-    body["userId"] = json!("user-li");
+    body["userId"] = json!("users:user-li");
     let res = app.post_json("/api/practitioners", ADMIN, &body).await;
     assert_eq!(res.status(), 201);
     let doc = json(res).await["doc"].clone();

@@ -14,7 +14,7 @@ fn submission(notes: &str, email: &str) -> Value {
         "notes": notes,
         "contactEmail": email,
         "dateOfBirth": "1984-03-09",
-        "region": "Ontario"
+        "region": "CA-ON"
     })
 }
 
@@ -41,7 +41,8 @@ async fn owners_create_read_update_and_delete_their_own() {
     assert_eq!(body["message"], "Symptom submission successfully created.");
     let doc = &body["doc"];
     let id = doc["id"].as_str().unwrap().to_string();
-    assert_eq!(doc["owner"], "ann");
+    assert_eq!(doc["owner"], "users:ann");
+    assert_eq!(doc["region"], "CA-ON");
     assert_eq!(doc["status"], "submitted");
     assert_eq!(doc["notes"], "Started after a fall.");
     assert_eq!(doc["dateOfBirth"], "1984-03-09");
@@ -166,13 +167,13 @@ async fn phi_is_never_stored_in_clear() {
             .unwrap();
     let raw: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT symptoms || coalesce(notes, '') || coalesce(contact_email, '') || coalesce(date_of_birth, '') \
-         FROM symptom_submissions",
+         || coalesce(region, '') FROM symptom_submissions",
     )
     .fetch_all(&mut admin)
     .await
     .unwrap();
     for bytes in rows.iter().chain(raw.iter()) {
-        for c in canaries.iter().chain(["1984-03-09"].iter()) {
+        for c in canaries.iter().chain(["1984-03-09", "CA-ON"].iter()) {
             assert!(
                 !bytes.windows(c.len()).any(|w| w == c.as_bytes()),
                 "{c} found at rest"

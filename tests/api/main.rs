@@ -6,6 +6,7 @@ mod helpers;
 mod access;
 mod audit;
 mod cli;
+mod disclosure;
 mod health;
 mod herbs;
 mod http_errors;

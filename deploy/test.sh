@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against a throwaway PostgreSQL cluster of its own
 # (.local/pg-test), which it creates first and destroys at the end, whatever
-# happened before. Extra arguments go to `cargo test`.
+# happened before. The real tools some tests drive (a FHIR R4 validator from
+# PyPI) go into a virtualenv of the project's (.local/venv), made from the
+# pinned files under tests/ when missing or changed. Extra arguments go to
+# `cargo test`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 dir=$root/.local/pg-test
+
+# Python tools, pinned; reinstalled only when their requirements change.
+venv=$root/.local/venv
+reqs=(tests/fhir/requirements.txt)
+stamp=$(cat "${reqs[@]}" | sha256sum | cut -c1-16)
+if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check $(printf -- '-r %s ' "${reqs[@]}")
+  echo "$stamp" >"$venv/.stamp"
+fi
+export PHI_TEST_PYTHON=$venv/bin/python
 
 deploy/pg.sh destroy "$dir" 2>/dev/null || true
 PHI_PG_FAST=1 deploy/pg.sh start "$dir"

@@ -3,8 +3,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
-use serde_json::json;
 use uuid::Uuid;
+
+use super::respond;
 
 use crate::domain::consent::{ConsentDoc, ConsentInput};
 use crate::error::ApiError;
@@ -15,17 +16,28 @@ use crate::routes::params::DocResponse;
 use crate::schema;
 use crate::service::{Services, consents, herbs, practitioners, submissions};
 
-fn created(doc: impl Serialize, singular: &str) -> HttpResponse {
-    HttpResponse::Created()
-        .json(json!({ "doc": doc, "message": format!("{singular} successfully created.") }))
+fn created<T: Serialize>(doc: T, singular: &str) -> HttpResponse {
+    respond::json(
+        actix_web::http::StatusCode::CREATED,
+        &DocResponse {
+            doc,
+            message: format!("{singular} successfully created."),
+        },
+    )
 }
 
-fn updated(doc: impl Serialize) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "doc": doc, "message": "Updated successfully." }))
+fn updated<T: Serialize>(doc: T) -> HttpResponse {
+    respond::ok(&DocResponse {
+        doc,
+        message: "Updated successfully.".into(),
+    })
 }
 
-fn deleted(doc: impl Serialize) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "doc": doc, "message": "Deleted successfully." }))
+fn deleted<T: Serialize>(doc: T) -> HttpResponse {
+    respond::ok(&DocResponse {
+        doc,
+        message: "Deleted successfully.".into(),
+    })
 }
 
 type Svc = web::Data<Services>;
@@ -49,7 +61,7 @@ macro_rules! collection {
             ))]
             pub async fn list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
                 let q = query::parse(req.query_string(), &$coll, $extra, &who)?;
-                Ok(HttpResponse::Ok().json($service::list(&svc, &who, q).await?))
+                Ok(respond::ok(&$service::list(&svc, &who, q).await?))
             }
 
             #[utoipa::path(post, path = $list, tag = $tag, request_body = $fields, responses(
@@ -71,7 +83,7 @@ macro_rules! collection {
                 (status = 404, description = "No such document, or not yours to see", body = ErrorBody),
             ))]
             pub async fn get(svc: Svc, who: Principal, id: Id) -> Reply {
-                Ok(HttpResponse::Ok().json($service::get(&svc, &who, *id).await?))
+                Ok(respond::ok(&$service::get(&svc, &who, *id).await?))
             }
 
             #[utoipa::path(patch, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), request_body = $fields, responses(
@@ -159,7 +171,7 @@ pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> R
         NEAR_PARAMS,
         &who,
     )?;
-    Ok(HttpResponse::Ok().json(practitioners::near(&svc, &who, q).await?))
+    Ok(respond::ok(&practitioners::near(&svc, &who, q).await?))
 }
 
 #[utoipa::path(get, path = "/api/consents", tag = "consents", params(crate::routes::params::ListParams), responses(
@@ -168,7 +180,7 @@ pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> R
 ))]
 pub async fn consents_list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
     let q = query::parse(req.query_string(), &schema::CONSENTS, &[], &who)?;
-    Ok(HttpResponse::Ok().json(consents::list(&svc, &who, q).await?))
+    Ok(respond::ok(&consents::list(&svc, &who, q).await?))
 }
 
 #[utoipa::path(post, path = "/api/consents", tag = "consents", request_body = ConsentInput, responses(

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod collections;
 pub mod health;
 pub mod params;
+pub mod respond;
 
 use actix_web::web;
 

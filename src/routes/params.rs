@@ -2,7 +2,7 @@
 //! query parameters each list route takes, and the `{doc, message}` answer.
 //! (The parameters are parsed by `query`; these describe them.)
 
-#![allow(dead_code)]
+#![allow(dead_code)] // the parameter structs only describe; DocResponse is also the wire body
 
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};

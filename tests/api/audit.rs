@@ -682,3 +682,111 @@ async fn auditors_export_in_three_formats_that_verify_with_the_public_key() {
     chain::seal_all(&pool).await.unwrap();
     assert_eq!(verify(&pool, None).await.first_problem, None);
 }
+
+/// A value that does not open is a 500 and a DECRYPT_FAILURE entry, written
+/// on the request's own connection: with a pool of one (the request holds
+/// it) the entry is still there.
+#[tokio::test]
+async fn a_decrypt_failure_is_recorded_even_with_a_pool_of_one() {
+    let app = spawn_app_with(&[
+        ("DATABASE_MAX_CONNECTIONS", "1"),
+        ("DATABASE_AUDIT_POOL_SIZE", "1"),
+    ])
+    .await;
+    let id = create(&app, "n").await;
+    let pool = app.db.admin_pool().await;
+    // Flip one bit of the sealed notes, behind the service's back.
+    sqlx::query(
+        "UPDATE symptom_submissions SET notes = set_byte(notes, 30, get_byte(notes, 30) # 1) WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for path in [
+        format!("/api/symptom-submissions/{id}"),
+        "/api/symptom-submissions".to_string(),
+    ] {
+        let res = app.get_as(&path, ANN).await;
+        assert_eq!(res.status(), 500, "{path}");
+        assert_eq!(
+            json(res).await["errors"][0]["message"],
+            "Something went wrong."
+        );
+    }
+    let failures: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT outcome, entity_id FROM audit.log WHERE action = 'DECRYPT_FAILURE' ORDER BY seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        failures,
+        vec![
+            ("failure".to_string(), Some(id.clone())),
+            ("failure".to_string(), Some(id.clone()))
+        ]
+    );
+}
+
+fn fhir_validate(text: &str) -> Result<String, String> {
+    let python = std::env::var("PHI_TEST_PYTHON")
+        .expect("PHI_TEST_PYTHON (deploy/test.sh installs the FHIR validator)");
+    let file = std::env::temp_dir().join(format!("fhir-{}.ndjson", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fhir/validate.py"
+        ))
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(said)
+    } else {
+        Err(said)
+    }
+}
+
+/// Every line of the FHIR export, the signed Provenance included, passes a
+/// real FHIR R4 validator (fhir.resources, from PyPI), not only our own
+/// assertions; and the validator does refuse what is not valid.
+#[tokio::test]
+async fn the_fhir_export_is_valid_fhir_r4() {
+    let app = spawn_app().await;
+    create(&app, "n").await;
+    let res = app
+        .req(
+            reqwest::Method::GET,
+            "/api/symptom-submissions",
+            Some(("root", &["admin"])),
+        )
+        .header("x-break-glass-reason", "ER admission")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.get_as("/api/symptom-submissions/x", None)
+            .await
+            .status(),
+        404
+    );
+    let text = app
+        .get_as("/api/audit/export?format=fhir", AUDITOR)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.lines().count() >= 5, "{text}");
+    let said = fhir_validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(said.contains("valid"), "{said}");
+    // The validator is not a rubber stamp.
+    let mut event: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    event.as_object_mut().unwrap().remove("source");
+    assert!(fhir_validate(&(event.to_string() + "\n")).is_err());
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the gateway benchmarks against a private PostgreSQL cluster of their
 # own (.local/pg-bench, fsync on, as in production), then removes it.
-#   bench/run.sh [audit|sealer|proximity|all]     (default all)
-#   BENCH_PRACTITIONERS=1000000 sets the proximity data set size.
+#   bench/run.sh [audit|reads|sealer|export|proximity|all]     (default all)
+#   BENCH_PRACTITIONERS=1000000 sets the proximity data set size,
+#   BENCH_AUDIT_ENTRIES=1000000 the export's.
 # The crypto micro-benchmarks need no database: cargo bench --bench crypto
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,5 +13,8 @@ deploy/pg.sh destroy "$dir" 2>/dev/null || true
 deploy/pg.sh start "$dir"
 trap 'deploy/pg.sh destroy "$dir"' EXIT
 eval "$(deploy/pg.sh env "$dir")"
-export PHI_PG_ADMIN_URL PHI_PG_APP_PASSWORD
+export PHI_PG_ADMIN_URL PHI_PG_APP_PASSWORD PHI_PG_SEALER_PASSWORD
+# The export benchmark times the real binary's verify-export.
+cargo build --locked --release --bin phi-gateway
+export PHI_BENCH_BIN=$root/target/release/phi-gateway
 cargo bench --locked --bench gateway -- "${1:-all}"

@@ -22,10 +22,14 @@ fn admin_url(db: &str) -> String {
 }
 
 fn app_url(db: &str) -> String {
+    role_url("phi_app", "PHI_PG_APP_PASSWORD", db)
+}
+
+fn role_url(role: &str, password_var: &str, db: &str) -> String {
     let admin = std::env::var("PHI_PG_ADMIN_URL").unwrap();
     let host = admin.split('@').nth(1).unwrap().split('/').next().unwrap();
-    let pw = std::env::var("PHI_PG_APP_PASSWORD").unwrap();
-    format!("postgres://phi_app:{pw}@{host}/{db}")
+    let pw = std::env::var(password_var).unwrap();
+    format!("postgres://{role}:{pw}@{host}/{db}")
 }
 
 async fn fresh_db(name: &str) -> PgPool {
@@ -416,6 +420,253 @@ async fn proximity_bench() {
     }
 }
 
+/// Two identical databases, one where nothing is audited (the triggers off,
+/// `audit.append` a no-op): the read path's whole audit cost, paired as in
+/// `audit_bench`.
+async fn reads_bench() {
+    let keyring = Arc::new(KeyringHandle::new(Keyring::generate(false).unwrap()));
+    let mut sides = Vec::new();
+    for (db, audited) in [("bench_reads_on", true), ("bench_reads_off", false)] {
+        let admin = fresh_db(db).await;
+        if !audited {
+            admin
+                .execute(
+                    "ALTER TABLE symptom_submissions DISABLE TRIGGER zz_audit_changes; \
+                     CREATE OR REPLACE FUNCTION audit.append(text, text, text, uuid, text, text, text, \
+                       audit.action[], text[], text[], text[], text[], text[], text[]) RETURNS void \
+                       LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN END $$;",
+                )
+                .await
+                .unwrap();
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&app_url(db))
+            .await
+            .unwrap();
+        sides.push(Arc::new(services(pool, keyring.clone())));
+    }
+    let (on, off) = (sides[0].clone(), sides[1].clone());
+    let who = Principal::user("users", "bench-0", &[]);
+    // Ten submissions on each side to read back.
+    let mut ids = [vec![], vec![]];
+    for (k, svc) in [&on, &off].into_iter().enumerate() {
+        for i in 0..10 {
+            ids[k].push(submissions::create(svc, &who, body(i)).await.unwrap().id);
+        }
+    }
+    let pairs: usize = std::env::var("BENCH_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let list_q = || {
+        phi_gateway::query::parse(
+            "limit=10",
+            &phi_gateway::schema::SUBMISSIONS,
+            &[],
+            &Principal::user("users", "bench-0", &[]),
+        )
+        .unwrap()
+    };
+    for what in ["get", "list", "create"] {
+        let run = |svc: Arc<Services>, i: usize, id: uuid::Uuid| {
+            let who = who.clone();
+            async move {
+                let t = Instant::now();
+                match what {
+                    "get" => drop(submissions::get(&svc, &who, id).await.unwrap()),
+                    "list" => drop(submissions::list(&svc, &who, list_q()).await.unwrap()),
+                    _ => drop(submissions::create(&svc, &who, body(i)).await.unwrap()),
+                }
+                t.elapsed()
+            }
+        };
+        for i in 0..300 {
+            run(on.clone(), i, ids[0][i % 10]).await;
+            run(off.clone(), i, ids[1][i % 10]).await;
+        }
+        let (mut with, mut without, mut diffs) = (vec![], vec![], vec![]);
+        for i in 0..pairs {
+            let (w, o) = if i % 2 == 0 {
+                let w = run(on.clone(), i, ids[0][i % 10]).await;
+                (w, run(off.clone(), i, ids[1][i % 10]).await)
+            } else {
+                let o = run(off.clone(), i, ids[1][i % 10]).await;
+                (run(on.clone(), i, ids[0][i % 10]).await, o)
+            };
+            with.push(w);
+            without.push(o);
+            diffs.push((w.as_secs_f64() - o.as_secs_f64()) * 1e6);
+        }
+        let label = match what {
+            "get" => "submissions::get (read by id: READ entry)",
+            "list" => "submissions::list (10 documents: LIST + 10 READ entries, one statement)",
+            _ => "submissions::create (trigger entry, facts in the same statement)",
+        };
+        ab_report(label, &mut with, &mut without, &mut diffs);
+    }
+}
+
+/// Peak resident memory of this process, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// `BENCH_AUDIT_ENTRIES` (1M) sealed entries, exported through the real
+/// server's HTTP route as NDJSON and FHIR (entries/s, time per 10% of the
+/// export from first to last, peak memory), then verified by the real
+/// binary's `verify-export` (time, peak memory).
+async fn export_bench() {
+    let n: i64 = std::env::var("BENCH_AUDIT_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let pool = fresh_db("bench_export").await;
+    let t = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let k = (n - done).min(200_000);
+        sqlx::query(
+            "INSERT INTO audit.log (actor_user, actor_collection, actor_roles, action, entity_type, entity_id, \
+             request_id, client_addr, outcome, fields) \
+             SELECT 'users:u' || (i % 1000), 'users', 'patient', 'READ', 'symptom_submissions', \
+                    gen_random_uuid()::text, gen_random_uuid()::text, '10.0.0.' || (i % 250), 'success', \
+                    '{notes,symptoms}' FROM generate_series(1, $1) i",
+        )
+        .bind(k)
+        .execute(&pool)
+        .await
+        .unwrap();
+        done += k;
+    }
+    let sealed = chain::seal_all(&pool).await.unwrap();
+    println!(
+        "export: {sealed} entries inserted and sealed in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let dir = std::env::temp_dir().join(format!("phi-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let signing = phi_gateway::audit::signing::SigningKeys::generate().unwrap();
+    let key = dir.join("signing.json");
+    let public = dir.join("verify.json");
+    signing.write_file(&key, false).unwrap();
+    std::fs::write(&public, signing.public().to_file_text()).unwrap();
+    let ring = Keyring::generate(false).unwrap();
+    let env: std::collections::HashMap<&str, String> = [
+        ("PHI_ENVIRONMENT", "development".to_string()),
+        ("DATABASE_URL", app_url("bench_export")),
+        (
+            "AUDIT_SEALER_DATABASE_URL",
+            role_url("phi_sealer", "PHI_PG_SEALER_PASSWORD", "bench_export"),
+        ),
+        ("PHI_AUDIT_SIGNING_KEY", key.to_str().unwrap().to_string()),
+        ("PAYLOAD_SECRET", "bench".to_string()),
+        ("PHI_PORT", "0".to_string()),
+        ("PHI_ANALYTICS_REFRESH_SECS", "0".to_string()),
+        ("DATABASE_TLS_MODE", "disable".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let env_ref: std::collections::HashMap<&str, &str> =
+        env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = phi_gateway::config::Settings::from_parts("", None, &env_ref).unwrap();
+    let app = phi_gateway::startup::Application::build_with_keyring(&settings, ring)
+        .await
+        .unwrap();
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let verifier =
+        JwtVerifierForBench::new("bench").token("aud", &["auditor"]);
+    let client = reqwest::Client::new();
+    for format in ["ndjson", "fhir"] {
+        let rss_before = peak_rss_mib();
+        let t = Instant::now();
+        let mut res = client
+            .get(format!("http://127.0.0.1:{port}/api/audit/export?format={format}"))
+            .header("authorization", format!("JWT {verifier}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let file = dir.join(format!("export.{format}"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        let (mut lines, mut marks, mut last) = (0i64, Vec::new(), Instant::now());
+        let step = (n / 10).max(1);
+        while let Some(chunk) = res.chunk().await.unwrap() {
+            std::io::Write::write_all(&mut out, &chunk).unwrap();
+            let before = lines;
+            lines += chunk.iter().filter(|b| **b == b'\n').count() as i64;
+            if before / step != lines / step {
+                marks.push(last.elapsed());
+                last = Instant::now();
+            }
+        }
+        std::io::Write::flush(&mut out).unwrap();
+        let took = t.elapsed();
+        let deciles: Vec<String> = marks
+            .iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect();
+        println!(
+            "export {format} over HTTP: {} lines in {:.1} s = {:.0} entries/s; seconds per tenth: [{}]; \
+             peak RSS of the benchmark process (server + client) {:.0} MiB (before {:.0} MiB)",
+            lines,
+            took.as_secs_f64(),
+            (lines - 1) as f64 / took.as_secs_f64(),
+            deciles.join(", "),
+            peak_rss_mib(),
+            rss_before
+        );
+        if let Ok(bin) = std::env::var("PHI_BENCH_BIN") {
+            let t = Instant::now();
+            let status = std::process::Command::new(bin)
+                .args(["audit", "verify-export"])
+                .arg(&file)
+                .arg("--public-key")
+                .arg(&public)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: getrusage only writes into the struct we own.
+            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+            println!(
+                "verify-export {format}: {:.1} s, {:.0} MiB file, peak RSS of any child so far {:.0} MiB",
+                t.elapsed().as_secs_f64(),
+                std::fs::metadata(&file).unwrap().len() as f64 / 1048576.0,
+                usage.ru_maxrss as f64 / 1024.0
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Payload-style tokens for the benchmark's requests.
+struct JwtVerifierForBench(phi_gateway::auth::JwtVerifier);
+
+impl JwtVerifierForBench {
+    fn new(secret: &str) -> Self {
+        Self(phi_gateway::auth::JwtVerifier::new(
+            &secret.to_string().into(),
+            vec!["users".into()],
+            30,
+        ))
+    }
+
+    fn token(&self, user: &str, roles: &[&str]) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.0.sign(&serde_json::json!({
+            "id": user, "collection": "users", "iat": now, "exp": now + 3600, "roles": roles
+        }))
+    }
+}
+
 fn main() {
     let what = std::env::args()
         .skip(1)
@@ -429,8 +680,14 @@ fn main() {
         if what == "all" || what == "audit" {
             audit_bench().await;
         }
+        if what == "all" || what == "reads" {
+            reads_bench().await;
+        }
         if what == "all" || what == "sealer" {
             sealer_bench().await;
+        }
+        if what == "all" || what == "export" {
+            export_bench().await;
         }
         if what == "all" || what == "proximity" {
             proximity_bench().await;

@@ -581,14 +581,15 @@ async fn export_bench() {
         .unwrap();
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
-    let verifier =
-        JwtVerifierForBench::new("bench").token("aud", &["auditor"]);
+    let verifier = JwtVerifierForBench::new("bench").token("aud", &["auditor"]);
     let client = reqwest::Client::new();
     for format in ["ndjson", "fhir"] {
         let rss_before = peak_rss_mib();
         let t = Instant::now();
         let mut res = client
-            .get(format!("http://127.0.0.1:{port}/api/audit/export?format={format}"))
+            .get(format!(
+                "http://127.0.0.1:{port}/api/audit/export?format={format}"
+            ))
             .header("authorization", format!("JWT {verifier}"))
             .send()
             .await

@@ -1,0 +1,337 @@
+//! Settings: a TOML file (default `deploy/phi-gateway.toml`) overlaid by
+//! environment variables. Secrets are `SecretString`s; `Debug` of any type
+//! here masks them, so printing the settings is safe.
+//!
+//! This module only reads and checks settings; it opens no connection.
+
+mod audit;
+mod auth;
+mod database;
+mod keys;
+mod server;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+pub use audit::AuditSettings;
+pub use auth::AuthSettings;
+pub use database::{DatabaseSettings, DatabaseUrl, TlsMode};
+pub use keys::KeySettings;
+pub use server::{LogFormat, ServerSettings};
+
+/// Where the service runs. Unnamed means production: every default fails
+/// closed. Development only picks smaller pool defaults, allows a
+/// development keyring, `dev-token`, and plain connections to PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+impl FromStr for Environment {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Self::Development),
+            "production" | "prod" => Ok(Self::Production),
+            other => bail!("unknown environment {other:?} (expected development or production)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub keys: KeySettings,
+    pub auth: AuthSettings,
+    pub audit: AuditSettings,
+}
+
+impl Settings {
+    pub fn production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+}
+
+/// The file's shape: every field optional so that environment variables and
+/// environment-dependent defaults fill the gaps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    environment: Option<Environment>,
+    #[serde(default)]
+    server: server::FileServer,
+    #[serde(default)]
+    database: database::FileDatabase,
+    #[serde(default)]
+    keys: keys::FileKeys,
+    #[serde(default)]
+    auth: auth::FileAuth,
+    #[serde(default)]
+    audit: audit::FileAudit,
+}
+
+/// A source of environment variables; tests pass a map instead of the process
+/// environment so they can run in parallel.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for std::collections::HashMap<&str, &str, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string())
+    }
+}
+
+pub const DEFAULT_CONFIG_FILE: &str = "deploy/phi-gateway.toml";
+
+impl Settings {
+    /// Reads the file named by `PHI_CONFIG` (else `deploy/phi-gateway.toml`
+    /// when it exists), then applies environment overrides.
+    pub fn load() -> anyhow::Result<Self> {
+        let env = ProcessEnv;
+        let path = env.var("PHI_CONFIG").map(PathBuf::from).or_else(|| {
+            let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+            p.exists().then_some(p)
+        });
+        let text = match &path {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading configuration file {}", p.display()))?,
+            None => String::new(),
+        };
+        Self::from_parts(&text, path.as_deref(), &env)
+    }
+
+    /// The file's text overlaid by the environment, section by section.
+    pub fn from_parts(text: &str, path: Option<&Path>, env: &dyn Env) -> anyhow::Result<Self> {
+        let file: FileSettings = toml::from_str(text).with_context(|| match path {
+            Some(p) => format!("parsing configuration file {}", p.display()),
+            None => "parsing configuration".to_string(),
+        })?;
+        let environment = match env.var("PHI_ENVIRONMENT") {
+            Some(v) => v.parse()?,
+            None => file.environment.unwrap_or(Environment::Production),
+        };
+        let prod = environment == Environment::Production;
+        Ok(Settings {
+            environment,
+            server: ServerSettings::build(file.server, env)?,
+            database: DatabaseSettings::build(file.database, env, prod)?,
+            keys: KeySettings::build(file.keys, env)?,
+            auth: AuthSettings::build(file.auth, env, prod)?,
+            audit: AuditSettings::build(file.audit, env)?,
+        })
+    }
+}
+
+fn parse_env<T: FromStr>(env: &dyn Env, name: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: fmt::Display,
+{
+    env.var(name)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| anyhow::anyhow!("{name}: cannot parse {v:?}: {e}"))
+        })
+        .transpose()
+}
+
+/// A duration in seconds: the environment's, else the file's, else the default.
+fn secs(env: &dyn Env, name: &str, file: Option<u64>, default: u64) -> anyhow::Result<Duration> {
+    Ok(Duration::from_secs(
+        parse_env(env, name)?.or(file).unwrap_or(default),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_cms_guide_by_environment() {
+        let dev = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("PHI_ENVIRONMENT", "development"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(dev.environment, Environment::Development);
+        assert_eq!(
+            (dev.database.max_connections, dev.database.min_connections),
+            (10, 2)
+        );
+        assert_eq!(dev.database.idle_timeout, Duration::from_secs(30));
+        assert_eq!(dev.database.acquire_timeout, Duration::from_secs(5));
+
+        let prod_env = env(&[
+            ("DATABASE_URL", "postgres://a@127.0.0.1/d"),
+            ("PAYLOAD_SECRET", "s"),
+        ]);
+        let prod = Settings::from_parts("environment = \"production\"", None, &prod_env).unwrap();
+        assert_eq!(
+            (prod.database.max_connections, prod.database.min_connections),
+            (20, 5)
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let file = "[server]\nport = 9000\n[database]\nurl = \"postgres://file@h/d\"\nmax_connections = 7\n";
+        let s = Settings::from_parts(
+            file,
+            None,
+            &env(&[
+                ("PHI_PORT", "9100"),
+                ("DATABASE_URL", "postgres://envuser:pw@h/d"),
+                ("PHI_ENVIRONMENT", "dev"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9100);
+        assert_eq!(s.database.max_connections, 7);
+        assert!(s.database.url.expose().starts_with("postgres://envuser"));
+    }
+
+    #[test]
+    fn printing_settings_masks_passwords() {
+        let s = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://app:hunter2@db:5432/phi"),
+                ("MIGRATION_DATABASE_URL", "postgres://admin:s3cret@db/phi"),
+                ("PHI_ENVIRONMENT", "development"),
+            ]),
+        )
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(printed.contains("phi_app") || printed.contains("app:***"));
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("postgres://app:***@db:5432/phi"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("PHI_PORT", "http"),
+                ("PHI_ENVIRONMENT", "development"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("PHI_PORT"));
+        let err = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("DATABASE_TLS_MODE", "verify-full"),
+                ("PHI_ENVIRONMENT", "development"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("CA file"));
+        let err = Settings::from_parts("[server]\nprot = 1\n", None, &env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+
+    #[test]
+    fn unnamed_is_production_and_production_fails_closed() {
+        // No environment named, remote database, no CA file: refused.
+        let err = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@db.internal/d"),
+                ("PAYLOAD_SECRET", "s"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("CA file"), "{err:#}");
+        // With a CA file, verify-full by default.
+        let s = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@db.internal/d"),
+                ("PAYLOAD_SECRET", "s"),
+                ("DATABASE_CA_FILE", "/etc/ssl/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.production());
+        assert_eq!(s.database.tls_mode, TlsMode::VerifyFull);
+        // Loopback and sockets need no certificate.
+        for url in [
+            "postgres://a@127.0.0.1:5432/d",
+            "postgres://a@localhost/d",
+            "postgres:///d?host=/run/postgresql",
+        ] {
+            let s = Settings::from_parts(
+                "",
+                None,
+                &env(&[("DATABASE_URL", url), ("PAYLOAD_SECRET", "s")]),
+            )
+            .unwrap();
+            assert_eq!(s.database.tls_mode, TlsMode::Prefer, "{url}");
+        }
+    }
+
+    #[test]
+    fn production_requires_a_payload_secret() {
+        let err = Settings::from_parts(
+            "environment = \"production\"",
+            None,
+            &env(&[("DATABASE_URL", "postgres://a@127.0.0.1/d")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("PAYLOAD_SECRET"));
+    }
+
+    #[test]
+    fn tls_modes_parse_in_libpq_spelling() {
+        for (s, m) in [
+            ("disable", TlsMode::Disable),
+            ("prefer", TlsMode::Prefer),
+            ("require", TlsMode::Require),
+            ("verify-ca", TlsMode::VerifyCa),
+            ("verify-full", TlsMode::VerifyFull),
+        ] {
+            assert_eq!(s.parse::<TlsMode>().unwrap(), m);
+        }
+        assert!("verify_full".parse::<TlsMode>().is_err());
+    }
+}

@@ -8,18 +8,12 @@ use std::time::{Duration, Instant};
 
 use phi_gateway::audit::chain;
 use phi_gateway::crypto::{Keyring, KeyringHandle};
-use phi_gateway::db::MIGRATOR;
 use phi_gateway::domain::SecretText;
 use phi_gateway::domain::submission::{NewSubmission, SubmissionStatus, Symptom};
 use phi_gateway::identity::Principal;
 use phi_gateway::service::{Crypt, Services, submissions};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
-
-fn admin_url(db: &str) -> String {
-    let admin = std::env::var("PHI_PG_ADMIN_URL").expect("PHI_PG_ADMIN_URL (run bench/run.sh)");
-    format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
-}
+use sqlx::{Executor, PgPool};
 
 fn app_url(db: &str) -> String {
     role_url("phi_app", "PHI_PG_APP_PASSWORD", db)
@@ -32,23 +26,19 @@ fn role_url(role: &str, password_var: &str, db: &str) -> String {
     format!("postgres://{role}:{pw}@{host}/{db}")
 }
 
-async fn fresh_db(name: &str) -> PgPool {
-    let mut admin = PgConnection::connect(&admin_url("postgres")).await.unwrap();
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
+#[path = "../tests/api/testdb.rs"]
+mod testdb;
+
+/// A fresh migrated database, made the way the tests make theirs (a clone of
+/// a template migrated once), kept for the run: (its name, a superuser pool).
+async fn fresh_db() -> (String, PgPool) {
+    let db: &'static testdb::TestDb = Box::leak(Box::new(testdb::TestDb::migrated().await));
     let pool = PgPoolOptions::new()
         .max_connections(4)
-        .connect(&admin_url(name))
+        .connect(&db.admin_url())
         .await
         .unwrap();
-    MIGRATOR.run(&pool).await.unwrap();
-    pool
+    (db.name.clone(), pool)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -156,8 +146,9 @@ async fn run_clients(
 async fn ab_services(name: &str) -> (Arc<Services>, Arc<Services>) {
     let keyring = Arc::new(KeyringHandle::new(Keyring::generate(false).unwrap()));
     let mut sides = Vec::new();
-    for (db, audited) in [(format!("{name}_on"), true), (format!("{name}_off"), false)] {
-        let admin = fresh_db(&db).await;
+    let _ = name;
+    for audited in [true, false] {
+        let (db, admin) = fresh_db().await;
         if !audited {
             admin
                 .execute("ALTER TABLE symptom_submissions DISABLE TRIGGER zz_audit_changes")
@@ -256,7 +247,7 @@ async fn audit_bench() {
 }
 
 async fn sealer_bench() {
-    let pool = fresh_db("bench_sealer").await;
+    let (_, pool) = fresh_db().await;
     let n = 100_000;
     sqlx::query(
         "INSERT INTO audit.log (actor_user, actor_roles, action, entity_type, entity_id, request_id, outcome, fields) \
@@ -306,7 +297,7 @@ async fn sealer_bench() {
 }
 
 async fn proximity_bench() {
-    let pool = fresh_db("bench_near").await;
+    let (near_db, pool) = fresh_db().await;
     let n: u64 = std::env::var("BENCH_PRACTITIONERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -380,7 +371,7 @@ async fn proximity_bench() {
     // identity, RLS, the page, and the totalDocs count unless pagination=false.
     let app = PgPoolOptions::new()
         .max_connections(2)
-        .connect(&app_url("bench_near"))
+        .connect(&app_url(&near_db))
         .await
         .unwrap();
     let svc = services(app, Arc::new(KeyringHandle::new(ring)));
@@ -426,14 +417,16 @@ async fn proximity_bench() {
 async fn reads_bench() {
     let keyring = Arc::new(KeyringHandle::new(Keyring::generate(false).unwrap()));
     let mut sides = Vec::new();
-    for (db, audited) in [("bench_reads_on", true), ("bench_reads_off", false)] {
-        let admin = fresh_db(db).await;
+    for audited in [true, false] {
+        let (db, admin) = fresh_db().await;
         if !audited {
             admin
                 .execute(
                     "ALTER TABLE symptom_submissions DISABLE TRIGGER zz_audit_changes; \
-                     CREATE OR REPLACE FUNCTION audit.append(text, text, text, uuid, text, text, text, \
-                       audit.action[], text[], text[], text[], text[], text[], text[]) RETURNS void \
+                     CREATE OR REPLACE FUNCTION audit.append(p_actor_user text, p_actor_collection text, \
+                       p_actor_roles text, p_api_key_id uuid, p_request_id text, p_client_request_id text, \
+                       p_client_addr text, p_actions audit.action[], p_entity_types text[], p_entity_ids text[], \
+                       p_outcomes text[], p_reasons text[], p_fields text[], p_details text[]) RETURNS void \
                        LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN END $$;",
                 )
                 .await
@@ -441,7 +434,7 @@ async fn reads_bench() {
         }
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .connect(&app_url(db))
+            .connect(&app_url(&db))
             .await
             .unwrap();
         sides.push(Arc::new(services(pool, keyring.clone())));
@@ -527,7 +520,7 @@ async fn export_bench() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let pool = fresh_db("bench_export").await;
+    let (export_db, pool) = fresh_db().await;
     let t = Instant::now();
     let mut done = 0;
     while done < n {
@@ -550,6 +543,16 @@ async fn export_bench() {
         "export: {sealed} entries inserted and sealed in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    // As autovacuum leaves a log that has been there a while (hint bits
+    // set): the first read of freshly inserted rows would otherwise write.
+    sqlx::query("VACUUM (ANALYZE) audit.log")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("VACUUM (ANALYZE) audit.chain")
+        .execute(&pool)
+        .await
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("phi-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let signing = phi_gateway::audit::signing::SigningKeys::generate().unwrap();
@@ -560,10 +563,10 @@ async fn export_bench() {
     let ring = Keyring::generate(false).unwrap();
     let env: std::collections::HashMap<&str, String> = [
         ("PHI_ENVIRONMENT", "development".to_string()),
-        ("DATABASE_URL", app_url("bench_export")),
+        ("DATABASE_URL", app_url(&export_db)),
         (
             "AUDIT_SEALER_DATABASE_URL",
-            role_url("phi_sealer", "PHI_PG_SEALER_PASSWORD", "bench_export"),
+            role_url("phi_sealer", "PHI_PG_SEALER_PASSWORD", &export_db),
         ),
         ("PHI_AUDIT_SIGNING_KEY", key.to_str().unwrap().to_string()),
         ("PAYLOAD_SECRET", "bench".to_string()),

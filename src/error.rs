@@ -2,7 +2,9 @@
 //!
 //! Layers: `store` returns `StoreError` (classified once from `sqlx::Error`),
 //! `crypto` returns `CryptoError`, services return `ApiError` (they know what
-//! the caller may be told), and handlers pass it on. A 5xx body never says
+//! the caller may be told; the mapping from `StoreError` is theirs, in
+//! `service`), and handlers pass it on. This module depends on nothing but
+//! `identity`. A 5xx body never says
 //! more than "Something went wrong." plus the request id (added by
 //! `telemetry::request_context`); the cause goes to the log, where it must
 //! never contain PHI values. Nothing here captures a backtrace: an expected
@@ -204,38 +206,6 @@ impl From<Denied> for ApiError {
             Denied::NotLoggedIn => ApiError::not_logged_in(),
             Denied::Forbidden => ApiError::forbidden(),
         }
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError as S;
-        match e {
-            S::NotFound => ApiError::NotFound,
-            S::Unique { .. } => {
-                ApiError::invalid("id", "must be unique; this value is already in use")
-            }
-            S::ForeignKey { .. } => {
-                ApiError::invalid("body", "refers to a record that does not exist")
-            }
-            S::RlsDenied => ApiError::forbidden(),
-            S::Forbidden(message) => ApiError::Forbidden(Cow::Owned(message)),
-            S::Timeout => ApiError::Unavailable {
-                what: "database (the query took too long)",
-                retry_after_secs: 2,
-            },
-            S::Unavailable(_) => ApiError::Unavailable {
-                what: "database",
-                retry_after_secs: 2,
-            },
-            S::Other(e) => ApiError::internal("database error", e),
-        }
-    }
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        crate::store::StoreError::from(e).into()
     }
 }
 

@@ -148,9 +148,105 @@ fn csv_line(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> String {
     out
 }
 
-/// A FHIR R4 AuditEvent for one entry. The entry itself rides along in an
-/// extension so the export can be verified offline.
-pub fn fhir_event(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Value {
+#[derive(Serialize)]
+struct Coding<'a> {
+    system: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Identifier<'a> {
+    system: String,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct Who<'a> {
+    identifier: Identifier<'a>,
+}
+
+#[derive(Serialize)]
+struct Text<'a> {
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct Network<'a> {
+    address: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct Agent<'a> {
+    who: Who<'a>,
+    requestor: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    role: Vec<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<Network<'a>>,
+}
+
+#[derive(Serialize)]
+struct Observer {
+    display: &'static str,
+}
+
+#[derive(Serialize)]
+struct Source<'a> {
+    observer: Observer,
+    #[serde(rename = "type")]
+    kind: [Coding<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "valueString")]
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct Entity<'a> {
+    what: Who<'a>,
+    #[serde(rename = "type")]
+    kind: Coding<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    detail: Vec<Detail<'a>>,
+}
+
+#[derive(Serialize)]
+struct Extension {
+    url: &'static str,
+    #[serde(rename = "valueString")]
+    value: String,
+}
+
+/// A FHIR R4 AuditEvent, serialized straight from the entry (no
+/// intermediate JSON value: this is the export's hot loop).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditEvent<'a> {
+    resource_type: &'static str,
+    id: String,
+    #[serde(rename = "type")]
+    kind: Coding<'a>,
+    subtype: [Coding<'a>; 1],
+    action: &'static str,
+    recorded: String,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome_desc: Option<&'a str>,
+    agent: [Agent<'a>; 1],
+    source: Source<'a>,
+    entity: [Entity<'a>; 1],
+    extension: [Extension; 2],
+}
+
+fn audit_event<'a>(r: &'a AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> AuditEvent<'a> {
     let (action, subtype) = match r.action.as_str() {
         "CREATE" => ("C", "create"),
         "READ" => ("R", "read"),
@@ -175,56 +271,105 @@ pub fn fhir_event(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Value {
         subtype,
         "create" | "read" | "update" | "delete" | "search-type"
     );
-    let mut event = json!({
-        "resourceType": "AuditEvent",
-        "id": r.seq.to_string(),
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{
-            "system": if restful { "http://hl7.org/fhir/restful-interaction" } else { "urn:phi-gateway:audit-action" },
-            "code": subtype
+    AuditEvent {
+        resource_type: "AuditEvent",
+        id: r.seq.to_string(),
+        kind: Coding {
+            system: "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            code: "rest",
+            display: Some("RESTful Operation"),
+        },
+        subtype: [Coding {
+            system: if restful {
+                "http://hl7.org/fhir/restful-interaction"
+            } else {
+                "urn:phi-gateway:audit-action"
+            },
+            code: subtype,
+            display: None,
         }],
-        "action": action,
-        "recorded": r.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        "outcome": outcome,
-        "agent": [{
-            "who": {"identifier": {"system": format!("urn:payload:{}", r.actor_collection.as_deref().unwrap_or("anonymous")), "value": r.actor_user.as_deref().unwrap_or("anonymous")}},
-            "requestor": true,
-            "role": r.actor_roles.as_deref().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(|role| json!({"text": role})).collect::<Vec<_>>(),
+        action,
+        recorded: r.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        outcome,
+        outcome_desc: r.reason.as_deref(),
+        agent: [Agent {
+            who: Who {
+                identifier: Identifier {
+                    system: format!(
+                        "urn:payload:{}",
+                        r.actor_collection.as_deref().unwrap_or("anonymous")
+                    ),
+                    value: r.actor_user.as_deref().unwrap_or("anonymous"),
+                },
+            },
+            requestor: true,
+            role: r
+                .actor_roles
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|text| Text { text })
+                .collect(),
+            network: r
+                .client_addr
+                .as_deref()
+                .map(|address| Network { address, kind: "2" }),
         }],
-        "source": {"observer": {"display": "phi-gateway"}, "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
-        "entity": [{
-            "what": {"identifier": {"system": format!("urn:phi-gateway:{}", r.entity_type), "value": r.entity_id.as_deref().unwrap_or("(request)")}},
-            "type": {"system": "urn:phi-gateway:entity-type", "code": r.entity_type},
+        source: Source {
+            observer: Observer {
+                display: "phi-gateway",
+            },
+            kind: [Coding {
+                system: "http://terminology.hl7.org/CodeSystem/security-source-type",
+                code: "4",
+                display: None,
+            }],
+        },
+        entity: [Entity {
+            what: Who {
+                identifier: Identifier {
+                    system: format!("urn:phi-gateway:{}", r.entity_type),
+                    value: r.entity_id.as_deref().unwrap_or("(request)"),
+                },
+            },
+            kind: Coding {
+                system: "urn:phi-gateway:entity-type",
+                code: &r.entity_type,
+                display: None,
+            },
+            detail: r
+                .fields
+                .iter()
+                .map(|f| Detail {
+                    kind: "field",
+                    value: f,
+                })
+                .collect(),
         }],
-        "extension": [
-            {"url": "urn:phi-gateway:audit-entry", "valueString": serde_json::to_string(r).expect("plain data")},
-            {"url": "urn:phi-gateway:chain", "valueString": format!("{pos}:{}:{}", hex::encode(prev), hex::encode(hash))}
-        ]
-    });
-    // Empty arrays and nulls are not allowed in FHIR JSON.
-    if let Some(reason) = &r.reason {
-        event["outcomeDesc"] = json!(reason);
+        // The entry itself rides along so the export verifies offline.
+        extension: [
+            Extension {
+                url: "urn:phi-gateway:audit-entry",
+                value: serde_json::to_string(r).expect("plain data"),
+            },
+            Extension {
+                url: "urn:phi-gateway:chain",
+                value: format!("{pos}:{}:{}", hex::encode(prev), hex::encode(hash)),
+            },
+        ],
     }
-    if let Some(addr) = &r.client_addr {
-        event["agent"][0]["network"] = json!({"address": addr, "type": "2"});
-    }
-    if event["agent"][0]["role"]
-        .as_array()
-        .is_some_and(Vec::is_empty)
-    {
-        event["agent"][0]
-            .as_object_mut()
-            .expect("object")
-            .remove("role");
-    }
-    if !r.fields.is_empty() {
-        event["entity"][0]["detail"] = r
-            .fields
-            .iter()
-            .map(|f| json!({"type": "field", "valueString": f}))
-            .collect();
-    }
-    event
+}
+
+/// A FHIR R4 AuditEvent for one entry, as a JSON value.
+pub fn fhir_event(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Value {
+    serde_json::to_value(audit_event(r, pos, prev, hash)).expect("plain data")
+}
+
+fn fhir_line(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> String {
+    let mut s = serde_json::to_string(&audit_event(r, pos, prev, hash)).expect("plain data");
+    s.push('\n');
+    s
 }
 
 #[derive(Serialize)]
@@ -481,10 +626,7 @@ pub async fn stream(
                 match format {
                     Format::Ndjson => chunk.push_str(&ndjson_line(&row, pos, &prev, &hash)),
                     Format::Csv => chunk.push_str(&csv_line(&row, pos, &prev, &hash)),
-                    Format::Fhir => {
-                        chunk.push_str(&fhir_event(&row, pos, &prev, &hash).to_string());
-                        chunk.push('\n');
-                    }
+                    Format::Fhir => chunk.push_str(&fhir_line(&row, pos, &prev, &hash)),
                 }
                 lines.update(&chunk.as_bytes()[start..]);
                 if m.first_pos.is_none() {

@@ -176,9 +176,7 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 sealer: operator_sealer(settings, pool.clone())?,
             };
             let operator = Principal::operator("audit-export", &[Role::Auditor]);
-            let total: i64 = sqlx::query_scalar("SELECT coalesce(max(pos), 0) FROM audit.chain")
-                .fetch_one(&pool)
-                .await?;
+            let total = chain::head(&pool).await?;
             let progress = Arc::new(rekey::Progress::new(total as u64));
             let mut running = exporter
                 .start(&operator, format, from, to, Some(progress.clone()))

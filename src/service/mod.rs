@@ -187,6 +187,40 @@ impl Crypt {
     }
 }
 
+/// What the caller may be told of a store error (a constraint a client
+/// tripped is mapped to its field by `client_error`).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        use std::borrow::Cow;
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Unique { .. } => {
+                ApiError::invalid("id", "must be unique; this value is already in use")
+            }
+            StoreError::ForeignKey { .. } => {
+                ApiError::invalid("body", "refers to a record that does not exist")
+            }
+            StoreError::RlsDenied => ApiError::forbidden(),
+            StoreError::Forbidden(message) => ApiError::Forbidden(Cow::Owned(message)),
+            StoreError::Timeout => ApiError::Unavailable {
+                what: "database (the query took too long)",
+                retry_after_secs: 2,
+            },
+            StoreError::Unavailable(_) => ApiError::Unavailable {
+                what: "database",
+                retry_after_secs: 2,
+            },
+            StoreError::Other(e) => ApiError::internal("database error", e),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
 /// A new row id: UUIDv7, made before the insert so sealed fields can bind it.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()

@@ -83,6 +83,16 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// A unique constraint was violated (for callers holding a raw
+    /// `sqlx::Error`, like the sealer).
+    pub fn is_unique(e: &sqlx::Error) -> bool {
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "23505")
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 pub type Tx = sqlx::Transaction<'static, Postgres>;
 

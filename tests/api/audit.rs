@@ -777,7 +777,8 @@ async fn the_fhir_export_is_valid_fhir_r4() {
         404
     );
     let text = app
-        .get_as("/api/audit/export?format=fhir", AUDITOR)
+        .as_auditor()
+        .get("/api/audit/export?format=fhir")
         .await
         .text()
         .await

@@ -40,11 +40,7 @@ async fn created(res: reqwest::Response) -> String {
 }
 
 async fn break_glass(app: &TestApp, path: &str, reason: &str) -> reqwest::Response {
-    app.req(Method::GET, path, ADMIN)
-        .header("x-break-glass-reason", reason)
-        .send()
-        .await
-        .unwrap()
+    app.as_admin().break_glass(reason).get(path).await
 }
 
 /// (action, actor, fields, detail, reason) of every entry, oldest first.
@@ -110,7 +106,8 @@ async fn break_glass_and_consent_searches_are_audited_even_when_empty() {
         .await;
     }
     created(
-        app.post_json("/api/consents", PAT, &json!({"practitionerId": p}))
+        app.as_patient("pat")
+            .post("/api/consents", &json!({"practitionerId": p}))
             .await,
     )
     .await;
@@ -234,10 +231,10 @@ async fn contact_reads_consent_listings_and_cascades_are_audited() {
 
     // The public and the practitioner themself: no entry. Staff: one.
     let since = last_seq(&pool).await;
-    assert_eq!(app.get_as(&path, None).await.status(), 200);
-    assert_eq!(app.get_as(&path, DOC).await.status(), 200);
+    assert_eq!(app.anonymous().get(&path).await.status(), 200);
+    assert_eq!(app.caller(DOC).get(&path).await.status(), 200);
     assert!(log_since(&pool, since).await.is_empty());
-    let doc = json(app.get_as(&path, EDITOR).await).await;
+    let doc = json(app.as_editor().get(&path).await).await;
     assert_eq!(doc["email"], "p@clinic.example");
     let rows = log_since(&pool, since).await;
     assert_eq!(rows.len(), 1);
@@ -247,7 +244,10 @@ async fn contact_reads_consent_listings_and_cascades_are_audited() {
     );
     assert_eq!(rows[0].2, vec!["email"]);
     let since = last_seq(&pool).await;
-    assert_eq!(app.get_as("/api/practitioners", EDITOR).await.status(), 200);
+    assert_eq!(
+        app.as_editor().get("/api/practitioners").await.status(),
+        200
+    );
     let rows = log_since(&pool, since).await;
     assert_eq!(
         rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
@@ -256,12 +256,13 @@ async fn contact_reads_consent_listings_and_cascades_are_audited() {
 
     // Consents: given (trigger), listed (service), cascaded (trigger).
     let c = created(
-        app.post_json("/api/consents", PAT, &json!({"practitionerId": p}))
+        app.as_patient("pat")
+            .post("/api/consents", &json!({"practitionerId": p}))
             .await,
     )
     .await;
     let since = last_seq(&pool).await;
-    let list = json(app.get_as("/api/consents", PAT).await).await;
+    let list = json(app.as_patient("pat").get("/api/consents").await).await;
     assert_eq!(list["totalDocs"], 1);
     let rows = log_since(&pool, since).await;
     assert_eq!(
@@ -269,7 +270,7 @@ async fn contact_reads_consent_listings_and_cascades_are_audited() {
         vec!["LIST", "READ"]
     );
     let since = last_seq(&pool).await;
-    assert_eq!(app.delete_as(&path, ADMIN).await.status(), 200);
+    assert_eq!(app.as_admin().delete(&path).await.status(), 200);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT action::text, actor_user, ARRAY[entity_type, coalesce(entity_id, '')], detail, reason FROM audit.log \
          WHERE seq > $1 ORDER BY seq",
@@ -317,13 +318,14 @@ async fn a_consent_follows_the_person_not_a_record_an_editor_can_re_point() {
     )
     .await;
     created(
-        app.post_json("/api/consents", PAT, &json!({"practitionerId": p}))
+        app.as_patient("pat")
+            .post("/api/consents", &json!({"practitionerId": p}))
             .await,
     )
     .await;
     let sub = format!("/api/symptom-submissions/{s}");
     let rec = format!("/api/practitioners/{p}");
-    assert_eq!(app.get_as(&sub, DOC).await.status(), 200);
+    assert_eq!(app.caller(DOC).get(&sub).await.status(), 200);
 
     // The attack: an editor who is also a practitioner points the consented
     // record at themself, reads the shared submission, points it back.
@@ -331,7 +333,7 @@ async fn a_consent_follows_the_person_not_a_record_an_editor_can_re_point() {
         .patch_json(&rec, ED_DOC, &json!({"userId": "users:ed-doc"}))
         .await;
     assert_eq!(res.status(), 403);
-    assert_eq!(app.get_as(&sub, ED_DOC).await.status(), 404);
+    assert_eq!(app.caller(ED_DOC).get(&sub).await.status(), 404);
     let pool = app.db.admin_pool().await;
     let attempt: (String, Vec<String>, Option<String>) = sqlx::query_as(
         "SELECT outcome, fields, reason FROM audit.log WHERE action = 'ACCESS_DENIED' AND actor_user = 'users:ed-doc' \
@@ -363,9 +365,13 @@ async fn a_consent_follows_the_person_not_a_record_an_editor_can_re_point() {
         .patch_json(&rec, ADMIN, &json!({"userId": "users:ed-doc"}))
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(app.get_as(&sub, ED_DOC).await.status(), 404, "re-pointed");
     assert_eq!(
-        app.get_as(&sub, DOC).await.status(),
+        app.caller(ED_DOC).get(&sub).await.status(),
+        404,
+        "re-pointed"
+    );
+    assert_eq!(
+        app.caller(DOC).get(&sub).await.status(),
         404,
         "and the consent ends with the link"
     );
@@ -421,7 +427,8 @@ async fn hidden_fields_cannot_be_queried_by_those_who_cannot_see_them() {
         "where[email][equals]=p@clinic.example",
     ] {
         assert_eq!(
-            app.get_as(&format!("/api/practitioners?{q}"), EDITOR)
+            app.as_editor()
+                .get(&format!("/api/practitioners?{q}"))
                 .await
                 .status(),
             200
@@ -433,7 +440,8 @@ async fn hidden_fields_cannot_be_queried_by_those_who_cannot_see_them() {
 async fn the_operator_label_comes_from_nothing_a_request_can_send() {
     let app = spawn_app().await;
     let p = created(
-        app.post_json("/api/practitioners", ADMIN, &practitioner("p", None))
+        app.as_admin()
+            .post("/api/practitioners", &practitioner("p", None))
             .await,
     )
     .await;
@@ -680,7 +688,7 @@ async fn bodies_are_one_json_object_with_each_key_once() {
         body["errors"][0]["data"]["errors"][0]["path"],
         "symptoms[0]"
     );
-    let doc = json(app.get_as(&path, PAT).await).await;
+    let doc = json(app.as_patient("pat").get(&path).await).await;
     assert_eq!(doc["notes"], "CANARY-NOTE", "nothing was cleared");
 }
 
@@ -746,13 +754,23 @@ async fn consents_and_relationships_leak_nothing_about_what_one_cannot_see() {
     .await;
     let mut draft = practitioner("draft", None);
     draft["status"] = json!("draft");
-    let d = created(app.post_json("/api/practitioners", ADMIN, &draft).await).await;
+    let d = created(app.as_admin().post("/api/practitioners", &draft).await).await;
     // Naming a draft practitioner says the same as naming none at all.
     let mut body = submission("p@example.org");
     body["practitionerId"] = json!(d);
-    let draft_err = json(app.post_json("/api/symptom-submissions", PAT, &body).await).await;
+    let draft_err = json(
+        app.as_patient("pat")
+            .post("/api/symptom-submissions", &body)
+            .await,
+    )
+    .await;
     body["practitionerId"] = json!(uuid::Uuid::now_v7());
-    let none_err = json(app.post_json("/api/symptom-submissions", PAT, &body).await).await;
+    let none_err = json(
+        app.as_patient("pat")
+            .post("/api/symptom-submissions", &body)
+            .await,
+    )
+    .await;
     assert_eq!(draft_err, none_err);
     assert_eq!(
         draft_err["errors"][0]["data"]["errors"][0]["path"],
@@ -770,17 +788,17 @@ async fn consents_and_relationships_leak_nothing_about_what_one_cannot_see() {
     )
     .await;
     assert_eq!(
-        json(app.get_as("/api/consents", DOC).await).await["totalDocs"],
+        json(app.caller(DOC).get("/api/consents").await).await["totalDocs"],
         1
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        json(app.get_as("/api/consents", DOC).await).await["totalDocs"],
+        json(app.caller(DOC).get("/api/consents").await).await["totalDocs"],
         0
     );
     // The patient still sees their own (expired) consent.
     assert_eq!(
-        json(app.get_as("/api/consents", PAT).await).await["totalDocs"],
+        json(app.as_patient("pat").get("/api/consents").await).await["totalDocs"],
         1
     );
 }

@@ -6,27 +6,11 @@ use std::sync::OnceLock;
 
 use phi_gateway::auth::JwtVerifier;
 use phi_gateway::config::Settings;
-use phi_gateway::db::MIGRATOR;
 use phi_gateway::startup::Application;
 use secrecy::SecretString;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection};
 
-/// The private cluster's superuser URL (exported by `deploy/pg.sh env`).
-pub fn admin_url() -> String {
-    std::env::var("PHI_PG_ADMIN_URL").expect(
-        "PHI_PG_ADMIN_URL is not set: run the tests with deploy/test.sh \
-         (or `source .local/pg/env` after deploy/pg.sh start)",
-    )
-}
-
-pub fn app_password() -> String {
-    std::env::var("PHI_PG_APP_PASSWORD").expect("PHI_PG_APP_PASSWORD is not set")
-}
-
-pub fn sealer_password() -> String {
-    std::env::var("PHI_PG_SEALER_PASSWORD").expect("PHI_PG_SEALER_PASSWORD is not set")
-}
+pub use crate::testdb::*;
 
 /// The audit signing key of every test server, made once per test process,
 /// and its public half.
@@ -55,173 +39,6 @@ pub fn verifying_keys() -> phi_gateway::audit::signing::VerifyingKeys {
 
 pub fn signing_keys() -> phi_gateway::audit::signing::SigningKeys {
     phi_gateway::audit::signing::SigningKeys::load_file(&signing().private).unwrap()
-}
-
-/// `postgres://user:pw@host:port/<db>` for the same cluster.
-pub fn url_for(user: &str, password: &str, db: &str) -> String {
-    let admin = admin_url();
-    let host = admin.split('@').nth(1).unwrap().split('/').next().unwrap();
-    format!("postgres://{user}:{password}@{host}/{db}")
-}
-
-fn admin_url_for(db: &str) -> String {
-    let admin = admin_url();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{db}")
-}
-
-pub async fn admin_conn() -> PgConnection {
-    PgConnection::connect(&admin_url()).await.unwrap()
-}
-
-/// The template's name changes whenever a migration does.
-fn template_name() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        let mut h: u64 = 0xcbf29ce484222325;
-        for m in MIGRATOR.iter() {
-            for b in m
-                .version
-                .to_le_bytes()
-                .iter()
-                .chain(m.checksum.iter())
-                .chain([m.migration_type.is_down_migration() as u8].iter())
-            {
-                h ^= *b as u64;
-                h = h.wrapping_mul(0x100000001b3);
-            }
-        }
-        format!("phi_tpl_{h:016x}")
-    })
-}
-
-/// Creates the migrated template once per cluster (several test processes
-/// may race: an advisory lock serialises them, and the template appears under
-/// its final name only when complete).
-async fn ensure_template() {
-    let name = template_name();
-    let mut admin = admin_conn().await;
-    admin
-        .execute("SELECT pg_advisory_lock(7241001)")
-        .await
-        .unwrap();
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-    if !exists {
-        let building = format!("{name}_building");
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS {building}").as_str())
-            .await
-            .unwrap();
-        admin
-            .execute(format!("CREATE DATABASE {building}").as_str())
-            .await
-            .unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&admin_url_for(&building))
-            .await
-            .unwrap();
-        MIGRATOR.run(&pool).await.expect("migrations apply");
-        pool.close().await;
-        admin
-            .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
-            .await
-            .unwrap();
-    }
-    admin
-        .execute("SELECT pg_advisory_unlock(7241001)")
-        .await
-        .unwrap();
-}
-
-/// A database of its own for one test, dropped when the value is dropped.
-pub struct TestDb {
-    pub name: String,
-}
-
-impl TestDb {
-    /// A migrated database (a clone of the template: everything but the
-    /// database-level privileges, which `CREATE DATABASE` does not copy).
-    pub async fn migrated() -> Self {
-        ensure_template().await;
-        Self::create(Some(template_name())).await
-    }
-
-    /// An empty database (no migrations).
-    pub async fn empty() -> Self {
-        Self::create(None).await
-    }
-
-    async fn create(template: Option<&str>) -> Self {
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = admin_conn().await;
-        let sql = match template {
-            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
-            None => format!("CREATE DATABASE {name}"),
-        };
-        admin.execute(sql.as_str()).await.unwrap();
-        Self { name }
-    }
-
-    pub fn admin_url(&self) -> String {
-        admin_url_for(&self.name)
-    }
-
-    pub fn app_url(&self) -> String {
-        url_for("phi_app", &app_password(), &self.name)
-    }
-
-    pub fn sealer_url(&self) -> String {
-        url_for("phi_sealer", &sealer_password(), &self.name)
-    }
-
-    /// A pool as the sealer's role.
-    pub async fn sealer_pool(&self) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&self.sealer_url())
-            .await
-            .unwrap()
-    }
-
-    pub async fn admin_pool(&self) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&self.admin_url())
-            .await
-            .unwrap()
-    }
-
-    pub async fn app_conn(&self) -> PgConnection {
-        PgConnection::connect(&self.app_url()).await.unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside any async context we can borrow: use a thread
-        // with its own small runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                    let _ = admin
-                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// Test-only keys (base64 of 32 bytes each) and CMS secret.
@@ -386,54 +203,144 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
-    /// Request helpers (shared with servers a test starts itself).
-    pub fn remote(&self) -> Remote<'_> {
-        TestApp::at(&self.address, &self.client)
-    }
-
-    /// A request as `user` with `roles` (None: anonymous).
+    // The older form of the caller, kept for the tests written with it.
     pub fn req(
         &self,
         method: reqwest::Method,
         path: &str,
-        user: Option<(&str, &[&str])>,
+        user: Who<'_>,
     ) -> reqwest::RequestBuilder {
-        self.remote().req(method, path, user)
+        self.caller(user).req(method, path)
     }
 
     pub async fn post_json(
         &self,
         path: &str,
-        user: Option<(&str, &[&str])>,
+        user: Who<'_>,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.remote().post_json(path, user, body).await
+        self.caller(user).post(path, body).await
     }
 
     pub async fn patch_json(
         &self,
         path: &str,
-        user: Option<(&str, &[&str])>,
+        user: Who<'_>,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.remote().patch_json(path, user, body).await
+        self.caller(user).patch(path, body).await
     }
 
-    pub async fn get_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
-        self.remote().get_as(path, user).await
+    pub async fn get_as(&self, path: &str, user: Who<'_>) -> reqwest::Response {
+        self.caller(user).get(path).await
     }
 
-    pub async fn delete_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
-        self.remote()
-            .req(reqwest::Method::DELETE, path, user)
-            .send()
-            .await
-            .unwrap()
+    pub async fn delete_as(&self, path: &str, user: Who<'_>) -> reqwest::Response {
+        self.caller(user).delete(path).await
     }
 
     /// A superuser connection to this test's database (to look under RLS).
     pub async fn admin(&self) -> PgConnection {
         PgConnection::connect(&self.db.admin_url()).await.unwrap()
+    }
+}
+
+/// Who a request is from: `None` is anonymous, else (user id, roles).
+pub type Who<'a> = Option<(&'a str, &'a [&'a str])>;
+
+/// A caller of the test server: `app.as_editor().post(path, &body)`,
+/// `app.as_admin().break_glass("ER").get(path)`, `app.anonymous().get(path)`.
+pub struct Caller<'a> {
+    address: &'a str,
+    client: &'a reqwest::Client,
+    who: Who<'a>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl<'a> Caller<'a> {
+    /// Adds an `X-Break-Glass-Reason`.
+    pub fn break_glass(self, reason: &str) -> Self {
+        self.header("x-break-glass-reason", reason)
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut b = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some((id, roles)) = self.who {
+            b = b.header("authorization", bearer(id, roles));
+        }
+        for (k, v) in &self.headers {
+            b = b.header(*k, v);
+        }
+        b
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.req(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.req(reqwest::Method::PATCH, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.req(reqwest::Method::DELETE, path)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl TestApp {
+    pub fn caller<'a>(&'a self, who: Who<'a>) -> Caller<'a> {
+        Caller {
+            address: &self.address,
+            client: &self.client,
+            who,
+            headers: vec![],
+        }
+    }
+
+    pub fn anonymous(&self) -> Caller<'_> {
+        self.caller(None)
+    }
+
+    pub fn as_user<'a>(&'a self, id: &'a str, roles: &'a [&'a str]) -> Caller<'a> {
+        self.caller(Some((id, roles)))
+    }
+
+    pub fn as_patient<'a>(&'a self, id: &'a str) -> Caller<'a> {
+        self.as_user(id, &[])
+    }
+
+    pub fn as_editor(&self) -> Caller<'_> {
+        self.as_user("ed", &["editor"])
+    }
+
+    pub fn as_admin(&self) -> Caller<'_> {
+        self.as_user("adm", &["admin"])
+    }
+
+    pub fn as_auditor(&self) -> Caller<'_> {
+        self.as_user("aud", &["auditor"])
     }
 }
 

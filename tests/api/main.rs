@@ -2,6 +2,7 @@
 //! (the private cluster started by `deploy/test.sh`), a fresh database per test.
 
 mod helpers;
+mod testdb;
 
 mod access;
 mod audit;
@@ -14,4 +15,5 @@ mod migrations;
 mod operations;
 mod practitioners;
 mod rotation;
+mod schema;
 mod submissions;

@@ -2,6 +2,7 @@
 # Runs the gateway benchmarks against a private PostgreSQL cluster of their
 # own (.local/pg-bench, fsync on, as in production), then removes it.
 #   bench/run.sh [audit|reads|sealer|export|proximity|all]     (default all)
+#   bench/run.sh http    the gateway through HTTP against pgbench (bench/http.sh)
 #   BENCH_PRACTITIONERS=1000000 sets the proximity data set size,
 #   BENCH_AUDIT_ENTRIES=1000000 the export's.
 # The crypto micro-benchmarks need no database: cargo bench --bench crypto
@@ -17,4 +18,8 @@ export PHI_PG_ADMIN_URL PHI_PG_APP_PASSWORD PHI_PG_SEALER_PASSWORD
 # The export benchmark times the real binary's verify-export.
 cargo build --locked --release --bin phi-gateway
 export PHI_BENCH_BIN=$root/target/release/phi-gateway
-cargo bench --locked --bench gateway -- "${1:-all}"
+if [ "${1:-all}" = http ]; then
+  bench/http.sh
+else
+  cargo bench --locked --bench gateway -- "${1:-all}"
+fi

@@ -98,10 +98,21 @@ async fn ensure_template() {
             .unwrap();
         MIGRATOR.run(&pool).await.expect("migrations apply");
         pool.close().await;
-        admin
-            .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
-            .await
-            .unwrap();
+        // The closed pool's backend may take a moment to leave.
+        let mut tries = 0;
+        loop {
+            match admin
+                .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if tries < 100 && e.to_string().contains("being accessed") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("renaming the template: {e}"),
+            }
+        }
     }
     admin
         .execute("SELECT pg_advisory_unlock(7241001)")

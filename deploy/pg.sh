@@ -179,7 +179,17 @@ start() {
       echo "listen_addresses = '127.0.0.1'"
       echo "max_connections = 200"
       echo "shared_buffers = 256MB"
-      echo "logging_collector = off"
+      # Solid-state storage: PostgreSQL's default of 4 prices random reads
+      # for spinning disks, and with it the planner prefers reading all of
+      # a table of 60,000 herbs to their GIN index (3x slower). See
+      # deploy/README.md, "PostgreSQL settings".
+      echo "random_page_cost = 1.1"
+      # Logs under data/log, also as one JSON object per line (the plan
+      # tests read auto_explain's output from there by database).
+      echo "logging_collector = on"
+      echo "log_destination = 'stderr,jsonlog'"
+      echo "log_directory = 'log'"
+      echo "log_line_prefix = '%m [%p] %q%u@%d '"
       if [ "${PHI_PG_FAST:-0}" = 1 ]; then
         echo "fsync = off"; echo "synchronous_commit = off"; echo "full_page_writes = off"
       fi

@@ -807,16 +807,20 @@ pub struct Page<T> {
     pub has_next_page: bool,
     pub prev_page: Option<u32>,
     pub next_page: Option<u32>,
+    /// Not Payload's: `true` when there are more matches than `totalDocs`
+    /// (counts stop at 10,000 past the page, as deep as `page` may reach;
+    /// every page that may be asked for is counted exactly).
+    pub total_docs_capped: bool,
 }
 
 impl<T> Page<T> {
     /// `total_docs` is ignored when the query asked for no pagination: the
-    /// page is then all that was looked at.
-    pub fn new(docs: Vec<T>, total_docs: i64, q: &ListQuery) -> Self {
-        let total_docs = if q.pagination {
-            total_docs
+    /// page is then all that was looked at. `capped`: more matched.
+    pub fn new(docs: Vec<T>, total_docs: i64, capped: bool, q: &ListQuery) -> Self {
+        let (total_docs, capped) = if q.pagination {
+            (total_docs, capped)
         } else {
-            docs.len() as i64
+            (docs.len() as i64, false)
         };
         let limit = q.limit as i64;
         let total_pages = ((total_docs + limit - 1) / limit).max(1);
@@ -832,6 +836,7 @@ impl<T> Page<T> {
             has_next_page: (page as i64) < total_pages,
             prev_page: (page > 1).then(|| page - 1),
             next_page: ((page as i64) < total_pages).then(|| page + 1),
+            total_docs_capped: capped,
         }
     }
 
@@ -847,6 +852,7 @@ impl<T> Page<T> {
             has_next_page: self.has_next_page,
             prev_page: self.prev_page,
             next_page: self.next_page,
+            total_docs_capped: self.total_docs_capped,
         }
     }
 }
@@ -1009,13 +1015,13 @@ mod tests {
     #[test]
     fn pages_follow_payload() {
         let lq = q("limit=10&page=2").unwrap();
-        let p = Page::new(vec![(); 10], 25, &lq);
+        let p = Page::new(vec![(); 10], 25, false, &lq);
         assert_eq!(
             (p.total_pages, p.paging_counter, p.prev_page, p.next_page),
             (3, 11, Some(1), Some(3))
         );
         let lq = q("").unwrap();
-        let p: Page<()> = Page::new(vec![], 0, &lq);
+        let p: Page<()> = Page::new(vec![], 0, false, &lq);
         assert_eq!(
             (p.total_pages, p.has_next_page, p.has_prev_page),
             (1, false, false)
@@ -1023,10 +1029,16 @@ mod tests {
         // Without pagination a full page says only what it holds.
         let lq = q("limit=10&pagination=false").unwrap();
         assert!(!lq.pagination);
-        let p = Page::new(vec![(); 10], 999, &lq);
+        let p = Page::new(vec![(); 10], 999, true, &lq);
         assert_eq!(
-            (p.total_docs, p.total_pages, p.has_next_page, p.next_page),
-            (10, 1, false, None)
+            (
+                p.total_docs,
+                p.total_pages,
+                p.has_next_page,
+                p.next_page,
+                p.total_docs_capped
+            ),
+            (10, 1, false, None, false)
         );
         assert!(q("pagination=no").is_err());
         assert!(q("pagination=false&page=2").is_err());

@@ -114,6 +114,7 @@ pub async fn list(
     Ok(Page::new(
         rows.into_iter().map(Into::into).collect(),
         total,
+        false,
         &q,
     ))
 }

@@ -167,7 +167,7 @@ pub async fn list(
         .into_iter()
         .map(to_doc)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::new(docs, found.total, &q))
+    Ok(Page::new(docs, found.total, found.capped, &q))
 }
 
 pub async fn update(

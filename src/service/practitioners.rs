@@ -184,7 +184,7 @@ pub async fn list(
     }
     let mut tx = store::begin(&svc.pool, who).await?;
     let found = table::list(&mut tx, &q).await?;
-    let total = found.total;
+    let (total, found_capped) = (found.total, found.capped);
     let (docs, mut entries) = open_all(&c, who, found.rows)?;
     if who.is_staff() {
         // Staff lists disclose sealed contact fields (and may filter by
@@ -193,7 +193,7 @@ pub async fn list(
     }
     audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
-    Ok(Page::new(docs, total, &q))
+    Ok(Page::new(docs, total, found_capped, &q))
 }
 
 /// `GET /api/practitioners/near?lat=&lon=&radius_km=&limit=&modality=`.

@@ -17,7 +17,7 @@ use crate::domain::submission::{
     NewSubmission, SubmissionDoc, SubmissionFields, SubmissionStatus, Symptom, age_band, categories,
 };
 use crate::error::ApiError;
-use crate::identity::Principal;
+use crate::identity::{Principal, Role};
 use crate::query::{ListQuery, Page};
 use crate::schema::{SUBMISSION_FACTS, SUBMISSIONS};
 use crate::store::facts::Facts;
@@ -262,8 +262,15 @@ pub async fn list(
     if let Some(f) = q.filter.as_mut() {
         f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
     }
+    let owners = if who.break_glass() {
+        table::Owners::Anyone
+    } else if who.has(Role::Practitioner) {
+        table::Owners::OwnAndConsenting
+    } else {
+        table::Owners::Own
+    };
     let mut tx = store::begin(&svc.pool, who).await?;
-    let found = table::list(&mut tx, &q).await?;
+    let found = table::list(&mut tx, &q, owners).await?;
     let (mut tx, docs) = open_read(&c, tx, who, &found.rows).await?;
     let mut entries = vec![list_entry(TABLE, &q, docs.len(), found.total)];
     if who.break_glass() {
@@ -274,7 +281,7 @@ pub async fn list(
     entries.extend(read_entries(who, &docs));
     audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
-    Ok(Page::new(docs, found.total, &q))
+    Ok(Page::new(docs, found.total, found.capped, &q))
 }
 
 pub async fn update(

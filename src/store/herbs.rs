@@ -1,6 +1,8 @@
 //! SQL for `herbs`. The TCM filter is one `tcm_properties @> $1`
 //! containment (GIN `jsonb_path_ops`); `q` is full-text search on the
-//! generated `search` tsvector (GIN).
+//! generated `search` tsvector (GIN). Lists read `herbs_visible`
+//! (migration 0010): as phi_app, the table's read policy would keep both
+//! indexes out of reach, since `@>` and `@@` are not leakproof.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -134,7 +136,7 @@ pub async fn list(
     page(
         conn,
         Listing {
-            from: "herbs",
+            from: "herbs_visible",
             select: COLUMNS,
             order: order_by(&q.sort, HERBS.default_order),
             extra: &extra,

@@ -251,13 +251,25 @@ where
 /// A page of rows and the number of matches, as the list asked.
 pub struct Rows<R> {
     pub rows: Vec<R>,
-    /// Every match (or, without pagination, what the page holds).
+    /// Every match (or, without pagination, what the page holds), up to
+    /// [`count_cap`].
     pub total: i64,
+    /// There are more matches than `total` says.
+    pub capped: bool,
+}
+
+/// Counts stop here: past the deepest page a caller may ask for
+/// ([`crate::query::MAX_OFFSET`] plus the page), an exact count would only
+/// cost. Every reachable page is still counted exactly.
+pub fn count_cap(limit: u32) -> i64 {
+    crate::query::MAX_OFFSET as i64 + limit as i64
 }
 
 /// One page: `SELECT select FROM from WHERE TRUE <filter> <extra> ORDER BY
 /// .. LIMIT .. OFFSET ..`, then the count when the page cannot tell it.
 struct Listing<'a> {
+    /// The table, or for the reference collections the view that repeats
+    /// its read policy (migration 0010).
     from: &'a str,
     select: &'a str,
     order: String,
@@ -305,17 +317,30 @@ where
         .fetch_all(&mut *conn)
         .await?;
     let short_page = (rows.len() as i64) < limit && (!rows.is_empty() || offset == 0);
-    let total = if short_page || !q.pagination {
-        offset + rows.len() as i64
-    } else {
-        let mut c =
-            QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {} WHERE TRUE", l.from));
-        filter::push_where(&mut c, q.filter.as_ref())?;
-        (l.extra)(&mut c);
-        c.build_query_scalar::<i64>()
-            .persistent(persistent())
-            .fetch_one(&mut *conn)
-            .await?
-    };
-    Ok(Rows { rows, total })
+    if short_page || !q.pagination {
+        let total = offset + rows.len() as i64;
+        return Ok(Rows {
+            rows,
+            total,
+            capped: false,
+        });
+    }
+    let cap = count_cap(q.limit);
+    let mut c = QueryBuilder::<Postgres>::new(format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {} WHERE TRUE",
+        l.from
+    ));
+    filter::push_where(&mut c, q.filter.as_ref())?;
+    (l.extra)(&mut c);
+    c.push(" LIMIT ").push_bind(cap + 1).push(") matches");
+    let counted: i64 = c
+        .build_query_scalar()
+        .persistent(persistent())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Rows {
+        rows,
+        total: counted.min(cap),
+        capped: counted > cap,
+    })
 }

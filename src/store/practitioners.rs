@@ -212,14 +212,16 @@ fn push_near(qb: &mut QueryBuilder<'_, Postgres>, n: Near) {
 /// A page of practitioners (and the count): the filter, and when `near` is
 /// set, nearest first with `distance_m`.
 ///
+/// Lists read `practitioners_visible` (migration 0010): the read policy as
+/// a plain condition, so the box can use the GiST index for the count.
+///
 /// Nearest first from the origin with no other sort is a KNN walk: the page
 /// is taken from the index in distance order, with only the visibility
-/// policy and the caller's filter inside, and the radius applied outside.
-/// Under row-level security the planner may not evaluate non-leakproof
-/// conditions (the earthdistance box and distance) inside the index scan,
-/// and with them in the scan it reads the whole table; the walk stops after
-/// offset + limit visible rows instead. No `id` tiebreak on the KNN order: a
-/// second key would make the planner sort every visible row.
+/// rule and the caller's filter inside, and the radius applied outside; the
+/// walk stops after offset + limit visible rows, where a box inside it made
+/// the planner collect and sort every row in the box. No `id` tiebreak on
+/// the KNN order: a second key would make the planner sort every visible
+/// row.
 pub async fn list(conn: &mut PgConnection, q: &ListQuery) -> Result<Rows<PractitionerRow>> {
     let near = q.near;
     let knn_within_m = match (near, q.sort.is_empty()) {
@@ -258,7 +260,7 @@ pub async fn list(conn: &mut PgConnection, q: &ListQuery) -> Result<Rows<Practit
     page(
         conn,
         Listing {
-            from: "practitioners",
+            from: "practitioners_visible",
             select: &select,
             order,
             extra: &extra,

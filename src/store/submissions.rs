@@ -139,15 +139,44 @@ pub async fn delete(
         .await?)
 }
 
-pub async fn list(conn: &mut PgConnection, q: &ListQuery) -> Result<Rows<SubmissionRow>> {
-    let none = |_: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>| {};
+/// Whose submissions a list looks among, besides what the policies allow.
+/// The read policies are an OR of owner, break-glass and consent, which no
+/// index serves, so every list would read the whole table; this condition
+/// is a leakproof equality on the owner (the caller's identity as set in
+/// the transaction), which the planner may use in the owner index under
+/// row-level security. It only narrows: the policies still decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owners {
+    /// The caller's own.
+    Own,
+    /// The caller's own and those of patients with a consent naming them.
+    OwnAndConsenting,
+    /// Anyone's (break-glass): the policies alone decide.
+    Anyone,
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    q: &ListQuery,
+    owners: Owners,
+) -> Result<Rows<SubmissionRow>> {
+    let scope = move |qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>| {
+        qb.push(match owners {
+            Owners::Own => " AND owner_id = (SELECT app_user_id())",
+            Owners::OwnAndConsenting => {
+                " AND owner_id = ANY (ARRAY (SELECT app_user_id() UNION \
+                 SELECT owner_id FROM consents WHERE practitioner_user = (SELECT app_user_id())))"
+            }
+            Owners::Anyone => "",
+        });
+    };
     page(
         conn,
         Listing {
             from: "symptom_submissions",
             select: COLUMNS,
             order: order_by(&q.sort, SUBMISSIONS.default_order),
-            extra: &none,
+            extra: &scope,
             knn_within_m: None,
         },
         q,

@@ -365,3 +365,69 @@ async fn tcm_filters_match_an_in_rust_oracle_and_use_the_gin_index() {
         "GIN index not usable: {plan_forced:?} (unforced: {plan:?})"
     );
 }
+
+/// Counts stop past the deepest page a caller may reach, and say so; every
+/// reachable page is still counted exactly.
+#[tokio::test]
+async fn counts_stop_past_the_deepest_page_and_say_so() {
+    let app = spawn_app().await;
+    let mut admin = app.admin().await;
+    admin
+        .execute(
+            "INSERT INTO herbs (id, slug, name, status, tcm_properties)
+               SELECT gen_random_uuid(), 'h-' || i, 'Herb ' || lpad(i::text, 6, '0'), 'published',
+                      CASE WHEN i <= 10150 THEN '{\"taste\": [\"bitter\"]}' ELSE '{\"taste\": [\"sweet\"]}' END::jsonb
+               FROM generate_series(1, 10200) i",
+        )
+        .await
+        .unwrap();
+    // 10,150 bitter herbs: more than 10,000 + 100, so the count stops there.
+    let page = json(
+        app.anonymous()
+            .get("/api/herbs?taste=bitter&limit=100")
+            .await,
+    )
+    .await;
+    assert_eq!(page["totalDocs"], 10_100, "{}", page["totalDocs"]);
+    assert_eq!(page["totalDocsCapped"], true);
+    assert_eq!(page["totalPages"], 101);
+    // The deepest page is full and exact.
+    let last = json(
+        app.anonymous()
+            .get("/api/herbs?taste=bitter&limit=100&page=101")
+            .await,
+    )
+    .await;
+    assert_eq!(last["docs"].as_array().unwrap().len(), 100);
+    assert_eq!(last["docs"][0]["name"], "Herb 010001");
+    // Beyond it: a 400 that says how to narrow the query.
+    let res = app
+        .anonymous()
+        .get("/api/herbs?taste=bitter&limit=100&page=102")
+        .await;
+    assert_eq!(res.status(), 400);
+    assert!(error_message(&json(res).await).contains("narrow"));
+    // Under the cap the count is exact and not marked.
+    let sweet = json(app.anonymous().get("/api/herbs?taste=sweet&limit=10").await).await;
+    assert_eq!(
+        (
+            sweet["totalDocs"].as_i64(),
+            sweet["totalDocsCapped"].as_bool()
+        ),
+        (Some(50), Some(false))
+    );
+    // Without pagination nothing is counted.
+    let plain = json(
+        app.anonymous()
+            .get("/api/herbs?taste=bitter&limit=10&pagination=false")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (
+            plain["totalDocs"].as_i64(),
+            plain["totalDocsCapped"].as_bool()
+        ),
+        (Some(10), Some(false))
+    );
+}

@@ -13,6 +13,7 @@ mod herbs;
 mod http_errors;
 mod migrations;
 mod operations;
+mod plans;
 mod practitioners;
 mod rotation;
 mod schema;

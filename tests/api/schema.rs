@@ -16,7 +16,10 @@ async fn the_collection_descriptions_match_the_live_schema() {
     let pool = db.admin_pool().await;
     let bytea: Vec<(String, String)> = sqlx::query_as(
         "SELECT table_name::text, column_name::text FROM information_schema.columns \
-         WHERE table_schema = 'public' AND data_type = 'bytea' AND table_name <> '_sqlx_migrations' ORDER BY 1, 2",
+         WHERE table_schema = 'public' AND data_type = 'bytea' AND table_name <> '_sqlx_migrations' \
+           AND table_name IN (SELECT table_name FROM information_schema.tables \
+                              WHERE table_schema = 'public' AND table_type = 'BASE TABLE') \
+         ORDER BY 1, 2",
     )
     .fetch_all(&pool)
     .await

@@ -126,8 +126,9 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// A migrated database (a clone of the template: everything but the
-    /// database-level privileges, which `CREATE DATABASE` does not copy).
+    /// A migrated database: a clone of the template, with the
+    /// database-level privileges the migrations set (which `CREATE
+    /// DATABASE` does not copy) set again.
     pub async fn migrated() -> Self {
         ensure_template().await;
         Self::create(Some(template_name())).await
@@ -146,6 +147,21 @@ impl TestDb {
             None => format!("CREATE DATABASE {name}"),
         };
         admin.execute(sql.as_str()).await.unwrap();
+        if template.is_some() {
+            // What the migrations grant on the database itself (0001, 0009,
+            // 0010).
+            admin
+                .execute(
+                    format!(
+                        "REVOKE ALL ON DATABASE {name} FROM PUBLIC; \
+                         GRANT CONNECT ON DATABASE {name} TO phi_app, phi_analytics, phi_auditor, phi_sealer; \
+                         GRANT TEMPORARY ON DATABASE {name} TO phi_owner"
+                    )
+                    .as_str(),
+                )
+                .await
+                .unwrap();
+        }
         Self { name }
     }
 

@@ -103,7 +103,7 @@ run_pgbench() { # script clients -> "tps p50 p99"
 run_wrk() { # script path ids clients -> "rps p50 p99"
   local threads=$(( $4 < 2 ? 1 : 2 ))
   local out
-  out=$(BENCH_PATH=$2 BENCH_IDS_FILE=$3 wrk -t "$threads" -c "$4" -d "${secs}s" --latency \
+  out=$(BENCH_PATH=$2 BENCH_IDS_FILE=$3 wrk -t "$threads" -c "$4" -d "${secs}s" --timeout 30s --latency \
     -s "bench/http/$1.lua" "http://127.0.0.1:$port" 2>&1)
   if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
     echo "wrk $1 $2 with $4 clients had failures:" >&2; echo "$out" >&2; exit 1

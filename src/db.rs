@@ -18,7 +18,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The service's pool, with the CMS guide's settings (see `config`).
 pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new()
+    Ok(checked_when_idle(PgPoolOptions::new())
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .idle_timeout(settings.idle_timeout)
@@ -27,11 +27,28 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .connect_lazy_with(settings.connect_options()?))
 }
 
+/// A connection that sat idle is pinged before it is handed out (one that
+/// died with a restarted server is replaced, not given to a request); one
+/// that was in use a moment ago is not. sqlx's default pings on every
+/// acquire: one more round trip for every request.
+fn checked_when_idle(options: PgPoolOptions) -> PgPoolOptions {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= std::time::Duration::from_secs(1) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// The reserved pool for audit entries written on their own (refusals,
 /// failures): small, apart from `pool`, so they are written even when every
 /// request connection is taken.
 pub fn audit_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new()
+    Ok(checked_when_idle(PgPoolOptions::new())
         .max_connections(settings.audit_pool_size)
         .min_connections(0)
         .idle_timeout(settings.idle_timeout)

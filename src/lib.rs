@@ -14,6 +14,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod extract;
+pub mod gate;
 pub mod identity;
 pub mod keyreload;
 pub mod metrics;

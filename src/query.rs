@@ -26,8 +26,11 @@ pub const DEFAULT_LIMIT: u32 = 10;
 pub const MAX_LIMIT: u32 = 100;
 /// The deepest a page may start: deeper offsets cost the database a scan
 /// of everything before them. Narrow the query (a filter on createdAt, or a
-/// sort) instead.
+/// sort) instead. Callers without credentials get a tenth of it: their
+/// counts stop there too, which keeps a counted public list to about a
+/// thousand rows read.
 pub const MAX_OFFSET: u32 = 10_000;
+pub const MAX_OFFSET_ANONYMOUS: u32 = 1_000;
 const MAX_DEPTH: usize = 3;
 const MAX_CONDITIONS: usize = 16;
 const MAX_LIKE_WORDS: usize = 8;
@@ -214,9 +217,19 @@ pub struct ListQuery {
     pub depth: u8,
     /// The collection's own parameters, in order.
     pub params: Vec<(String, String)>,
+    /// The deepest this caller's page may start ([`MAX_OFFSET`], or
+    /// [`MAX_OFFSET_ANONYMOUS`]).
+    pub max_offset: u32,
 }
 
 impl ListQuery {
+    /// Counts stop here: past the deepest page this caller may ask for, an
+    /// exact count would only cost. Every page they may reach is still
+    /// counted exactly.
+    pub fn count_cap(&self) -> i64 {
+        self.max_offset as i64 + self.limit as i64
+    }
+
     pub fn offset(&self) -> i64 {
         (self.page as i64 - 1) * self.limit as i64
     }
@@ -701,6 +714,11 @@ pub fn parse(
         // asked (a second read, under the caller's own rights).
         depth: 0,
         params: vec![],
+        max_offset: if who.is_anonymous() {
+            MAX_OFFSET_ANONYMOUS
+        } else {
+            MAX_OFFSET
+        },
     };
     let mut seen: Vec<String> = Vec::new();
     let staff = who.is_staff();
@@ -774,10 +792,16 @@ pub fn parse(
             "page needs pagination: without it there is only the first page.",
         ));
     }
-    if out.offset() > MAX_OFFSET as i64 {
+    if out.offset() > out.max_offset as i64 {
         return Err(bad(format!(
-            "page: a page may start at most {MAX_OFFSET} documents in; narrow the query \
-             (filter on createdAt, or sort) instead of paging that deep."
+            "page: a page may start at most {} documents in{}; narrow the query \
+             (filter on createdAt, or sort) instead of paging that deep.",
+            out.max_offset,
+            if who.is_anonymous() {
+                " without credentials"
+            } else {
+                ""
+            }
         )));
     }
     if !root.is_empty() {
@@ -807,9 +831,10 @@ pub struct Page<T> {
     pub has_next_page: bool,
     pub prev_page: Option<u32>,
     pub next_page: Option<u32>,
-    /// Not Payload's: `true` when there are more matches than `totalDocs`
-    /// (counts stop at 10,000 past the page, as deep as `page` may reach;
-    /// every page that may be asked for is counted exactly).
+    /// Not Payload's: `true` when there are more matches than `totalDocs`.
+    /// Counts stop past the deepest page the caller may ask for (one that
+    /// starts 10,000 documents in; 1,000 without credentials), so every
+    /// page that may be asked for is counted exactly.
     pub total_docs_capped: bool,
 }
 

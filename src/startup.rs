@@ -174,6 +174,10 @@ fn serve(
     let max_connections =
         web::Data::new(routes::health::PoolMax(settings.database.max_connections));
     let lag = web::Data::new(routes::health::SealLagLimit(settings.audit.max_seal_lag));
+    let gate = web::Data::new(crate::gate::Gate::new(
+        &settings.limits,
+        settings.database.max_connections,
+    ));
     let mut server = HttpServer::new(move || {
         let mut app = App::new();
         if let Some(v) = &verifier {
@@ -182,8 +186,10 @@ fn serve(
         if let Some(e) = &exporter {
             app = app.app_data(e.clone());
         }
-        app.wrap(TracingLogger::<PhiRootSpan>::new())
+        app.wrap(from_fn(crate::gate::gate))
+            .wrap(TracingLogger::<PhiRootSpan>::new())
             .wrap(from_fn(request_context))
+            .app_data(gate.clone())
             .app_data(pool.clone())
             .app_data(services.clone())
             .app_data(api_keys.clone())

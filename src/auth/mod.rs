@@ -73,7 +73,12 @@ fn break_glass_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 async fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let client_addr = req.peer_addr().map(|a| a.ip().to_string());
+    let client_addr = req
+        .extensions()
+        .get::<crate::gate::ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| req.peer_addr().map(|a| a.ip()))
+        .map(|ip| ip.to_string());
     let svc = req.app_data::<web::Data<Services>>().cloned();
     let mut p = match identify(req).await {
         Ok(p) => p,

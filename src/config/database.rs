@@ -253,7 +253,7 @@ impl DatabaseSettings {
             anonymous_statement_timeout: Duration::from_millis(
                 parse_env(env, "DATABASE_ANONYMOUS_STATEMENT_TIMEOUT_MS")?
                     .or(file.anonymous_statement_timeout_ms)
-                    .unwrap_or(5_000),
+                    .unwrap_or(2_000),
             ),
             tls_mode,
             ca_file,

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod database;
 mod keys;
+mod limits;
 mod server;
 
 use std::fmt;
@@ -22,6 +23,7 @@ pub use audit::AuditSettings;
 pub use auth::AuthSettings;
 pub use database::{DatabaseSettings, DatabaseUrl, TlsMode};
 pub use keys::KeySettings;
+pub use limits::{Cidr, LimitSettings};
 pub use server::{LogFormat, ServerSettings};
 
 /// Where the service runs. Unnamed means production: every default fails
@@ -53,6 +55,7 @@ pub struct Settings {
     pub keys: KeySettings,
     pub auth: AuthSettings,
     pub audit: AuditSettings,
+    pub limits: LimitSettings,
 }
 
 impl Settings {
@@ -77,6 +80,8 @@ struct FileSettings {
     auth: auth::FileAuth,
     #[serde(default)]
     audit: audit::FileAudit,
+    #[serde(default)]
+    limits: limits::FileLimits,
 }
 
 /// A source of environment variables; tests pass a map instead of the process
@@ -138,6 +143,7 @@ impl Settings {
             keys: KeySettings::build(file.keys, env)?,
             auth: AuthSettings::build(file.auth, env, prod)?,
             audit: AuditSettings::build(file.audit, env)?,
+            limits: LimitSettings::build(file.limits, env)?,
         })
     }
 }

@@ -252,17 +252,10 @@ where
 pub struct Rows<R> {
     pub rows: Vec<R>,
     /// Every match (or, without pagination, what the page holds), up to
-    /// [`count_cap`].
+    /// [`ListQuery::count_cap`](crate::query::ListQuery::count_cap).
     pub total: i64,
     /// There are more matches than `total` says.
     pub capped: bool,
-}
-
-/// Counts stop here: past the deepest page a caller may ask for
-/// ([`crate::query::MAX_OFFSET`] plus the page), an exact count would only
-/// cost. Every reachable page is still counted exactly.
-pub fn count_cap(limit: u32) -> i64 {
-    crate::query::MAX_OFFSET as i64 + limit as i64
 }
 
 /// One page: `SELECT select FROM from WHERE TRUE <filter> <extra> ORDER BY
@@ -325,7 +318,7 @@ where
             capped: false,
         });
     }
-    let cap = count_cap(q.limit);
+    let cap = q.count_cap();
     let mut c = QueryBuilder::<Postgres>::new(format!(
         "SELECT count(*) FROM (SELECT 1 FROM {} WHERE TRUE",
         l.from

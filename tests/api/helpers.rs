@@ -160,6 +160,8 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
         ("DATABASE_TLS_MODE", "disable"),
         ("DATABASE_MIN_CONNECTIONS", "0"),
         ("PHI_SHUTDOWN_TIMEOUT_SECS", "1"),
+        // Off in tests (tests/api/limits.rs turns it on).
+        ("PHI_ANONYMOUS_PER_MINUTE", "0"),
     ]);
     env.extend(extra.iter().copied());
     Settings::from_parts("", None, &env).unwrap()

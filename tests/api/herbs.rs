@@ -367,7 +367,8 @@ async fn tcm_filters_match_an_in_rust_oracle_and_use_the_gin_index() {
 }
 
 /// Counts stop past the deepest page a caller may reach, and say so; every
-/// reachable page is still counted exactly.
+/// reachable page is still counted exactly. Callers without credentials
+/// reach a tenth as deep.
 #[tokio::test]
 async fn counts_stop_past_the_deepest_page_and_say_so() {
     let app = spawn_app().await;
@@ -383,30 +384,64 @@ async fn counts_stop_past_the_deepest_page_and_say_so() {
         .unwrap();
     // 10,150 bitter herbs: more than 10,000 + 100, so the count stops there.
     let page = json(
-        app.anonymous()
+        app.as_editor()
             .get("/api/herbs?taste=bitter&limit=100")
             .await,
     )
     .await;
-    assert_eq!(page["totalDocs"], 10_100, "{}", page["totalDocs"]);
-    assert_eq!(page["totalDocsCapped"], true);
-    assert_eq!(page["totalPages"], 101);
+    assert_eq!(
+        (
+            page["totalDocs"].as_i64(),
+            page["totalDocsCapped"].as_bool(),
+            page["totalPages"].as_i64()
+        ),
+        (Some(10_100), Some(true), Some(101))
+    );
     // The deepest page is full and exact.
     let last = json(
-        app.anonymous()
+        app.as_editor()
             .get("/api/herbs?taste=bitter&limit=100&page=101")
             .await,
     )
     .await;
     assert_eq!(last["docs"].as_array().unwrap().len(), 100);
     assert_eq!(last["docs"][0]["name"], "Herb 010001");
+    assert_eq!(last["hasNextPage"], false);
     // Beyond it: a 400 that says how to narrow the query.
     let res = app
-        .anonymous()
+        .as_editor()
         .get("/api/herbs?taste=bitter&limit=100&page=102")
         .await;
     assert_eq!(res.status(), 400);
     assert!(error_message(&json(res).await).contains("narrow"));
+    // Without credentials: 1,000 in, and the count stops at 1,100.
+    let anon = json(
+        app.anonymous()
+            .get("/api/herbs?taste=bitter&limit=100")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (
+            anon["totalDocs"].as_i64(),
+            anon["totalDocsCapped"].as_bool(),
+            anon["totalPages"].as_i64()
+        ),
+        (Some(1_100), Some(true), Some(11))
+    );
+    let deepest = json(
+        app.anonymous()
+            .get("/api/herbs?taste=bitter&limit=100&page=11")
+            .await,
+    )
+    .await;
+    assert_eq!(deepest["docs"][0]["name"], "Herb 001001");
+    let res = app
+        .anonymous()
+        .get("/api/herbs?taste=bitter&limit=100&page=12")
+        .await;
+    assert_eq!(res.status(), 400);
+    assert!(error_message(&json(res).await).contains("without credentials"));
     // Under the cap the count is exact and not marked.
     let sweet = json(app.anonymous().get("/api/herbs?taste=sweet&limit=10").await).await;
     assert_eq!(

@@ -1,0 +1,150 @@
+//! `[limits]`: how much an anonymous caller may ask of the service, and
+//! which proxies may say who the caller is.
+
+use std::net::IpAddr;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::{Env, parse_env};
+
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// Anonymous requests per client address and minute (0: no limit).
+    pub anonymous_per_minute: u32,
+    /// How many of those may come at once before the limit applies.
+    pub anonymous_burst: u32,
+    /// Anonymous requests served at the same time, whoever sends them; the
+    /// rest of the pool is kept for signed-in callers (0: half the pool).
+    pub anonymous_concurrency: u32,
+    /// Proxies whose `X-Forwarded-For` names the client (addresses or
+    /// CIDR blocks). Without one, the client is the connection's peer.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address block, `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => prefix_eq(&a.octets(), &b.octets(), self.bits),
+            (IpAddr::V6(a), IpAddr::V6(b)) => prefix_eq(&a.octets(), &b.octets(), self.bits),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let full = (bits / 8) as usize;
+    let rest = bits % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[full] & mask == b[full] & mask
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .with_context(|| format!("{s:?} is not an address or CIDR block"))?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            Some(b) => b
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .with_context(|| format!("{s:?}: the prefix length must be 0-{max}"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, bits })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLimits {
+    anonymous_per_minute: Option<u32>,
+    anonymous_burst: Option<u32>,
+    anonymous_concurrency: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
+}
+
+impl LimitSettings {
+    pub(super) fn build(file: FileLimits, env: &dyn Env) -> anyhow::Result<Self> {
+        let per_minute = parse_env(env, "PHI_ANONYMOUS_PER_MINUTE")?
+            .or(file.anonymous_per_minute)
+            .unwrap_or(600);
+        let burst = parse_env(env, "PHI_ANONYMOUS_BURST")?
+            .or(file.anonymous_burst)
+            .unwrap_or(60);
+        if per_minute > 0 && burst == 0 {
+            bail!("PHI_ANONYMOUS_BURST must be at least 1 when anonymous requests are limited");
+        }
+        let proxies: Vec<String> = match env.var("PHI_TRUSTED_PROXIES") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        };
+        Ok(LimitSettings {
+            anonymous_per_minute: per_minute,
+            anonymous_burst: burst,
+            anonymous_concurrency: parse_env(env, "PHI_ANONYMOUS_CONCURRENCY")?
+                .or(file.anonymous_concurrency)
+                .unwrap_or(0),
+            trusted_proxies: proxies
+                .iter()
+                .map(|p| p.parse().context("PHI_TRUSTED_PROXIES"))
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_hold_what_they_say() {
+        let b: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(b.contains("10.1.200.3".parse().unwrap()));
+        assert!(!b.contains("10.2.0.1".parse().unwrap()));
+        assert!(b.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one: Cidr = "192.168.1.7".parse().unwrap();
+        assert!(one.contains("192.168.1.7".parse().unwrap()));
+        assert!(!one.contains("192.168.1.8".parse().unwrap()));
+        let odd: Cidr = "172.16.0.0/12".parse().unwrap();
+        assert!(odd.contains("172.31.255.255".parse().unwrap()));
+        assert!(!odd.contains("172.32.0.0".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "example.org", "10.0.0.0/x", "::/129"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+}

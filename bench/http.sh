@@ -38,6 +38,10 @@ export AUDIT_SEALER_DATABASE_URL=postgres://phi_sealer:$PHI_PG_SEALER_PASSWORD@$
 export PHI_KEYRING=$work/keyring.json PHI_AUDIT_SIGNING_KEY=$work/signing.json
 export PAYLOAD_SECRET=bench-secret PHI_CONFIG=/dev/null DATABASE_TLS_MODE=disable
 export DATABASE_MAX_CONNECTIONS=${DATABASE_MAX_CONNECTIONS:-20} PHI_ANALYTICS_REFRESH_SECS=0
+# One load generator on one address: the anonymous gate's per-client rate
+# would refuse it, and its share of the pool would refuse 16 clients of it.
+# The gate is measured apart (tests/api/limits.rs); here it admits all.
+export PHI_ANONYMOUS_PER_MINUTE=0 PHI_ANONYMOUS_CONCURRENCY=${PHI_ANONYMOUS_CONCURRENCY:-64}
 "$bin" migrate
 "$bin" keys generate --out "$PHI_KEYRING" >/dev/null
 "$bin" keys signing generate --out "$PHI_AUDIT_SIGNING_KEY" --public-out "$work/verify.json" >/dev/null

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against a throwaway PostgreSQL cluster of its own
 # (.local/pg-test), which it creates first and destroys at the end, whatever
-# happened before. The real tools some tests drive (a FHIR R4 validator from
-# PyPI) go into a virtualenv of the project's (.local/venv), made from the
+# happened before, with Debian's PgBouncer in front of it. The real tools some
+# tests drive (a FHIR R4 validator from PyPI) go into a virtualenv of the project's (.local/venv), made from the
 # pinned files under tests/ when missing or changed. Extra arguments go to
 # `cargo test`.
 set -euo pipefail
@@ -22,10 +22,15 @@ if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 export PHI_TEST_PYTHON=$venv/bin/python
 
+deploy/pgbouncer.sh stop "$dir" 2>/dev/null || true
 deploy/pg.sh destroy "$dir" 2>/dev/null || true
 PHI_PG_FAST=1 deploy/pg.sh start "$dir"
-trap 'deploy/pg.sh destroy "$dir"' EXIT
+trap 'deploy/pgbouncer.sh stop "$dir" || true; deploy/pg.sh destroy "$dir"' EXIT
+# Debian's PgBouncer in transaction mode in front of it, two server
+# connections per database and user (tests/api/pooler.rs).
+deploy/pgbouncer.sh start "$dir"
 eval "$(deploy/pg.sh env "$dir")"
-export PHI_PG_ADMIN_URL PHI_PG_APP_PASSWORD PHI_PG_ANALYTICS_PASSWORD PHI_PG_AUDITOR_PASSWORD PHI_PG_SEALER_PASSWORD PHI_PG_BINDIR
+eval "$(deploy/pgbouncer.sh env "$dir")"
+export PHI_PG_ADMIN_URL PHI_PG_APP_PASSWORD PHI_PG_ANALYTICS_PASSWORD PHI_PG_AUDITOR_PASSWORD PHI_PG_SEALER_PASSWORD PHI_PG_BINDIR PHI_PG_DIR PHI_PGBOUNCER_PORT
 
 cargo test --locked "$@"

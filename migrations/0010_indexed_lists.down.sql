@@ -13,4 +13,8 @@ CREATE INDEX IF NOT EXISTS practitioners_published ON practitioners (created_at 
 DROP INDEX IF EXISTS practitioners_created;
 CREATE INDEX IF NOT EXISTS symptom_submissions_owner ON symptom_submissions (owner_id, created_at DESC, id);
 DROP INDEX IF EXISTS symptom_submissions_owner_created;
+CREATE INDEX IF NOT EXISTS practitioners_location ON practitioners USING gist (phi_earth(lat, lon));
+DROP TRIGGER IF EXISTS ab_earth ON practitioners;
+DROP FUNCTION IF EXISTS practitioners_earth();
+ALTER TABLE practitioners DROP COLUMN IF EXISTS earth;
 RESET ROLE;

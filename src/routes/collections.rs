@@ -159,7 +159,7 @@ const NEAR_PARAMS: &[query::ParamSpec] = &[
     repeatable("modality"),
 ];
 
-/// Nearest first, with `distanceM`; GiST KNN on `phi_earth(lat, lon)`.
+/// Nearest first, with `distanceM`; GiST KNN on the stored point.
 #[utoipa::path(get, path = "/api/practitioners/near", tag = "practitioners", params(crate::routes::params::NearParams), responses(
     (status = 200, description = "A page of practitioners, nearest first", body = Page<crate::domain::practitioner::PractitionerDoc>),
     (status = 400, description = "Bad point or radius", body = crate::error::ErrorBody),

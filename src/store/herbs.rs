@@ -141,6 +141,7 @@ pub async fn list(
             order: order_by(&q.sort, HERBS.default_order),
             extra: &extra,
             knn_within_m: None,
+            one_off: false,
         },
         q,
     )

@@ -270,6 +270,9 @@ struct Listing<'a> {
     /// See `practitioners::list`: take the page from an index walk in
     /// distance order and apply the radius outside it.
     knn_within_m: Option<f64>,
+    /// The statement's text is particular to this request (an inline
+    /// point): run it unnamed instead of caching it.
+    one_off: bool,
 }
 
 async fn list<R>(
@@ -306,7 +309,7 @@ where
     }
     let rows: Vec<R> = qb
         .build_query_as()
-        .persistent(persistent())
+        .persistent(persistent() && !l.one_off)
         .fetch_all(&mut *conn)
         .await?;
     let short_page = (rows.len() as i64) < limit && (!rows.is_empty() || offset == 0);
@@ -328,7 +331,7 @@ where
     c.push(" LIMIT ").push_bind(cap + 1).push(") matches");
     let counted: i64 = c
         .build_query_scalar()
-        .persistent(persistent())
+        .persistent(persistent() && !l.one_off)
         .fetch_one(&mut *conn)
         .await?;
     Ok(Rows {

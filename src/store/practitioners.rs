@@ -1,8 +1,8 @@
 //! SQL for `practitioners`.
 //!
-//! Proximity filters with `earth_box(..) @> phi_earth(lat, lon)` and
-//! `earth_distance(..)`, and orders by `phi_earth(lat, lon) <-> point`, a
-//! GiST KNN scan, instead of sorting every row in range by distance (the
+//! Proximity filters with `earth_box(..) @> earth` and `earth_distance(..)`
+//! on the stored point (`earth`, kept from lat/lon by a trigger), and orders
+//! by `earth <-> point`, a GiST KNN scan, instead of sorting every row in range by distance (the
 //! CMS guide's pattern; 100x slower at 1M rows, see BENCHMARKS.md).
 //! `distance_m` is computed only for the rows returned.
 
@@ -191,22 +191,30 @@ pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<Practiti
     Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
-/// The proximity part of a query: box and distance, all bound.
+/// The origin of a proximity query, as a literal: floats formatted by Rust
+/// from checked finite values. PostgreSQL then computes `phi_earth(..)` once
+/// while planning; as a bound parameter in a reusable plan it is computed
+/// again for every row the distance condition tests. The KNN order needs
+/// it inline anyway to follow the index.
+fn origin(n: Near) -> String {
+    format!("phi_earth({:?}::float8, {:?}::float8)", n.lat, n.lon)
+}
+
+/// The proximity part of a query: the box (GiST on the stored `earth`
+/// point) and the distance, computed once per row from the stored point.
 fn push_near(qb: &mut QueryBuilder<'_, Postgres>, n: Near) {
-    qb.push(" AND earth_box(phi_earth(")
-        .push_bind(n.lat)
-        .push(", ")
-        .push_bind(n.lon)
-        .push("), ")
+    let o = origin(n);
+    qb.push(format!(" AND earth_box({o}, "))
         .push_bind(n.max_m)
-        .push(") @> phi_earth(lat, lon) AND earth_distance(phi_earth(")
-        .push_bind(n.lat)
-        .push(", ")
-        .push_bind(n.lon)
-        .push("), phi_earth(lat, lon)) BETWEEN ")
-        .push_bind(n.min_m)
-        .push(" AND ")
-        .push_bind(n.max_m);
+        .push(format!(") @> earth AND earth_distance({o}, earth) "));
+    if n.min_m > 0.0 {
+        qb.push("BETWEEN ")
+            .push_bind(n.min_m)
+            .push(" AND ")
+            .push_bind(n.max_m);
+    } else {
+        qb.push("<= ").push_bind(n.max_m);
+    }
 }
 
 /// A page of practitioners (and the count): the filter, and when `near` is
@@ -228,19 +236,16 @@ pub async fn list(conn: &mut PgConnection, q: &ListQuery) -> Result<Rows<Practit
         (Some(n), true) if n.min_m <= 0.0 => Some(n.max_m),
         _ => None,
     };
-    // Floats are formatted by Rust from checked finite values; the KNN
-    // operator needs the point inline to follow the index's order.
-    let point = |n: Near| format!("phi_earth({:?}::float8, {:?}::float8)", n.lat, n.lon);
     let (select, order) = match near {
         Some(n) => (
             format!(
-                "{COLUMNS}, earth_distance({}, phi_earth(lat, lon)) AS distance_m",
-                point(n)
+                "{COLUMNS}, earth_distance({}, earth) AS distance_m",
+                origin(n)
             ),
             if q.sort.is_empty() {
                 format!(
-                    " ORDER BY phi_earth(lat, lon) <-> {}{}",
-                    point(n),
+                    " ORDER BY earth <-> {}{}",
+                    origin(n),
                     if knn_within_m.is_some() { "" } else { ", id" }
                 )
             } else {
@@ -265,6 +270,9 @@ pub async fn list(conn: &mut PgConnection, q: &ListQuery) -> Result<Rows<Practit
             order,
             extra: &extra,
             knn_within_m,
+            // Each origin is its own statement: do not let them push the
+            // prepared statements every request uses out of the cache.
+            one_off: near.is_some(),
         },
         q,
     )

@@ -178,6 +178,7 @@ pub async fn list(
             order: order_by(&q.sort, SUBMISSIONS.default_order),
             extra: &scope,
             knn_within_m: None,
+            one_off: false,
         },
         q,
     )

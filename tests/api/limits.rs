@@ -22,10 +22,10 @@ async fn a_burst_of_expensive_anonymous_queries_does_not_fail_a_signed_in_create
     admin
         .execute(
             "SET session_replication_role = replica;
-             INSERT INTO practitioners (id, slug, name, city, region, country, status, lat, lon)
+             INSERT INTO practitioners (id, slug, name, city, region, country, status, lat, lon, earth)
                SELECT gen_random_uuid(), 'practitioner-' || i, 'Practitioner number ' || i,
                       'Somewhere upon the river ' || i, 'A region of some size', 'A country far away',
-                      'published', 0, 0
+                      'published', 0, 0, phi_earth(0, 0)
                FROM generate_series(1, 150000) i;
              ANALYZE practitioners",
         )

@@ -15,6 +15,7 @@ mod limits;
 mod migrations;
 mod operations;
 mod plans;
+mod pooler;
 mod practitioners;
 mod rotation;
 mod schema;

@@ -154,21 +154,28 @@ async fn a_dump_restores_with_every_index() {
     };
     let before = index_names(db.admin_url()).await;
     let after = index_names(restored.admin_url()).await;
-    assert!(before.contains(&"practitioners_location".to_string()));
+    assert!(before.contains(&"practitioners_earth".to_string()));
     assert_eq!(before, after);
     // And the restored copy answers a proximity query from the index.
     let pool = restored.admin_pool().await;
     pool.execute("SET enable_seqscan = off").await.unwrap();
     let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN SELECT id FROM practitioners ORDER BY phi_earth(lat, lon) <-> phi_earth(51.5, -0.1) LIMIT 5",
+        "EXPLAIN SELECT id FROM practitioners ORDER BY earth <-> phi_earth(51.5, -0.1) LIMIT 5",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert!(
-        plan.join("\n").contains("practitioners_location"),
-        "{plan:?}"
-    );
+    assert!(plan.join("\n").contains("practitioners_earth"), "{plan:?}");
+    // The stored points came back as data, and new rows still get theirs.
+    let (missing, moved): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE earth IS NULL),
+                count(*) FILTER (WHERE earth_distance(earth, phi_earth(lat, lon)) > 0.001)
+         FROM practitioners",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((missing, moved), (0, 0));
 }
 
 #[tokio::test]

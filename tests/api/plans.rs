@@ -33,12 +33,13 @@ async fn seed(admin: &mut PgConnection) {
                     'meridians', jsonb_build_array((ARRAY['liver','heart','spleen','lung','kidney','stomach','bladder'])[1 + i % 7]),
                     'temperature', (ARRAY['cold','cool','neutral','warm','hot'])[1 + (i / 7) % 5])
            FROM generate_series(1, {ROWS}) i;
-         INSERT INTO practitioners (id, slug, name, status, lat, lon)
+         INSERT INTO practitioners (id, slug, name, status, lat, lon, earth)
            SELECT gen_random_uuid(), 'p-' || i, 'Practitioner ' || i,
-                  CASE WHEN i % 10 = 0 THEN 'draft' ELSE 'published' END,
-                  CASE WHEN i % 50 = 0 THEN 51.5 + (random() - 0.5) * 0.3 ELSE -60 + random() * 130 END,
-                  CASE WHEN i % 50 = 0 THEN -0.12 + (random() - 0.5) * 0.4 ELSE -180 + random() * 360 END
-           FROM generate_series(1, {ROWS}) i;
+                  CASE WHEN i % 10 = 0 THEN 'draft' ELSE 'published' END, la, lo, phi_earth(la, lo)
+           FROM (SELECT i,
+                   CASE WHEN i % 50 = 0 THEN 51.5 + (random() - 0.5) * 0.3 ELSE -60 + random() * 130 END la,
+                   CASE WHEN i % 50 = 0 THEN -0.12 + (random() - 0.5) * 0.4 ELSE -180 + random() * 360 END lo
+                 FROM generate_series(1, {ROWS}) i) s;
          INSERT INTO symptom_submissions (id, owner_id, status, symptoms, created_at)
            SELECT gen_random_uuid(), 'users:bulk-' || (i % 6000), 'submitted', '\\x00'::bytea,
                   now() - i * interval '1 minute'
@@ -321,9 +322,9 @@ async fn the_list_views_show_what_the_policies_show() {
                SELECT gen_random_uuid(), 'h-' || i, 'Herb ' || i,
                       CASE WHEN i % 3 = 0 THEN 'draft' ELSE 'published' END
                FROM generate_series(1, 30) i;
-             INSERT INTO practitioners (id, slug, name, status, lat, lon, user_id)
+             INSERT INTO practitioners (id, slug, name, status, lat, lon, earth, user_id)
                SELECT gen_random_uuid(), 'p-' || i, 'P ' || i,
-                      CASE WHEN i % 3 = 0 THEN 'draft' ELSE 'published' END, 0, 0,
+                      CASE WHEN i % 3 = 0 THEN 'draft' ELSE 'published' END, 0, 0, phi_earth(0, 0),
                       CASE WHEN i IN (3, 4) THEN 'users:doc' END
                FROM generate_series(1, 30) i",
         )

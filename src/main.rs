@@ -6,9 +6,13 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let cli = phi_gateway::cli::Cli::parse();
     match phi_gateway::cli::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => {
+            phi_gateway::telemetry::flush_logs();
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             tracing::error!(error = ?e, "phi-gateway failed");
+            phi_gateway::telemetry::flush_logs();
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

@@ -5,7 +5,7 @@
 //! id, never bodies and never query strings: a query string may hold an email
 //! being searched for. This module must not log any value it did not make.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -66,17 +66,126 @@ fn write_bounded(out: &mut impl std::io::Write, buf: &[u8]) -> std::io::Result<(
 }
 
 /// stderr, one event per write (tracing-subscriber formats an event, then
-/// writes it once), each bounded.
+/// writes it once), each bounded, through the log writer's queue.
 struct BoundedStderr;
 
 impl std::io::Write for BoundedStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        write_bounded(&mut std::io::stderr().lock(), buf)?;
+        let mut line = Vec::with_capacity(buf.len().min(MAX_LOG_LINE + 32));
+        write_bounded(&mut line, buf)?;
+        match log_queue() {
+            Some(q) => q.push(line),
+            None => std::io::stderr().lock().write_all(&line)?,
+        }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        Ok(())
+    }
+}
+
+/// Log lines are written by a thread of their own: a request formats its
+/// line and hands it over, and never waits for stderr (a batch per write
+/// instead of a system call per line: about 8% of a read's cost at 16
+/// clients, BENCHMARKS.md). When stderr stops taking lines, up to
+/// `LOG_QUEUE` of them wait; past that they are dropped, never the request,
+/// and how many is written once stderr moves again.
+struct LogQueue {
+    tx: std::sync::mpsc::SyncSender<LogMsg>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+enum LogMsg {
+    Line(Vec<u8>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+const LOG_QUEUE: usize = 16 * 1024;
+
+static LOG: std::sync::OnceLock<Option<LogQueue>> = std::sync::OnceLock::new();
+
+fn log_queue() -> Option<&'static LogQueue> {
+    LOG.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(LOG_QUEUE);
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || write_logs(rx))
+            .ok()
+            .map(|_| LogQueue {
+                tx,
+                dropped: std::sync::atomic::AtomicU64::new(0),
+            })
+    })
+    .as_ref()
+}
+
+impl LogQueue {
+    fn push(&self, line: Vec<u8>) {
+        use std::sync::mpsc::TrySendError;
+        match self.tx.try_send(LogMsg::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(LogMsg::Line(line))) => {
+                let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &line);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+fn write_logs(rx: std::sync::mpsc::Receiver<LogMsg>) {
+    use std::io::Write;
+    let stderr = std::io::stderr();
+    while let Ok(first) = rx.recv() {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, stderr.lock());
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                LogMsg::Line(l) => {
+                    let _ = out.write_all(&l);
+                }
+                LogMsg::Flush(ack) => acks.push(ack),
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Some(q) = LOG.get().and_then(Option::as_ref) {
+            let n = q.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    r#"{{"level":"WARN","message":"log lines dropped: stderr was not taking them","dropped":{n}}}"#
+                );
+            }
+        }
+        let _ = out.flush();
+        drop(out);
+        let flushing = !acks.is_empty();
+        for ack in acks {
+            let _ = ack.send(());
+        }
+        // Let lines gather: a writer waiting in `recv` is woken by every
+        // line, which costs a request as much as writing it itself would.
+        if !flushing {
+            std::thread::sleep(LOG_BATCH);
+        }
+    }
+}
+
+/// How long queued lines may wait for the writer.
+const LOG_BATCH: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Writes out the lines still queued (at exit), waiting at most a second.
+pub fn flush_logs() {
+    if let Some(q) = LOG.get().and_then(Option::as_ref) {
+        let (ack, done) = std::sync::mpsc::channel();
+        if q.tx.send(LogMsg::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(std::time::Duration::from_secs(1));
+        }
     }
 }
 
@@ -88,6 +197,10 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(|| BoundedStderr);
     // A second init (tests) is not an error worth failing over.
+    JSON_LOGS.store(
+        format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -99,6 +212,10 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// The route pattern the request matched (`None`: no route), found once.
+#[derive(Clone)]
+struct RoutePattern(Option<String>);
+
 /// The root span of every request: method, route pattern and request id.
 pub struct PhiRootSpan;
 
@@ -109,8 +226,12 @@ impl RootSpanBuilder for PhiRootSpan {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
+        // Matched once, by `request_context` (each dynamic pattern tried is
+        // a regex run).
         let route = request
-            .match_pattern()
+            .extensions()
+            .get::<RoutePattern>()
+            .and_then(|r| r.0.clone())
             .unwrap_or_else(|| "unmatched".into());
         tracing::info_span!(
             "http_request",
@@ -145,6 +266,7 @@ pub async fn request_context(
     }
     let method = req.method().clone();
     let route = req.match_pattern();
+    req.extensions_mut().insert(RoutePattern(route.clone()));
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let limit = req
         .app_data::<web::Data<crate::extract::BodyLimits>>()
@@ -213,15 +335,57 @@ pub async fn request_context(
     if let Some(m) = metrics {
         m.observe_request(method.as_str(), route_label, status.as_u16(), elapsed);
     }
-    tracing::info!(
-        request_id = %request_id.0,
-        http.method = crate::metrics::method_label(method.as_str()),
-        http.route = %route_label,
-        http.status_code = status.as_u16(),
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        "request finished"
+    access_log(
+        &request_id.0,
+        crate::metrics::method_label(method.as_str()),
+        route_label,
+        status.as_u16(),
+        elapsed,
     );
     Ok(res)
+}
+
+/// Whether access lines are written by hand (JSON logs) or by `tracing`.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The access line, one per request (target `phi_gateway::access`, level
+/// INFO, so `RUST_LOG` filters it as any other). With JSON logs it is
+/// written by hand in the subscriber's own shape: through
+/// tracing-subscriber's JSON formatter it cost 20 us of a 200 us read at 16
+/// clients, a tenth of the gateway's CPU (BENCHMARKS.md). Every value in it
+/// is ours (a UUID, a route pattern from the table, a method label, numbers).
+fn access_log(request_id: &str, method: &str, route: &str, status: u16, elapsed: Duration) {
+    if !tracing::enabled!(target: "phi_gateway::access", tracing::Level::INFO) {
+        return;
+    }
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if !JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!(
+            target: "phi_gateway::access",
+            request_id, http.method = method, http.route = route, http.status_code = status,
+            latency_ms, "request finished"
+        );
+        return;
+    }
+    use std::io::Write;
+    let mut line = Vec::with_capacity(256);
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    let _ = write!(line, r#"{{"timestamp":"{now}","level":"INFO","message":"request finished","request_id":"#);
+    let _ = serde_json::to_writer(&mut line, request_id);
+    let _ = write!(line, r#","http.method":"#);
+    let _ = serde_json::to_writer(&mut line, method);
+    let _ = write!(line, r#","http.route":"#);
+    let _ = serde_json::to_writer(&mut line, route);
+    let _ = writeln!(
+        line,
+        r#","http.status_code":{status},"latency_ms":{latency_ms:.3},"target":"phi_gateway::access"}}"#
+    );
+    match log_queue() {
+        Some(q) => q.push(line),
+        None => {
+            let _ = std::io::stderr().lock().write_all(&line);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -204,31 +204,46 @@ pub async fn consents_revoke(svc: Svc, who: Principal, id: Id) -> Reply {
     Ok(deleted(consents::revoke(&svc, &who, *id).await?))
 }
 
+/// A collection's routes under one scope: the prefix is compared as a
+/// string, so only the requested collection's patterns are tried (each
+/// dynamic pattern costs a regex match, for routing and again for the
+/// route label).
 macro_rules! register {
-    ($cfg:expr, $path:literal, $module:ident) => {
+    ($cfg:expr, $path:literal, $module:ident $(, $first:expr)?) => {
         $cfg.service(
-            web::resource($path)
-                .route(web::get().to($module::list))
-                .route(web::post().to($module::create)),
-        )
-        .service(
-            web::resource(concat!($path, "/{id}"))
-                .route(web::get().to($module::get))
-                .route(web::patch().to($module::update))
-                .route(web::delete().to($module::delete)),
+            web::scope($path)
+                $(.service($first))?
+                .service(
+                    web::resource("")
+                        .route(web::get().to($module::list))
+                        .route(web::post().to($module::create)),
+                )
+                .service(
+                    web::resource("/{id}")
+                        .route(web::get().to($module::get))
+                        .route(web::patch().to($module::update))
+                        .route(web::delete().to($module::delete)),
+                ),
         );
     };
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/practitioners/near").route(web::get().to(practitioners_near)));
-    register!(cfg, "/api/practitioners", practitioner);
+    register!(
+        cfg,
+        "/api/practitioners",
+        practitioner,
+        web::resource("/near").route(web::get().to(practitioners_near))
+    );
     register!(cfg, "/api/herbs", herb);
     register!(cfg, "/api/symptom-submissions", submission);
     cfg.service(
-        web::resource("/api/consents")
-            .route(web::get().to(consents_list))
-            .route(web::post().to(consents_create)),
-    )
-    .service(web::resource("/api/consents/{id}").route(web::delete().to(consents_revoke)));
+        web::scope("/api/consents")
+            .service(
+                web::resource("")
+                    .route(web::get().to(consents_list))
+                    .route(web::post().to(consents_create)),
+            )
+            .service(web::resource("/{id}").route(web::delete().to(consents_revoke))),
+    );
 }

@@ -15,10 +15,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/health/database").route(web::get().to(health::database)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
         .service(web::resource("/health/audit").route(web::get().to(health::audit)))
-        .service(web::resource("/api/audit/export").route(web::get().to(audit::export)))
+        .configure(collections::configure)
         .service(
-            web::resource("/api/audit/exports/{request_id}/manifest")
-                .route(web::get().to(audit::manifest)),
-        )
-        .configure(collections::configure);
+            web::scope("/api/audit")
+                .service(web::resource("/export").route(web::get().to(audit::export)))
+                .service(
+                    web::resource("/exports/{request_id}/manifest")
+                        .route(web::get().to(audit::manifest)),
+                ),
+        );
 }

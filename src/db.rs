@@ -16,15 +16,32 @@ use crate::config::DatabaseSettings;
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// The service's pool, with the CMS guide's settings (see `config`).
-pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+/// Background work as `phi_app` (analytics refresh, audit export pages):
+/// two connections beside the workers' pools.
+pub fn background_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     Ok(checked_when_idle(PgPoolOptions::new())
-        .max_connections(settings.max_connections)
-        .min_connections(settings.min_connections)
+        .max_connections(2)
+        .min_connections(0)
         .idle_timeout(settings.idle_timeout)
         .acquire_timeout(settings.acquire_timeout)
         .max_lifetime(settings.max_lifetime)
         .connect_lazy_with(settings.connect_options()?))
+}
+
+/// One worker's share of the service's pool: its connections are driven by
+/// that worker's runtime alone.
+pub fn worker_pool(
+    settings: &DatabaseSettings,
+    options: sqlx::postgres::PgConnectOptions,
+    max: u32,
+) -> PgPool {
+    checked_when_idle(PgPoolOptions::new())
+        .max_connections(max)
+        .min_connections(settings.min_connections.min(max))
+        .idle_timeout(settings.idle_timeout)
+        .acquire_timeout(settings.acquire_timeout)
+        .max_lifetime(settings.max_lifetime)
+        .connect_lazy_with(options)
 }
 
 /// A connection that sat idle is pinged before it is handed out (one that

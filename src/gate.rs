@@ -5,8 +5,9 @@
 //! `/api/` pass here first. Each client address has a token bucket
 //! (`PHI_ANONYMOUS_PER_MINUTE`, burst `PHI_ANONYMOUS_BURST`): past it, 429
 //! with `Retry-After`. All anonymous requests together hold at most
-//! `PHI_ANONYMOUS_CONCURRENCY` permits (half the pool by default) for as
-//! long as they run: past that, 503 with `Retry-After: 1`, at once, so a
+//! `PHI_ANONYMOUS_CONCURRENCY` permits (half the pool by default; each
+//! worker holds its share, before its own share of the pool) for as long
+//! as they run: past that, 503 with `Retry-After: 1`, at once, so a
 //! flood of expensive public queries never takes the connections that
 //! signed-in callers need. Their statements also run under the shorter
 //! anonymous statement timeout (`store::begin`).
@@ -38,32 +39,45 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 
+/// One worker's gate: the buckets are shared by every worker (a client's
+/// rate is its rate wherever its connections land), the permits are this
+/// worker's, a share of its own pool.
 pub struct Gate {
-    per_client: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    per_client: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     permits: Arc<Semaphore>,
-    trusted: Vec<Cidr>,
+    trusted: Arc<[Cidr]>,
     /// Requests since the buckets were last pruned.
-    since_prune: AtomicU32,
+    since_prune: Arc<AtomicU32>,
 }
 
 /// Buckets of idle clients are dropped after this many anonymous requests.
 const PRUNE_EVERY: u32 = 10_000;
 
 impl Gate {
-    pub fn new(limits: &LimitSettings, pool_size: u32) -> Self {
+    /// `pool_size`: the connections of the worker this gate stands before;
+    /// `workers`: how many share `PHI_ANONYMOUS_CONCURRENCY` when it is set.
+    pub fn new(limits: &LimitSettings, pool_size: u32, workers: u32) -> Self {
         let per_client = NonZeroU32::new(limits.anonymous_per_minute).map(|per_minute| {
             let burst = NonZeroU32::new(limits.anonymous_burst).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
+            Arc::new(RateLimiter::keyed(
+                Quota::per_minute(per_minute).allow_burst(burst),
+            ))
         });
-        let permits = match limits.anonymous_concurrency {
-            0 => (pool_size / 2).max(1),
-            n => n,
-        };
         Gate {
             per_client,
-            permits: Arc::new(Semaphore::new(permits as usize)),
-            trusted: limits.trusted_proxies.clone(),
-            since_prune: AtomicU32::new(0),
+            permits: Arc::new(Semaphore::new(permits(limits, pool_size, workers))),
+            trusted: limits.trusted_proxies.clone().into(),
+            since_prune: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// The gate of another worker: the same buckets, permits of its own.
+    pub fn for_worker(&self, limits: &LimitSettings, pool_size: u32, workers: u32) -> Self {
+        Gate {
+            per_client: self.per_client.clone(),
+            permits: Arc::new(Semaphore::new(permits(limits, pool_size, workers))),
+            trusted: self.trusted.clone(),
+            since_prune: self.since_prune.clone(),
         }
     }
 
@@ -122,6 +136,14 @@ impl Gate {
                 "anonymous_busy",
             )
         })
+    }
+}
+
+/// One worker's permits: half its pool, or its share of the setting.
+fn permits(limits: &LimitSettings, pool_size: u32, workers: u32) -> usize {
+    match limits.anonymous_concurrency {
+        0 => (pool_size / 2).max(1) as usize,
+        n => n.div_ceil(workers.max(1)) as usize,
     }
 }
 
@@ -196,7 +218,7 @@ mod tests {
 
     #[test]
     fn the_client_is_the_peer_unless_a_trusted_proxy_says_otherwise() {
-        let g = Gate::new(&limits(0, 0, 1, &["10.0.0.0/8"]), 20);
+        let g = Gate::new(&limits(0, 0, 1, &["10.0.0.0/8"]), 20, 1);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         // An untrusted peer's header is ignored.
         assert_eq!(
@@ -224,7 +246,7 @@ mod tests {
 
     #[test]
     fn buckets_are_per_client_and_permits_are_shared() {
-        let g = Gate::new(&limits(60, 2, 3, &[]), 20);
+        let g = Gate::new(&limits(60, 2, 3, &[]), 20, 1);
         let a = Some("198.51.100.1".parse().unwrap());
         let b = Some("198.51.100.2".parse().unwrap());
         let p1 = g.admit(a).unwrap();
@@ -246,8 +268,19 @@ mod tests {
 
     #[test]
     fn half_the_pool_by_default_and_credentials_skip_the_gate() {
-        let g = Gate::new(&limits(0, 0, 0, &[]), 20);
+        let g = Gate::new(&limits(0, 0, 0, &[]), 20, 2);
         assert_eq!(g.permits.available_permits(), 10);
+        // A setting is shared among the workers; the buckets are common.
+        let l = limits(60, 1, 7, &[]);
+        let a = Gate::new(&l, 10, 2);
+        let b = a.for_worker(&l, 10, 2);
+        assert_eq!(
+            (a.permits.available_permits(), b.permits.available_permits()),
+            (4, 4)
+        );
+        let ip = Some("198.51.100.9".parse().unwrap());
+        assert!(a.admit(ip).is_ok());
+        assert_eq!(b.admit(ip).unwrap_err().1, "anonymous_rate");
         let mut h = HeaderMap::new();
         assert!(!has_credentials(&h));
         h.insert(

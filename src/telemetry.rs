@@ -370,7 +370,10 @@ fn access_log(request_id: &str, method: &str, route: &str, status: u16, elapsed:
     use std::io::Write;
     let mut line = Vec::with_capacity(256);
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
-    let _ = write!(line, r#"{{"timestamp":"{now}","level":"INFO","message":"request finished","request_id":"#);
+    let _ = write!(
+        line,
+        r#"{{"timestamp":"{now}","level":"INFO","message":"request finished","request_id":"#
+    );
     let _ = serde_json::to_writer(&mut line, request_id);
     let _ = write!(line, r#","http.method":"#);
     let _ = serde_json::to_writer(&mut line, method);

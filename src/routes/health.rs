@@ -12,6 +12,25 @@ use crate::identity::Principal;
 use crate::metrics::{Metrics, PoolGauges};
 use crate::store;
 
+/// Every worker's pool, for the metrics' totals.
+#[derive(Default)]
+pub struct WorkerPools(std::sync::Mutex<Vec<PgPool>>);
+
+impl WorkerPools {
+    pub fn add(&self, pool: PgPool) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(pool);
+    }
+
+    /// Open and idle connections, all workers together.
+    pub fn figures(&self) -> (u32, usize) {
+        let pools = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            pools.iter().map(PgPool::size).sum(),
+            pools.iter().map(PgPool::num_idle).sum(),
+        )
+    }
+}
+
 /// The configured pool maximum, for the health and metrics reports.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolMax(pub u32);
@@ -40,6 +59,7 @@ fn unavailable() -> ApiError {
 ))]
 pub async fn database(
     pool: web::Data<PgPool>,
+    pools: web::Data<WorkerPools>,
     max: web::Data<PoolMax>,
 ) -> Result<HttpResponse, ApiError> {
     let round_trip = tokio::time::timeout(Duration::from_secs(2), async {
@@ -51,8 +71,7 @@ pub async fn database(
     .await;
     match round_trip {
         Ok(Ok(version)) => {
-            let size = pool.size();
-            let idle = pool.num_idle();
+            let (size, idle) = pools.figures();
             Ok(HttpResponse::Ok().json(json!({
                 "status": "ok",
                 "serverVersion": version,
@@ -116,12 +135,13 @@ pub async fn audit(
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
 pub async fn metrics(
     metrics: web::Data<Metrics>,
-    pool: web::Data<PgPool>,
+    pools: web::Data<WorkerPools>,
     max: web::Data<PoolMax>,
 ) -> HttpResponse {
+    let (size, idle) = pools.figures();
     let text = metrics.render(&PoolGauges {
-        size: pool.size(),
-        idle: pool.num_idle(),
+        size,
+        idle,
         max: max.0,
     });
     HttpResponse::Ok()

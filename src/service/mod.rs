@@ -29,6 +29,7 @@ use crate::schema::Collection;
 use crate::store::StoreError;
 
 /// What every use case needs.
+#[derive(Clone)]
 pub struct Services {
     /// Request transactions (as `phi_app`).
     pub pool: PgPool,

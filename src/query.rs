@@ -215,6 +215,8 @@ pub struct ListQuery {
     pub pagination: bool,
     /// Payload's `depth`: 0 leaves relationships as ids.
     pub depth: u8,
+    /// Payload's `select`: the fields each document shows.
+    pub select: Selection,
     /// The collection's own parameters, in order.
     pub params: Vec<(String, String)>,
     /// The deepest this caller's page may start ([`MAX_OFFSET`], or
@@ -273,6 +275,172 @@ impl ListQuery {
             }
             Some(other) => Filter::And(vec![other, cond]),
         });
+    }
+}
+
+/// Payload's `select`: which top-level fields a document shows (its `id`
+/// always). `select[f]=true` names what to show, `select[f]=false` what to
+/// leave out; one request uses one or the other.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Selection {
+    #[default]
+    All,
+    Only(Vec<&'static str>),
+    Except(Vec<&'static str>),
+}
+
+impl Selection {
+    pub fn all() -> Self {
+        Selection::All
+    }
+
+    pub fn only(fields: Vec<&'static str>) -> Self {
+        Selection::Only(fields)
+    }
+
+    pub fn except(fields: Vec<&'static str>) -> Self {
+        Selection::Except(fields)
+    }
+
+    pub fn is_all(&self) -> bool {
+        matches!(self, Selection::All)
+    }
+
+    /// Whether the document shows `field` (an API name).
+    pub fn keeps(&self, field: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Only(f) => field == "id" || f.contains(&field),
+            Selection::Except(f) => field == "id" || !f.contains(&field),
+        }
+    }
+
+    /// The fields shown, for a READ entry: empty when the whole document
+    /// was (an entry's empty field list means all of it).
+    pub fn shown(&self, every: &[&'static str]) -> Vec<&'static str> {
+        match self {
+            Selection::All => vec![],
+            _ => every.iter().copied().filter(|f| self.keeps(f)).collect(),
+        }
+    }
+
+    fn from_pairs(pairs: Vec<(&'static str, bool)>) -> Result<Self, ApiError> {
+        if pairs.is_empty() {
+            return Ok(Selection::All);
+        }
+        let shows = pairs[0].1;
+        if pairs.iter().any(|(_, s)| *s != shows) {
+            return Err(bad(
+                "select: name the fields to show (select[field]=true) or the fields to leave \
+                 out (select[field]=false), not both.",
+            ));
+        }
+        let fields = pairs.into_iter().map(|(f, _)| f).collect();
+        Ok(if shows {
+            Selection::Only(fields)
+        } else {
+            Selection::Except(fields)
+        })
+    }
+}
+
+/// One `select[field]=true|false` parameter, checked against the fields the
+/// collection's documents have.
+fn select_field(
+    coll: &Collection,
+    key: &str,
+    value: &str,
+) -> Result<(&'static str, bool), ApiError> {
+    let inner = key
+        .strip_prefix("select[")
+        .and_then(|r| r.strip_suffix(']'))
+        .filter(|f| !f.contains(['[', ']']))
+        .ok_or_else(|| {
+            bad(format!(
+                "'{}': select takes top-level fields only, as select[field]=true.",
+                shown(key)
+            ))
+        })?;
+    let field = coll
+        .document
+        .iter()
+        .copied()
+        .find(|f| *f == inner)
+        .ok_or_else(|| {
+            bad(format!(
+                "select: '{}' is not a field of {} (fields: {}).",
+                shown(inner),
+                coll.slug,
+                coll.document.join(", ")
+            ))
+        })?;
+    let shows = match value {
+        "true" => true,
+        "false" => false,
+        _ => {
+            return Err(bad(format!("select[{field}] must be true or false.")));
+        }
+    };
+    Ok((field, shows))
+}
+
+/// The query of a request about one document (`GET`, `PATCH`, `DELETE`
+/// `/api/{collection}/{id}`): Payload's `depth` and `select`, and the
+/// parameters that change nothing here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemQuery {
+    pub depth: u8,
+    pub select: Selection,
+}
+
+pub fn parse_item(query: &str, coll: &Collection) -> Result<ItemQuery, ApiError> {
+    let mut out = ItemQuery::default();
+    let mut seen: Vec<String> = Vec::new();
+    let mut select = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k.chars().any(char::is_control) || v.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "Query parameter '{}' holds a control character.",
+                shown(&k)
+            )));
+        }
+        if k.starts_with("select[") {
+            select.push(select_field(coll, &k, &v)?);
+            continue;
+        }
+        if seen.iter().any(|s| *s == k) {
+            return Err(bad(format!(
+                "Query parameter '{}' is given more than once.",
+                shown(&k)
+            )));
+        }
+        seen.push(k.to_string());
+        match k.as_ref() {
+            "depth" => out.depth = whole("depth", &v, 0..=MAX_POPULATE_DEPTH as u32)? as u8,
+            other => payload_param(other, &v)?,
+        }
+    }
+    out.select = Selection::from_pairs(select)?;
+    Ok(out)
+}
+
+/// Payload's parameters that mean nothing here or are refused, with why.
+fn payload_param(k: &str, v: &str) -> Result<(), ApiError> {
+    match k {
+        // No field here is localized: every locale reads the same document.
+        "locale" | "fallback-locale" => Ok(()),
+        "draft" if v == "false" => Ok(()),
+        "draft" => Err(bad(
+            "draft: this gateway keeps no drafts or versions; omit draft or send draft=false.",
+        )),
+        "trash" if v == "false" => Ok(()),
+        "trash" => Err(bad(
+            "trash: this gateway keeps no trash (deletes are final); omit trash or send trash=false.",
+        )),
+        "populate" | "joins" => Err(bad(format!(
+            "{k}: not supported here; use depth to populate relationships."
+        ))),
+        other => Err(bad(format!("Unknown query parameter '{}'.", shown(other)))),
     }
 }
 
@@ -713,6 +881,7 @@ pub fn parse(
         // Payload's default is 2; here relationships are populated only when
         // asked (a second read, under the caller's own rights).
         depth: 0,
+        select: Selection::All,
         params: vec![],
         max_offset: if who.is_anonymous() {
             MAX_OFFSET_ANONYMOUS
@@ -721,6 +890,7 @@ pub fn parse(
         },
     };
     let mut seen: Vec<String> = Vec::new();
+    let mut select: Vec<(&'static str, bool)> = Vec::new();
     let staff = who.is_staff();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if k.chars().any(char::is_control) || v.chars().any(char::is_control) {
@@ -734,6 +904,10 @@ pub fn parse(
         }
         if k.starts_with("where[") {
             insert(&mut root, &segments(&k)?, v.into_owned(), &k)?;
+            continue;
+        }
+        if k.starts_with("select[") {
+            select.push(select_field(coll, &k, &v)?);
             continue;
         }
         let own = params.iter().find(|p| p.name == k);
@@ -758,35 +932,11 @@ pub fn parse(
             }
             "sort" => out.sort = parse_sort(coll, staff, &v)?,
             "depth" => out.depth = whole("depth", &v, 0..=MAX_POPULATE_DEPTH as u32)? as u8,
-            // No field here is localized: every locale reads the same document.
-            "locale" | "fallback-locale" => {}
-            "draft" => match v.as_ref() {
-                "false" => {}
-                _ => {
-                    return Err(bad(
-                        "draft: this gateway keeps no drafts or versions; omit draft or send draft=false.",
-                    ));
-                }
-            },
-            "trash" => match v.as_ref() {
-                "false" => {}
-                _ => {
-                    return Err(bad(
-                        "trash: this gateway keeps no trash (deletes are final); omit trash or send trash=false.",
-                    ));
-                }
-            },
-            "populate" | "joins" => {
-                return Err(bad(format!(
-                    "{k}: not supported here; use depth to populate relationships."
-                )));
-            }
             _ if own.is_some() => out.params.push((k.into_owned(), v.into_owned())),
-            other => {
-                return Err(bad(format!("Unknown query parameter '{}'.", shown(other))));
-            }
+            other => payload_param(other, &v)?,
         }
     }
+    out.select = Selection::from_pairs(select)?;
     if !out.pagination && out.page != 1 {
         return Err(bad(
             "page needs pagination: without it there is only the first page.",

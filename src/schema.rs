@@ -89,6 +89,10 @@ pub struct Collection {
     /// Constraint name -> the API path a violation is reported on.
     pub constraints: &'static [(&'static str, &'static str)],
     pub fields: &'static [FieldSpec],
+    /// Every top-level field of the collection's documents, as the API
+    /// names them (`select` takes these; a test compares them with the
+    /// documents' OpenAPI schemas).
+    pub document: &'static [&'static str],
     /// The default order, as (column, descending), before the id tiebreak.
     pub default_order: &'static [(&'static str, bool)],
 }
@@ -145,6 +149,27 @@ pub const PRACTITIONERS: Collection = Collection {
         )),
         field("location", "", FieldKind::Location),
     ],
+    document: &[
+        "id",
+        "name",
+        "slug",
+        "modalities",
+        "bio",
+        "city",
+        "region",
+        "country",
+        "postalCode",
+        "website",
+        "status",
+        "location",
+        "email",
+        "phone",
+        "licenceNumber",
+        "userId",
+        "distanceM",
+        "createdAt",
+        "updatedAt",
+    ],
     default_order: &[("created_at", true)],
 };
 
@@ -162,6 +187,17 @@ pub const HERBS: Collection = Collection {
         sortable("status", "status", FieldKind::Enum(PUBLICATION)),
         sortable("createdAt", "created_at", FieldKind::Timestamp),
         sortable("updatedAt", "updated_at", FieldKind::Timestamp),
+    ],
+    document: &[
+        "id",
+        "name",
+        "slug",
+        "scientificName",
+        "description",
+        "status",
+        "tcmProperties",
+        "createdAt",
+        "updatedAt",
     ],
     default_order: &[("name", false)],
 };
@@ -199,6 +235,21 @@ pub const SUBMISSIONS: Collection = Collection {
             },
         ),
     ],
+    document: &[
+        "id",
+        "owner",
+        "status",
+        "practitionerId",
+        "symptoms",
+        "notes",
+        "contactEmail",
+        "dateOfBirth",
+        "ageBand",
+        "region",
+        "symptomCategories",
+        "createdAt",
+        "updatedAt",
+    ],
     default_order: &[("created_at", true)],
 };
 
@@ -212,6 +263,14 @@ pub const CONSENTS: Collection = Collection {
         ("consents_submission_id_fkey", "submissionId"),
     ],
     fields: &[],
+    document: &[
+        "id",
+        "owner",
+        "practitionerId",
+        "submissionId",
+        "expiresAt",
+        "createdAt",
+    ],
     default_order: &[("created_at", true)],
 };
 
@@ -227,6 +286,7 @@ pub const API_KEYS: Collection = Collection {
     }],
     constraints: &[],
     fields: &[],
+    document: &[],
     default_order: &[("created_at", false)],
 };
 
@@ -242,6 +302,7 @@ pub const SUBMISSION_FACTS: Collection = Collection {
     }],
     constraints: &[],
     fields: &[],
+    document: &[],
     default_order: &[],
 };
 

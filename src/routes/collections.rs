@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::respond;
+use super::{respond, shape};
 
 use crate::domain::consent::{ConsentDoc, ConsentInput};
 use crate::error::ApiError;
@@ -61,7 +61,9 @@ macro_rules! collection {
             ))]
             pub async fn list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
                 let q = query::parse(req.query_string(), &$coll, $extra, &who)?;
-                Ok(respond::ok(&$service::list(&svc, &who, q).await?))
+                let select = q.select.clone();
+                let found = $service::list(&svc, &who, q).await?;
+                Ok(respond::ok(&shape::page(found, &select)))
             }
 
             #[utoipa::path(post, path = $list, tag = $tag, request_body = $fields, responses(
@@ -82,8 +84,10 @@ macro_rules! collection {
                 (status = 401, description = "Bad credentials", body = ErrorBody),
                 (status = 404, description = "No such document, or not yours to see", body = ErrorBody),
             ))]
-            pub async fn get(svc: Svc, who: Principal, id: Id) -> Reply {
-                Ok(respond::ok(&$service::get(&svc, &who, *id).await?))
+            pub async fn get(svc: Svc, who: Principal, id: Id, req: HttpRequest) -> Reply {
+                let item = query::parse_item(req.query_string(), &$coll)?;
+                let found = $service::get(&svc, &who, *id, &item).await?;
+                Ok(respond::ok(&shape::one(found, &item.select)))
             }
 
             #[utoipa::path(patch, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), request_body = $fields, responses(
@@ -93,8 +97,10 @@ macro_rules! collection {
                 (status = 403, description = "Visible but not yours to change", body = ErrorBody),
                 (status = 404, description = "No such document", body = ErrorBody),
             ))]
-            pub async fn update(svc: Svc, who: Principal, id: Id, body: Json<$fields>) -> Reply {
-                Ok(updated($service::update(&svc, &who, *id, body.into_inner()).await?))
+            pub async fn update(svc: Svc, who: Principal, id: Id, req: HttpRequest, body: Json<$fields>) -> Reply {
+                let item = query::parse_item(req.query_string(), &$coll)?;
+                let doc = $service::update(&svc, &who, *id, body.into_inner()).await?;
+                Ok(updated(shape::one(doc, &item.select)))
             }
 
             #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), responses(
@@ -103,8 +109,10 @@ macro_rules! collection {
                 (status = 403, description = "Visible but not yours to delete", body = ErrorBody),
                 (status = 404, description = "No such document", body = ErrorBody),
             ))]
-            pub async fn delete(svc: Svc, who: Principal, id: Id) -> Reply {
-                Ok(deleted($service::delete(&svc, &who, *id).await?))
+            pub async fn delete(svc: Svc, who: Principal, id: Id, req: HttpRequest) -> Reply {
+                let item = query::parse_item(req.query_string(), &$coll)?;
+                let doc = $service::delete(&svc, &who, *id).await?;
+                Ok(deleted(shape::one(doc, &item.select)))
             }
         }
     };
@@ -171,7 +179,9 @@ pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> R
         NEAR_PARAMS,
         &who,
     )?;
-    Ok(respond::ok(&practitioners::near(&svc, &who, q).await?))
+    let select = q.select.clone();
+    let found = practitioners::near(&svc, &who, q).await?;
+    Ok(respond::ok(&shape::page(found, &select)))
 }
 
 #[utoipa::path(get, path = "/api/consents", tag = "consents", params(crate::routes::params::ListParams), responses(
@@ -180,7 +190,9 @@ pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> R
 ))]
 pub async fn consents_list(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
     let q = query::parse(req.query_string(), &schema::CONSENTS, &[], &who)?;
-    Ok(respond::ok(&consents::list(&svc, &who, q).await?))
+    let select = q.select.clone();
+    let found = consents::list(&svc, &who, q).await?;
+    Ok(respond::ok(&shape::page(found, &select)))
 }
 
 #[utoipa::path(post, path = "/api/consents", tag = "consents", request_body = ConsentInput, responses(

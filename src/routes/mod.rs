@@ -7,6 +7,7 @@ pub mod collections;
 pub mod health;
 pub mod params;
 pub mod respond;
+pub mod shape;
 
 use actix_web::web;
 

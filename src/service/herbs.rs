@@ -66,7 +66,14 @@ pub async fn create(svc: &Services, who: &Principal, input: NewHerb) -> Result<H
     to_doc(row)
 }
 
-pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<HerbDoc, ApiError> {
+/// `item`: a herb has no sealed field and no relationship; its `select` is
+/// applied as the document is written out.
+pub async fn get(
+    svc: &Services,
+    who: &Principal,
+    id: Uuid,
+    _item: &crate::query::ItemQuery,
+) -> Result<HerbDoc, ApiError> {
     let mut tx = store::begin(&svc.pool, who).await?;
     let row = table::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;

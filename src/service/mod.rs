@@ -28,6 +28,20 @@ use crate::identity::Principal;
 use crate::schema::Collection;
 use crate::store::StoreError;
 
+/// A document and, when `depth` asked for it, the document its
+/// relationship names (`None`: not asked, none named, or not the caller's
+/// to see).
+pub struct Related<T, R> {
+    pub doc: T,
+    pub related: Option<R>,
+}
+
+impl<T, R> Related<T, R> {
+    pub fn alone(doc: T) -> Self {
+        Self { doc, related: None }
+    }
+}
+
 /// What every use case needs.
 #[derive(Clone)]
 pub struct Services {

@@ -18,7 +18,9 @@ use crate::domain::practitioner::{
 };
 use crate::error::ApiError;
 use crate::identity::{Principal, Role};
-use crate::query::{self, Cond, CondValue, Filter, ListQuery, Near, Op, Page};
+use crate::query::{
+    self, Cond, CondValue, Filter, ItemQuery, ListQuery, Near, Op, Page, Selection,
+};
 use crate::schema::PRACTITIONERS;
 use crate::store::practitioners::{self as table, NewRow, Patch, PractitionerRow};
 use crate::store::{self, Tx};
@@ -37,14 +39,30 @@ fn may_see_contact(who: &Principal, row: &PractitionerRow) -> bool {
     who.is_staff() || is_self(who, row)
 }
 
-fn to_doc(c: &Crypt, who: &Principal, row: PractitionerRow) -> Result<PractitionerDoc, ApiError> {
-    // Only the callers who may see contact fields cause a decryption.
+fn to_doc(
+    c: &Crypt,
+    who: &Principal,
+    row: PractitionerRow,
+    sel: &Selection,
+) -> Result<PractitionerDoc, ApiError> {
+    // Only the callers who may see contact fields cause a decryption, and
+    // only of the fields the request selected.
+    let open = |field: &str, column: &'static str, v: Option<&crate::crypto::SealedField>| {
+        if sel.keeps(field) {
+            c.open_text_opt(v, place(column, row.id))
+        } else {
+            Ok(None)
+        }
+    };
     let contact = if may_see_contact(who, &row) {
         Some(Contact {
-            email: c.open_text_opt(row.email.as_ref(), place("email", row.id))?,
-            phone: c.open_text_opt(row.phone.as_ref(), place("phone", row.id))?,
-            licence_number: c
-                .open_text_opt(row.licence_number.as_ref(), place("licence_number", row.id))?,
+            email: open("email", "email", row.email.as_ref())?,
+            phone: open("phone", "phone", row.phone.as_ref())?,
+            licence_number: open(
+                "licenceNumber",
+                "licence_number",
+                row.licence_number.as_ref(),
+            )?,
         })
     } else {
         None
@@ -81,12 +99,13 @@ fn open_all(
     c: &Crypt,
     who: &Principal,
     rows: Vec<PractitionerRow>,
+    sel: &Selection,
 ) -> Result<(Vec<PractitionerDoc>, Vec<Entry>), ApiError> {
     let mut docs = Vec::with_capacity(rows.len());
     let mut entries = Vec::new();
     for row in rows {
         let staff_read = who.is_staff() && !is_self(who, &row);
-        let doc = to_doc(c, who, row)?;
+        let doc = to_doc(c, who, row, sel)?;
         if staff_read && let Some(contact) = &doc.contact {
             let fields = contact.disclosed();
             if !fields.is_empty() {
@@ -156,18 +175,23 @@ pub async fn create(
     let row = table::insert(&mut tx, row)
         .await
         .map_err(|e| client_error(&PRACTITIONERS, e))?;
-    let doc = to_doc(&c, who, row)?;
+    let doc = to_doc(&c, who, row, &Selection::All)?;
     // The CREATE entry (sealed fields, the link) is written by the table's
     // audit trigger on this transaction.
     tx.commit().await?;
     Ok(doc)
 }
 
-pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<PractitionerDoc, ApiError> {
+pub async fn get(
+    svc: &Services,
+    who: &Principal,
+    id: Uuid,
+    item: &ItemQuery,
+) -> Result<PractitionerDoc, ApiError> {
     let c = Crypt::new(svc);
     let mut tx = store::begin(&svc.pool, who).await?;
     let row = table::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
-    let (mut docs, entries) = open_all(&c, who, vec![row])?;
+    let (mut docs, entries) = open_all(&c, who, vec![row], &item.select)?;
     audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
     Ok(docs.remove(0))
@@ -185,7 +209,7 @@ pub async fn list(
     let mut tx = store::begin(&svc.pool, who).await?;
     let found = table::list(&mut tx, &q).await?;
     let (total, found_capped) = (found.total, found.capped);
-    let (docs, mut entries) = open_all(&c, who, found.rows)?;
+    let (docs, mut entries) = open_all(&c, who, found.rows, &q.select)?;
     if who.is_staff() {
         // Staff lists disclose sealed contact fields (and may filter by
         // them): one entry per request, whatever it returned.
@@ -243,6 +267,39 @@ pub async fn near(
         min_m: 0.0,
     });
     list(svc, who, q).await
+}
+
+/// The practitioners documents name, for `depth >= 1`, in the documents'
+/// order: read under the caller's own rights (one they may not see is
+/// `None`, and stays an id), on the request's transaction, with the READ
+/// entries a staff read of sealed contact fields makes.
+pub async fn related(
+    tx: &mut Tx,
+    c: &Crypt,
+    who: &Principal,
+    named: &[Option<Uuid>],
+) -> Result<(Vec<Option<PractitionerDoc>>, Vec<Entry>), ApiError> {
+    let mut ids: Vec<Uuid> = named.iter().flatten().copied().collect();
+    ids.sort();
+    ids.dedup();
+    let rows = if ids.is_empty() {
+        vec![]
+    } else {
+        table::get_many(tx, &ids).await?
+    };
+    let mut out = Vec::with_capacity(named.len());
+    let mut entries = Vec::new();
+    for id in named {
+        match id.and_then(|id| rows.iter().find(|r| r.id == id)) {
+            Some(row) => {
+                let (mut docs, more) = open_all(c, who, vec![row.clone()], &Selection::All)?;
+                entries.extend(more);
+                out.push(docs.pop());
+            }
+            None => out.push(None),
+        }
+    }
+    Ok((out, entries))
 }
 
 /// Visible but not theirs to change: 403; invisible: 404.
@@ -311,7 +368,7 @@ pub async fn update(
     let Some(row) = updated else {
         return Err(refusal(&mut tx, id).await);
     };
-    let (mut docs, entries) = open_all(&c, who, vec![row])?;
+    let (mut docs, entries) = open_all(&c, who, vec![row], &Selection::All)?;
     audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
     Ok(docs.remove(0))
@@ -328,7 +385,7 @@ pub async fn delete(
     let Some(row) = table::delete(&mut tx, id).await? else {
         return Err(refusal(&mut tx, id).await);
     };
-    let doc = to_doc(&c, who, row)?;
+    let doc = to_doc(&c, who, row, &Selection::All)?;
     // The DELETE entry (and the consents it cascades to) are written by the
     // tables' audit triggers on this transaction.
     tx.commit().await?;

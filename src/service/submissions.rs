@@ -9,20 +9,22 @@
 use chrono::{NaiveDate, Utc};
 use uuid::Uuid;
 
-use super::{Crypt, Services, client_error, list_entry, new_id};
+use super::practitioners;
+use super::{Crypt, Related, Services, client_error, list_entry, new_id};
 use crate::audit::{self, Action, Entry, Outcome};
 use crate::crypto::Place;
+use crate::domain::practitioner::PractitionerDoc;
 use crate::domain::region::Region;
 use crate::domain::submission::{
     NewSubmission, SubmissionDoc, SubmissionFields, SubmissionStatus, Symptom, age_band, categories,
 };
 use crate::error::ApiError;
 use crate::identity::{Principal, Role};
-use crate::query::{ListQuery, Page};
+use crate::query::{ItemQuery, ListQuery, Page, Selection};
 use crate::schema::{SUBMISSION_FACTS, SUBMISSIONS};
 use crate::store::facts::Facts;
 use crate::store::submissions::{self as table, NewRow, Patch, SubmissionRow};
-use crate::store::{self, Tx, practitioners};
+use crate::store::{self, Tx};
 
 const TABLE: &str = "symptom_submissions";
 
@@ -30,15 +32,34 @@ fn place(column: &'static str, id: Uuid) -> Place<'static> {
     Place::new(TABLE, column, id)
 }
 
-fn to_doc(c: &Crypt, row: &SubmissionRow) -> Result<SubmissionDoc, ApiError> {
+/// Opens what the selection shows (all of it for a write's answer): a
+/// field left out is never decrypted. The derived fields need their
+/// sources: `symptomCategories` opens the symptoms, `ageBand` the date of
+/// birth, without showing them.
+fn to_doc(c: &Crypt, row: &SubmissionRow, sel: &Selection) -> Result<SubmissionDoc, ApiError> {
     let id = row.id;
-    let symptoms_json = c.open(&row.symptoms, place("symptoms", id))?;
-    let symptoms: Vec<Symptom> = serde_json::from_slice(&symptoms_json).map_err(|_| {
-        tracing::error!(table = TABLE, column = "symptoms", row_id = %id, "sealed symptoms are not the expected JSON");
-        ApiError::bug("opening symptoms: unexpected shape")
-    })?;
-    let date_of_birth = c
-        .open_text_opt(row.date_of_birth.as_ref(), place("date_of_birth", id))?
+    let symptoms: Vec<Symptom> = if sel.keeps("symptoms") || sel.keeps("symptomCategories") {
+        let symptoms_json = c.open(&row.symptoms, place("symptoms", id))?;
+        serde_json::from_slice(&symptoms_json).map_err(|_| {
+            tracing::error!(table = TABLE, column = "symptoms", row_id = %id, "sealed symptoms are not the expected JSON");
+            ApiError::bug("opening symptoms: unexpected shape")
+        })?
+    } else {
+        vec![]
+    };
+    let opt = |field: &str, column: &'static str, v: Option<&crate::crypto::SealedField>| {
+        if sel.keeps(field) {
+            c.open_text_opt(v, place(column, id))
+        } else {
+            Ok(None)
+        }
+    };
+    let dob_needed = sel.keeps("dateOfBirth") || sel.keeps("ageBand");
+    let date_of_birth = (if dob_needed {
+        c.open_text_opt(row.date_of_birth.as_ref(), place("date_of_birth", id))?
+    } else {
+        None
+    })
         .map(|s| {
             NaiveDate::parse_from_str(s.as_str(), "%Y-%m-%d").map_err(|_| {
                 tracing::error!(table = TABLE, column = "date_of_birth", row_id = %id, "sealed date is not a date");
@@ -46,8 +67,7 @@ fn to_doc(c: &Crypt, row: &SubmissionRow) -> Result<SubmissionDoc, ApiError> {
             })
         })
         .transpose()?;
-    let region = c
-        .open_text_opt(row.region.as_ref(), place("region", id))?
+    let region = opt("region", "region", row.region.as_ref())?
         .map(|s| {
             Region::parse(s.as_str()).ok_or_else(|| {
                 tracing::error!(table = TABLE, column = "region", row_id = %id, "sealed region is not a code");
@@ -63,8 +83,8 @@ fn to_doc(c: &Crypt, row: &SubmissionRow) -> Result<SubmissionDoc, ApiError> {
         symptom_categories: categories(&symptoms),
         age_band: date_of_birth.map(|d| age_band(d, Utc::now().date_naive())),
         symptoms,
-        notes: c.open_text_opt(row.notes.as_ref(), place("notes", id))?,
-        contact_email: c.open_text_opt(row.contact_email.as_ref(), place("contact_email", id))?,
+        notes: opt("notes", "notes", row.notes.as_ref())?,
+        contact_email: opt("contactEmail", "contact_email", row.contact_email.as_ref())?,
         date_of_birth,
         region,
         created_at: row.created_at,
@@ -80,10 +100,11 @@ async fn open_read(
     mut tx: Tx,
     who: &Principal,
     rows: &[SubmissionRow],
+    sel: &Selection,
 ) -> Result<(Tx, Vec<SubmissionDoc>), ApiError> {
     let mut docs = Vec::with_capacity(rows.len());
     for row in rows {
-        match to_doc(c, row) {
+        match to_doc(c, row, sel) {
             Ok(d) => docs.push(d),
             Err(e) => {
                 audit::record(
@@ -109,7 +130,7 @@ async fn open_written(
     who: &Principal,
     row: &SubmissionRow,
 ) -> Result<(Tx, SubmissionDoc), ApiError> {
-    match to_doc(c, row) {
+    match to_doc(c, row, &Selection::All) {
         Ok(d) => Ok((tx, d)),
         Err(e) => {
             tx.rollback().await.map_err(store::StoreError::from)?;
@@ -124,12 +145,14 @@ async fn open_written(
     }
 }
 
-/// The READ entries for documents a caller was shown; an admin's emergency
-/// read of someone else's record is also a BREAK_GLASS entry with the reason.
-fn read_entries(who: &Principal, docs: &[SubmissionDoc]) -> Vec<Entry> {
+/// The READ entries for documents a caller was shown (naming the fields
+/// when `select` showed only some); an admin's emergency read of someone
+/// else's record is also a BREAK_GLASS entry with the reason.
+fn read_entries(who: &Principal, docs: &[SubmissionDoc], sel: &Selection) -> Vec<Entry> {
     let mut out = Vec::with_capacity(docs.len());
+    let fields = sel.shown(SUBMISSIONS.document);
     for d in docs {
-        out.push(Entry::new(Action::Read, TABLE, d.id));
+        out.push(Entry::new(Action::Read, TABLE, d.id).fields(fields.clone()));
         if who.break_glass() && who.user_id.as_deref() != Some(d.owner.as_str()) {
             out.push(
                 Entry::new(Action::BreakGlass, TABLE, d.id).reason(who.break_glass_reason.clone()),
@@ -172,7 +195,7 @@ fn facts(
 /// exist: no existence oracle for drafts through the foreign key.
 async fn check_practitioner(tx: &mut Tx, id: Option<Uuid>) -> Result<(), ApiError> {
     if let Some(p) = id
-        && !practitioners::visible(tx, p).await?
+        && !crate::store::practitioners::visible(tx, p).await?
     {
         return Err(ApiError::invalid(
             "practitionerId",
@@ -230,7 +253,12 @@ pub async fn create(
     Ok(doc)
 }
 
-pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
+pub async fn get(
+    svc: &Services,
+    who: &Principal,
+    id: Uuid,
+    item: &ItemQuery,
+) -> Result<Related<SubmissionDoc, PractitionerDoc>, ApiError> {
     if let Err(e) = who.require_user() {
         return Err(svc
             .refused(who, Action::Read, TABLE, Some(id), e.into())
@@ -244,17 +272,53 @@ pub async fn get(svc: &Services, who: &Principal, id: Uuid) -> Result<Submission
             .refused(who, Action::Read, TABLE, Some(id), ApiError::NotFound)
             .await);
     };
-    let (mut tx, mut docs) = open_read(&c, tx, who, std::slice::from_ref(&row)).await?;
-    audit::record(&mut tx, who, &read_entries(who, &docs)).await?;
+    let (mut tx, docs) = open_read(&c, tx, who, std::slice::from_ref(&row), &item.select).await?;
+    let mut entries = read_entries(who, &docs, &item.select);
+    let mut out = populate(
+        &mut tx,
+        &c,
+        who,
+        docs,
+        item.depth,
+        &item.select,
+        &mut entries,
+    )
+    .await?;
+    audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
-    Ok(docs.remove(0))
+    Ok(out.remove(0))
+}
+
+/// `depth >= 1`: each document with the practitioner it names, read under
+/// the caller's rights on the same transaction (one they may not see stays
+/// an id, as Payload leaves an unreadable relationship).
+async fn populate(
+    tx: &mut Tx,
+    c: &Crypt,
+    who: &Principal,
+    docs: Vec<SubmissionDoc>,
+    depth: u8,
+    sel: &Selection,
+    entries: &mut Vec<Entry>,
+) -> Result<Vec<Related<SubmissionDoc, PractitionerDoc>>, ApiError> {
+    if depth == 0 || !sel.keeps("practitionerId") {
+        return Ok(docs.into_iter().map(Related::alone).collect());
+    }
+    let named: Vec<Option<Uuid>> = docs.iter().map(|d| d.practitioner_id).collect();
+    let (found, more) = practitioners::related(tx, c, who, &named).await?;
+    entries.extend(more);
+    Ok(docs
+        .into_iter()
+        .zip(found)
+        .map(|(doc, related)| Related { doc, related })
+        .collect())
 }
 
 pub async fn list(
     svc: &Services,
     who: &Principal,
     mut q: ListQuery,
-) -> Result<Page<SubmissionDoc>, ApiError> {
+) -> Result<Page<Related<SubmissionDoc, PractitionerDoc>>, ApiError> {
     if let Err(e) = who.require_user() {
         return Err(svc.refused(who, Action::List, TABLE, None, e.into()).await);
     }
@@ -271,14 +335,15 @@ pub async fn list(
     };
     let mut tx = store::begin(&svc.pool, who).await?;
     let found = table::list(&mut tx, &q, owners).await?;
-    let (mut tx, docs) = open_read(&c, tx, who, &found.rows).await?;
+    let (mut tx, docs) = open_read(&c, tx, who, &found.rows, &q.select).await?;
     let mut entries = vec![list_entry(TABLE, &q, docs.len(), found.total)];
     if who.break_glass() {
         let mut bg = list_entry(TABLE, &q, docs.len(), found.total);
         bg.action = Action::BreakGlass;
         entries.push(bg.reason(who.break_glass_reason.clone()));
     }
-    entries.extend(read_entries(who, &docs));
+    entries.extend(read_entries(who, &docs, &q.select));
+    let docs = populate(&mut tx, &c, who, docs, q.depth, &q.select, &mut entries).await?;
     audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
     Ok(Page::new(docs, found.total, found.capped, &q))
@@ -299,7 +364,7 @@ pub async fn update(
     let named = f.named();
     if named.is_empty() {
         // Nothing to change: the answer is a read, and is audited as one.
-        return get(svc, who, id).await;
+        return Ok(get(svc, who, id, &ItemQuery::default()).await?.doc);
     }
     let touches_facts = f.touches_facts();
     let mut patch = Patch::default();
@@ -350,7 +415,12 @@ pub async fn update(
     }
     // The UPDATE entry is written by the table's audit trigger; the
     // response shows the whole document, which is a read.
-    audit::record(&mut tx, who, &read_entries(who, std::slice::from_ref(&doc))).await?;
+    audit::record(
+        &mut tx,
+        who,
+        &read_entries(who, std::slice::from_ref(&doc), &Selection::All),
+    )
+    .await?;
     tx.commit().await?;
     Ok(doc)
 }

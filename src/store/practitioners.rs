@@ -19,7 +19,7 @@ use crate::schema::PRACTITIONERS;
 const COLUMNS: &str = "id, slug, name, modalities, bio, city, region, country, postal_code, \
     website, status, lat, lon, user_id, email, phone, licence_number, created_at, updated_at";
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PractitionerRow {
     pub id: Uuid,
     pub slug: String,
@@ -166,6 +166,12 @@ pub async fn insert(conn: &mut PgConnection, p: NewRow) -> Result<PractitionerRo
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<PractitionerRow>> {
     let sql = format!("SELECT {COLUMNS} FROM practitioners WHERE id = $1");
     Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+}
+
+/// The practitioners among `ids` that the caller can see.
+pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<PractitionerRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM practitioners WHERE id = ANY($1)");
+    Ok(q_as(&sql).bind(ids).fetch_all(conn).await?)
 }
 
 /// Whether the caller can see the practitioner at all.

@@ -467,7 +467,11 @@ async fn reads_bench() {
             async move {
                 let t = Instant::now();
                 match what {
-                    "get" => drop(submissions::get(&svc, &who, id, &Default::default()).await.unwrap()),
+                    "get" => drop(
+                        submissions::get(&svc, &who, id, &Default::default())
+                            .await
+                            .unwrap(),
+                    ),
                     "list" => drop(submissions::list(&svc, &who, list_q()).await.unwrap()),
                     _ => drop(submissions::create(&svc, &who, body(i)).await.unwrap()),
                 }

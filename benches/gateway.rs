@@ -589,7 +589,10 @@ async fn export_bench() {
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
     let verifier = JwtVerifierForBench::new("bench").token("aud", &["auditor"]);
-    let client = reqwest::Client::new();
+    let client = {
+        phi_gateway::crypto::kek::install_tls_provider();
+        reqwest::Client::new()
+    };
     for format in ["ndjson", "fhir"] {
         let rss_before = peak_rss_mib();
         let t = Instant::now();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against a throwaway PostgreSQL cluster of its own
 # (.local/pg-test), which it creates first and destroys at the end, whatever
-# happened before, with Debian's PgBouncer in front of it. The real tools some
+# happened before, with Debian's PgBouncer in front of it and an OpenBao dev
+# server for the key-encryption-key tests. The real tools some
 # tests drive (a FHIR R4 validator from PyPI) go into a virtualenv of the project's (.local/venv), made from the
 # pinned files under tests/ when missing or changed. Extra arguments go to
 # `cargo test`.
@@ -12,7 +13,7 @@ dir=$root/.local/pg-test
 
 # Python tools, pinned; reinstalled only when their requirements change.
 venv=$root/.local/venv
-reqs=(tests/fhir/requirements.txt)
+reqs=(tests/fhir/requirements.txt tests/kek/requirements.txt)
 stamp=$(cat "${reqs[@]}" | sha256sum | cut -c1-16)
 if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$venv"
@@ -22,10 +23,16 @@ if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 export PHI_TEST_PYTHON=$venv/bin/python
 
+bao=$root/.local/bao-test
+deploy/bao.sh stop "$bao" 2>/dev/null || true
 deploy/pgbouncer.sh stop "$dir" 2>/dev/null || true
 deploy/pg.sh destroy "$dir" 2>/dev/null || true
 PHI_PG_FAST=1 deploy/pg.sh start "$dir"
-trap 'deploy/pgbouncer.sh stop "$dir" || true; deploy/pg.sh destroy "$dir"' EXIT
+trap 'deploy/bao.sh stop "$bao" || true; deploy/pgbouncer.sh stop "$dir" || true; deploy/pg.sh destroy "$dir"' EXIT
+# OpenBao's dev server with transit, for the key-encryption-key tests.
+deploy/bao.sh start "$bao"
+eval "$(deploy/bao.sh env "$bao")"
+export PHI_BAO_ADDR PHI_BAO_TOKEN
 # Debian's PgBouncer in transaction mode in front of it, two server
 # connections per database and user (tests/api/pooler.rs).
 deploy/pgbouncer.sh start "$dir"

@@ -11,8 +11,8 @@ use crate::crypto::{Keyring, KeyringHandle};
 
 /// Loads the keyring as `serve` does; refuses one that lost a key the
 /// serving keyring still uses.
-pub fn reload(handle: &KeyringHandle, settings: &Settings) -> anyhow::Result<()> {
-    let fresh = Keyring::load(&settings.keys, settings.production())?;
+pub async fn reload(handle: &KeyringHandle, settings: &Settings) -> anyhow::Result<()> {
+    let fresh = Keyring::load(&settings.keys, settings.production()).await?;
     let current = handle.current();
     for (id, state) in current.data_keys() {
         if state != crate::crypto::KeyState::Retired
@@ -36,7 +36,7 @@ pub fn watch(handle: Arc<KeyringHandle>, settings: Settings) {
             return;
         };
         while hup.recv().await.is_some() {
-            match reload(&handle, &settings) {
+            match reload(&handle, &settings).await {
                 Ok(()) => tracing::info!(keyring = ?handle.current(), "keyring reloaded"),
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays")

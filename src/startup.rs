@@ -37,8 +37,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let keyring =
-            Keyring::load(&settings.keys, settings.production()).context("loading the keyring")?;
+        let keyring = Keyring::load(&settings.keys, settings.production())
+            .await
+            .context("loading the keyring")?;
         Self::build_with_keyring(settings, keyring).await
     }
 

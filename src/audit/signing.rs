@@ -318,32 +318,7 @@ impl VerifyingKeys {
     }
 }
 
-/// Writes `bytes` to `path` with mode 0600, atomically (temp file, rename).
-pub fn write_private(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    if !replace && path.exists() {
-        bail!("{} exists; refusing to overwrite it", path.display());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
-}
+pub use crate::crypto::keyring::write_private;
 
 #[cfg(test)]
 mod tests {

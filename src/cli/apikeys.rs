@@ -34,7 +34,7 @@ pub async fn run(cmd: ApiKeysCommand, settings: &Settings) -> anyhow::Result<()>
             name,
             expires,
         } => {
-            let ring = Keyring::load(&settings.keys, settings.production())?;
+            let ring = Keyring::load(&settings.keys, settings.production()).await?;
             let role = if role == "auditor" {
                 Role::Auditor
             } else {

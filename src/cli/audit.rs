@@ -139,7 +139,9 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 .map(|p| VerifyingKeys::load_file(&p))
                 .transpose()?;
             // The keyring only for checkpoints made before migration 0009.
-            let ring = Keyring::load(&settings.keys, settings.production()).ok();
+            let ring = Keyring::load(&settings.keys, settings.production())
+                .await
+                .ok();
             let anchored = anchor
                 .or_else(|| settings.audit.anchor.clone())
                 .map(|p| Anchor::read(&p))

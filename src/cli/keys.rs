@@ -7,8 +7,11 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use crate::audit::signing::SigningKeys;
+use crate::config::KekAuth;
 use crate::config::Settings;
-use crate::crypto::Keyring;
+use crate::crypto::kek::FileKek;
+use crate::crypto::keyring::write_private;
+use crate::crypto::{Kek, Keyring};
 use crate::{db, rekey};
 
 #[derive(Subcommand)]
@@ -20,7 +23,25 @@ pub enum KeysCommand {
         /// Mark it a development keyring (refused in production).
         #[arg(long)]
         development: bool,
+        /// Wrap the keys by this key-encryption key (transit://HOST:PORT/KEY
+        /// or file://PATH; credentials from PHI_KEK_TOKEN etc.).
+        #[arg(long, env = "PHI_KEK")]
+        kek: Option<String>,
     },
+    /// Wrap a keyring's keys (in the clear until now) by a KEK, in place.
+    Wrap {
+        #[arg(long)]
+        kek: String,
+    },
+    /// Wrap every key anew: by another KEK, or by the newest version of the
+    /// same transit key after rotating it there. No row changes.
+    Rewrap {
+        #[arg(long)]
+        kek: String,
+    },
+    /// A local key-encryption key file (development and small installs).
+    #[command(subcommand)]
+    Kek(KekCommand),
     /// Add a data key version and make it active; older ones decrypt only.
     Rotate {
         /// Rotate the blind-index key instead.
@@ -44,6 +65,15 @@ pub enum KeysCommand {
     /// The audit signing key (Ed25519), kept apart from the keyring.
     #[command(subcommand)]
     Signing(SigningCommand),
+}
+
+#[derive(Subcommand)]
+pub enum KekCommand {
+    /// Write a new KEK file (mode 0600); name it as file://PATH.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,7 +112,10 @@ impl KeysCommand {
     pub fn is_offline(&self) -> bool {
         matches!(
             self,
-            KeysCommand::Generate { .. } | KeysCommand::Signing(_) | KeysCommand::Reload { .. }
+            KeysCommand::Generate { .. }
+                | KeysCommand::Signing(_)
+                | KeysCommand::Reload { .. }
+                | KeysCommand::Kek(_)
         )
     }
 }
@@ -92,12 +125,38 @@ fn write_public(signing: &SigningKeys, out: &std::path::Path) -> anyhow::Result<
         .with_context(|| format!("writing {}", out.display()))
 }
 
-pub fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
+pub async fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Generate { out, development } => {
-            Keyring::generate(*development)?.write_file(out, false)?;
+        KeysCommand::Generate {
+            out,
+            development,
+            kek,
+        } => {
+            let mut ring = Keyring::generate(*development)?;
+            if let Some(uri) = kek {
+                let auth = KekAuth::from_env(&crate::config::ProcessEnv)?;
+                let kek = Kek::connect(uri, &auth, !*development).await?;
+                ring.wrap_with(&kek, false).await?;
+            }
+            ring.write_file(out, false)?;
+            match ring.kek() {
+                Some(uri) => println!(
+                    "wrote a new keyring to {} (mode 0600), its keys wrapped by {uri}",
+                    out.display()
+                ),
+                None => println!(
+                    "wrote a new keyring to {} (mode 0600), its keys in the clear (development; production needs --kek); \
+                     back it up apart from the database",
+                    out.display()
+                ),
+            }
+        }
+        KeysCommand::Kek(KekCommand::Generate { out }) => {
+            let (text, id) = FileKek::generate_text()?;
+            write_private(out, text.as_bytes(), false)?;
             println!(
-                "wrote a new keyring to {} (mode 0600); back it up apart from the database",
+                "wrote a new KEK {id} to {} (mode 0600); name it as file://{} and keep it apart from the keyring and its backups",
+                out.display(),
                 out.display()
             );
         }
@@ -153,15 +212,19 @@ pub fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
 
 pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
     let production = settings.production();
-    match cmd {
+    match &cmd {
         KeysCommand::Rotate { index } => {
+            let index = *index;
             let path = &settings.keys.keyring_file;
-            let mut ring = Keyring::load_file(path, production)?;
+            let (mut ring, kek) = Keyring::open_file(path, &settings.keys, production).await?;
             let v = if index {
                 ring.rotate_index()?
             } else {
                 ring.rotate()?
             };
+            if let Some(kek) = &kek {
+                ring.wrap_with(kek, false).await?;
+            }
             ring.write_file(path, true)?;
             let what = if index { "index key" } else { "data key" };
             println!(
@@ -169,24 +232,70 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
                 path.display()
             );
         }
+        KeysCommand::Wrap { kek } | KeysCommand::Rewrap { kek } => {
+            let rewrap = matches!(cmd, KeysCommand::Rewrap { .. });
+            let path = &settings.keys.keyring_file;
+            // Opened with the KEK the file names (not PHI_KEK, which may
+            // already name the new one).
+            let mut opening = settings.keys.clone();
+            opening.kek = None;
+            let (mut ring, _) = Keyring::open_file(path, &opening, false).await?;
+            if !rewrap && ring.kek().is_some() {
+                bail!(
+                    "{} is already wrapped by {}; use `keys rewrap --kek {kek}`",
+                    path.display(),
+                    ring.kek().unwrap_or_default()
+                );
+            }
+            if rewrap && ring.kek().is_none() {
+                bail!(
+                    "{} holds its keys in the clear; use `keys wrap --kek {kek}`",
+                    path.display()
+                );
+            }
+            let new = Kek::connect(kek, &settings.keys.kek_auth, production).await?;
+            ring.wrap_with(&new, true).await?;
+            // Proved before it replaces the file: the new file opens with
+            // the new KEK alone.
+            let text = ring.to_file_text()?;
+            Keyring::from_file_text_with(&text, &new)
+                .await
+                .context("the rewrapped keyring does not open; the file is unchanged")?;
+            ring.write_file(path, true)?;
+            println!(
+                "every key in {} is now wrapped by {kek}; set PHI_KEK={kek} if it is set, \
+                 then roll the file to every gateway (SIGHUP or restart)",
+                path.display()
+            );
+        }
         KeysCommand::Status => {
-            let ring = Keyring::load(&settings.keys, production)?;
+            let ring = Keyring::load(&settings.keys, production).await?;
             let pool = db::operator_pool(&settings.database).await?;
             let usage = rekey::usage(&pool).await?;
+            match ring.kek() {
+                Some(uri) => println!("keys wrapped by {uri}"),
+                None => println!("keys in the clear (no KEK; refused in production)"),
+            }
+            let kek = |purpose: &str, id: u32| match ring.kek_version(purpose, id) {
+                Some(v) => format!("KEK version {v}"),
+                None => "not wrapped".to_string(),
+            };
             println!("data keys:");
             for (id, state) in ring.data_keys() {
                 println!(
-                    "  v{id:<4} {:<13} {} values",
+                    "  v{id:<4} {:<13} {} values  {}",
                     format!("{state:?}"),
-                    usage.rows_under_data_key(id)
+                    usage.rows_under_data_key(id),
+                    kek("data", id)
                 );
             }
             println!("index keys:");
             for (id, state) in ring.index_keys() {
                 println!(
-                    "  v{id:<4} {:<13} {} values",
+                    "  v{id:<4} {:<13} {} values  {}",
                     format!("{state:?}"),
-                    usage.rows_under_index_key(id)
+                    usage.rows_under_index_key(id),
+                    kek("index", id)
                 );
             }
             println!("by column:");
@@ -203,8 +312,9 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Retire { version, index } => {
+            let (version, index) = (*version, *index);
             let path = &settings.keys.keyring_file;
-            let mut ring = Keyring::load_file(path, production)?;
+            let (mut ring, _) = Keyring::open_file(path, &settings.keys, production).await?;
             let pool = db::operator_pool(&settings.database).await?;
             let usage = rekey::usage(&pool).await?;
             let left = if index {
@@ -244,7 +354,7 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
 }
 
 pub async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
-    let ring = Keyring::load(&settings.keys, settings.production())?;
+    let ring = Keyring::load(&settings.keys, settings.production()).await?;
     let pool = db::operator_pool(&settings.database).await?;
     let r = rekey::reencrypt(&pool, &ring, dry_run)
         .await

@@ -73,7 +73,7 @@ enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // Commands that need no settings.
     match &cli.command {
-        Command::Keys(k) if k.is_offline() => return keys::offline(k),
+        Command::Keys(k) if k.is_offline() => return keys::offline(k).await,
         Command::DevToken { user, roles } => return dev_token(user, roles),
         Command::Audit(a) if a.is_offline() => return audit::offline(a),
         _ => {}

@@ -21,7 +21,7 @@ pub struct SeedArgs {
 }
 
 pub async fn run(args: SeedArgs, settings: &Settings) -> anyhow::Result<()> {
-    let ring = Keyring::load(&settings.keys, settings.production())?;
+    let ring = Keyring::load(&settings.keys, settings.production()).await?;
     let pool = db::operator_pool(&settings.database).await?;
     if args.demo {
         let handle = std::sync::Arc::new(KeyringHandle::new(ring));

@@ -22,7 +22,7 @@ use serde::Deserialize;
 pub use audit::AuditSettings;
 pub use auth::AuthSettings;
 pub use database::{DatabaseSettings, DatabaseUrl, TlsMode};
-pub use keys::KeySettings;
+pub use keys::{KekAuth, KeySettings};
 pub use limits::{Cidr, LimitSettings};
 pub use server::{LogFormat, ServerSettings};
 

@@ -20,6 +20,9 @@ use zeroize::Zeroizing;
 use super::CryptoError;
 use super::blind_index::{self, BlindIndex};
 use super::envelope::{self, Place, Plaintext, SealedField};
+use super::kek::{self, Kek, Wrapped};
+use crate::config::KeySettings;
+use std::collections::HashMap;
 
 pub const FILE_FORMAT: &str = "phi-gateway-keyring/v1";
 
@@ -35,7 +38,7 @@ pub enum KeyState {
     Retired,
 }
 
-type KeyBytes = SecretBox<[u8; 32]>;
+use super::kek::KeyBytes;
 
 fn new_key_bytes() -> Result<KeyBytes, CryptoError> {
     let mut bytes = Box::new([0u8; 32]);
@@ -64,6 +67,7 @@ struct DataKey {
     created_at: String,
     bytes: KeyBytes,
     cipher: Aes256Gcm,
+    wrapped: Option<Wrapped>,
 }
 
 struct IndexKey {
@@ -71,10 +75,14 @@ struct IndexKey {
     state: KeyState,
     created_at: String,
     bytes: KeyBytes,
+    wrapped: Option<Wrapped>,
 }
 
 pub struct Keyring {
     development: bool,
+    /// The URI of the KEK the file's keys are wrapped by; `None`: the file
+    /// holds them in the clear (refused in production).
+    kek: Option<String>,
     data: Vec<DataKey>,
     index: Vec<IndexKey>,
 }
@@ -85,6 +93,7 @@ impl fmt::Debug for Keyring {
         let index: Vec<(u32, KeyState)> = self.index.iter().map(|k| (k.id, k.state)).collect();
         f.debug_struct("Keyring")
             .field("development", &self.development)
+            .field("kek", &self.kek)
             .field("data_keys", &data)
             .field("index_keys", &index)
             .finish()
@@ -98,6 +107,8 @@ struct FileRepr {
     format: String,
     #[serde(default)]
     development: bool,
+    #[serde(default)]
+    kek: Option<String>,
     data_keys: Vec<FileKey>,
     index_keys: Vec<FileKey>,
 }
@@ -109,11 +120,90 @@ struct FileKey {
     state: KeyState,
     #[serde(default)]
     created_at: String,
-    key: SecretString,
+    /// The key in the clear (base64), in a keyring without a KEK.
+    #[serde(default)]
+    key: Option<SecretString>,
+    /// The key wrapped by the keyring's KEK, and the KEK version.
+    #[serde(default)]
+    wrapped: Option<String>,
+    #[serde(default)]
+    kek_version: Option<String>,
 }
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn parse(text: &str) -> anyhow::Result<FileRepr> {
+    let repr: FileRepr = serde_json::from_str(text).map_err(|e| {
+        // serde_json errors quote no input for these types, but say only
+        // where, to be sure.
+        anyhow::anyhow!(
+            "keyring file is not valid (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    ensure!(
+        repr.format == FILE_FORMAT,
+        "keyring format {:?} is not {FILE_FORMAT:?}",
+        repr.format
+    );
+    Ok(repr)
+}
+
+/// Reads a key file; in production it must not be readable by group or others.
+fn read_private(path: &Path, production: bool) -> anyhow::Result<Zeroizing<String>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("reading keyring {}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            if production {
+                bail!(
+                    "keyring {} is readable by group or others (mode {mode:o}); chmod 600 it",
+                    path.display()
+                );
+            }
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "keyring file is group/world readable");
+        }
+    }
+    Ok(Zeroizing::new(std::fs::read_to_string(path).with_context(
+        || format!("reading keyring {}", path.display()),
+    )?))
+}
+
+/// Writes a secret file with mode 0600, atomically (temp file, then
+/// rename); refuses to replace one unless `replace` is set.
+pub fn write_private(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    if !replace && path.exists() {
+        bail!(
+            "{} exists; refusing to overwrite a key file (its keys may be the only way to read your data)",
+            path.display()
+        );
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 impl Keyring {
@@ -123,18 +213,21 @@ impl Keyring {
         let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
         Ok(Self {
             development,
+            kek: None,
             data: vec![DataKey {
                 id: 1,
                 state: KeyState::Active,
                 created_at: now(),
                 bytes,
                 cipher,
+                wrapped: None,
             }],
             index: vec![IndexKey {
                 id: 1,
                 state: KeyState::Active,
                 created_at: now(),
                 bytes: new_key_bytes()?,
+                wrapped: None,
             }],
         })
     }
@@ -154,61 +247,119 @@ impl Keyring {
         let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
         Ok(Self {
             development: false,
+            kek: None,
             data: vec![DataKey {
                 id: 1,
                 state: KeyState::Active,
                 created_at: String::new(),
                 bytes,
                 cipher,
+                wrapped: None,
             }],
             index: vec![IndexKey {
                 id: 1,
                 state: KeyState::Active,
                 created_at: String::new(),
                 bytes: index,
+                wrapped: None,
             }],
         })
     }
 
-    /// Parses a keyring file's text and checks its invariants.
+    /// Parses a keyring file's text and checks its invariants: a keyring in
+    /// the clear only (a wrapped one needs its KEK: `from_file_text_with`).
     pub fn from_file_text(text: &str) -> anyhow::Result<Self> {
-        let repr: FileRepr = serde_json::from_str(text).map_err(|e| {
-            // serde_json errors quote no input for these types, but say only
-            // where, to be sure.
-            anyhow::anyhow!(
-                "keyring file is not valid (line {}, column {})",
-                e.line(),
-                e.column()
-            )
-        })?;
+        Self::assemble(parse(text)?, HashMap::new())
+    }
+
+    /// Parses a keyring file's text, unwrapping its keys with `kek` (which
+    /// must be the KEK the file names).
+    pub async fn from_file_text_with(text: &str, kek: &Kek) -> anyhow::Result<Self> {
+        let repr = parse(text)?;
+        let named = repr
+            .kek
+            .as_deref()
+            .context("the keyring is not wrapped (it holds its keys in the clear)")?;
         ensure!(
-            repr.format == FILE_FORMAT,
-            "keyring format {:?} is not {FILE_FORMAT:?}",
-            repr.format
+            named == kek.uri(),
+            "the keyring is wrapped by {named}, not by {}",
+            kek.uri()
         );
+        let mut opened = HashMap::new();
+        for (purpose, keys) in [("data", &repr.data_keys), ("index", &repr.index_keys)] {
+            for k in keys {
+                if let Some(w) = &k.wrapped {
+                    opened.insert(
+                        (purpose, k.id),
+                        kek.unwrap(&kek::binding(purpose, k.id), w).await?,
+                    );
+                }
+            }
+        }
+        Self::assemble(repr, opened)
+    }
+
+    fn assemble(
+        repr: FileRepr,
+        mut opened: HashMap<(&'static str, u32), KeyBytes>,
+    ) -> anyhow::Result<Self> {
+        let mut take = |purpose: &'static str,
+                        k: &FileKey|
+         -> anyhow::Result<(KeyBytes, Option<Wrapped>)> {
+            match (&repr.kek, &k.key, &k.wrapped) {
+                (None, Some(key), None) => {
+                    Ok((decode_key(key, &format!("{purpose} key {}", k.id))?, None))
+                }
+                (Some(uri), None, Some(w)) => {
+                    let bytes = opened.remove(&(purpose, k.id)).with_context(|| {
+                        format!("{purpose} key {} is wrapped by {uri}; the keyring must be opened with that KEK", k.id)
+                    })?;
+                    Ok((
+                        bytes,
+                        Some(Wrapped {
+                            ciphertext: w.clone(),
+                            version: k.kek_version.clone().unwrap_or_default(),
+                        }),
+                    ))
+                }
+                (Some(_), Some(_), _) => bail!(
+                    "{purpose} key {} is in the clear in a wrapped keyring; refusing it",
+                    k.id
+                ),
+                (None, _, Some(_)) => bail!(
+                    "{purpose} key {} is wrapped but the keyring names no KEK",
+                    k.id
+                ),
+                _ => bail!("{purpose} key {} has no key", k.id),
+            }
+        };
         let mut data = Vec::with_capacity(repr.data_keys.len());
-        for k in repr.data_keys {
-            let bytes = decode_key(&k.key, &format!("data key {}", k.id))?;
+        for k in &repr.data_keys {
+            let (bytes, wrapped) = take("data", k)?;
             let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
             data.push(DataKey {
                 id: k.id,
                 state: k.state,
-                created_at: k.created_at,
+                created_at: k.created_at.clone(),
                 bytes,
                 cipher,
+                wrapped,
             });
         }
         let mut index = Vec::with_capacity(repr.index_keys.len());
-        for k in repr.index_keys {
+        for k in &repr.index_keys {
+            let (bytes, wrapped) = take("index", k)?;
             index.push(IndexKey {
                 id: k.id,
                 state: k.state,
-                created_at: k.created_at,
-                bytes: decode_key(&k.key, &format!("index key {}", k.id))?,
+                created_at: k.created_at.clone(),
+                bytes,
+                wrapped,
             });
         }
         let ring = Self {
             development: repr.development,
+            kek: repr.kek.clone(),
             data,
             index,
         };
@@ -261,44 +412,81 @@ impl Keyring {
         Ok(())
     }
 
-    /// Reads a keyring file. In production the file must not be readable by
-    /// group or others and must not be a development keyring.
+    /// Reads a keyring file in the clear (tools and tests; the service uses
+    /// `load`). Production refuses it: its keys must be wrapped by a KEK.
     pub fn load_file(path: &Path, production: bool) -> anyhow::Result<Self> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(path)
-                .with_context(|| format!("reading keyring {}", path.display()))?;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                if production {
-                    bail!(
-                        "keyring {} is readable by group or others (mode {mode:o}); chmod 600 it",
+        let text = read_private(path, production)?;
+        let ring = Self::from_file_text(&text)
+            .with_context(|| format!("loading keyring {}", path.display()))?;
+        ring.check_environment(path, production)?;
+        Ok(ring)
+    }
+
+    /// Reads a keyring file, unwrapping its keys with the KEK it names (the
+    /// settings' `kek`, when set, must be that one). Returns the connected
+    /// KEK too, for commands that write the keyring back.
+    pub async fn open_file(
+        path: &Path,
+        settings: &KeySettings,
+        production: bool,
+    ) -> anyhow::Result<(Self, Option<Kek>)> {
+        let text = read_private(path, production)?;
+        let named = parse(&text)
+            .with_context(|| format!("loading keyring {}", path.display()))?
+            .kek;
+        let (ring, kek) = match named {
+            None => (
+                Self::from_file_text(&text)
+                    .with_context(|| format!("loading keyring {}", path.display()))?,
+                None,
+            ),
+            Some(uri) => {
+                if let Some(want) = &settings.kek {
+                    ensure!(
+                        *want == uri,
+                        "keyring {} is wrapped by {uri}, but the settings name {want} (PHI_KEK):                          rewrap it (`phi-gateway keys rewrap --kek {want}`) or correct the setting",
                         path.display()
                     );
                 }
-                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "keyring file is group/world readable");
+                let kek = Kek::connect(&uri, &settings.kek_auth, production)
+                    .await
+                    .with_context(|| format!("opening keyring {}", path.display()))?;
+                let ring = Self::from_file_text_with(&text, &kek)
+                    .await
+                    .with_context(|| format!("opening keyring {}", path.display()))?;
+                (ring, Some(kek))
             }
-        }
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading keyring {}", path.display()))?,
-        );
-        let ring = Self::from_file_text(&text)
-            .with_context(|| format!("loading keyring {}", path.display()))?;
-        if production && ring.development {
+        };
+        ring.check_environment(path, production)?;
+        Ok((ring, kek))
+    }
+
+    fn check_environment(&self, path: &Path, production: bool) -> anyhow::Result<()> {
+        if production && self.development {
             bail!(
                 "keyring {} is a development keyring; production needs one made with `phi-gateway keys generate`",
                 path.display()
             );
         }
-        Ok(ring)
+        if production && self.kek.is_none() {
+            bail!(
+                "keyring {} holds its keys in the clear; production needs them wrapped by a key-encryption key: \
+                 `phi-gateway keys wrap --kek transit://HOST:PORT/KEY` (keys/README.md)",
+                path.display()
+            );
+        }
+        Ok(())
     }
 
-    /// The service's keyring: the environment's single keys when set, else
-    /// the keyring file. No key at all is an error, in every environment.
-    pub fn load(settings: &crate::config::KeySettings, production: bool) -> anyhow::Result<Self> {
+    /// The service's keyring: the environment's single keys when set
+    /// (development only), else the keyring file, unwrapped with its KEK.
+    /// No key at all is an error, in every environment.
+    pub async fn load(settings: &KeySettings, production: bool) -> anyhow::Result<Self> {
         match (&settings.data_key, &settings.index_key) {
+            (Some(_), Some(_)) if production => bail!(
+                "DATABASE_ENCRYPTION_KEY and DATABASE_BLIND_INDEX_KEY hold keys in the clear; production refuses them: \
+                 use a keyring file wrapped by a key-encryption key (`phi-gateway keys generate --kek URI`)"
+            ),
             (Some(d), Some(i)) => Self::from_single_keys(d, i),
             (Some(_), None) => bail!(
                 "DATABASE_ENCRYPTION_KEY is set but DATABASE_BLIND_INDEX_KEY is not: blind indexes need their own key \
@@ -308,7 +496,11 @@ impl Keyring {
                 bail!("DATABASE_BLIND_INDEX_KEY is set but DATABASE_ENCRYPTION_KEY is not")
             }
             (None, None) if settings.keyring_file.exists() => {
-                Self::load_file(&settings.keyring_file, production)
+                Ok(
+                    Self::open_file(&settings.keyring_file, settings, production)
+                        .await?
+                        .0,
+                )
             }
             (None, None) => bail!(
                 "no encryption keys: {} does not exist. Create one with `phi-gateway keys generate --out {}` \
@@ -319,54 +511,110 @@ impl Keyring {
         }
     }
 
-    /// The file's text. Key bytes are base64-encoded here and nowhere else.
-    pub fn to_file_text(&self) -> Zeroizing<String> {
-        let key = |id: u32, state: KeyState, created_at: &str, bytes: &KeyBytes| {
-            serde_json::json!({
-                "id": id,
-                "state": state,
-                "created_at": created_at,
-                "key": B64.encode(bytes.expose_secret()),
+    /// The file's text. Key bytes are base64-encoded here and nowhere else,
+    /// and only in a keyring without a KEK; a wrapped keyring writes each
+    /// key's wrapped form and fails if one is missing (`wrap_with` first).
+    pub fn to_file_text(&self) -> anyhow::Result<Zeroizing<String>> {
+        let key = |purpose: &str,
+                   id: u32,
+                   state: KeyState,
+                   created_at: &str,
+                   bytes: &KeyBytes,
+                   wrapped: &Option<Wrapped>|
+         -> anyhow::Result<serde_json::Value> {
+            Ok(match (&self.kek, wrapped) {
+                (None, _) => serde_json::json!({
+                    "id": id,
+                    "state": state,
+                    "created_at": created_at,
+                    "key": B64.encode(bytes.expose_secret()),
+                }),
+                (Some(_), Some(w)) => serde_json::json!({
+                    "id": id,
+                    "state": state,
+                    "created_at": created_at,
+                    "wrapped": w.ciphertext,
+                    "kek_version": w.version,
+                }),
+                (Some(uri), None) => bail!("{purpose} key {id} is not wrapped by {uri} yet"),
             })
         };
-        let value = serde_json::json!({
+        let mut data = Vec::with_capacity(self.data.len());
+        for k in &self.data {
+            data.push(key(
+                "data",
+                k.id,
+                k.state,
+                &k.created_at,
+                &k.bytes,
+                &k.wrapped,
+            )?);
+        }
+        let mut index = Vec::with_capacity(self.index.len());
+        for k in &self.index {
+            index.push(key(
+                "index",
+                k.id,
+                k.state,
+                &k.created_at,
+                &k.bytes,
+                &k.wrapped,
+            )?);
+        }
+        let mut value = serde_json::json!({
             "format": FILE_FORMAT,
             "development": self.development,
-            "data_keys": self.data.iter().map(|k| key(k.id, k.state, &k.created_at, &k.bytes)).collect::<Vec<_>>(),
-            "index_keys": self.index.iter().map(|k| key(k.id, k.state, &k.created_at, &k.bytes)).collect::<Vec<_>>(),
         });
-        Zeroizing::new(serde_json::to_string_pretty(&value).expect("JSON of strings") + "\n")
+        if let Some(uri) = &self.kek {
+            value["kek"] = serde_json::json!(uri);
+        }
+        value["data_keys"] = serde_json::Value::Array(data);
+        value["index_keys"] = serde_json::Value::Array(index);
+        // The JSON value holds the base64 of clear keys (no KEK) until it
+        // is dropped; the text written is wiped.
+        Ok(Zeroizing::new(
+            serde_json::to_string_pretty(&value).expect("JSON of strings") + "\n",
+        ))
+    }
+
+    /// Wraps every key by `kek` and records it as the keyring's KEK. Keys
+    /// already wrapped by it stay as they are unless `rewrap` is set (a new
+    /// transit key version, or another KEK: then every key is wrapped anew).
+    pub async fn wrap_with(&mut self, kek: &Kek, rewrap: bool) -> anyhow::Result<()> {
+        let fresh = rewrap || self.kek.as_deref() != Some(kek.uri());
+        for k in &mut self.data {
+            if fresh || k.wrapped.is_none() {
+                k.wrapped = Some(kek.wrap(&kek::binding("data", k.id), &k.bytes).await?);
+            }
+        }
+        for k in &mut self.index {
+            if fresh || k.wrapped.is_none() {
+                k.wrapped = Some(kek.wrap(&kek::binding("index", k.id), &k.bytes).await?);
+            }
+        }
+        self.kek = Some(kek.uri().to_string());
+        Ok(())
+    }
+
+    /// The KEK the keys are wrapped by, if any.
+    pub fn kek(&self) -> Option<&str> {
+        self.kek.as_deref()
+    }
+
+    /// The KEK version wrapping a key (`purpose` "data" or "index").
+    pub fn kek_version(&self, purpose: &str, id: u32) -> Option<&str> {
+        let w = match purpose {
+            "data" => self.data.iter().find(|k| k.id == id)?.wrapped.as_ref(),
+            _ => self.index.iter().find(|k| k.id == id)?.wrapped.as_ref(),
+        };
+        w.map(|w| w.version.as_str())
     }
 
     /// Writes the file with mode 0600, atomically (temp file, then rename).
     /// Refuses to replace a file unless `replace` is set.
     pub fn write_file(&self, path: &Path, replace: bool) -> anyhow::Result<()> {
-        use std::io::Write;
-        if !replace && path.exists() {
-            bail!(
-                "{} exists; refusing to overwrite a keyring (its keys may be the only way to read your data)",
-                path.display()
-            );
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(self.to_file_text().as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-        Ok(())
+        let text = self.to_file_text()?;
+        write_private(path, text.as_bytes(), replace)
     }
 
     pub fn is_development(&self) -> bool {
@@ -440,6 +688,7 @@ impl Keyring {
             created_at: now(),
             bytes,
             cipher,
+            wrapped: None,
         });
         Ok(id)
     }
@@ -458,6 +707,7 @@ impl Keyring {
             state: KeyState::Active,
             created_at: now(),
             bytes: new_key_bytes()?,
+            wrapped: None,
         });
         Ok(id)
     }
@@ -553,7 +803,7 @@ mod tests {
     #[test]
     fn debug_shows_versions_never_key_bytes() {
         let ring = Keyring::generate(true).unwrap();
-        let text = ring.to_file_text();
+        let text = ring.to_file_text().unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let key = json["data_keys"][0]["key"].as_str().unwrap().to_string();
         let debug = format!("{ring:?}");
@@ -566,7 +816,7 @@ mod tests {
         let mut ring = Keyring::generate(false).unwrap();
         let v1 = ring.seal(b"hello", &place()).unwrap();
         ring.rotate().unwrap();
-        let text = ring.to_file_text();
+        let text = ring.to_file_text().unwrap();
         let back = Keyring::from_file_text(&text).unwrap();
         assert_eq!(
             back.data_keys(),
@@ -589,7 +839,7 @@ mod tests {
     #[test]
     fn invalid_files_are_refused_with_reasons() {
         let ring = Keyring::generate(false).unwrap();
-        let good: serde_json::Value = serde_json::from_str(&ring.to_file_text()).unwrap();
+        let good: serde_json::Value = serde_json::from_str(&ring.to_file_text().unwrap()).unwrap();
 
         let mut two_active = good.clone();
         two_active["data_keys"]
@@ -640,7 +890,10 @@ mod tests {
             .unwrap()
             .write_file(&prod, false)
             .unwrap();
-        assert!(Keyring::load_file(&prod, true).is_ok());
+        // Keys in the clear: production refuses them.
+        let err = Keyring::load_file(&prod, true).unwrap_err();
+        assert!(format!("{err:#}").contains("in the clear"), "{err:#}");
+        assert!(Keyring::load_file(&prod, false).is_ok());
         std::fs::set_permissions(&prod, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = Keyring::load_file(&prod, true).unwrap_err();
         assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");

@@ -6,12 +6,14 @@
 
 pub mod blind_index;
 pub mod envelope;
+pub mod kek;
 pub mod keyring;
 #[cfg(test)]
 mod tests;
 
 pub use blind_index::BlindIndex;
 pub use envelope::{Place, Plaintext, SealedField};
+pub use kek::{Kek, KekAuth};
 pub use keyring::{KeyState, Keyring};
 
 use std::sync::{Arc, RwLock};

@@ -118,7 +118,7 @@ fn blind_indexes_are_per_column_and_stable() {
         a,
         r.blind_index("symptom_submissions", "contact_email", "ann@example.org")
     );
-    let mut rotated = Keyring::from_file_text(&r.to_file_text()).unwrap();
+    let mut rotated = Keyring::from_file_text(&r.to_file_text().unwrap()).unwrap();
     rotated.rotate_index().unwrap();
     let candidates = rotated.blind_index_candidates("practitioners", "email", "ann@example.org");
     assert_eq!(candidates.len(), 2);

@@ -53,7 +53,7 @@ async fn keys_reencrypt_and_audit_commands_work_end_to_end() {
         ("DATABASE_BLIND_INDEX_KEY", ""),
     ];
     let address = start_server(test_settings(&db.app_url(), &extra)).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let app = crate::helpers::TestApp::at(&address, &client);
     for i in 0..5 {
         let body = json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}], "notes": format!("n{i}")});

@@ -61,6 +61,14 @@ pub fn token(user_id: &str, roles: &[&str]) -> String {
     }))
 }
 
+/// An HTTP client for the tests. reqwest's TLS is rustls without a built-in
+/// crypto provider (the gateway's transit client picks ring), so one is
+/// installed first.
+pub fn http_client() -> reqwest::Client {
+    phi_gateway::crypto::kek::install_tls_provider();
+    reqwest::Client::new()
+}
+
 pub fn bearer(user_id: &str, roles: &[&str]) -> String {
     format!("JWT {}", token(user_id, roles))
 }
@@ -191,7 +199,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let address = start_server(settings).await;
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: crate::helpers::http_client(),
         db,
     }
 }

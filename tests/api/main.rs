@@ -11,6 +11,7 @@ mod disclosure;
 mod health;
 mod herbs;
 mod http_errors;
+mod kek;
 mod limits;
 mod migrations;
 mod operations;

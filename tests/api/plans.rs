@@ -204,7 +204,7 @@ async fn no_list_reads_a_large_table_from_end_to_end() {
     let address = start_server(settings).await;
     let app = TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: crate::helpers::http_client(),
         db,
     };
 

@@ -46,7 +46,7 @@ async fn behind_bouncer() -> TestApp {
     let address = start_server(settings).await;
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: crate::helpers::http_client(),
         db,
     }
 }

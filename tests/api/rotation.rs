@@ -45,7 +45,7 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
         ("DATABASE_BLIND_INDEX_KEY", ""),
     ];
     let v1 = start_server(test_settings(&db.app_url(), &no_env_keys)).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let app = |base: &str| crate::helpers::TestApp::at(base, &client);
 
     let mut ids = Vec::new();
@@ -60,7 +60,7 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
     assert_eq!(key_ids(&admin).await, vec![(1, 30)]);
 
     // Rotate: v2 active, v1 decrypt-only. A restarted gateway picks it up.
-    let mut ring = Keyring::load_file(&path, true).unwrap();
+    let mut ring = Keyring::load_file(&path, false).unwrap();
     assert_eq!(ring.rotate().unwrap(), 2);
     ring.write_file(&path, true).unwrap();
     let v2 = start_server(test_settings(&db.app_url(), &no_env_keys)).await;
@@ -84,7 +84,7 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
         let base = v2.clone();
         let ids = ids.clone();
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = crate::helpers::http_client();
             let app = crate::helpers::TestApp::at(&base, &client);
             let mut last: HashMap<String, String> = HashMap::new();
             let mut created = 0;
@@ -183,7 +183,7 @@ async fn index_key_rotation_reindexes_and_lookups_work_throughout() {
         ("DATABASE_ENCRYPTION_KEY", ""),
         ("DATABASE_BLIND_INDEX_KEY", ""),
     ];
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let before = start_server(test_settings(&db.app_url(), &extra)).await;
     let a = crate::helpers::TestApp::at(&before, &client);
     assert_eq!(
@@ -193,7 +193,7 @@ async fn index_key_rotation_reindexes_and_lookups_work_throughout() {
         201
     );
 
-    let mut ring = Keyring::load_file(&path, true).unwrap();
+    let mut ring = Keyring::load_file(&path, false).unwrap();
     ring.rotate_index().unwrap();
     ring.write_file(&path, true).unwrap();
     let after = start_server(test_settings(&db.app_url(), &extra)).await;

@@ -50,6 +50,10 @@ pub fn worker_pool(
 /// acquire: one more round trip for every request.
 fn checked_when_idle(options: PgPoolOptions) -> PgPoolOptions {
     options
+        // The policies and guard triggers are written for phi_app: a
+        // service connection as any other role (an owner, a superuser, a
+        // role that bypasses row security) would switch them off.
+        .after_connect(|conn, _| Box::pin(crate::store::health::check_service_role(conn)))
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {

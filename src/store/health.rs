@@ -37,3 +37,26 @@ pub async fn refresh_analytics(conn: &mut PgConnection) -> Result<()> {
     q("SELECT analytics.refresh()").execute(conn).await?;
     Ok(())
 }
+
+/// Refuses a service connection that is not phi_app, or that could bypass
+/// row-level security. Runs once per new connection (an unnamed statement,
+/// so PgBouncer in transaction mode is fine).
+pub async fn check_service_role(conn: &mut PgConnection) -> std::result::Result<(), sqlx::Error> {
+    let (user, bypass): (String, bool) = sqlx::query_as(
+        "SELECT session_user::text, r.rolsuper OR r.rolbypassrls \
+         FROM pg_roles r WHERE r.rolname = session_user",
+    )
+    .persistent(false)
+    .fetch_one(conn)
+    .await?;
+    if user != "phi_app" || bypass {
+        return Err(sqlx::Error::Configuration(
+            format!(
+                "DATABASE_URL logs in as {user:?}: the service must log in as phi_app \
+                 (the row-level security policies and guards are written for it)"
+            )
+            .into(),
+        ));
+    }
+    Ok(())
+}

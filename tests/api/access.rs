@@ -453,6 +453,27 @@ async fn the_access_matrix() {
         "not shared with them"
     );
     assert_eq!(status(DOC_YES, "reviewed").await, 200, "shared: reviewed");
+    // Reviewing carries no other change: not the sealed region (which also
+    // feeds the analytics facts), with the status or once reviewed.
+    let sub_path = format!("/api/symptom-submissions/{}", w.sub_a);
+    let region_before =
+        json(call(&app, Method::GET, &sub_path, PAT_A, None).await).await["region"].clone();
+    for body in [
+        json!({"status": "reviewed", "region": "FR"}),
+        json!({"region": "FR"}),
+        json!({"status": "reviewed", "dateOfBirth": "1950-01-01"}),
+    ] {
+        let s = call(&app, Method::PATCH, &sub_path, DOC_YES, Some(&body))
+            .await
+            .status();
+        assert_eq!(
+            s, 403,
+            "a practitioner changes nothing but the status: {body}"
+        );
+    }
+    let region_after =
+        json(call(&app, Method::GET, &sub_path, PAT_A, None).await).await["region"].clone();
+    assert_eq!(region_before, region_after);
     assert_eq!(
         status(DOC_YES, "archived").await,
         403,

@@ -167,3 +167,30 @@ async fn database_health_is_503_while_postgres_is_down_and_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_service_connection_that_could_bypass_row_security_is_refused() {
+    // The policies and guards are written for phi_app: the gateway logged in
+    // as the superuser (or any other role) serves nothing.
+    let db = crate::helpers::TestDb::migrated().await;
+    let address = start_server(test_settings(&db.admin_url(), &[])).await;
+    let client = crate::helpers::http_client();
+    let res = client
+        .get(format!("{address}/api/symptom-submissions"))
+        .header("authorization", crate::helpers::bearer("ann", &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let body = json(res).await;
+    assert!(
+        !body.to_string().contains("phi_app"),
+        "no detail to callers: {body}"
+    );
+    let res = client
+        .get(format!("{address}/health/database"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+}

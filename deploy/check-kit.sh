@@ -229,6 +229,12 @@ for k, v in {"PHI_ENVIRONMENT": "production", "PHI_HOST": "0.0.0.0", "DATABASE_T
     check(env.get(k, {}).get("value") == v, f"env {k}={v}")
 for k in ("DATABASE_URL", "AUDIT_SEALER_DATABASE_URL", "PAYLOAD_SECRET"):
     check("secretKeyRef" in env.get(k, {}).get("valueFrom", {}), f"env {k} from a Secret")
+# The key-encryption key: named, and its token read from a mounted Secret.
+check(env.get("PHI_KEK", {}).get("value", "").startswith("transit://"), "env PHI_KEK=transit://... (TLS)")
+tok = env.get("PHI_KEK_TOKEN_FILE", {}).get("value")
+tv = volume_behind(pod, main, tok) if tok else None
+check(tv is not None and "secret" in tv[1] and tv[0].get("readOnly") is True,
+      "PHI_KEK_TOKEN_FILE is a file of a read-only Secret volume")
 grace = pod["terminationGracePeriodSeconds"]
 stop = int(env["PHI_SHUTDOWN_TIMEOUT_SECS"]["value"])
 pre = main.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
@@ -285,7 +291,8 @@ ing = np["spec"]["ingress"]
 check(len(ing) == 1 and ing[0]["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "payload-cms"}}}]
       and ing[0]["ports"] == [{"protocol": "TCP", "port": 8080}], "ingress: only payload-cms pods, TCP 8080")
 eg = sorted((p["protocol"], p["port"]) for rule in np["spec"]["egress"] for p in rule["ports"])
-check(eg == [("TCP", 53), ("TCP", 5432), ("UDP", 53)], f"egress: only 5432/TCP and DNS, got {eg}")
+check(eg == [("TCP", 53), ("TCP", 5432), ("TCP", 8200), ("UDP", 53)],
+      f"egress: only 5432/TCP, the key service 8200/TCP and DNS, got {eg}")
 check(all(rule.get("to") for rule in np["spec"]["egress"]), "egress rules name their peers")
 
 job = docs["Job"]
@@ -352,13 +359,15 @@ problems = [f"{k}={v} (found {values.get(k)})" for k, v in want.items() if value
 if values.get("SystemCallFilter") != ["@system-service", "~@privileged @resources"]:
     problems.append(f"SystemCallFilter=@system-service, ~@privileged @resources (found {values.get('SystemCallFilter')})")
 creds = sorted(v.split(":", 1)[0] for v in values.get("LoadCredential", []))
-if creds != ["audit-signing.json", "keyring.json", "secrets.env"]:
-    problems.append(f"LoadCredential= keyring.json, audit-signing.json, secrets.env (found {creds})")
+if creds != ["audit-signing.json", "kek-token", "keyring.json", "secrets.env"]:
+    problems.append(f"LoadCredential= keyring.json, audit-signing.json, secrets.env, kek-token (found {creds})")
+if "PHI_KEK_TOKEN_FILE=%d/kek-token" not in values.get("Environment", []):
+    problems.append("Environment=PHI_KEK_TOKEN_FILE=%d/kek-token")
 if "${CREDENTIALS_DIRECTORY}" not in "".join(values.get("ExecStart", [])):
     problems.append("ExecStart= reads ${CREDENTIALS_DIRECTORY}")
 if problems:
     raise SystemExit("\n".join(problems))
-print(len(want) + 3)
+print(len(want) + 4)
 PY
 ); then
   ok "unit directives: $out required settings present"

@@ -29,19 +29,23 @@ pub async fn reload(handle: &KeyringHandle, settings: &Settings) -> anyhow::Resu
 
 pub fn watch(handle: Arc<KeyringHandle>, settings: Settings) {
     #[cfg(unix)]
-    tokio::spawn(async move {
+    {
         use tokio::signal::unix::{SignalKind, signal};
+        // Registered here, before serving goes on: a SIGHUP's default is to
+        // end the process.
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
             tracing::warn!("cannot listen for SIGHUP: keyring reload needs a restart");
             return;
         };
-        while hup.recv().await.is_some() {
-            match reload(&handle, &settings).await {
-                Ok(()) => tracing::info!(keyring = ?handle.current(), "keyring reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays")
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match reload(&handle, &settings).await {
+                    Ok(()) => tracing::info!(keyring = ?handle.current(), "keyring reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays")
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 }

@@ -437,9 +437,12 @@ fn payload_param(k: &str, v: &str) -> Result<(), ApiError> {
         "trash" => Err(bad(
             "trash: this gateway keeps no trash (deletes are final); omit trash or send trash=false.",
         )),
-        "populate" | "joins" => Err(bad(format!(
-            "{k}: not supported here; use depth to populate relationships."
-        ))),
+        _ if ["populate", "joins"].contains(&k.split('[').next().unwrap_or(k)) => {
+            Err(bad(format!(
+                "{}: not supported here; use depth to populate relationships.",
+                k.split('[').next().unwrap_or(k)
+            )))
+        }
         other => Err(bad(format!("Unknown query parameter '{}'.", shown(other)))),
     }
 }
@@ -967,6 +970,91 @@ pub fn parse(
     Ok(out)
 }
 
+/// Payload's `GET /api/{collection}/count`: `where` (and the collection's
+/// own filters) only; the count stops where a list's would (10,000, or
+/// 1,000 without credentials) and says so. The query runs as a list with no
+/// page (`limit` 0), so it is scoped and audited as one.
+pub fn parse_count(
+    query: &str,
+    coll: &Collection,
+    params: &[ParamSpec],
+    who: &Principal,
+) -> Result<ListQuery, ApiError> {
+    for (k, _) in form_urlencoded::parse(query.as_bytes()) {
+        let paging = ["limit", "page", "sort", "pagination", "depth"];
+        if paging.contains(&k.as_ref()) || k.starts_with("select[") {
+            return Err(bad(format!(
+                "count takes where and the collection's filters only, not '{}'.",
+                shown(&k)
+            )));
+        }
+    }
+    let mut q = parse(query, coll, params, who)?;
+    q.limit = 0;
+    q.page = 1;
+    q.pagination = true;
+    Ok(q)
+}
+
+/// Payload's bulk `PATCH`/`DELETE /api/{collection}?where=..`: a filter is
+/// required (a bulk change of everything is refused), paging parameters
+/// are not taken; the listing asks for one more than the bulk maximum so
+/// that too many matches are refused, not cut.
+pub fn parse_bulk(
+    query: &str,
+    coll: &Collection,
+    params: &[ParamSpec],
+    who: &Principal,
+    max: usize,
+) -> Result<ListQuery, ApiError> {
+    for (k, _) in form_urlencoded::parse(query.as_bytes()) {
+        let paging = ["limit", "page", "sort", "pagination", "depth"];
+        if paging.contains(&k.as_ref()) || k.starts_with("select[") {
+            return Err(bad(format!(
+                "a bulk change takes where and the collection's filters only, not '{}'.",
+                shown(&k)
+            )));
+        }
+    }
+    let mut q = parse(query, coll, params, who)?;
+    if q.filter.is_none() && q.near.is_none() && q.params.is_empty() {
+        return Err(bad(
+            "a bulk change needs where (a change of every document is not taken).",
+        ));
+    }
+    q.limit = max as u32 + 1;
+    q.page = 1;
+    q.pagination = false;
+    Ok(q)
+}
+
+/// The answer of a bulk change (Payload's `BulkOperationResult`). All or
+/// nothing: `errors` is always empty when the change is made.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Bulk<T> {
+    pub docs: Vec<T>,
+    pub errors: Vec<serde_json::Value>,
+    pub message: String,
+}
+
+/// The answer of `GET /api/{collection}/count`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Count {
+    pub total_docs: i64,
+    /// `true` when more match than `totalDocs` (see `Page`).
+    pub total_docs_capped: bool,
+}
+
+impl<T> From<Page<T>> for Count {
+    fn from(p: Page<T>) -> Self {
+        Self {
+            total_docs: p.total_docs,
+            total_docs_capped: p.total_docs_capped,
+        }
+    }
+}
+
 /// Payload's paginated list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -998,7 +1086,12 @@ impl<T> Page<T> {
             (docs.len() as i64, false)
         };
         let limit = q.limit as i64;
-        let total_pages = ((total_docs + limit - 1) / limit).max(1);
+        // `limit` 0 is a count (`parse_count`): no pages.
+        let total_pages = if limit == 0 {
+            0
+        } else {
+            ((total_docs + limit - 1) / limit).max(1)
+        };
         let page = q.page;
         Self {
             docs,

@@ -181,6 +181,7 @@ fn serve(
     let cookies = web::Data::new(CookieAuth {
         origins: settings.auth.csrf_origins.clone(),
     });
+    let csrf_origins = settings.auth.csrf_origins.clone();
     let metrics = web::Data::from(metrics);
     let limits = web::Data::new(BodyLimits {
         max_bytes: settings.server.max_body_bytes,
@@ -203,6 +204,7 @@ fn serve(
         svc.pool = pool.clone();
         let api_keys = ApiKeys::new(pool.clone(), svc.keyring.clone());
         let gate = gate.for_worker(&anonymous, per_worker, workers as u32);
+        let csrf_origins = csrf_origins.clone();
         let mut app = App::new();
         if let Some(v) = &verifier {
             app = app.app_data(v.clone());
@@ -212,6 +214,10 @@ fn serve(
         }
         app.wrap(from_fn(crate::gate::gate))
             .wrap(TracingLogger::<PhiRootSpan>::new())
+            .wrap(actix_web::middleware::Condition::new(
+                !csrf_origins.is_empty(),
+                cors(&csrf_origins),
+            ))
             .wrap(from_fn(request_context))
             .app_data(web::Data::new(gate))
             .app_data(web::Data::new(pool))
@@ -240,4 +246,27 @@ fn serve(
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NotFound)
+}
+
+/// CORS for the origins cookie authentication is honoured from (Payload's
+/// `csrf` list, `PHI_CSRF_ORIGINS`), with credentials. Without origins
+/// there is no CORS at all: browsers keep cross-origin answers from pages.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::{Method, header};
+    let mut c = actix_cors::Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("x-break-glass-reason"),
+        ])
+        .expose_headers([header::HeaderName::from_static("x-request-id")])
+        .supports_credentials()
+        .max_age(600);
+    for o in origins {
+        c = c.allowed_origin(o);
+    }
+    c
 }

@@ -11,7 +11,7 @@ use crate::domain::consent::{ConsentDoc, ConsentInput};
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::identity::Principal;
-use crate::query::{self, Page, param, repeatable};
+use crate::query::{self, Bulk, Page, param, repeatable};
 use crate::routes::params::DocResponse;
 use crate::schema;
 use crate::service::{Services, consents, herbs, practitioners, submissions};
@@ -40,6 +40,15 @@ fn deleted<T: Serialize>(doc: T) -> HttpResponse {
     })
 }
 
+fn bulk<T: Serialize>(docs: Vec<T>, verb: &str, plural: &str) -> HttpResponse {
+    let message = format!("{verb} {} {plural} successfully.", docs.len());
+    respond::ok(&Bulk {
+        docs,
+        errors: vec![],
+        message,
+    })
+}
+
 type Svc = web::Data<Services>;
 type Id = web::Path<Uuid>;
 type Reply = Result<HttpResponse, ApiError>;
@@ -47,7 +56,7 @@ type Reply = Result<HttpResponse, ApiError>;
 /// Five handlers per collection, identical in shape, each with its OpenAPI
 /// description.
 macro_rules! collection {
-    ($module:ident, $service:ident, $singular:literal, $coll:expr, $extra:expr, $list:literal, $item:literal, $tag:literal,
+    ($module:ident, $service:ident, $singular:literal, $plural:literal, $coll:expr, $extra:expr, $list:literal, $count:literal, $item:literal, $tag:literal,
      $doc:ty, $fields:ty, $new:ty $(, $params:ty)?) => {
         pub mod $module {
             use super::*;
@@ -64,6 +73,43 @@ macro_rules! collection {
                 let select = q.select.clone();
                 let found = $service::list(&svc, &who, q).await?;
                 Ok(respond::ok(&shape::page(found, &select)))
+            }
+
+            #[utoipa::path(get, path = $count, tag = $tag, params(crate::routes::params::CountParams $(, $params)?), responses(
+                (status = 200, description = "How many documents match, as the same list would count them", body = crate::query::Count),
+                (status = 400, description = "Unknown field, operator or parameter, or a paging parameter", body = ErrorBody),
+                (status = 401, description = "Bad credentials", body = ErrorBody),
+            ))]
+            pub async fn count(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
+                let q = query::parse_count(req.query_string(), &$coll, $extra, &who)?;
+                let found = $service::list(&svc, &who, q).await?;
+                Ok(respond::ok(&crate::query::Count::from(found)))
+            }
+
+            #[utoipa::path(patch, path = $list, tag = $tag, params(crate::routes::params::CountParams $(, $params)?), request_body = $fields, responses(
+                (status = 200, description = "Every matching document changed, in one transaction", body = Bulk<$doc>),
+                (status = 400, description = "No filter, more than 100 matches, or a validation error: nothing changed", body = ErrorBody),
+                (status = 401, description = "Not logged in", body = ErrorBody),
+                (status = 403, description = "One of them not yours to change: nothing changed", body = ErrorBody),
+                (status = 413, description = "Body too large", body = ErrorBody),
+                (status = 415, description = "Not application/json", body = ErrorBody),
+            ))]
+            pub async fn update_many(svc: Svc, who: Principal, req: HttpRequest, body: Json<$fields>) -> Reply {
+                let q = query::parse_bulk(req.query_string(), &$coll, $extra, &who, crate::service::BULK_MAX)?;
+                let docs = $service::update_many(&svc, &who, q, body.into_inner()).await?;
+                Ok(bulk(docs, "Updated", $plural))
+            }
+
+            #[utoipa::path(delete, path = $list, tag = $tag, params(crate::routes::params::CountParams $(, $params)?), responses(
+                (status = 200, description = "Every matching document deleted, in one transaction", body = Bulk<$doc>),
+                (status = 400, description = "No filter, or more than 100 matches: nothing deleted", body = ErrorBody),
+                (status = 401, description = "Not logged in", body = ErrorBody),
+                (status = 403, description = "One of them not yours to delete: nothing deleted", body = ErrorBody),
+            ))]
+            pub async fn delete_many(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
+                let q = query::parse_bulk(req.query_string(), &$coll, $extra, &who, crate::service::BULK_MAX)?;
+                let docs = $service::delete_many(&svc, &who, q).await?;
+                Ok(bulk(docs, "Deleted", $plural))
             }
 
             #[utoipa::path(post, path = $list, tag = $tag, request_body = $fields, responses(
@@ -122,9 +168,11 @@ collection!(
     practitioner,
     practitioners,
     "Practitioner",
+    "Practitioners",
     schema::PRACTITIONERS,
     &[],
     "/api/practitioners",
+    "/api/practitioners/count",
     "/api/practitioners/{id}",
     "practitioners",
     crate::domain::practitioner::PractitionerDoc,
@@ -135,9 +183,11 @@ collection!(
     herb,
     herbs,
     "Herb",
+    "Herbs",
     schema::HERBS,
     herbs::FILTER_PARAMS,
     "/api/herbs",
+    "/api/herbs/count",
     "/api/herbs/{id}",
     "herbs",
     crate::domain::herb::HerbDoc,
@@ -149,9 +199,11 @@ collection!(
     submission,
     submissions,
     "Symptom submission",
+    "Symptom submissions",
     schema::SUBMISSIONS,
     &[],
     "/api/symptom-submissions",
+    "/api/symptom-submissions/count",
     "/api/symptom-submissions/{id}",
     "symptom-submissions",
     crate::domain::submission::SubmissionDoc,
@@ -195,6 +247,17 @@ pub async fn consents_list(svc: Svc, who: Principal, req: HttpRequest) -> Reply 
     Ok(respond::ok(&shape::page(found, &select)))
 }
 
+#[utoipa::path(get, path = "/api/consents/count", tag = "consents", responses(
+    (status = 200, description = "How many consents you may see", body = crate::query::Count),
+    (status = 400, description = "A parameter consents do not take", body = crate::error::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+))]
+pub async fn consents_count(svc: Svc, who: Principal, req: HttpRequest) -> Reply {
+    let q = query::parse_count(req.query_string(), &schema::CONSENTS, &[], &who)?;
+    let found = consents::list(&svc, &who, q).await?;
+    Ok(respond::ok(&crate::query::Count::from(found)))
+}
+
 #[utoipa::path(post, path = "/api/consents", tag = "consents", request_body = ConsentInput, responses(
     (status = 201, description = "Shared", body = DocResponse<ConsentDoc>),
     (status = 400, description = "Unknown practitioner, not your submission, or expiry in the past", body = crate::error::ErrorBody),
@@ -225,10 +288,14 @@ macro_rules! register {
         $cfg.service(
             web::scope($path)
                 $(.service($first))?
+                // Before `/{id}`, which would take "count" for an id.
+                .service(web::resource("/count").route(web::get().to($module::count)))
                 .service(
                     web::resource("")
                         .route(web::get().to($module::list))
-                        .route(web::post().to($module::create)),
+                        .route(web::post().to($module::create))
+                        .route(web::patch().to($module::update_many))
+                        .route(web::delete().to($module::delete_many)),
                 )
                 .service(
                     web::resource("/{id}")
@@ -251,6 +318,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     register!(cfg, "/api/symptom-submissions", submission);
     cfg.service(
         web::scope("/api/consents")
+            .service(web::resource("/count").route(web::get().to(consents_count)))
             .service(
                 web::resource("")
                     .route(web::get().to(consents_list))

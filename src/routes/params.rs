@@ -35,6 +35,26 @@ pub struct ListParams {
     /// contains, exists, greater_than(_equal), less_than(_equal), near.
     #[param(style = DeepObject, explode, value_type = Object)]
     r#where: Option<String>,
+    /// Payload 3's field selection: `select[field]=true` shows only those
+    /// fields (and `id`), `select[field]=false` hides them; not both kinds
+    /// in one request. Only selected sealed fields are decrypted.
+    #[param(style = DeepObject, explode, value_type = Object)]
+    select: Option<String>,
+    /// 0 (default) leaves relationships as ids; 1 to 10 (Payload's
+    /// `maxDepth`) populates a submission's `practitionerId` with the
+    /// practitioner's document, as the caller may see it.
+    #[param(minimum = 0, maximum = 10)]
+    depth: Option<u32>,
+}
+
+/// Payload's count parameters: the filter only.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CountParams {
+    /// As for the list: `where[field][operator]=value`, nested `or`/`and`.
+    #[param(style = DeepObject, explode, value_type = Object)]
+    r#where: Option<String>,
 }
 
 /// TCM filters on the herb list.

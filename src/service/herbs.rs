@@ -177,6 +177,74 @@ pub async fn list(
     Ok(Page::new(docs, found.total, found.capped, &q))
 }
 
+fn patch_for(f: &HerbFields) -> Patch {
+    Patch {
+        name: f.name.as_ref().map(|v| v.trim().to_string()),
+        slug: f.slug.clone(),
+        scientific_name: f.scientific_name.clone(),
+        description: f.description.clone(),
+        status: f.status.map(Status::as_str),
+        tcm_properties: f
+            .tcm_properties
+            .as_ref()
+            .map(|t| serde_json::to_value(t.clone().normalised()).expect("plain")),
+    }
+}
+
+/// The herbs a bulk request matches (its `where` and TCM filters), at most
+/// [`super::BULK_MAX`].
+async fn bulk_ids(tx: &mut store::Tx, q: &ListQuery) -> Result<Vec<Uuid>, ApiError> {
+    let spec = tcm_filter(&q.params)?;
+    let found = table::list(tx, q, &spec).await?;
+    super::bulk_size(found.rows.len())?;
+    Ok(found.rows.iter().map(|r| r.id).collect())
+}
+
+/// `PATCH /api/herbs?where=..`: all matching herbs in one transaction, or none.
+pub async fn update_many(
+    svc: &Services,
+    who: &Principal,
+    q: ListQuery,
+    f: HerbFields,
+) -> Result<Vec<HerbDoc>, ApiError> {
+    who.require_staff()?;
+    if f.slug.is_some() {
+        return Err(ApiError::bad_request(
+            "slug is unique: set it one herb at a time.",
+        ));
+    }
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut docs = Vec::new();
+    for id in bulk_ids(&mut tx, &q).await? {
+        let row = table::update(&mut tx, id, patch_for(&f))
+            .await
+            .map_err(|e| client_error(&HERBS, e))?
+            .ok_or(ApiError::NotFound)?;
+        docs.push(to_doc(row)?);
+    }
+    tx.commit().await?;
+    Ok(docs)
+}
+
+/// `DELETE /api/herbs?where=..`: all matching herbs, or none.
+pub async fn delete_many(
+    svc: &Services,
+    who: &Principal,
+    q: ListQuery,
+) -> Result<Vec<HerbDoc>, ApiError> {
+    who.require_staff()?;
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut docs = Vec::new();
+    for id in bulk_ids(&mut tx, &q).await? {
+        let row = table::delete(&mut tx, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        docs.push(to_doc(row)?);
+    }
+    tx.commit().await?;
+    Ok(docs)
+}
+
 pub async fn update(
     svc: &Services,
     who: &Principal,
@@ -184,16 +252,7 @@ pub async fn update(
     f: HerbFields,
 ) -> Result<HerbDoc, ApiError> {
     who.require_staff()?;
-    let patch = Patch {
-        name: f.name.map(|v| v.trim().to_string()),
-        slug: f.slug,
-        scientific_name: f.scientific_name,
-        description: f.description,
-        status: f.status.map(Status::as_str),
-        tcm_properties: f
-            .tcm_properties
-            .map(|t| serde_json::to_value(t.normalised()).expect("plain")),
-    };
+    let patch = patch_for(&f);
     let mut tx = store::begin(&svc.pool, who).await?;
     let row = table::update(&mut tx, id, patch)
         .await

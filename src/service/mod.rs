@@ -259,6 +259,21 @@ pub fn client_error(coll: &Collection, e: StoreError) -> ApiError {
 
 /// The audit entry of a list request: the filter's field names, how many
 /// documents it returned and (when it counted) matched.
+/// The most documents one bulk PATCH or DELETE may change.
+pub const BULK_MAX: usize = 100;
+
+/// Refuses a bulk request that matched more than [`BULK_MAX`] documents
+/// (the listing asked for one more than that).
+pub fn bulk_size(matched: usize) -> Result<(), ApiError> {
+    if matched > BULK_MAX {
+        return Err(ApiError::bad_request(format!(
+            "where matches more than {BULK_MAX} documents; a bulk change takes at most {BULK_MAX} \
+             (narrow the filter, or repeat)."
+        )));
+    }
+    Ok(())
+}
+
 pub fn list_entry(
     entity_type: &'static str,
     q: &crate::query::ListQuery,

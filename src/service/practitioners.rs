@@ -311,34 +311,20 @@ async fn refusal(tx: &mut Tx, id: Uuid) -> ApiError {
     }
 }
 
-pub async fn update(
-    svc: &Services,
-    who: &Principal,
-    id: Uuid,
-    f: PractitionerFields,
-) -> Result<PractitionerDoc, ApiError> {
-    who.require_user()?;
-    // The linked practitioner may edit their profile, not who it belongs to
-    // or whether it is published.
-    if !who.is_staff() && (f.user_id.is_some() || f.status.is_some() || f.slug.is_some()) {
-        return Err(ApiError::forbidden());
-    }
-    if f.user_id.is_some() {
-        require_admin_to_link(svc, who, Some(id)).await?;
-    }
-    let c = Crypt::new(svc);
-    let patch = Patch {
-        name: f.name.map(|v| v.trim().to_string()),
-        slug: f.slug,
-        modalities: f.modalities.map(dedup),
-        bio: f.bio,
-        city: f.city,
-        region: f.region,
-        country: f.country,
-        postal_code: f.postal_code,
-        website: f.website,
+/// The sealed changes of a PATCH to practitioner `id`.
+fn patch_for(c: &Crypt, id: Uuid, f: &PractitionerFields) -> Result<Patch, ApiError> {
+    Ok(Patch {
+        name: f.name.as_ref().map(|v| v.trim().to_string()),
+        slug: f.slug.clone(),
+        modalities: f.modalities.clone().map(dedup),
+        bio: f.bio.clone(),
+        city: f.city.clone(),
+        region: f.region.clone(),
+        country: f.country.clone(),
+        postal_code: f.postal_code.clone(),
+        website: f.website.clone(),
         status: f.status.map(Status::as_str),
-        location: f.location.map(|l| (l.lat, l.lon)),
+        location: f.location.as_ref().map(|l| (l.lat, l.lon)),
         email: f
             .email
             .as_ref()
@@ -359,8 +345,101 @@ pub async fn update(
             .as_ref()
             .map(|l| c.seal_text(l.as_ref(), place("licence_number", id)))
             .transpose()?,
-        user_id: f.user_id,
-    };
+        user_id: f.user_id.clone(),
+    })
+}
+
+/// The practitioners a bulk request matches, at most [`super::BULK_MAX`].
+/// Bulk changes are staff's.
+async fn bulk_rows(
+    c: &Crypt,
+    tx: &mut Tx,
+    who: &Principal,
+    q: &mut ListQuery,
+) -> Result<Vec<PractitionerRow>, ApiError> {
+    who.require_staff()?;
+    if let Some(f) = q.filter.as_mut() {
+        f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
+    }
+    let found = table::list(tx, q).await?;
+    super::bulk_size(found.rows.len())?;
+    Ok(found.rows)
+}
+
+/// `PATCH /api/practitioners?where=..`: all matching, in one transaction, or none.
+pub async fn update_many(
+    svc: &Services,
+    who: &Principal,
+    mut q: ListQuery,
+    f: PractitionerFields,
+) -> Result<Vec<PractitionerDoc>, ApiError> {
+    who.require_user()?;
+    if f.user_id.is_some() || f.slug.is_some() {
+        return Err(ApiError::bad_request(
+            "userId and slug name one practitioner: set them one at a time.",
+        ));
+    }
+    let c = Crypt::new(svc);
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
+    let mut written = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let updated = table::update(&mut tx, row.id, patch_for(&c, row.id, &f)?)
+            .await
+            .map_err(|e| client_error(&PRACTITIONERS, e))?;
+        let Some(row) = updated else {
+            return Err(refusal(&mut tx, row.id).await);
+        };
+        written.push(row);
+    }
+    let (docs, mut entries) = open_all(&c, who, written, &Selection::All)?;
+    entries.insert(0, list_entry(TABLE, &q, docs.len(), docs.len() as i64));
+    audit::record(&mut tx, who, &entries).await?;
+    tx.commit().await?;
+    Ok(docs)
+}
+
+/// `DELETE /api/practitioners?where=..`: all matching, or none.
+pub async fn delete_many(
+    svc: &Services,
+    who: &Principal,
+    mut q: ListQuery,
+) -> Result<Vec<PractitionerDoc>, ApiError> {
+    who.require_user()?;
+    let c = Crypt::new(svc);
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
+    let mut gone = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(row) = table::delete(&mut tx, row.id).await? else {
+            return Err(refusal(&mut tx, row.id).await);
+        };
+        gone.push(row);
+    }
+    let (docs, mut entries) = open_all(&c, who, gone, &Selection::All)?;
+    entries.insert(0, list_entry(TABLE, &q, docs.len(), docs.len() as i64));
+    audit::record(&mut tx, who, &entries).await?;
+    tx.commit().await?;
+    Ok(docs)
+}
+
+pub async fn update(
+    svc: &Services,
+    who: &Principal,
+    id: Uuid,
+    f: PractitionerFields,
+) -> Result<PractitionerDoc, ApiError> {
+    who.require_user()?;
+    // The linked practitioner may edit their profile, not who it belongs to
+    // or whether it is published.
+    if !who.is_staff() && (f.user_id.is_some() || f.status.is_some() || f.slug.is_some()) {
+        return Err(ApiError::forbidden());
+    }
+    if f.user_id.is_some() {
+        require_admin_to_link(svc, who, Some(id)).await?;
+    }
+    let c = Crypt::new(svc);
+    let patch = patch_for(&c, id, &f)?;
     let mut tx = store::begin(&svc.pool, who).await?;
     let updated = table::update(&mut tx, id, patch)
         .await

@@ -349,27 +349,11 @@ pub async fn list(
     Ok(Page::new(docs, found.total, found.capped, &q))
 }
 
-pub async fn update(
-    svc: &Services,
-    who: &Principal,
-    id: Uuid,
-    f: SubmissionFields,
-) -> Result<SubmissionDoc, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc
-            .refused(who, Action::Update, TABLE, Some(id), e.into())
-            .await);
-    }
-    let c = Crypt::new(svc);
-    let named = f.named();
-    if named.is_empty() {
-        // Nothing to change: the answer is a read, and is audited as one.
-        return Ok(get(svc, who, id, &ItemQuery::default()).await?.doc);
-    }
-    let touches_facts = f.touches_facts();
+/// The sealed changes of a PATCH to row `id` (sealing binds to the row).
+fn patch_for(c: &Crypt, id: Uuid, f: &SubmissionFields) -> Result<Patch, ApiError> {
     let mut patch = Patch::default();
     if let Some(symptoms) = &f.symptoms {
-        patch.symptoms = Some(seal_symptoms(&c, symptoms, id)?);
+        patch.symptoms = Some(seal_symptoms(c, symptoms, id)?);
     }
     if let Some(notes) = &f.notes {
         patch.notes = Some(c.seal_text(notes.as_ref(), place("notes", id))?);
@@ -396,6 +380,136 @@ pub async fn update(
     }
     patch.status = f.status.map(SubmissionStatus::as_str);
     patch.practitioner_id = f.practitioner_id;
+    Ok(patch)
+}
+
+/// Whose submissions a bulk write may reach: a write never goes through
+/// break-glass (which reads only).
+fn writable(who: &Principal) -> table::Owners {
+    if who.has(Role::Practitioner) {
+        table::Owners::OwnAndConsenting
+    } else {
+        table::Owners::Own
+    }
+}
+
+/// The submissions a bulk request's `where` matches, at most
+/// [`super::BULK_MAX`], in the request's transaction.
+async fn bulk_rows(
+    c: &Crypt,
+    tx: &mut Tx,
+    who: &Principal,
+    q: &mut ListQuery,
+) -> Result<Vec<SubmissionRow>, ApiError> {
+    if let Some(f) = q.filter.as_mut() {
+        f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
+    }
+    let found = table::list(tx, q, writable(who)).await?;
+    super::bulk_size(found.rows.len())?;
+    Ok(found.rows)
+}
+
+/// `PATCH /api/symptom-submissions?where=..`: every matching submission
+/// changed in one transaction, or none (the first refusal rolls back all).
+pub async fn update_many(
+    svc: &Services,
+    who: &Principal,
+    mut q: ListQuery,
+    f: SubmissionFields,
+) -> Result<Vec<SubmissionDoc>, ApiError> {
+    if let Err(e) = who.require_user() {
+        return Err(svc
+            .refused(who, Action::Update, TABLE, None, e.into())
+            .await);
+    }
+    if f.named().is_empty() {
+        return Err(ApiError::bad_request("The body names no field to change."));
+    }
+    let c = Crypt::new(svc);
+    let mut tx = store::begin(&svc.pool, who).await?;
+    check_practitioner(&mut tx, f.practitioner_id.flatten()).await?;
+    let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
+    let mut docs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let patch = patch_for(&c, row.id, &f)?;
+        let updated = table::update(&mut tx, row.id, patch)
+            .await
+            .map_err(|e| client_error(&SUBMISSIONS, e))?;
+        let Some(row) = updated else {
+            drop(tx);
+            return Err(svc
+                .refused(who, Action::Update, TABLE, Some(row.id), ApiError::NotFound)
+                .await);
+        };
+        let (next, doc) = open_written(svc, &c, tx, who, &row).await?;
+        tx = next;
+        if f.touches_facts() {
+            let facts = facts(&c, row.id, &doc.symptoms, doc.date_of_birth, doc.region);
+            crate::store::facts::replace(&mut tx, doc.created_at, &facts).await?;
+        }
+        docs.push(doc);
+    }
+    let mut entries = vec![list_entry(TABLE, &q, docs.len(), docs.len() as i64)];
+    entries.extend(read_entries(who, &docs, &Selection::All));
+    audit::record(&mut tx, who, &entries).await?;
+    tx.commit().await?;
+    Ok(docs)
+}
+
+/// `DELETE /api/symptom-submissions?where=..`: all matching, or none.
+pub async fn delete_many(
+    svc: &Services,
+    who: &Principal,
+    mut q: ListQuery,
+) -> Result<Vec<SubmissionDoc>, ApiError> {
+    if let Err(e) = who.require_user() {
+        return Err(svc
+            .refused(who, Action::Delete, TABLE, None, e.into())
+            .await);
+    }
+    let c = Crypt::new(svc);
+    let mut tx = store::begin(&svc.pool, who).await?;
+    let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
+    let mut docs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", row.id);
+        let Some(row) = table::delete(&mut tx, row.id, &fact_keys).await? else {
+            drop(tx);
+            return Err(svc
+                .refused(who, Action::Delete, TABLE, Some(row.id), ApiError::NotFound)
+                .await);
+        };
+        let (next, doc) = open_written(svc, &c, tx, who, &row).await?;
+        tx = next;
+        docs.push(doc);
+    }
+    // The DELETE entries are the table trigger's; the answer shows the
+    // documents, and the filter found them.
+    let entries = [list_entry(TABLE, &q, docs.len(), docs.len() as i64)];
+    audit::record(&mut tx, who, &entries).await?;
+    tx.commit().await?;
+    Ok(docs)
+}
+
+pub async fn update(
+    svc: &Services,
+    who: &Principal,
+    id: Uuid,
+    f: SubmissionFields,
+) -> Result<SubmissionDoc, ApiError> {
+    if let Err(e) = who.require_user() {
+        return Err(svc
+            .refused(who, Action::Update, TABLE, Some(id), e.into())
+            .await);
+    }
+    let c = Crypt::new(svc);
+    let named = f.named();
+    if named.is_empty() {
+        // Nothing to change: the answer is a read, and is audited as one.
+        return Ok(get(svc, who, id, &ItemQuery::default()).await?.doc);
+    }
+    let touches_facts = f.touches_facts();
+    let patch = patch_for(&c, id, &f)?;
     let mut tx = store::begin(&svc.pool, who).await?;
     check_practitioner(&mut tx, f.practitioner_id.flatten()).await?;
     let updated = table::update(&mut tx, id, patch)

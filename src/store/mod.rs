@@ -307,11 +307,15 @@ where
     if let Some(max_m) = l.knn_within_m {
         qb.push(") knn WHERE distance_m <= ").push_bind(max_m);
     }
-    let rows: Vec<R> = qb
-        .build_query_as()
-        .persistent(persistent() && !l.one_off)
-        .fetch_all(&mut *conn)
-        .await?;
+    // `limit` 0: a count alone (`query::parse_count`), no page to read.
+    let rows: Vec<R> = if limit == 0 {
+        Vec::new()
+    } else {
+        qb.build_query_as()
+            .persistent(persistent() && !l.one_off)
+            .fetch_all(&mut *conn)
+            .await?
+    };
     let short_page = (rows.len() as i64) < limit && (!rows.is_empty() || offset == 0);
     if short_page || !q.pagination {
         let total = offset + rows.len() as i64;

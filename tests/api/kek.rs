@@ -558,7 +558,7 @@ async fn sighup_loads_a_new_keyring_and_a_broken_one_keeps_the_old() {
     assert!(ok, "{out}");
     let admin = db.admin_pool().await;
     let mut under_v2 = 0i64;
-    for _ in 0..50 {
+    for _ in 0..200 {
         let res = app
             .post_json("/api/symptom-submissions", ANN, &body("after reload"))
             .await;
@@ -583,7 +583,7 @@ async fn sighup_loads_a_new_keyring_and_a_broken_one_keeps_the_old() {
     let (ok, out) = cli(&db, &ring, &[], &["keys", "reload", "--pid", &pid]);
     assert!(ok, "{out}");
     let mut refused = false;
-    for _ in 0..50 {
+    for _ in 0..200 {
         if gw.log().contains("keyring reload refused") {
             refused = true;
             break;

@@ -15,6 +15,7 @@ mod kek;
 mod limits;
 mod migrations;
 mod operations;
+mod payload;
 mod plans;
 mod pooler;
 mod practitioners;

@@ -13,7 +13,7 @@ dir=$root/.local/pg-test
 
 # Python tools, pinned; reinstalled only when their requirements change.
 venv=$root/.local/venv
-reqs=(tests/fhir/requirements.txt tests/kek/requirements.txt)
+reqs=(tests/fhir/requirements.txt tests/kek/requirements.txt tests/schemathesis/requirements.txt)
 stamp=$(cat "${reqs[@]}" | sha256sum | cut -c1-16)
 if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$venv"

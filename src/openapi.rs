@@ -65,7 +65,7 @@ use crate::query::Page;
         Page<PractitionerDoc>, Page<HerbDoc>, Page<SubmissionDoc>, Page<ConsentDoc>, crate::query::Count,
         crate::query::Bulk<PractitionerDoc>, crate::query::Bulk<HerbDoc>, crate::query::Bulk<SubmissionDoc>,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &CommonResponses),
     tags(
         (name = "practitioners", description = "Public directory; contact fields sealed"),
         (name = "herbs", description = "Reference data with TCM properties"),
@@ -107,9 +107,190 @@ impl utoipa::Modify for Security {
     }
 }
 
-/// The OpenAPI 3.1 document, generated from the code.
+/// Answers any route may give, added to every operation: 400 for a query
+/// parameter it does not take, 429 and 503 from the gate and the pool, and
+/// for bodies 413 and 415. Written once here rather than on each route.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+        let error = || {
+            ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build()
+        };
+        let response = |what: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(what)
+                    .content("application/json", error())
+                    .build(),
+            )
+        };
+        // Operation ids: the collections' handlers share names (list, get,
+        // ..); each gets its tag in front so that every id is unique.
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for item in openapi.paths.paths.values() {
+            for op in [&item.get, &item.post, &item.patch, &item.delete, &item.put]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = &op.operation_id {
+                    *seen.entry(id.clone()).or_default() += 1;
+                }
+            }
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let tag = op.tags.as_ref().and_then(|t| t.first()).cloned();
+                if let (Some(id), Some(tag)) = (&op.operation_id, tag)
+                    && seen.get(id).copied().unwrap_or(0) > 1
+                {
+                    op.operation_id = Some(format!("{}_{id}", tag.replace('-', "_")));
+                }
+            }
+        }
+        // A created document links to reading, changing and deleting it
+        // (for clients and for schemathesis' stateful runs).
+        for tag in ["practitioners", "herbs", "symptom_submissions"] {
+            let path = format!("/api/{}", tag.replace('_', "-"));
+            let Some(created) = openapi
+                .paths
+                .paths
+                .get_mut(&path)
+                .and_then(|i| i.post.as_mut())
+                .and_then(|op| op.responses.responses.get_mut("201"))
+            else {
+                continue;
+            };
+            if let RefOr::T(resp) = created {
+                for (name, op) in [("Get", "get"), ("Update", "update"), ("Delete", "delete")] {
+                    resp.links.insert(
+                        format!("{name}Created"),
+                        RefOr::T(
+                            utoipa::openapi::link::LinkBuilder::new()
+                                .operation_id(format!("{tag}_{op}"))
+                                .parameter("id", "$response.body#/doc/id")
+                                .build(),
+                        ),
+                    );
+                }
+            }
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let has_body = op.request_body.is_some();
+                let r = &mut op.responses.responses;
+                let mut add = |code: &str, what: &str| {
+                    r.entry(code.to_string()).or_insert_with(|| response(what));
+                };
+                add(
+                    "400",
+                    "A parameter this route does not take, or a malformed one",
+                );
+                add(
+                    "429",
+                    "Too many requests without credentials from this client (Retry-After)",
+                );
+                add(
+                    "503",
+                    "The database is unavailable, or the anonymous share of it is in use (Retry-After)",
+                );
+                if has_body {
+                    add("413", "Body too large");
+                    add("415", "Not application/json");
+                }
+            }
+        }
+    }
+}
+
+/// What a create must carry: the PATCH body's schema with these fields
+/// required and not null (one Rust type serves both; the service checks
+/// the difference, `TryFrom<..Fields> for New..`).
+const CREATE_BODIES: &[(&str, &str, &str, &[&str])] = &[
+    ("/api/herbs", "HerbFields", "HerbCreate", &["name", "slug"]),
+    (
+        "/api/practitioners",
+        "PractitionerFields",
+        "PractitionerCreate",
+        &["name", "slug", "location"],
+    ),
+    (
+        "/api/symptom-submissions",
+        "SubmissionFields",
+        "SubmissionCreate",
+        &["symptoms"],
+    ),
+];
+
+/// The OpenAPI 3.1 document: generated from the code, with the create
+/// bodies made exact.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document is JSON");
+    for (path, fields, create, required) in CREATE_BODIES {
+        let mut schema = doc["components"]["schemas"][*fields].clone();
+        for field in *required {
+            let prop = &mut schema["properties"][*field];
+            if let Some(types) = prop.get_mut("type").and_then(|t| t.as_array_mut()) {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    prop["type"] = types[0].clone();
+                }
+            }
+            if let Some(alts) = prop.get_mut("oneOf").and_then(|t| t.as_array_mut()) {
+                alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+                if alts.len() == 1 {
+                    *prop = alts[0].clone();
+                }
+            }
+        }
+        schema["required"] = serde_json::json!(required);
+        // utoipa 5.5 writes a link's keys in snake case; OpenAPI's are camel.
+        if let Some(links) = doc["paths"][*path]["post"]["responses"]["201"]
+            .get_mut("links")
+            .and_then(|l| l.as_object_mut())
+        {
+            for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                for (from, to) in [
+                    ("operation_id", "operationId"),
+                    ("operation_ref", "operationRef"),
+                    ("request_body", "requestBody"),
+                ] {
+                    if let Some(v) = link.remove(from) {
+                        link.insert(to.to_string(), v);
+                    }
+                }
+            }
+        }
+        doc["components"]["schemas"][*create] = schema;
+        doc["paths"][*path]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+            serde_json::json!({"$ref": format!("#/components/schemas/{create}")});
+    }
+    doc
+}
+
 async fn openapi_json() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(ApiDoc::openapi())
+    actix_web::HttpResponse::Ok().json(document())
 }
 
 /// `/api/openapi.json` and the vendored Swagger UI at `/api/docs/`.
@@ -118,7 +299,10 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
         actix_web::web::resource("/api/openapi.json").route(actix_web::web::get().to(openapi_json)),
     )
     .service(
-        utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}")
-            .url("/api/openapi-ui.json", ApiDoc::openapi()),
+        utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}").url(
+            "/api/openapi-ui.json",
+            serde_json::from_value::<utoipa::openapi::OpenApi>(document())
+                .expect("the document reads back"),
+        ),
     );
 }

@@ -933,6 +933,8 @@ pub fn parse(
                     _ => return Err(bad("pagination must be true or false.")),
                 };
             }
+            // `sort=` (empty) is the default order, as in Payload.
+            "sort" if v.trim().is_empty() => {}
             "sort" => out.sort = parse_sort(coll, staff, &v)?,
             "depth" => out.depth = whole("depth", &v, 0..=MAX_POPULATE_DEPTH as u32)? as u8,
             _ if own.is_some() => out.params.push((k.into_owned(), v.into_owned())),

@@ -59,6 +59,9 @@ enum Command {
     /// The analysts' de-identified aggregates.
     #[command(subcommand)]
     Analytics(analytics::AnalyticsCommand),
+    /// Print the OpenAPI document (what `/api/openapi.json` serves), for
+    /// generating clients (clients/payload).
+    Openapi,
     /// Print a token signed as Payload would sign it, for trying the API
     /// locally (only with PHI_ENVIRONMENT=development).
     DevToken {
@@ -75,6 +78,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Keys(k) if k.is_offline() => return keys::offline(k).await,
         Command::DevToken { user, roles } => return dev_token(user, roles),
+        Command::Openapi => {
+            use std::io::Write;
+            let text = serde_json::to_string_pretty(&crate::openapi::document())?;
+            return match writeln!(std::io::stdout().lock(), "{text}") {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => Ok(r?),
+            };
+        }
         Command::Audit(a) if a.is_offline() => return audit::offline(a),
         _ => {}
     }
@@ -104,7 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apikeys(cmd) => apikeys::run(cmd, &settings).await?,
         Command::Audit(cmd) => audit::run(cmd, &settings).await?,
         Command::Analytics(cmd) => analytics::run(cmd, &settings).await?,
-        Command::DevToken { .. } => unreachable!("handled above"),
+        Command::DevToken { .. } | Command::Openapi => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -13,8 +13,10 @@ use super::rules::err;
 #[validate(schema(function = "finite_point"))]
 pub struct Location {
     #[validate(custom(function = "latitude"))]
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
     #[validate(custom(function = "longitude"))]
+    #[schema(minimum = -180, maximum = 180)]
     pub lon: f64,
 }
 

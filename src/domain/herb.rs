@@ -91,14 +91,18 @@ impl TcmProperties {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HerbFields {
     #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
     #[validate(custom(function = "valid_slug"))]
+    #[schema(min_length = 1, max_length = 100, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub scientific_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(length(max = 20000))]
+    #[schema(max_length = 20000)]
     pub description: Option<Option<String>>,
     pub status: Option<Status>,
     #[validate(nested)]

@@ -67,28 +67,37 @@ fn valid_phone(s: &SecretText) -> Result<(), ValidationError> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PractitionerFields {
     #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
     #[validate(custom(function = "valid_slug"))]
+    #[schema(min_length = 1, max_length = 100, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: Option<String>,
     #[validate(custom(function = "valid_modalities"))]
+    #[schema(max_items = 20)]
     pub modalities: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(length(max = 5000))]
+    #[schema(max_length = 5000)]
     pub bio: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
     pub city: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
     pub region: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
     pub country: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(length(min = 1, max = 20))]
+    #[schema(min_length = 1, max_length = 20)]
     pub postal_code: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[validate(url, length(max = 500))]
+    #[schema(max_length = 500)]
     pub website: Option<Option<String>>,
     pub status: Option<Status>,
     #[validate(nested)]

@@ -86,7 +86,7 @@ macro_rules! collection {
                 Ok(respond::ok(&crate::query::Count::from(found)))
             }
 
-            #[utoipa::path(patch, path = $list, tag = $tag, params(crate::routes::params::CountParams $(, $params)?), request_body = $fields, responses(
+            #[utoipa::path(patch, path = $list, tag = $tag, params(crate::routes::params::BulkParams $(, $params)?), request_body = $fields, responses(
                 (status = 200, description = "Every matching document changed, in one transaction", body = Bulk<$doc>),
                 (status = 400, description = "No filter, more than 100 matches, or a validation error: nothing changed", body = ErrorBody),
                 (status = 401, description = "Not logged in", body = ErrorBody),
@@ -100,7 +100,7 @@ macro_rules! collection {
                 Ok(bulk(docs, "Updated", $plural))
             }
 
-            #[utoipa::path(delete, path = $list, tag = $tag, params(crate::routes::params::CountParams $(, $params)?), responses(
+            #[utoipa::path(delete, path = $list, tag = $tag, params(crate::routes::params::BulkParams $(, $params)?), responses(
                 (status = 200, description = "Every matching document deleted, in one transaction", body = Bulk<$doc>),
                 (status = 400, description = "No filter, or more than 100 matches: nothing deleted", body = ErrorBody),
                 (status = 401, description = "Not logged in", body = ErrorBody),
@@ -236,7 +236,7 @@ pub async fn practitioners_near(svc: Svc, who: Principal, req: HttpRequest) -> R
     Ok(respond::ok(&shape::page(found, &select)))
 }
 
-#[utoipa::path(get, path = "/api/consents", tag = "consents", params(crate::routes::params::ListParams), responses(
+#[utoipa::path(get, path = "/api/consents", tag = "consents", params(crate::routes::params::ConsentListParams), responses(
     (status = 200, description = "Your consents, and those naming you as practitioner", body = Page<ConsentDoc>),
     (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
 ))]

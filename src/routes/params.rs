@@ -22,8 +22,11 @@ pub struct DocResponse<T> {
 #[allow(dead_code)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
-    /// Page number from 1.
+    /// Page number from 1; a page may start at most 10,000 documents in
+    /// (1,000 without credentials).
+    #[param(minimum = 1)]
     page: Option<u32>,
     /// `false`: the first `limit` documents without counting all matches
     /// (`totalDocs` is then the page's size). Faster on large result sets.
@@ -45,6 +48,32 @@ pub struct ListParams {
     /// practitioner's document, as the caller may see it.
     #[param(minimum = 0, maximum = 10)]
     depth: Option<u32>,
+}
+
+/// A consent list's parameters (consents take no filter and no sort).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ConsentListParams {
+    /// Page size, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// Page number from 1.
+    #[param(minimum = 1)]
+    page: Option<u32>,
+    /// `false`: the page without counting all.
+    pagination: Option<bool>,
+}
+
+/// A bulk change's parameters: the filter, required.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct BulkParams {
+    /// As for the list: `where[field][operator]=value`, nested `or`/`and`.
+    /// Required: a change of every document is not taken.
+    #[param(style = DeepObject, explode, value_type = Object)]
+    r#where: String,
 }
 
 /// Payload's count parameters: the filter only.
@@ -78,11 +107,16 @@ pub struct HerbFilterParams {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct NearParams {
+    #[param(minimum = -90, maximum = 90)]
     lat: f64,
+    #[param(minimum = -180, maximum = 180)]
     lon: f64,
     /// Radius in kilometres (default 25).
+    #[param(minimum = 0, maximum = 200)]
     radius_km: Option<f64>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    #[param(minimum = 1)]
     page: Option<u32>,
     /// `false`: the `limit` nearest without counting everyone in the radius.
     pagination: Option<bool>,

@@ -21,4 +21,5 @@ mod pooler;
 mod practitioners;
 mod rotation;
 mod schema;
+mod schemathesis;
 mod submissions;

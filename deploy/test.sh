@@ -23,6 +23,16 @@ if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
 fi
 export PHI_TEST_PYTHON=$venv/bin/python
 
+# The Payload client's packages (its contract tests drive Payload's own
+# SDK, tests/api/sdk.rs), from its lockfile; reinstalled when it changes.
+pkg=$root/clients/payload
+command -v npm >/dev/null || { echo "test.sh: Node.js 20 and npm are needed (clients/payload)" >&2; exit 1; }
+lock=$(sha256sum "$pkg/package-lock.json" | cut -c1-16)
+if [ "$(cat "$pkg/node_modules/.stamp" 2>/dev/null)" != "$lock" ]; then
+  (cd "$pkg" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+  echo "$lock" >"$pkg/node_modules/.stamp"
+fi
+
 bao=$root/.local/bao-test
 deploy/bao.sh stop "$bao" 2>/dev/null || true
 deploy/pgbouncer.sh stop "$dir" 2>/dev/null || true

@@ -24,4 +24,7 @@ BEGIN
   END IF;
   RETURN NEW;
 END $$;
+DROP TRIGGER aa_guard ON symptom_submissions;
+CREATE TRIGGER aa_guard BEFORE UPDATE ON symptom_submissions
+  FOR EACH ROW EXECUTE FUNCTION submissions_guard();
 RESET ROLE;

@@ -243,26 +243,61 @@ const CREATE_BODIES: &[(&str, &str, &str, &[&str])] = &[
     ),
 ];
 
+/// Fields a PATCH may leave out but never set to null
+/// (`domain::non_null`): `Option` in Rust, not nullable on the wire.
+const NEVER_NULL: &[(&str, &[&str])] = &[
+    ("HerbFields", &["name", "slug", "status", "tcmProperties"]),
+    (
+        "PractitionerFields",
+        &["name", "slug", "modalities", "status", "location"],
+    ),
+    ("SubmissionFields", &["symptoms", "status"]),
+];
+
+/// Takes `null` out of a property's types.
+fn not_null(prop: &mut serde_json::Value) {
+    if let Some(types) = prop.get_mut("type").and_then(|t| t.as_array_mut()) {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            prop["type"] = types[0].clone();
+        }
+    }
+    if let Some(alts) = prop.get_mut("oneOf").and_then(|t| t.as_array_mut()) {
+        alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+        if alts.len() == 1 {
+            let only = alts[0].clone();
+            let described = prop.get("description").cloned();
+            *prop = only;
+            if let Some(d) = described {
+                prop["description"] = d;
+            }
+        }
+    }
+}
+
 /// The OpenAPI 3.1 document: generated from the code, with the create
 /// bodies made exact.
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document is JSON");
+    for (schema, fields) in NEVER_NULL {
+        for field in *fields {
+            not_null(&mut doc["components"]["schemas"][*schema]["properties"][*field]);
+        }
+    }
+    // At depth 1 or more, a submission's practitioner is their document.
+    doc["components"]["schemas"]["SubmissionDoc"]["properties"]["practitionerId"] = serde_json::json!({
+        "description": "The practitioner it is shared with: an id at depth 0 (the default), \
+                        their document (as the caller may see it) at depth 1 or more",
+        "oneOf": [
+            {"type": "string", "format": "uuid"},
+            {"$ref": "#/components/schemas/PractitionerDoc"},
+            {"type": "null"}
+        ]
+    });
     for (path, fields, create, required) in CREATE_BODIES {
         let mut schema = doc["components"]["schemas"][*fields].clone();
         for field in *required {
-            let prop = &mut schema["properties"][*field];
-            if let Some(types) = prop.get_mut("type").and_then(|t| t.as_array_mut()) {
-                types.retain(|t| t != "null");
-                if types.len() == 1 {
-                    prop["type"] = types[0].clone();
-                }
-            }
-            if let Some(alts) = prop.get_mut("oneOf").and_then(|t| t.as_array_mut()) {
-                alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
-                if alts.len() == 1 {
-                    *prop = alts[0].clone();
-                }
-            }
+            not_null(&mut schema["properties"][*field]);
         }
         schema["required"] = serde_json::json!(required);
         // utoipa 5.5 writes a link's keys in snake case; OpenAPI's are camel.

@@ -424,6 +424,19 @@ pub fn parse_item(query: &str, coll: &Collection) -> Result<ItemQuery, ApiError>
     Ok(out)
 }
 
+/// A write's parameters (POST, PATCH, DELETE): as a read by id, but the
+/// answer is the written document itself, never populated.
+pub fn parse_write(query: &str, coll: &Collection) -> Result<ItemQuery, ApiError> {
+    let q = parse_item(query, coll)?;
+    if q.depth > 0 {
+        return Err(bad(
+            "depth: a write answers with the document as written (depth 0); \
+             read it with GET ?depth=N to populate its relationships.",
+        ));
+    }
+    Ok(q)
+}
+
 /// Payload's parameters that mean nothing here or are refused, with why.
 fn payload_param(k: &str, v: &str) -> Result<(), ApiError> {
     match k {

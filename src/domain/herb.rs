@@ -90,9 +90,11 @@ impl TcmProperties {
 #[derive(Debug, Default, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HerbFields {
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     #[validate(custom(function = "valid_slug"))]
     #[schema(min_length = 1, max_length = 100, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: Option<String>,
@@ -104,7 +106,9 @@ pub struct HerbFields {
     #[validate(length(max = 20000))]
     #[schema(max_length = 20000)]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     pub status: Option<Status>,
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     #[validate(nested)]
     pub tcm_properties: Option<TcmProperties>,
 }

@@ -127,6 +127,21 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
+/// For a field that may be left out of a PATCH but never cleared: absent is
+/// `None`, `null` is an error (Payload: "This field is required.").
+pub fn non_null<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(de)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "is required: it may be left out of a change, not set to null",
+        )),
+    }
+}
+
 /// Validation helpers shared by the collections.
 pub mod rules {
     use validator::ValidationError;

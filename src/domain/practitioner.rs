@@ -66,12 +66,15 @@ fn valid_phone(s: &SecretText) -> Result<(), ValidationError> {
 #[derive(Debug, Default, Deserialize, Validate, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PractitionerFields {
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     #[validate(length(min = 1, max = 200), custom(function = "plain_text"))]
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     #[validate(custom(function = "valid_slug"))]
     #[schema(min_length = 1, max_length = 100, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     #[validate(custom(function = "valid_modalities"))]
     #[schema(max_items = 20)]
     pub modalities: Option<Vec<String>>,
@@ -99,7 +102,9 @@ pub struct PractitionerFields {
     #[validate(url, length(max = 500))]
     #[schema(max_length = 500)]
     pub website: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     pub status: Option<Status>,
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     #[validate(nested)]
     pub location: Option<Location>,
     #[serde(default, deserialize_with = "double_option")]

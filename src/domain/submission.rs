@@ -87,6 +87,7 @@ pub struct SubmissionFields {
         length(min = 1, max = 50, message = "must list 1 to 50 symptoms"),
         nested
     )]
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     #[schema(min_items = 1, max_items = 50)]
     pub symptoms: Option<Vec<Symptom>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -106,6 +107,7 @@ pub struct SubmissionFields {
     pub region: Option<Option<Region>>,
     /// Owners set `submitted` or `archived`; a practitioner it is shared
     /// with sets `reviewed` (and nothing else).
+    #[serde(default, deserialize_with = "crate::domain::non_null")]
     pub status: Option<SubmissionStatus>,
     #[serde(default, deserialize_with = "double_option")]
     pub practitioner_id: Option<Option<Uuid>>,

@@ -112,7 +112,7 @@ macro_rules! collection {
                 Ok(bulk(docs, "Deleted", $plural))
             }
 
-            #[utoipa::path(post, path = $list, tag = $tag, request_body = $fields, responses(
+            #[utoipa::path(post, path = $list, tag = $tag, params(crate::routes::params::ItemParams), request_body = $fields, responses(
                 (status = 201, description = "Created", body = DocResponse<$doc>),
                 (status = 400, description = "Validation error or malformed JSON", body = ErrorBody),
                 (status = 401, description = "Not logged in", body = ErrorBody),
@@ -120,12 +120,14 @@ macro_rules! collection {
                 (status = 413, description = "Body too large", body = ErrorBody),
                 (status = 415, description = "Not application/json", body = ErrorBody),
             ))]
-            pub async fn create(svc: Svc, who: Principal, body: Json<$fields>) -> Reply {
+            pub async fn create(svc: Svc, who: Principal, req: HttpRequest, body: Json<$fields>) -> Reply {
+                let item = query::parse_write(req.query_string(), &$coll)?;
                 let input: $new = body.into_inner().try_into()?;
-                Ok(created($service::create(&svc, &who, input).await?, $singular))
+                let doc = $service::create(&svc, &who, input).await?;
+                Ok(created(shape::one(doc, &item.select), $singular))
             }
 
-            #[utoipa::path(get, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), responses(
+            #[utoipa::path(get, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path), crate::routes::params::ItemParams), responses(
                 (status = 200, description = "The document", body = $doc),
                 (status = 401, description = "Bad credentials", body = ErrorBody),
                 (status = 404, description = "No such document, or not yours to see", body = ErrorBody),
@@ -136,7 +138,7 @@ macro_rules! collection {
                 Ok(respond::ok(&shape::one(found, &item.select)))
             }
 
-            #[utoipa::path(patch, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), request_body = $fields, responses(
+            #[utoipa::path(patch, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path), crate::routes::params::ItemParams), request_body = $fields, responses(
                 (status = 200, description = "Updated", body = DocResponse<$doc>),
                 (status = 400, description = "Validation error", body = ErrorBody),
                 (status = 401, description = "Not logged in", body = ErrorBody),
@@ -144,19 +146,19 @@ macro_rules! collection {
                 (status = 404, description = "No such document", body = ErrorBody),
             ))]
             pub async fn update(svc: Svc, who: Principal, id: Id, req: HttpRequest, body: Json<$fields>) -> Reply {
-                let item = query::parse_item(req.query_string(), &$coll)?;
+                let item = query::parse_write(req.query_string(), &$coll)?;
                 let doc = $service::update(&svc, &who, *id, body.into_inner()).await?;
                 Ok(updated(shape::one(doc, &item.select)))
             }
 
-            #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path)), responses(
+            #[utoipa::path(delete, path = $item, tag = $tag, params(("id" = uuid::Uuid, Path), crate::routes::params::ItemParams), responses(
                 (status = 200, description = "Deleted", body = DocResponse<$doc>),
                 (status = 401, description = "Not logged in", body = ErrorBody),
                 (status = 403, description = "Visible but not yours to delete", body = ErrorBody),
                 (status = 404, description = "No such document", body = ErrorBody),
             ))]
             pub async fn delete(svc: Svc, who: Principal, id: Id, req: HttpRequest) -> Reply {
-                let item = query::parse_item(req.query_string(), &$coll)?;
+                let item = query::parse_write(req.query_string(), &$coll)?;
                 let doc = $service::delete(&svc, &who, *id).await?;
                 Ok(deleted(shape::one(doc, &item.select)))
             }

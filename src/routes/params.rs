@@ -36,12 +36,12 @@ pub struct ListParams {
     /// `where[field][operator]=value`; nested `where[or][0]..` and
     /// `where[and][0]..`. Operators: equals, not_equals, in, not_in, like,
     /// contains, exists, greater_than(_equal), less_than(_equal), near.
-    #[param(style = DeepObject, explode, value_type = Object)]
+    #[param(style = DeepObject, explode, value_type = Option<Object>)]
     r#where: Option<String>,
     /// Payload 3's field selection: `select[field]=true` shows only those
     /// fields (and `id`), `select[field]=false` hides them; not both kinds
     /// in one request. Only selected sealed fields are decrypted.
-    #[param(style = DeepObject, explode, value_type = Object)]
+    #[param(style = DeepObject, explode, value_type = Option<Object>)]
     select: Option<String>,
     /// 0 (default) leaves relationships as ids; 1 to 10 (Payload's
     /// `maxDepth`) populates a submission's `practitionerId` with the
@@ -76,13 +76,27 @@ pub struct BulkParams {
     r#where: String,
 }
 
+/// A document's parameters (by id: GET, PATCH, DELETE; and POST's answer).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ItemParams {
+    /// As for lists: `select[field]=true|false`.
+    #[param(style = DeepObject, explode, value_type = Option<Object>)]
+    select: Option<String>,
+    /// On GET: 0 (default) to 10 populates `practitionerId`. A write's
+    /// answer is not populated: 0 only.
+    #[param(minimum = 0, maximum = 10)]
+    depth: Option<u32>,
+}
+
 /// Payload's count parameters: the filter only.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct CountParams {
     /// As for the list: `where[field][operator]=value`, nested `or`/`and`.
-    #[param(style = DeepObject, explode, value_type = Object)]
+    #[param(style = DeepObject, explode, value_type = Option<Object>)]
     r#where: Option<String>,
 }
 

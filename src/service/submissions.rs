@@ -456,6 +456,19 @@ pub async fn update_many(
     Ok(docs)
 }
 
+/// Why a delete found nothing: a submission the caller may read (one shared
+/// with them) but not delete is 403; one they cannot see stays 404, as if
+/// it did not exist. Break-glass reads, never writes: 404 as before.
+async fn not_deletable(tx: &mut Tx, who: &Principal, id: Uuid) -> Result<ApiError, ApiError> {
+    if who.break_glass() {
+        return Ok(ApiError::NotFound);
+    }
+    Ok(match table::get(tx, id).await? {
+        Some(_) => ApiError::forbidden(),
+        None => ApiError::NotFound,
+    })
+}
+
 /// `DELETE /api/symptom-submissions?where=..`: all matching, or none.
 pub async fn delete_many(
     svc: &Services,
@@ -474,9 +487,10 @@ pub async fn delete_many(
     for row in &rows {
         let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", row.id);
         let Some(row) = table::delete(&mut tx, row.id, &fact_keys).await? else {
+            let why = not_deletable(&mut tx, who, row.id).await?;
             drop(tx);
             return Err(svc
-                .refused(who, Action::Delete, TABLE, Some(row.id), ApiError::NotFound)
+                .refused(who, Action::Delete, TABLE, Some(row.id), why)
                 .await);
         };
         let (next, doc) = open_written(svc, &c, tx, who, &row).await?;
@@ -549,10 +563,9 @@ pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<Submiss
     let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", id);
     let mut tx = store::begin(&svc.pool, who).await?;
     let Some(row) = table::delete(&mut tx, id, &fact_keys).await? else {
+        let why = not_deletable(&mut tx, who, id).await?;
         drop(tx);
-        return Err(svc
-            .refused(who, Action::Delete, TABLE, Some(id), ApiError::NotFound)
-            .await);
+        return Err(svc.refused(who, Action::Delete, TABLE, Some(id), why).await);
     };
     let (tx, doc) = open_written(svc, &c, tx, who, &row).await?;
     // The DELETE entry is written by the table's audit trigger.

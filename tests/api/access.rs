@@ -557,7 +557,8 @@ async fn the_access_matrix() {
         // (actor, submission A, practitioner, herb, consent A)
         (ANON, 401, 401, 401, 401),
         (PAT_B, 404, 403, 403, 404),
-        (DOC_YES, 404, 403, 403, 404),
+        // Shared with them: they know it exists, so 403.
+        (DOC_YES, 403, 403, 403, 404),
         (DOC_NO, 404, 403, 403, 404),
         (AUDITOR, 404, 403, 403, 404),
         (EDITOR, 404, 200, 200, 404),

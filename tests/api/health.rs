@@ -9,7 +9,11 @@ async fn health_answers_without_the_database() {
     // A database URL nothing listens on: /health must not care.
     let settings = test_settings("postgres://phi_app:x@127.0.0.1:9/none", &[]);
     let address = start_server(settings).await;
-    let res = reqwest::get(format!("{address}/health")).await.unwrap();
+    let res = crate::helpers::http_client()
+        .get(format!("{address}/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(json(res).await["status"], "ok");
 }
@@ -109,7 +113,9 @@ fn env_of(dir: &std::path::Path, key: &str) -> String {
 }
 
 async fn status_of(address: &str) -> (u16, Option<String>) {
-    let res = reqwest::get(format!("{address}/health/database"))
+    let res = crate::helpers::http_client()
+        .get(format!("{address}/health/database"))
+        .send()
         .await
         .unwrap();
     let retry = res
@@ -147,7 +153,9 @@ async fn database_health_is_503_while_postgres_is_down_and_recovers() {
     let (status, retry_after) = status_of(&address).await;
     assert_eq!(status, 503);
     assert!(retry_after.is_some(), "503 without Retry-After");
-    let res = reqwest::get(format!("{address}/health/database"))
+    let res = crate::helpers::http_client()
+        .get(format!("{address}/health/database"))
+        .send()
         .await
         .unwrap();
     let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();

@@ -6,6 +6,7 @@ mod testdb;
 
 mod access;
 mod audit;
+mod backup;
 mod cli;
 mod disclosure;
 mod health;
@@ -22,4 +23,5 @@ mod practitioners;
 mod rotation;
 mod schema;
 mod schemathesis;
+mod sdk;
 mod submissions;

@@ -667,3 +667,123 @@ async fn without_configured_origins_cookies_mean_nothing_and_there_is_no_cors() 
     assert_eq!(res.status(), 401);
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn writes_check_their_parameters_and_never_take_null_for_a_required_field() {
+    let app = spawn_app().await;
+    // A patient cannot create a submission already reviewed.
+    let mut reviewed = submission("x");
+    reviewed["status"] = json!("reviewed");
+    let res = app
+        .post_json("/api/symptom-submissions", PAT, &reviewed)
+        .await;
+    assert_eq!(res.status(), 403);
+    // A write's answer honours select; depth and unknown parameters are 400s.
+    let res = app
+        .post_json(
+            "/api/symptom-submissions?select[status]=true",
+            PAT,
+            &submission("sel"),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let doc = json(res).await["doc"].clone();
+    let keys: Vec<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["id", "status"]);
+    let id = doc["id"].as_str().unwrap().to_string();
+    for q in ["depth=1", "foo=bar"] {
+        let res = app
+            .post_json(
+                &format!("/api/symptom-submissions?{q}"),
+                PAT,
+                &submission("q"),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "{q}");
+        let res = app
+            .patch_json(
+                &format!("/api/symptom-submissions/{id}?{q}"),
+                PAT,
+                &json!({"notes": "n"}),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "{q}");
+    }
+    // null for a field that can only be changed, not cleared: 400, naming it.
+    for body in [json!({"status": null}), json!({"symptoms": null})] {
+        let res = app
+            .patch_json(&format!("/api/symptom-submissions/{id}"), PAT, &body)
+            .await;
+        assert_eq!(res.status(), 400, "{body}");
+        let msg = json(res).await;
+        let field = body.as_object().unwrap().keys().next().unwrap().clone();
+        assert_eq!(
+            msg["errors"][0]["data"]["errors"][0]["path"],
+            json!(field),
+            "{msg}"
+        );
+    }
+    let herb = created(
+        call(
+            &app,
+            Method::POST,
+            "/api/herbs",
+            EDITOR,
+            Some(&json!({"name": "n", "slug": "n"})),
+        )
+        .await,
+    )
+    .await;
+    let res = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/herbs/{herb}"),
+        EDITOR,
+        Some(&json!({"name": null})),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    // Shared with a practitioner: they may read it, not delete it (403, not
+    // 404: they know it exists).
+    let p = practitioner(&app, "dr-del", Some("users:doc")).await;
+    created(
+        app.post_json("/api/consents", PAT, &json!({"practitionerId": p}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        app.get_as(&format!("/api/symptom-submissions/{id}"), DOC)
+            .await
+            .status(),
+        200
+    );
+    let res = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/symptom-submissions/{id}"),
+        DOC,
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    let res = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/symptom-submissions?where[id][equals]={id}"),
+        DOC,
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        app.get_as(&format!("/api/symptom-submissions/{id}"), PAT)
+            .await
+            .status(),
+        200
+    );
+}

@@ -125,7 +125,7 @@ fn sealer(settings: &Settings) -> anyhow::Result<Option<Sealer>> {
 }
 
 fn spawn_analytics_refresh(pool: PgPool, every: std::time::Duration) {
-    tokio::spawn(async move {
+    tokio::spawn(crate::store::with_prepared(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
@@ -141,7 +141,7 @@ fn spawn_analytics_refresh(pool: PgPool, every: std::time::Duration) {
                 tracing::warn!(error = %e, "analytics refresh failed");
             }
         }
-    });
+    }));
 }
 
 /// The HTTP server. Each worker (a thread with a runtime of its own) gets
@@ -182,6 +182,7 @@ fn serve(
         origins: settings.auth.csrf_origins.clone(),
     });
     let csrf_origins = settings.auth.csrf_origins.clone();
+    let prepared = !settings.database.pooler;
     let metrics = web::Data::from(metrics);
     let limits = web::Data::new(BodyLimits {
         max_bytes: settings.server.max_body_bytes,
@@ -205,6 +206,8 @@ fn serve(
         let api_keys = ApiKeys::new(pool.clone(), svc.keyring.clone());
         let gate = gate.for_worker(&anonymous, per_worker, workers as u32);
         let csrf_origins = csrf_origins.clone();
+        // This worker's thread queries in its gateway's mode.
+        crate::store::set_thread_prepared(prepared);
         let mut app = App::new();
         if let Some(v) = &verifier {
             app = app.app_data(v.clone());

@@ -499,7 +499,7 @@ impl Sealer {
     /// every `checkpoint_every` rounds when the head moved, and keeps
     /// monthly partitions three months ahead.
     pub fn spawn(self, interval: std::time::Duration, checkpoint_every: u64) {
-        tokio::spawn(async move {
+        tokio::spawn(crate::store::with_prepared(async move {
             let mut ticks: u64 = 0;
             let mut last_signed = 0i64;
             loop {
@@ -529,7 +529,7 @@ impl Sealer {
                     }
                 }
             }
-        });
+        }));
     }
 }
 
@@ -702,7 +702,24 @@ pub async fn verify(
             signature,
         });
     }
+    // HMAC checkpoints (under the keyring) predate migration 0009's Ed25519
+    // ones. One after the first Ed25519 checkpoint was made by whoever holds
+    // the keyring, not by the sealer: refused, whatever its MAC says.
+    let first_signed = stored
+        .iter()
+        .filter(|c| c.alg == ALG_ED25519)
+        .map(|c| c.pos)
+        .min();
     for c in &stored {
+        if c.alg == ALG_HMAC && first_signed.is_some_and(|p| c.pos >= p) {
+            v.problem(format!(
+                "checkpoint at position {} is an HMAC checkpoint made after the Ed25519 ones began \
+                 (at position {}): only the keyring's holder could have made it",
+                c.pos,
+                first_signed.unwrap_or_default()
+            ));
+            continue;
+        }
         check_against_chain(pool, keys, c, head, "checkpoint", &mut v).await?;
     }
     for c in anchor.unwrap_or_default() {

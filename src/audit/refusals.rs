@@ -135,14 +135,14 @@ impl Refusals {
 
 /// Flushes every `every` until the process ends.
 pub fn spawn_flusher(refusals: Arc<Refusals>, pool: PgPool, every: Duration) {
-    tokio::spawn(async move {
+    tokio::spawn(crate::store::with_prepared(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
             refusals.flush(&pool).await;
         }
-    });
+    }));
 }
 
 #[cfg(test)]

@@ -47,7 +47,14 @@ pub enum KeysCommand {
         /// Rotate the blind-index key instead.
         #[arg(long)]
         index: bool,
+        /// With several gateways: add the new key decrypt-only, so that
+        /// every gateway can open values under it before any writes them;
+        /// roll the keyring, then `keys activate N`, then roll again.
+        #[arg(long, conflicts_with = "index")]
+        staged: bool,
     },
+    /// Make a staged (decrypt-only) data key the active one.
+    Activate { version: u32 },
     /// Each key version's state and how many values still use it.
     Status,
     /// Retire a decrypt-only version that no value uses any more (API-key
@@ -213,12 +220,14 @@ pub async fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
 pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
     let production = settings.production();
     match &cmd {
-        KeysCommand::Rotate { index } => {
-            let index = *index;
+        KeysCommand::Rotate { index, staged } => {
+            let (index, staged) = (*index, *staged);
             let path = &settings.keys.keyring_file;
             let (mut ring, kek) = Keyring::open_file(path, &settings.keys, production).await?;
             let v = if index {
                 ring.rotate_index()?
+            } else if staged {
+                ring.stage()?
             } else {
                 ring.rotate()?
             };
@@ -227,8 +236,29 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
             }
             ring.write_file(path, true)?;
             let what = if index { "index key" } else { "data key" };
+            if staged {
+                println!(
+                    "data key {v} is staged (decrypt-only) in {}; roll the keyring to every gateway (SIGHUP or restart), \
+                     then `phi-gateway keys activate {v}` and roll it again",
+                    path.display()
+                );
+            } else {
+                println!(
+                    "{what} {v} is now active in {}; roll the keyring to every gateway (SIGHUP or restart), then run `phi-gateway reencrypt`",
+                    path.display()
+                );
+            }
+        }
+        KeysCommand::Activate { version } => {
+            let path = &settings.keys.keyring_file;
+            let (mut ring, kek) = Keyring::open_file(path, &settings.keys, production).await?;
+            ring.activate(*version)?;
+            if let Some(kek) = &kek {
+                ring.wrap_with(kek, false).await?;
+            }
+            ring.write_file(path, true)?;
             println!(
-                "{what} {v} is now active in {}; roll the keyring to every gateway (SIGHUP or restart), then run `phi-gateway reencrypt`",
+                "data key {version} is now active in {}; roll the keyring to every gateway (SIGHUP or restart), then run `phi-gateway reencrypt`",
                 path.display()
             );
         }

@@ -56,16 +56,26 @@ impl AuthSettings {
                 "PAYLOAD_SECRET is required in production: without it no caller can be identified"
             );
         }
+        let user_collections: Option<Vec<String>> = env.var("PHI_USER_COLLECTIONS").map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+        if let Some(reserved) = user_collections
+            .iter()
+            .flatten()
+            .chain(file.user_collections.iter().flatten())
+            .find(|c| ["operator", "apikey"].contains(&c.as_str()))
+        {
+            bail!(
+                "PHI_USER_COLLECTIONS names {reserved:?}, which the gateway's own principals use \
+                 (operator:…, apikey:…); a CMS collection of that name would be mistaken for them"
+            );
+        }
         let auth = AuthSettings {
             payload_secret,
-            user_collections: env
-                .var("PHI_USER_COLLECTIONS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
+            user_collections: user_collections
                 .or(file.user_collections)
                 .unwrap_or_else(|| vec!["users".to_string()]),
             leeway_secs: parse_env(env, "PHI_TOKEN_LEEWAY_SECS")?

@@ -207,6 +207,23 @@ mod tests {
     }
 
     #[test]
+    fn user_collections_may_not_take_the_gateways_own_namespaces() {
+        for reserved in ["operator", "users,apikey"] {
+            let err = Settings::from_parts(
+                "",
+                None,
+                &env(&[
+                    ("DATABASE_URL", "postgres://a@h/d"),
+                    ("PHI_ENVIRONMENT", "development"),
+                    ("PHI_USER_COLLECTIONS", reserved),
+                ]),
+            )
+            .unwrap_err();
+            assert!(format!("{err:#}").contains("own principals"), "{err:#}");
+        }
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let file = "[server]\nport = 9000\n[database]\nurl = \"postgres://file@h/d\"\nmax_connections = 7\n";
         let s = Settings::from_parts(

@@ -693,6 +693,48 @@ impl Keyring {
         Ok(id)
     }
 
+    /// Adds a data key version that opens but does not seal yet (the first
+    /// step of a rotation across several gateways: roll it to every one,
+    /// then `activate` it, then roll again). Returns the new version.
+    pub fn stage(&mut self) -> Result<u32, CryptoError> {
+        let id = self.data.iter().map(|k| k.id).max().unwrap_or(0) + 1;
+        let bytes = new_key_bytes()?;
+        let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
+        self.data.push(DataKey {
+            id,
+            state: KeyState::DecryptOnly,
+            created_at: now(),
+            bytes,
+            cipher,
+            wrapped: None,
+        });
+        Ok(id)
+    }
+
+    /// Makes decrypt-only data key `id` the active one; the active key
+    /// becomes decrypt-only.
+    pub fn activate(&mut self, id: u32) -> anyhow::Result<()> {
+        let k = self
+            .data
+            .iter()
+            .find(|k| k.id == id)
+            .with_context(|| format!("no data key {id}"))?;
+        ensure!(
+            k.state == KeyState::DecryptOnly,
+            "data key {id} is {:?}; only a decrypt-only key can become active",
+            k.state
+        );
+        for k in &mut self.data {
+            if k.state == KeyState::Active {
+                k.state = KeyState::DecryptOnly;
+            }
+            if k.id == id {
+                k.state = KeyState::Active;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds an index key version and makes it active; the previous one stays
     /// queryable (decrypt-only) until every row is re-indexed.
     pub fn rotate_index(&mut self) -> Result<u32, CryptoError> {

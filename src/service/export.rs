@@ -65,7 +65,7 @@ impl Exporter {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         let me = self.clone();
         let who = who.clone();
-        let done = tokio::spawn(async move {
+        let done = tokio::spawn(crate::store::with_prepared(async move {
             let result = export::stream(
                 &me.reader,
                 &me.sealer.signing,
@@ -91,7 +91,7 @@ impl Exporter {
                 }
             }
             result
-        });
+        }));
         Ok(Running { chunks: rx, done })
     }
 }

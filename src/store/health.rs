@@ -39,16 +39,18 @@ pub async fn refresh_analytics(conn: &mut PgConnection) -> Result<()> {
 }
 
 /// Refuses a service connection that is not phi_app, or that could bypass
-/// row-level security. Runs once per new connection (an unnamed statement,
-/// so PgBouncer in transaction mode is fine).
+/// row-level security. Runs once per new connection.
 pub async fn check_service_role(conn: &mut PgConnection) -> std::result::Result<(), sqlx::Error> {
-    let (user, bypass): (String, bool) = sqlx::query_as(
-        "SELECT session_user::text, r.rolsuper OR r.rolbypassrls \
-         FROM pg_roles r WHERE r.rolname = session_user",
-    )
-    .persistent(false)
-    .fetch_one(conn)
-    .await?;
+    use sqlx::{Executor, Row};
+    // The simple protocol (no parameters): one round trip, nothing prepared,
+    // so it holds outside a transaction behind PgBouncer too.
+    let row = conn
+        .fetch_one(
+            "SELECT session_user::text, r.rolsuper OR r.rolbypassrls \
+             FROM pg_roles r WHERE r.rolname = session_user",
+        )
+        .await?;
+    let (user, bypass): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
     if user != "phi_app" || bypass {
         return Err(sqlx::Error::Configuration(
             format!(

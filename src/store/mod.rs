@@ -99,15 +99,55 @@ pub type Tx = sqlx::Transaction<'static, Postgres>;
 /// Whether queries may use named prepared statements. Off behind a
 /// transaction-mode pooler (PgBouncer before 1.21 keeps no prepared
 /// statements across transactions): then every query is prepared unnamed,
-/// inside its transaction. Set once at start.
+/// inside its transaction. Set at start for the process, and kept per
+/// thread too (the HTTP workers and the background tasks carry the mode of
+/// the gateway that made them, so that several gateways in one process, as
+/// in the tests, never mix modes).
 static PERSISTENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+thread_local! {
+    static LOCAL: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
 
 pub fn set_prepared_statements(on: bool) {
     PERSISTENT.store(on, std::sync::atomic::Ordering::Relaxed);
+    set_thread_prepared(on);
 }
 
-fn persistent() -> bool {
-    PERSISTENT.load(std::sync::atomic::Ordering::Relaxed)
+/// This thread's mode (an HTTP worker's, set as it starts).
+pub fn set_thread_prepared(on: bool) {
+    LOCAL.with(|l| l.set(Some(on)));
+}
+
+pub fn persistent() -> bool {
+    LOCAL
+        .with(|l| l.get())
+        .unwrap_or_else(|| PERSISTENT.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Runs `f` with this thread's mode wherever it is polled (for spawned
+/// background tasks, which a multi-threaded runtime may move).
+pub fn with_prepared<F: std::future::Future>(f: F) -> WithPrepared<F> {
+    WithPrepared {
+        on: persistent(),
+        f: Box::pin(f),
+    }
+}
+
+pub struct WithPrepared<F> {
+    on: bool,
+    f: std::pin::Pin<Box<F>>,
+}
+
+impl<F: std::future::Future> std::future::Future for WithPrepared<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        set_thread_prepared(self.on);
+        self.f.as_mut().poll(cx)
+    }
 }
 
 /// `sqlx::query`, honouring the pooler setting.

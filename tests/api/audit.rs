@@ -460,6 +460,31 @@ async fn checkpoints_verify_with_the_public_key_alone_and_cannot_be_forged() {
     assert!(p.contains("needs the keyring"), "{p}");
 }
 
+#[tokio::test]
+async fn an_hmac_checkpoint_after_the_signed_ones_began_is_refused() {
+    // Whoever holds the keyring could compute an old-scheme HMAC checkpoint
+    // at any position: after the first Ed25519 one, none is taken.
+    let (app, pool) = sealed_app(2).await;
+    create(&app, "one more").await;
+    sealer_for(&pool)
+        .checkpoint()
+        .await
+        .unwrap()
+        .expect("a head");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.checkpoints")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(n >= 2, "{n} checkpoints");
+    tamper(
+        &pool,
+        "UPDATE audit.checkpoints SET alg = 'hmac-sha256' WHERE id = (SELECT max(id) FROM audit.checkpoints)",
+    )
+    .await;
+    let p = first_problem(&pool).await;
+    assert!(p.contains("after the Ed25519 ones began"), "{p}");
+}
+
 /// The three cuts that verified as ok before anchoring: the head, the tail,
 /// and every checkpoint plus a rewrite of the chain.
 #[tokio::test]

@@ -609,3 +609,177 @@ async fn sighup_loads_a_new_keyring_and_a_broken_one_keeps_the_old() {
     std::fs::write(&ring, good).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn approle_with_the_documented_policy_is_enough_to_serve() {
+    // keys/README.md's policy for the gateway: read the key, encrypt and
+    // decrypt with it; nothing else. Logged in with AppRole, not a token.
+    let bao = bao();
+    let db = TestDb::migrated().await;
+    let dir = temp_dir("kek-approle");
+    let ring = dir.join("keyring.json");
+    let ring_s = ring.to_str().unwrap();
+    let name = bao.new_key().await;
+    let uri = bao.uri(&name);
+    let res = bao
+        .client
+        .post(format!("{}/v1/sys/auth/approle", bao.addr))
+        .header("X-Vault-Token", &bao.token)
+        .json(&json!({"type": "approle"}))
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    assert!(text.is_empty() || text.contains("already in use"), "{text}");
+    let policy = format!(
+        "path \"transit/keys/{name}\" {{ capabilities = [\"read\"] }}\n\
+         path \"transit/encrypt/{name}\" {{ capabilities = [\"update\"] }}\n\
+         path \"transit/decrypt/{name}\" {{ capabilities = [\"update\"] }}\n"
+    );
+    bao.post(
+        &format!("sys/policies/acl/{name}"),
+        json!({"policy": policy}),
+    )
+    .await;
+    bao.post(
+        &format!("auth/approle/role/{name}"),
+        json!({"token_policies": [name.clone()]}),
+    )
+    .await;
+    let role = bao
+        .client
+        .get(format!("{}/v1/auth/approle/role/{name}/role-id", bao.addr))
+        .header("X-Vault-Token", &bao.token)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = bao
+        .post(&format!("auth/approle/role/{name}/secret-id"), json!({}))
+        .await["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret_file = dir.join("secret-id");
+    std::fs::write(&secret_file, &secret).unwrap();
+    let approle = [
+        ("PHI_KEK_ROLE_ID", role.as_str()),
+        ("PHI_KEK_SECRET_ID_FILE", secret_file.to_str().unwrap()),
+    ];
+    let (ok, out) = cli(
+        &db,
+        &ring,
+        &approle,
+        &["keys", "generate", "--out", ring_s, "--kek", &uri],
+    );
+    assert!(ok, "{out}");
+    let (ok, status) = cli(&db, &ring, &approle, &["keys", "status"]);
+    assert!(
+        ok && status.contains(&format!("keys wrapped by {uri}")),
+        "{status}"
+    );
+    // A wrong secret: the login is refused, by name.
+    std::fs::write(&secret_file, "not-the-secret").unwrap();
+    let (ok, out) = cli(&db, &ring, &approle, &["keys", "status"]);
+    assert!(!ok && out.contains("AppRole login refused"), "{out}");
+    assert!(!out.contains(&secret));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// An OpenBao dev server with TLS of this test's own, killed when dropped.
+struct TlsBao(Child);
+
+impl Drop for TlsBao {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn transit_over_tls_checks_the_key_services_certificate() {
+    let python = std::env::var("PHI_TEST_PYTHON").expect("PHI_TEST_PYTHON (deploy/test.sh)");
+    let bin = Path::new(&python).parent().unwrap().join("bao");
+    let dir = temp_dir("kek-tls");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("https://127.0.0.1:{port}");
+    let _server = TlsBao(
+        Command::new(&bin)
+            .args(["server", "-dev", "-dev-tls", "-dev-no-store-token"])
+            .arg(format!("-dev-tls-cert-dir={}", dir.display()))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .arg("-dev-root-token-id=tls-root")
+            .env("HOME", &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ca = dir.join("vault-ca.pem");
+    let bao_cli = |args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .env("HOME", &dir)
+            .env("BAO_ADDR", &addr)
+            .env("BAO_TOKEN", "tls-root")
+            .env("BAO_CACERT", &ca)
+            .output()
+            .unwrap()
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if ca.exists() && bao_cli(&["secrets", "enable", "transit"]).status.success() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the TLS dev server did not come up");
+    assert!(
+        bao_cli(&["write", "-f", "transit/keys/phi"])
+            .status
+            .success()
+    );
+    let db = TestDb::migrated().await;
+    let ring = dir.join("keyring.json");
+    let uri = format!("transit://127.0.0.1:{port}/phi");
+    let ca_s = ca.to_str().unwrap();
+    let with_ca = [("PHI_KEK_TOKEN", "tls-root"), ("PHI_KEK_CA_FILE", ca_s)];
+    let (ok, out) = cli(
+        &db,
+        &ring,
+        &with_ca,
+        &[
+            "keys",
+            "generate",
+            "--out",
+            ring.to_str().unwrap(),
+            "--kek",
+            &uri,
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&db, &ring, &with_ca, &["keys", "status"]);
+    assert!(ok, "{out}");
+    // Without the CA the certificate is not trusted: refused, and said so.
+    let (ok, out) = cli(
+        &db,
+        &ring,
+        &[("PHI_KEK_TOKEN", "tls-root")],
+        &["keys", "status"],
+    );
+    assert!(
+        !ok && out.contains("UnknownIssuer") && out.contains(&uri),
+        "{out}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

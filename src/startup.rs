@@ -164,6 +164,7 @@ fn serve(
         .clamp(1, db.max_connections.max(1) as usize);
     let per_worker = (db.max_connections / workers as u32).max(1);
     let options = db.connect_options()?;
+    let read_options = db.read_options()?;
     let db = db.clone();
     let pools = web::Data::new(routes::health::WorkerPools::default());
     let services = Arc::new(services);
@@ -203,6 +204,9 @@ fn serve(
         pools.add(pool.clone());
         let mut svc = (*services).clone();
         svc.pool = pool.clone();
+        svc.read_pool = read_options
+            .as_ref()
+            .map(|ro| crate::db::worker_pool(&db, ro.clone(), per_worker));
         let api_keys = ApiKeys::new(pool.clone(), svc.keyring.clone());
         let gate = gate.for_worker(&anonymous, per_worker, workers as u32);
         let csrf_origins = csrf_origins.clone();

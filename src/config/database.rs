@@ -94,6 +94,10 @@ pub struct DatabaseSettings {
     /// Used by `phi-gateway migrate`: a role that may create roles and
     /// extensions. Never used by `serve`.
     pub migration_url: Option<DatabaseUrl>,
+    /// A streaming replica (as `phi_app`) for the public directory: reads
+    /// of herbs and practitioners by callers without credentials, which
+    /// write no audit entry. Everything else stays on `url`.
+    pub read_url: Option<DatabaseUrl>,
     pub max_connections: u32,
     pub min_connections: u32,
     pub idle_timeout: Duration,
@@ -115,6 +119,14 @@ impl DatabaseSettings {
     /// Connection options for the service's own pool.
     pub fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
         self.options_for(&self.url)
+    }
+
+    /// Connection options for the replica's pool, if there is one.
+    pub fn read_options(&self) -> anyhow::Result<Option<PgConnectOptions>> {
+        self.read_url
+            .as_ref()
+            .map(|u| self.options_for(u))
+            .transpose()
     }
 
     /// Connection options for migrations (falls back to the service URL).
@@ -158,6 +170,7 @@ fn redact_sqlx(e: &sqlx::Error) -> &'static str {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileDatabase {
     url: Option<SecretString>,
+    read_url: Option<SecretString>,
     migration_url: Option<SecretString>,
     max_connections: Option<u32>,
     min_connections: Option<u32>,
@@ -189,6 +202,10 @@ impl DatabaseSettings {
             .var("MIGRATION_DATABASE_URL")
             .map(DatabaseUrl::new)
             .or(file.migration_url.map(DatabaseUrl));
+        let read_url = env
+            .var("DATABASE_READ_URL")
+            .map(DatabaseUrl::new)
+            .or(file.read_url.map(DatabaseUrl));
         let max_connections = parse_env(env, "DATABASE_MAX_CONNECTIONS")?
             .or(file.max_connections)
             .unwrap_or(if prod { 20 } else { 10 });
@@ -225,6 +242,7 @@ impl DatabaseSettings {
         let database = DatabaseSettings {
             url,
             migration_url,
+            read_url,
             max_connections,
             min_connections,
             idle_timeout: secs(

@@ -74,7 +74,7 @@ pub async fn get(
     id: Uuid,
     _item: &crate::query::ItemQuery,
 ) -> Result<HerbDoc, ApiError> {
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = store::begin(svc.directory(who), who).await?;
     let row = table::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     to_doc(row)
@@ -166,7 +166,7 @@ pub async fn list(
     q: ListQuery,
 ) -> Result<Page<HerbDoc>, ApiError> {
     let tcm = tcm_filter(&q.params)?;
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = store::begin(svc.directory(who), who).await?;
     let found = table::list(&mut tx, &q, &tcm).await?;
     tx.commit().await?;
     let docs = found

@@ -50,6 +50,10 @@ pub struct Services {
     /// Reserved for refusals and failures written on their own: they are
     /// written even when every connection of `pool` is taken.
     pub audit_pool: PgPool,
+    /// A streaming replica's pool (`DATABASE_READ_URL`), for the public
+    /// directory read by callers without credentials (no audit entry is
+    /// written there). `None`: everything on `pool`.
+    pub read_pool: Option<PgPool>,
     pub keyring: Arc<KeyringHandle>,
     pub refusals: Arc<Refusals>,
 }
@@ -59,8 +63,21 @@ impl Services {
         Self {
             pool,
             audit_pool,
+            read_pool: None,
             keyring,
             refusals: Arc::new(Refusals::default()),
+        }
+    }
+
+    /// Where a read of the public directory (herbs, practitioners) runs: on
+    /// the replica for callers without credentials, when there is one. A
+    /// signed-in caller's reads stay on the primary: staff reads of sealed
+    /// contact fields write audit entries, and a user should see their own
+    /// writes at once.
+    pub fn directory(&self, who: &Principal) -> &PgPool {
+        match &self.read_pool {
+            Some(replica) if who.is_anonymous() => replica,
+            _ => &self.pool,
         }
     }
 

@@ -189,7 +189,7 @@ pub async fn get(
     item: &ItemQuery,
 ) -> Result<PractitionerDoc, ApiError> {
     let c = Crypt::new(svc);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = store::begin(svc.directory(who), who).await?;
     let row = table::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     let (mut docs, entries) = open_all(&c, who, vec![row], &item.select)?;
     audit::record(&mut tx, who, &entries).await?;
@@ -206,7 +206,7 @@ pub async fn list(
     if let Some(f) = q.filter.as_mut() {
         f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
     }
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = store::begin(svc.directory(who), who).await?;
     let found = table::list(&mut tx, &q).await?;
     let (total, found_capped) = (found.total, found.capped);
     let (docs, mut entries) = open_all(&c, who, found.rows, &q.select)?;

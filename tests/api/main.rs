@@ -21,6 +21,7 @@ mod payload;
 mod plans;
 mod pooler;
 mod practitioners;
+mod replica;
 mod rotation;
 mod scale;
 mod schema;

@@ -674,22 +674,9 @@ impl Keyring {
     /// Adds a data key version and makes it active; the previous active key
     /// becomes decrypt-only. Returns the new version.
     pub fn rotate(&mut self) -> Result<u32, CryptoError> {
-        let id = self.data.iter().map(|k| k.id).max().unwrap_or(0) + 1;
-        let bytes = new_key_bytes()?;
-        let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
-        for k in &mut self.data {
-            if k.state == KeyState::Active {
-                k.state = KeyState::DecryptOnly;
-            }
-        }
-        self.data.push(DataKey {
-            id,
-            state: KeyState::Active,
-            created_at: now(),
-            bytes,
-            cipher,
-            wrapped: None,
-        });
+        let id = self.stage()?;
+        self.activate(id)
+            .expect("a key just staged is decrypt-only");
         Ok(id)
     }
 

@@ -4,85 +4,25 @@
 //! committed before the point, with every index, a chain that verifies, and
 //! a gateway that serves from it with the keyring kept apart.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
 
+use crate::cluster::{OwnCluster, script};
 use crate::helpers::{
     PAYLOAD_SECRET, TestApp, http_client, json, signing, start_server, test_settings,
 };
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sh(script: &str, args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(root().join("deploy").join(script))
-        .args(args)
-        .env("PHI_PG_FAST", "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{script} {args:?}: {text}");
-    text
-}
-
-fn env_of(dir: &Path, name: &str) -> String {
-    let text = sh("pg.sh", &["env", dir.to_str().unwrap()]);
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("export {name}='")))
-        .and_then(|v| v.strip_suffix('\''))
-        .unwrap_or_else(|| panic!("{name} not in the cluster's env"))
-        .to_string()
-}
-
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(root().join("deploy/pg.sh"))
-            .arg("destroy")
-            .arg(&self.dir)
-            .output();
-    }
-}
-
-impl Cluster {
-    fn url(&self, user: &str, password_var: &str, db: &str) -> String {
-        let port = env_of(&self.dir, "PHI_PG_PORT");
-        let password = env_of(&self.dir, password_var);
-        format!("postgres://{user}:{password}@127.0.0.1:{port}/{db}")
-    }
-    fn admin(&self, db: &str) -> String {
-        let url = env_of(&self.dir, "PHI_PG_ADMIN_URL");
-        format!("{}/{db}", url.rsplit_once('/').unwrap().0)
-    }
-    fn app(&self) -> String {
-        self.url("phi_app", "PHI_PG_APP_PASSWORD", "phi")
-    }
-    fn sealer(&self) -> String {
-        self.url("phi_sealer", "PHI_PG_SEALER_PASSWORD", "phi")
-    }
-}
-
 /// The real binary against a cluster's `phi` database.
-fn cli(c: &Cluster, ring: &Path, args: &[&str]) -> String {
+fn cli(c: &OwnCluster, ring: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", c.app())
+        .env("DATABASE_URL", c.app("phi"))
         .env("MIGRATION_DATABASE_URL", c.admin("phi"))
-        .env("AUDIT_SEALER_DATABASE_URL", c.sealer())
+        .env("AUDIT_SEALER_DATABASE_URL", c.sealer("phi"))
         .env("PHI_KEYRING", ring)
         .env("PHI_CONFIG", "/dev/null")
         .env("PHI_ENVIRONMENT", "development")
@@ -117,15 +57,9 @@ const INDEXES: &str = "SELECT schemaname || '.' || indexname FROM pg_indexes \
 #[tokio::test]
 async fn a_point_in_time_restore_brings_back_exactly_what_was_committed_before_the_point() {
     let base = std::env::temp_dir().join(format!("phi-drill-{}", uuid::Uuid::new_v4().simple()));
-    let src = Cluster {
-        dir: base.join("primary"),
-    };
-    let dst = Cluster {
-        dir: base.join("restored"),
-    };
-    std::fs::create_dir_all(&src.dir).unwrap();
-    sh("pg.sh", &["start", src.dir.to_str().unwrap()]);
-    sh("pgbackrest.sh", &["setup", src.dir.to_str().unwrap()]);
+    let src = OwnCluster::start(&base.join("primary"), true);
+    let dst = OwnCluster::at(&base.join("restored"), true);
+    script("pgbackrest.sh", &["setup", src.dir_str()], true);
     psql(&src.admin("postgres"), "CREATE DATABASE phi").await;
     // The keyring lives apart from the cluster and its backups.
     let keys = base.join("keys");
@@ -137,20 +71,17 @@ async fn a_point_in_time_restore_brings_back_exactly_what_was_committed_before_t
         &["keys", "generate", "--out", ring.to_str().unwrap()],
     );
     cli(&src, &ring, &["migrate"]);
-    sh(
-        "pgbackrest.sh",
-        &["backup", src.dir.to_str().unwrap(), "full"],
-    );
+    script("pgbackrest.sh", &["backup", src.dir_str(), "full"], true);
 
     let ring_s = ring.to_str().unwrap();
-    let sealer = src.sealer();
+    let sealer = src.sealer("phi");
     let settings = [
         ("PHI_KEYRING", ring_s),
         ("DATABASE_ENCRYPTION_KEY", ""),
         ("DATABASE_BLIND_INDEX_KEY", ""),
         ("AUDIT_SEALER_DATABASE_URL", sealer.as_str()),
     ];
-    let address = start_server(test_settings(&src.app(), &settings)).await;
+    let address = start_server(test_settings(&src.app("phi"), &settings)).await;
     let client = http_client();
     let app = TestApp::at(&address, &client);
     let patient = Some(("pat", &[][..]));
@@ -197,15 +128,10 @@ async fn a_point_in_time_restore_brings_back_exactly_what_was_committed_before_t
     }
     psql(&src.admin("phi"), "SELECT pg_switch_wal()::text").await;
 
-    sh(
+    script(
         "pgbackrest.sh",
-        &[
-            "restore",
-            src.dir.to_str().unwrap(),
-            dst.dir.to_str().unwrap(),
-            "--name",
-            "drill",
-        ],
+        &["restore", src.dir_str(), dst.dir_str(), "--name", "drill"],
+        true,
     );
 
     // Exactly the rows committed before the point.
@@ -236,7 +162,7 @@ async fn a_point_in_time_restore_brings_back_exactly_what_was_committed_before_t
         ("DATABASE_ENCRYPTION_KEY", ""),
         ("DATABASE_BLIND_INDEX_KEY", ""),
     ];
-    let address = start_server(test_settings(&dst.app(), &settings)).await;
+    let address = start_server(test_settings(&dst.app("phi"), &settings)).await;
     let app = TestApp::at(&address, &client);
     let doc = json(
         app.get_as(&format!("/api/symptom-submissions/{}", before[0]), patient)

@@ -6,7 +6,6 @@
 //! pool exhausted (503 with Retry-After after the acquire timeout, then
 //! normal service). Figures go to RELIABILITY.md; the tests print them.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,52 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::cluster::OwnCluster;
 use crate::helpers::{
     PAYLOAD_SECRET, TestDb, bearer, http_client, json, signing, start_server, test_settings,
 };
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cluster as production runs it: fsync and synchronous commit on. (With
-/// deploy/pg.sh's PHI_PG_FAST, synchronous_commit is off, and a SIGKILL
-/// loses commits already acknowledged: this test found 3 of them.)
-fn pg(cmd: &str, dir: &Path) {
-    let out = Command::new("bash")
-        .arg(root().join("deploy/pg.sh"))
-        .arg(cmd)
-        .arg(dir)
-        .env("PHI_PG_FAST", "0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pg.sh {cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn env_of(dir: &Path, name: &str) -> String {
-    let text = std::fs::read_to_string(dir.join("env")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("export {name}='")))
-        .and_then(|v| v.strip_suffix('\''))
-        .unwrap()
-        .to_string()
-}
-
-struct Cluster(PathBuf);
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(root().join("deploy/pg.sh"))
-            .arg("destroy")
-            .arg(&self.0)
-            .output();
-    }
-}
 
 fn body(i: usize) -> Value {
     json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}],
@@ -145,28 +102,16 @@ async fn until_more(seen: &Arc<Mutex<Seen>>, n: usize, within: Duration) -> Dura
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_killed_under_writes_loses_nothing_acknowledged() {
+    // The cluster as production runs it: fsync and synchronous commit on.
+    // (With deploy/pg.sh's PHI_PG_FAST, synchronous_commit is off, and a
+    // SIGKILL loses commits already acknowledged: this test found 3.)
     let dir = std::env::temp_dir().join(format!("phi-fault-{}", uuid::Uuid::new_v4().simple()));
-    let _cluster = Cluster(dir.clone());
-    pg("start", &dir);
-    let port = env_of(&dir, "PHI_PG_PORT");
-    let admin_root = env_of(&dir, "PHI_PG_ADMIN_URL");
-    let admin = format!("{}/phi", admin_root.rsplit_once('/').unwrap().0);
-    {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&admin_root).await.unwrap();
-        sqlx::query("CREATE DATABASE phi")
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-    let app_url = format!(
-        "postgres://phi_app:{}@127.0.0.1:{port}/phi",
-        env_of(&dir, "PHI_PG_APP_PASSWORD")
-    );
-    let sealer = format!(
-        "postgres://phi_sealer:{}@127.0.0.1:{port}/phi",
-        env_of(&dir, "PHI_PG_SEALER_PASSWORD")
-    );
+    let cluster = OwnCluster::start(&dir, false);
+    let port = cluster.port();
+    cluster.migrated("phi").await;
+    let admin = cluster.admin("phi");
+    let app_url = cluster.app("phi");
+    let sealer = cluster.sealer("phi");
     let settings = test_settings(
         &app_url,
         &[
@@ -175,7 +120,6 @@ async fn postgres_stopped_and_killed_under_writes_loses_nothing_acknowledged() {
             ("DATABASE_ACQUIRE_TIMEOUT_SECS", "2"),
         ],
     );
-    phi_gateway::db::migrate(&settings.database).await.unwrap();
     let address = start_server(settings).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -187,7 +131,7 @@ async fn postgres_stopped_and_killed_under_writes_loses_nothing_acknowledged() {
     let mut recoveries = Vec::new();
     for how in ["stop", "kill"] {
         match how {
-            "stop" => pg("stop", &dir),
+            "stop" => cluster.pg("stop"),
             _ => {
                 // The postmaster and its children at once, as a crash would.
                 let pid = std::fs::read_to_string(dir.join("data/postmaster.pid")).unwrap();
@@ -232,8 +176,8 @@ async fn postgres_stopped_and_killed_under_writes_loses_nothing_acknowledged() {
             seen.lock().await.unavailable > before,
             "no 503 while the database was down ({how})"
         );
-        pg("start", &dir);
-        assert_eq!(env_of(&dir, "PHI_PG_PORT"), port);
+        cluster.pg("start");
+        assert_eq!(cluster.port(), port);
         recoveries.push((how, until_more(&seen, 20, Duration::from_secs(30)).await));
     }
     stop.store(true, Ordering::Relaxed);

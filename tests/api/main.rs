@@ -8,6 +8,7 @@ mod access;
 mod audit;
 mod backup;
 mod cli;
+mod cluster;
 mod disclosure;
 mod faults;
 mod health;

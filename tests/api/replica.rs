@@ -4,62 +4,27 @@
 //! the primary (a read writes its audit entry); the analytics and auditor
 //! roles read the replica directly.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::Connection;
 
+use crate::cluster::{OwnCluster, script};
 use crate::helpers::{Remote, http_client, json, start_server, test_settings};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+/// The replica, stopped and removed when dropped (before its primary).
+struct Replica(PathBuf);
 
-fn script(name: &str, args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(root().join("deploy").join(name))
-        .args(args)
-        .env("PHI_PG_FAST", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn env_of(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join("env"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("export {name}='")))
-        .and_then(|v| v.strip_suffix('\''))
-        .unwrap()
-        .to_string()
-}
-
-struct Clusters {
-    primary: PathBuf,
-    replica: PathBuf,
-}
-
-impl Drop for Clusters {
+impl Drop for Replica {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(root().join("deploy/replica.sh"))
+            .arg(crate::cluster::root().join("deploy/replica.sh"))
             .arg("stop")
-            .arg(&self.replica)
+            .arg(&self.0)
             .output();
-        let _ = std::fs::remove_dir_all(&self.replica);
-        let _ = Command::new("bash")
-            .arg(root().join("deploy/pg.sh"))
-            .arg("destroy")
-            .arg(&self.primary)
-            .output();
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -84,46 +49,24 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primary() {
     let base = std::env::temp_dir().join(format!("phi-replica-{}", uuid::Uuid::new_v4().simple()));
-    let c = Clusters {
-        primary: base.join("primary"),
-        replica: base.join("replica"),
-    };
-    std::fs::create_dir_all(&c.primary).unwrap();
-    script("pg.sh", &["start", c.primary.to_str().unwrap()]);
-    let port = env_of(&c.primary, "PHI_PG_PORT");
-    let admin_root = env_of(&c.primary, "PHI_PG_ADMIN_URL");
-    let base_url = admin_root.rsplit_once('/').unwrap().0.to_string();
-    let mut admin = sqlx::PgConnection::connect(&admin_root).await.unwrap();
-    sqlx::query("CREATE DATABASE phi")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let app_pw = env_of(&c.primary, "PHI_PG_APP_PASSWORD");
-    let primary_app = format!("postgres://phi_app:{app_pw}@127.0.0.1:{port}/phi");
-    let migrate = test_settings(
-        &primary_app,
-        &[("MIGRATION_DATABASE_URL", format!("{base_url}/phi").as_str())],
-    );
-    phi_gateway::db::migrate(&migrate.database).await.unwrap();
-
+    let primary = OwnCluster::start(&base.join("primary"), true);
+    let port = primary.port();
+    primary.migrated("phi").await;
+    let replica = Replica(base.join("replica"));
     let out = script(
         "replica.sh",
-        &[
-            "start",
-            c.primary.to_str().unwrap(),
-            c.replica.to_str().unwrap(),
-        ],
+        &["start", primary.dir_str(), replica.0.to_str().unwrap()],
+        true,
     );
     let rport = out
-        .trim()
-        .strip_prefix("export PHI_REPLICA_PORT=")
+        .lines()
+        .find_map(|l| l.strip_prefix("export PHI_REPLICA_PORT="))
         .unwrap()
         .to_string();
-    let replica_app = format!("postgres://phi_app:{app_pw}@127.0.0.1:{rport}/phi");
-    let replica_admin = format!(
-        "{}/phi",
-        base_url.replace(&format!(":{port}"), &format!(":{rport}"))
-    );
+    let on_port = |url: String| url.replace(&format!(":{port}/"), &format!(":{rport}/"));
+    let primary_app = primary.app("phi");
+    let replica_app = on_port(primary.app("phi"));
+    let replica_admin = on_port(primary.admin("phi"));
     let address = start_server(test_settings(
         &primary_app,
         &[("DATABASE_READ_URL", replica_app.as_str())],
@@ -180,7 +123,7 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
             .status(),
         200
     );
-    let mut on_primary = sqlx::PgConnection::connect(&format!("{base_url}/phi"))
+    let mut on_primary = sqlx::PgConnection::connect(&primary.admin("phi"))
         .await
         .unwrap();
     let reads: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.log WHERE action = 'READ'")
@@ -198,19 +141,13 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
     .await;
 
     // The analysts' and auditors' roles read the replica directly.
-    let analytics = format!(
-        "postgres://phi_analytics:{}@127.0.0.1:{rport}/phi",
-        env_of(&c.primary, "PHI_PG_ANALYTICS_PASSWORD")
-    );
+    let analytics = on_port(primary.url("phi_analytics", "PHI_PG_ANALYTICS_PASSWORD", "phi"));
     let mut a = sqlx::PgConnection::connect(&analytics).await.unwrap();
     let _: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics.submissions_weekly")
         .fetch_one(&mut a)
         .await
         .unwrap();
-    let auditor = format!(
-        "postgres://phi_auditor:{}@127.0.0.1:{rport}/phi",
-        env_of(&c.primary, "PHI_PG_AUDITOR_PASSWORD")
-    );
+    let auditor = on_port(primary.url("phi_auditor", "PHI_PG_AUDITOR_PASSWORD", "phi"));
     let mut au = sqlx::PgConnection::connect(&auditor).await.unwrap();
     eventually("the replica has the audit entries", async || {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit.log")
@@ -227,6 +164,7 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
             .await
             .unwrap_err();
     assert!(err.to_string().contains("read-only"), "{err}");
-    drop(c);
+    drop(replica);
+    drop(primary);
     std::fs::remove_dir_all(base).ok();
 }

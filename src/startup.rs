@@ -33,6 +33,10 @@ pub struct Application {
     port: u16,
     server: Server,
     pub keyring: Arc<KeyringHandle>,
+    /// Refusals counted since the last flush are written when serving
+    /// stops, not lost with the process.
+    refusals: Arc<Refusals>,
+    audit_pool: sqlx::PgPool,
 }
 
 impl Application {
@@ -83,7 +87,8 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let services = Services::new(pool.clone(), audit_pool.clone(), keyring.clone())
-            .with_refusals(refusals);
+            .with_refusals(refusals.clone());
+        let final_flush = audit_pool.clone();
         let exporter = sealer.map(|sealer| Exporter {
             reader: pool.clone(),
             audit_pool,
@@ -94,6 +99,8 @@ impl Application {
             port,
             server,
             keyring,
+            refusals,
+            audit_pool: final_flush,
         })
     }
 
@@ -102,7 +109,9 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.refusals.flush(&self.audit_pool).await;
+        served
     }
 }
 

@@ -106,7 +106,14 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// A shorter limit for anonymous callers.
     pub anonymous_statement_timeout: Duration,
+    /// The TLS mode of `url` (of each other URL too when it was set
+    /// explicitly, by DATABASE_TLS_MODE or `tls_mode`).
     pub tls_mode: TlsMode,
+    /// `tls_mode` was set explicitly: it holds for every URL. Otherwise each
+    /// URL gets its own default (verify-full in production unless it is on
+    /// this machine), or the `sslmode` written in it.
+    pub tls_explicit: bool,
+    production: bool,
     pub ca_file: Option<PathBuf>,
     /// A transaction-mode pooler (PgBouncer) sits between: no named
     /// prepared statements, no startup parameters it would refuse.
@@ -146,8 +153,18 @@ impl DatabaseSettings {
     fn options_for(&self, url: &DatabaseUrl) -> anyhow::Result<PgConnectOptions> {
         let mut opts = PgConnectOptions::from_str(url.expose())
             .map_err(|e| anyhow::anyhow!("invalid database URL {url:?}: {}", redact_sqlx(&e)))?
-            .ssl_mode(self.tls_mode.into())
             .application_name("phi-gateway");
+        // The sealer's or the migrations' server may not be the service's:
+        // each URL gets the default for its own host, or keeps the sslmode
+        // written in it, unless a mode was set for all.
+        if self.tls_explicit || !url.expose().contains("sslmode=") {
+            let mode = if self.tls_explicit {
+                self.tls_mode
+            } else {
+                default_tls(self.production, self.ca_file.is_some(), url)
+            };
+            opts = opts.ssl_mode(mode.into());
+        }
         if self.pooler {
             opts = opts.extra_float_digits(None::<i8>);
         }
@@ -221,23 +238,34 @@ impl DatabaseSettings {
             .var("DATABASE_CA_FILE")
             .map(PathBuf::from)
             .or(file.ca_file);
-        let tls_mode = match env.var("DATABASE_TLS_MODE") {
-            Some(v) => v.parse()?,
-            None => match file.tls_mode {
-                Some(m) => m,
-                // Production verifies the server's certificate, except on
-                // this machine (a Unix socket or loopback), where TLS adds
-                // nothing a local attacker could not already read.
-                None if prod && ca_file.is_none() && is_local(&url) => TlsMode::Prefer,
-                None if prod => TlsMode::VerifyFull,
-                None => TlsMode::Prefer,
-            },
+        let explicit = match env.var("DATABASE_TLS_MODE") {
+            Some(v) => Some(v.parse()?),
+            None => file.tls_mode,
         };
-        if matches!(tls_mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && ca_file.is_none() {
-            bail!(
-                "DATABASE_TLS_MODE {tls_mode:?} needs a CA file (DATABASE_CA_FILE or [database] ca_file); \
-                 production verifies the database's certificate unless it is on a Unix socket or loopback"
-            );
+        let tls_explicit = explicit.is_some();
+        let tls_mode = explicit.unwrap_or_else(|| default_tls(prod, ca_file.is_some(), &url));
+        // Every URL the gateway may use, each with the mode it will get.
+        for (what, u) in [
+            ("DATABASE_URL", Some(&url)),
+            ("MIGRATION_DATABASE_URL", migration_url.as_ref()),
+            ("DATABASE_READ_URL", read_url.as_ref()),
+        ] {
+            let Some(u) = u else { continue };
+            if !tls_explicit && u.expose().contains("sslmode=") {
+                // Its own sslmode governs; libpq's rules check it at connect.
+                continue;
+            }
+            let mode = if tls_explicit {
+                tls_mode
+            } else {
+                default_tls(prod, ca_file.is_some(), u)
+            };
+            if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && ca_file.is_none() {
+                bail!(
+                    "{what}: TLS mode {mode:?} needs a CA file (DATABASE_CA_FILE or [database] ca_file); \
+                     production verifies the database's certificate unless it is on a Unix socket or loopback"
+                );
+            }
         }
         let database = DatabaseSettings {
             url,
@@ -274,6 +302,8 @@ impl DatabaseSettings {
                     .unwrap_or(2_000),
             ),
             tls_mode,
+            tls_explicit,
+            production: prod,
             ca_file,
             pooler: parse_env(env, "DATABASE_POOLER")?
                 .or(file.pooler)
@@ -289,6 +319,17 @@ impl DatabaseSettings {
 }
 
 /// A URL whose host is a Unix socket or this machine's loopback.
+/// Production verifies the server's certificate, except on this machine (a
+/// Unix socket or loopback), where TLS adds nothing a local attacker could
+/// not already read; development prefers TLS.
+fn default_tls(prod: bool, ca_file: bool, url: &DatabaseUrl) -> TlsMode {
+    match () {
+        _ if prod && !ca_file && is_local(url) => TlsMode::Prefer,
+        _ if prod => TlsMode::VerifyFull,
+        _ => TlsMode::Prefer,
+    }
+}
+
 fn is_local(url: &DatabaseUrl) -> bool {
     let Ok(opts) = PgConnectOptions::from_str(url.expose()) else {
         return false;

@@ -331,6 +331,41 @@ mod tests {
             .unwrap();
             assert_eq!(s.database.tls_mode, TlsMode::Prefer, "{url}");
         }
+        // Each URL gets the default for its own host: a remote migration
+        // database behind a local service URL still needs a CA file.
+        let err = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@127.0.0.1/d"),
+                ("MIGRATION_DATABASE_URL", "postgres://a@db.internal/d"),
+                ("PAYLOAD_SECRET", "s"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("MIGRATION_DATABASE_URL"),
+            "{err:#}"
+        );
+        // A sslmode written in a URL is kept (here: encrypted, unverified,
+        // so no CA file is needed), and the local URL keeps its own default.
+        let s = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@127.0.0.1/d"),
+                (
+                    "MIGRATION_DATABASE_URL",
+                    "postgres://a@db.internal/d?sslmode=require",
+                ),
+                ("PAYLOAD_SECRET", "s"),
+            ]),
+        )
+        .unwrap();
+        let local = format!("{:?}", s.database.connect_options().unwrap());
+        let remote = format!("{:?}", s.database.migration_options().unwrap());
+        assert!(local.contains("ssl_mode: Prefer"), "{local}");
+        assert!(remote.contains("ssl_mode: Require"), "{remote}");
     }
 
     #[test]

@@ -276,6 +276,9 @@ async fn sigterm_under_load_finishes_what_is_in_flight_and_exits_zero() {
         .env("PHI_PORT", port.to_string())
         .env("PHI_WORKERS", "2")
         .env("PHI_SHUTDOWN_TIMEOUT_SECS", "10")
+        // Refusals are flushed hourly here: only the flush at shutdown can
+        // write the one below.
+        .env("PHI_AUDIT_REFUSAL_FLUSH_SECS", "3600")
         .env("PHI_ANALYTICS_REFRESH_SECS", "0")
         .env("PHI_ANONYMOUS_PER_MINUTE", "0")
         .env("RUST_LOG", "warn")
@@ -307,6 +310,13 @@ async fn sigterm_under_load_finishes_what_is_in_flight_and_exits_zero() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let tasks = load(address.clone(), 8, stop.clone(), seen.clone());
     until_more(&seen, 100, Duration::from_secs(20)).await;
+    let refused = client
+        .get(format!("{address}/api/symptom-submissions"))
+        .header("authorization", "JWT not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     let signalled = Instant::now();
     assert!(
         Command::new("kill")

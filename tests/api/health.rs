@@ -202,3 +202,51 @@ async fn a_service_connection_that_could_bypass_row_security_is_refused() {
         .unwrap();
     assert_eq!(res.status(), 503);
 }
+
+#[tokio::test]
+async fn a_sealer_falling_behind_shows_in_health_and_metrics() {
+    // No sealer in this process: entries wait, and /health/audit and the
+    // metric say how long the oldest has.
+    let db = crate::helpers::TestDb::migrated().await;
+    let address = start_server(test_settings(
+        &db.app_url(),
+        &[("PHI_AUDIT_MAX_SEAL_LAG_SECS", "1")],
+    ))
+    .await;
+    let client = crate::helpers::http_client();
+    let res = client
+        .post(format!("{address}/api/symptom-submissions"))
+        .header("authorization", crate::helpers::bearer("ann", &[]))
+        .json(&serde_json::json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let body = json(
+        client
+            .get(format!("{address}/health/audit"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(body["status"], "behind", "{body}");
+    assert!(body["lagSeconds"].as_f64().unwrap() >= 1.0, "{body}");
+    let text = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lag: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("phi_audit_seal_lag_seconds "))
+        .unwrap_or_else(|| panic!("no lag gauge in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(lag >= 1.0, "{lag}");
+}

@@ -232,6 +232,13 @@ async fn select_opens_and_names_only_what_it_shows_and_depth_populates_under_the
         assert_eq!(res.status(), 400, "{q}");
     }
 
+    // A response that carries PHI is never cached, by browsers or proxies.
+    let res = app
+        .get_as(&format!("/api/symptom-submissions/{s}"), PAT)
+        .await;
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["pragma"], "no-cache");
+
     // depth: 0 (default) an id, 1 the practitioner's document as the caller
     // may see it (the patient sees no sealed contact fields).
     let doc = json(

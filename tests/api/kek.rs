@@ -575,7 +575,16 @@ async fn sighup_loads_a_new_keyring_and_a_broken_one_keeps_the_old() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(under_v2 > 0, "not reloaded: {}", gw.log());
-    assert!(gw.log().contains("keyring reloaded"), "{}", gw.log());
+    // The log is written in batches by its own thread: wait for the line.
+    let mut logged = false;
+    for _ in 0..200 {
+        if gw.log().contains("keyring reloaded") {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged, "{}", gw.log());
 
     // A broken file: refused, the serving keyring stays, nothing fails.
     let good = std::fs::read_to_string(&ring).unwrap();

@@ -539,28 +539,16 @@ impl Keyring {
                 (Some(uri), None) => bail!("{purpose} key {id} is not wrapped by {uri} yet"),
             })
         };
-        let mut data = Vec::with_capacity(self.data.len());
-        for k in &self.data {
-            data.push(key(
-                "data",
-                k.id,
-                k.state,
-                &k.created_at,
-                &k.bytes,
-                &k.wrapped,
-            )?);
-        }
-        let mut index = Vec::with_capacity(self.index.len());
-        for k in &self.index {
-            index.push(key(
-                "index",
-                k.id,
-                k.state,
-                &k.created_at,
-                &k.bytes,
-                &k.wrapped,
-            )?);
-        }
+        let data = self
+            .data
+            .iter()
+            .map(|k| key("data", k.id, k.state, &k.created_at, &k.bytes, &k.wrapped))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let index = self
+            .index
+            .iter()
+            .map(|k| key("index", k.id, k.state, &k.created_at, &k.bytes, &k.wrapped))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut value = serde_json::json!({
             "format": FILE_FORMAT,
             "development": self.development,

@@ -4,7 +4,9 @@
 # and 16 clients, with requests/s, p50 and p99, and the ratio HTTP/pgbench.
 #
 #   bench/run.sh http          (or bench/http.sh with a cluster already up)
-#   BENCH_SECS=15 BENCH_HERBS=200000 BENCH_PRACTITIONERS=1000000 BENCH_CLIENTS="1 4 16"
+#   BENCH_SECS=5 BENCH_ROUNDS=2 BENCH_HERBS=200000 BENCH_PRACTITIONERS=1000000
+#   BENCH_CLIENTS="1 4 16" BENCH_WHAT="create read tcm near"
+# (each side runs BENCH_ROUNDS times BENCH_SECS seconds per line)
 #
 # pgbench runs the statements the gateway sends (bench/http/*.sql, the same
 # text as the store's, as phi_app, prepared, with the identity set): the gap
@@ -14,8 +16,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-secs=${BENCH_SECS:-15}
+secs=${BENCH_SECS:-5}
+rounds=${BENCH_ROUNDS:-2}
 clients=${BENCH_CLIENTS:-1 4 16}
+whats=${BENCH_WHAT:-create read tcm near}
 herbs=${BENCH_HERBS:-200000}
 practitioners=${BENCH_PRACTITIONERS:-1000000}
 work=$root/.local/bench-http
@@ -83,56 +87,117 @@ script read "users' || ':' || 'bench" patient users
 script tcm "" "" ""
 script near "" "" ""
 
+# The children's line of bash's `times` ("0m1.234s 0m0.567s") -> clock ticks.
+cpu_of_times() {
+  awk -v hz="$(getconf CLK_TCK)" '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+    printf "%.0f\n", t * hz }'
+}
+
 percentiles() { # pgbench per-transaction logs -> "p50 p99" in ms
   cat "$@" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {
     if (NR == 0) { print "- -"; exit }
     printf "%.2f %.2f\n", a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000 }'
 }
 
-run_pgbench() { # script clients -> "tps p50 p99"
+# CPU time (clock ticks) of a process and its children, reaped or live:
+# the postmaster's tree is every backend, the gateway's is itself.
+ticks() { # pid
+  local total=0 t
+  t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0)
+  total=$t
+  for c in $(cat "/proc/$1/task/"*/children 2>/dev/null); do
+    t=$(awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+postmaster=$(head -1 "$PHI_PG_DIR/data/postmaster.pid")
+hz=$(getconf CLK_TCK)
+# "gateway postgres loadgen" CPU microseconds per request over a run:
+# $1 requests, then the three tick deltas.
+per_request() {
+  awk -v n="$1" -v g="$2" -v p="$3" -v l="$4" -v hz="$hz" 'BEGIN {
+    if (n <= 0) { print "- - -"; exit }
+    printf "%.0f %.0f %.0f\n", g * 1e6 / hz / n, p * 1e6 / hz / n, l * 1e6 / hz / n }'
+}
+
+# One pgbench run; its per-transaction logs stay for the percentiles.
+# -> "tps transactions postgres_ticks pgbench_ticks"
+run_pgbench() { # script clients round
   local threads=$(( $2 < 2 ? 1 : 2 ))
-  rm -f "$work"/pgbench_log.*
-  local out
+  local out pg0 pg1 l
+  pg0=$(ticks "$postmaster")
   out=$(cd "$work" && PGPASSWORD=$PHI_PG_APP_PASSWORD pgbench -n -M prepared -c "$2" -j "$threads" -T "$secs" \
-    -l --log-prefix=pgbench_log -f "$1.sql" \
-    -h "${host_port%:*}" -p "${host_port#*:}" -U phi_app "$db" 2>&1)
-  local tps
+    -l --log-prefix="pgbench_log_$3" -f "$1.sql" \
+    -h "${host_port%:*}" -p "${host_port#*:}" -U phi_app "$db" 2>&1; times)
+  pg1=$(ticks "$postmaster")
+  local tps n
   tps=$(echo "$out" | awk '/^tps/ {print $3; exit}')
+  n=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF; exit}')
   if [ -z "$tps" ] || echo "$out" | grep -q "error\|aborted"; then
     echo "pgbench $1 with $2 clients failed:" >&2; echo "$out" >&2; exit 1
   fi
-  echo "$tps $(percentiles "$work"/pgbench_log.*)"
+  l=$(echo "$out" | tail -1 | cpu_of_times)
+  echo "$tps $n $((pg1 - pg0)) $l"
 }
 
-run_wrk() { # script path ids clients -> "rps p50 p99"
+# wrk's latency ("850.00us", "1.23ms", "1.02s") in ms.
+ms() { awk -v v="$1" 'BEGIN { x = v + 0; if (v ~ /us$/) x /= 1000; else if (v ~ /ms$/) x += 0; else if (v ~ /s$/) x *= 1000; printf "%.2f", x }'; }
+
+# One wrk run. -> "rps p50_ms p99_ms requests gateway_ticks postgres_ticks wrk_ticks"
+run_wrk() { # script path ids clients
   local threads=$(( $4 < 2 ? 1 : 2 ))
-  local out
+  local out g0 g1 pg0 pg1 l
+  g0=$(ticks "$gw"); pg0=$(ticks "$postmaster")
   out=$(BENCH_PATH=$2 BENCH_IDS_FILE=$3 wrk -t "$threads" -c "$4" -d "${secs}s" --timeout 30s --latency \
-    -s "bench/http/$1.lua" "http://127.0.0.1:$port" 2>&1)
+    -s "bench/http/$1.lua" "http://127.0.0.1:$port" 2>&1; times)
+  g1=$(ticks "$gw"); pg1=$(ticks "$postmaster")
   if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
     echo "wrk $1 $2 with $4 clients had failures:" >&2; echo "$out" >&2; exit 1
   fi
-  local rps p50 p99
+  local rps p50 p99 n
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  echo "$rps $p50 $p99"
+  p50=$(ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
+  p99=$(ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
+  n=$(echo "$out" | awk '/requests in/ {print $1; exit}')
+  l=$(echo "$out" | tail -1 | cpu_of_times)
+  echo "$rps $p50 $p99 $n $((g1 - g0)) $((pg1 - pg0)) $l"
 }
 
-printf '%-8s %7s | %10s %9s %9s | %10s %9s %9s | %5s\n' what clients "HTTP rps" p50 p99 "pgbench" p50ms p99ms ratio
+http_run() { # what clients
+  case $1 in
+    create) run_wrk create / "" "$2" ;;
+    read) run_wrk get /api/symptom-submissions/ "$work/ids" "$2" ;;
+    tcm) BENCH_TOKEN="" run_wrk get '/api/herbs?taste=bitter&meridian=liver' "" "$2" ;;
+    near) BENCH_TOKEN="" run_wrk get '/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=25' "" "$2" ;;
+  esac
+}
+
+# Rounds alternate which side goes first (HTTP, pgbench, pgbench, HTTP, ..),
+# so that what drifts on a shared machine over a minute falls on both
+# sides alike. Rates are the mean of the rounds; pgbench's percentiles are
+# over every transaction of its rounds, wrk's the mean of its rounds'.
+printf '%-8s %7s | %10s %9s %9s | %10s %9s %9s | %5s | %s\n' what clients "HTTP rps" p50ms p99ms "pgbench" p50ms p99ms ratio \
+  "CPU us/request: HTTP gateway+postgres+wrk, pgbench postgres+pgbench"
 for c in $clients; do
-  for what in create read tcm near; do
-    case $what in
-      create) w=$(run_wrk create / "" "$c") ;;
-      read) w=$(run_wrk get /api/symptom-submissions/ "$work/ids" "$c") ;;
-      tcm) w=$(BENCH_TOKEN="" run_wrk get '/api/herbs?taste=bitter&meridian=liver' "" "$c") ;;
-      near) w=$(BENCH_TOKEN="" run_wrk get '/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=25' "" "$c") ;;
-    esac
-    p=$(run_pgbench "$what" "$c")
-    read -r wr w50 w99 <<<"$w"
-    read -r pt p50 p99 <<<"$p"
+  for what in $whats; do
+    rm -f "$work"/pgbench_log_*
+    : >"$work/w"; : >"$work/p"
+    for r in $(seq "$rounds"); do
+      if [ $((r % 2)) = 1 ]; then
+        http_run "$what" "$c" >>"$work/w"; run_pgbench "$what" "$c" "$r" >>"$work/p"
+      else
+        run_pgbench "$what" "$c" "$r" >>"$work/p"; http_run "$what" "$c" >>"$work/w"
+      fi
+    done
+    read -r wr w50 w99 wg wp wl < <(awk -v hz="$hz" '{ r += $1; a += $2; b += $3; n += $4; g += $5; p += $6; l += $7 }
+      END { printf "%.0f %.2f %.2f %.0f %.0f %.0f\n", r / NR, a / NR, b / NR, g * 1e6 / hz / n, p * 1e6 / hz / n, l * 1e6 / hz / n }' "$work/w")
+    read -r pt pp pl < <(awk -v hz="$hz" '{ t += $1; n += $2; p += $3; l += $4 }
+      END { printf "%.0f %.0f %.0f\n", t / NR, p * 1e6 / hz / n, l * 1e6 / hz / n }' "$work/p")
+    read -r p50 p99 < <(percentiles "$work"/pgbench_log_*)
     ratio=$(awk -v a="$wr" -v b="$pt" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-    printf '%-8s %7s | %10s %9s %9s | %10.0f %9s %9s | %5s\n' "$what" "$c" "$wr" "$w50" "$w99" "$pt" "$p50" "$p99" "$ratio"
+    printf '%-8s %7s | %10s %9s %9s | %10s %9s %9s | %5s | %s+%s+%s, %s+%s\n' "$what" "$c" "$wr" "$w50" "$w99" "$pt" "$p50" "$p99" "$ratio" \
+      "$wg" "$wp" "$wl" "$pp" "$pl"
   done
 done
 # 64 clients reading, for the memory figure.

@@ -221,6 +221,8 @@ fn serve(
         let csrf_origins = csrf_origins.clone();
         // This worker's thread queries in its gateway's mode.
         crate::store::set_thread_prepared(prepared);
+        // ...and keeps its connections between its requests.
+        let held = web::Data::new(crate::store::hold_connections_on_this_thread());
         let mut app = App::new();
         if let Some(v) = &verifier {
             app = app.app_data(v.clone());
@@ -236,6 +238,7 @@ fn serve(
             ))
             .wrap(from_fn(request_context))
             .app_data(web::Data::new(gate))
+            .app_data(held)
             .app_data(web::Data::new(pool))
             .app_data(web::Data::new(svc))
             .app_data(web::Data::new(api_keys))

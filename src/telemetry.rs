@@ -212,43 +212,22 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// The route pattern the request matched (`None`: no route), found once.
-#[derive(Clone)]
-struct RoutePattern(Option<String>);
-
-/// The root span of every request: method, route pattern and request id.
+/// The root span of every request carries only its id, so that whatever is
+/// logged while serving it names the request; the method, route pattern,
+/// status and latency are on the access line (`access_log`). The span's
+/// fields are formatted when it opens, and each field recorded later
+/// formats them all again: with method, route and status it cost about a
+/// tenth of a read's gateway CPU (BENCHMARKS.md).
 pub struct PhiRootSpan;
 
 impl RootSpanBuilder for PhiRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        // Matched once, by `request_context` (each dynamic pattern tried is
-        // a regex run).
-        let route = request
-            .extensions()
-            .get::<RoutePattern>()
-            .and_then(|r| r.0.clone())
-            .unwrap_or_else(|| "unmatched".into());
-        tracing::info_span!(
-            "http_request",
-            request_id = %request_id,
-            http.method = crate::metrics::method_label(request.method().as_str()),
-            http.route = %route,
-            http.status_code = tracing::field::Empty,
-        )
+        let extensions = request.extensions();
+        let request_id = extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
+        tracing::info_span!("http_request", request_id = %request_id)
     }
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let status = match outcome {
-            Ok(res) => res.status().as_u16(),
-            Err(e) => e.as_response_error().status_code().as_u16(),
-        };
-        span.record("http.status_code", status);
-    }
+    fn on_request_end<B: MessageBody>(_: Span, _: &Result<ServiceResponse<B>, Error>) {}
 }
 
 /// Outermost middleware: request id in and out, body-size guard, metrics and
@@ -265,8 +244,6 @@ pub async fn request_context(
         req.extensions_mut().insert(c);
     }
     let method = req.method().clone();
-    let route = req.match_pattern();
-    req.extensions_mut().insert(RoutePattern(route.clone()));
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let limit = req
         .app_data::<web::Data<crate::extract::BodyLimits>>()
@@ -287,6 +264,9 @@ pub async fn request_context(
         next.call(req).await?.map_into_boxed_body()
     };
 
+    // Read after routing, from the resource that matched (before it, each
+    // dynamic pattern tried is a regex run).
+    let route = res.request().match_pattern();
     let status = res.status();
     if status.is_server_error() {
         let (http_req, old) = res.into_parts();

@@ -26,7 +26,12 @@ impl WorkerPools {
         let pools = self.0.lock().unwrap_or_else(|e| e.into_inner());
         (
             pools.iter().map(PgPool::size).sum(),
-            pools.iter().map(PgPool::num_idle).sum(),
+            // A connection a worker holds between its requests is idle
+            // too, though the pool counts it as in use (store::tx).
+            pools
+                .iter()
+                .map(|p| p.num_idle() + crate::store::held(p))
+                .sum(),
         )
     }
 }

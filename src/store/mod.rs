@@ -16,6 +16,9 @@ pub mod health;
 pub mod herbs;
 pub mod practitioners;
 pub mod submissions;
+mod tx;
+
+pub use tx::{Tx, held, hold_connections_on_this_thread};
 
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::{Query, QueryAs, QueryScalar};
@@ -94,7 +97,6 @@ impl StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
-pub type Tx = sqlx::Transaction<'static, Postgres>;
 
 /// Whether queries may use named prepared statements. Off behind a
 /// transaction-mode pooler (PgBouncer before 1.21 keeps no prepared
@@ -198,7 +200,7 @@ pub fn set_timeouts(t: Timeouts) {
 /// another's request. Every database access made on behalf of a request
 /// starts here; one round trip.
 pub async fn begin(pool: &PgPool, who: &Principal) -> Result<Tx> {
-    let mut tx = pool.begin().await?;
+    let mut tx = Tx::begin(pool).await?;
     let t = TIMEOUTS.get().copied().unwrap_or_default();
     let timeout = if who.is_anonymous() {
         t.anonymous_statement_ms

@@ -435,3 +435,51 @@ async fn an_exhausted_pool_answers_503_after_the_acquire_timeout_and_recovers() 
         "normal service after"
     );
 }
+
+/// A worker keeps the connection of a committed request for its next one
+/// (store::tx), outside the pool: requests that queued on the pool
+/// meanwhile must get it, not wait out the acquire timeout. One worker, one
+/// connection, forty requests at once.
+#[tokio::test]
+async fn requests_queued_behind_a_held_connection_get_it() {
+    let db = TestDb::migrated().await;
+    let settings = test_settings(
+        &db.app_url(),
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "1"),
+            ("DATABASE_ACQUIRE_TIMEOUT_SECS", "3"),
+        ],
+    );
+    let address = start_server(settings).await;
+    let client = http_client();
+    let create = || {
+        client
+            .post(format!("{address}/api/symptom-submissions"))
+            .header("authorization", bearer("pat", &[]))
+            .json(&body(0))
+            .send()
+    };
+    assert_eq!(create().await.unwrap().status(), 201);
+    for round in 0..3 {
+        let all: Vec<_> = (0..40).map(|_| tokio::spawn(create())).collect();
+        let mut statuses = Vec::new();
+        for r in all {
+            statuses.push(r.await.unwrap().unwrap().status().as_u16());
+        }
+        // A request left waiting on the pool would be 503 after 3 s.
+        assert!(
+            statuses.iter().all(|s| *s == 201),
+            "round {round}: {statuses:?}"
+        );
+        // Past the idle second the connection goes back to the pool (and
+        // is pinged before its next use); the next round starts from there.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+    }
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&db.admin_url()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM symptom_submissions")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(n, 121);
+}

@@ -107,9 +107,13 @@ impl Drop for Tx {
             drop(conn);
             return;
         }
+        // (Kept outside the closure: were this thread's list gone, a
+        // connection moved into it would be dropped there, runtime or not.)
         let mut conn = Some(conn);
         let _ = HELD.try_with(|h| {
-            if let (Some(c), Ok(mut h)) = (conn.take(), h.try_borrow_mut()) {
+            if let Ok(mut h) = h.try_borrow_mut()
+                && let Some(c) = conn.take()
+            {
                 h.put(self.key, c, since);
             }
         });

@@ -3,6 +3,7 @@
 # own (.local/pg-bench, fsync on, as in production), then removes it.
 #   bench/run.sh [audit|reads|sealer|export|proximity|all]     (default all)
 #   bench/run.sh http    the gateway through HTTP against pgbench (bench/http.sh)
+#   bench/run.sh ab OLD NEW   two gateway binaries side by side (bench/ab.sh)
 #   BENCH_PRACTITIONERS=1000000 sets the proximity data set size,
 #   BENCH_AUDIT_ENTRIES=1000000 the export's.
 # The crypto micro-benchmarks need no database: cargo bench --bench crypto
@@ -20,6 +21,8 @@ cargo build --locked --release --bin phi-gateway
 export PHI_BENCH_BIN=$root/target/release/phi-gateway
 if [ "${1:-all}" = http ]; then
   bench/http.sh
+elif [ "${1:-all}" = ab ]; then
+  bench/ab.sh "$2" "$3"
 else
   cargo bench --locked --bench gateway -- "${1:-all}"
 fi

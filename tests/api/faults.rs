@@ -367,6 +367,18 @@ async fn sigterm_under_load_finishes_what_is_in_flight_and_exits_zero() {
     );
 }
 
+/// One submission created by the patient "pat".
+fn patient_creates(
+    client: &reqwest::Client,
+    address: &str,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static {
+    client
+        .post(format!("{address}/api/symptom-submissions"))
+        .header("authorization", bearer("pat", &[]))
+        .json(&body(0))
+        .send()
+}
+
 #[tokio::test]
 async fn an_exhausted_pool_answers_503_after_the_acquire_timeout_and_recovers() {
     let db = TestDb::migrated().await;
@@ -382,13 +394,7 @@ async fn an_exhausted_pool_answers_503_after_the_acquire_timeout_and_recovers() 
     );
     let address = start_server(settings).await;
     let client = http_client();
-    let create = || {
-        client
-            .post(format!("{address}/api/symptom-submissions"))
-            .header("authorization", bearer("pat", &[]))
-            .json(&body(0))
-            .send()
-    };
+    let create = || patient_creates(&client, &address);
     assert_eq!(create().await.unwrap().status(), 201);
     // Hold the table: the gateway's connections wait on the lock.
     use sqlx::Connection;
@@ -452,13 +458,7 @@ async fn requests_queued_behind_a_held_connection_get_it() {
     );
     let address = start_server(settings).await;
     let client = http_client();
-    let create = || {
-        client
-            .post(format!("{address}/api/symptom-submissions"))
-            .header("authorization", bearer("pat", &[]))
-            .json(&body(0))
-            .send()
-    };
+    let create = || patient_creates(&client, &address);
     assert_eq!(create().await.unwrap().status(), 201);
     for round in 0..3 {
         let all: Vec<_> = (0..40).map(|_| tokio::spawn(create())).collect();

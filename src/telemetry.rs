@@ -216,8 +216,7 @@ pub fn init(format: LogFormat) {
 /// logged while serving it names the request; the method, route pattern,
 /// status and latency are on the access line (`access_log`). The span's
 /// fields are formatted when it opens, and each field recorded later
-/// formats them all again: with method, route and status it cost about a
-/// tenth of a read's gateway CPU (BENCHMARKS.md).
+/// formats them all again, on every request.
 pub struct PhiRootSpan;
 
 impl RootSpanBuilder for PhiRootSpan {

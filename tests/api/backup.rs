@@ -33,11 +33,7 @@ fn cli(c: &OwnCluster, ring: &Path, args: &[&str]) -> String {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::helpers::output_text(&out);
     assert!(out.status.success(), "{args:?}: {text}");
     text
 }

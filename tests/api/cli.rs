@@ -27,11 +27,7 @@ fn cli_in(db: &TestDb, keyring: &str, environment: &str, args: &[&str]) -> (bool
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::helpers::output_text(&out);
     (out.status.success(), text)
 }
 

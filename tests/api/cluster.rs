@@ -18,11 +18,7 @@ pub fn script(name: &str, args: &[&str], fast: bool) -> String {
         .env("PHI_PG_FAST", if fast { "1" } else { "0" })
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::helpers::output_text(&out);
     assert!(out.status.success(), "{name} {args:?}: {text}");
     text
 }

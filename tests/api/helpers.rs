@@ -64,6 +64,16 @@ pub fn token(user_id: &str, roles: &[&str]) -> String {
 /// An HTTP client for the tests. reqwest's TLS is rustls without a built-in
 /// crypto provider (the gateway's transit client picks ring), so one is
 /// installed first.
+/// What a finished command wrote, stdout then stderr, for assertions and
+/// failure messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn http_client() -> reqwest::Client {
     phi_gateway::crypto::kek::install_tls_provider();
     reqwest::Client::new()

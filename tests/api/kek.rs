@@ -127,11 +127,7 @@ fn cli(db: &TestDb, ring: &Path, extra: &[(&str, &str)], args: &[&str]) -> (bool
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::helpers::output_text(&out);
     (out.status.success(), text)
 }
 

@@ -25,14 +25,7 @@ async fn run(cmd: Command) -> (bool, String) {
         .await
         .unwrap()
         .expect("node runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), crate::helpers::output_text(&out))
 }
 
 #[tokio::test]

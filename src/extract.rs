@@ -3,18 +3,21 @@
 //! `application/json`, parses it strictly (`domain::json`: one object, no
 //! duplicate keys, no control characters) into `T` with path-precise
 //! Payload validation errors, and wipes its copy of the bytes. Handlers
-//! receive typed, validated input; nothing else reads bodies.
+//! receive typed, validated input; nothing else reads bodies. The names of
+//! the fields a body holds are left in the request's extensions
+//! (`Attempted`), so that a refusal's audit entry can name them.
 
 use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use validator::Validate;
 use zeroize::Zeroizing;
 
+use crate::domain::Named;
 use crate::domain::json::{from_object, parse_object};
 use crate::error::ApiError;
 
@@ -45,15 +48,43 @@ impl<T> Json<T> {
     }
 }
 
-fn is_json(req: &HttpRequest) -> bool {
-    req.headers()
+/// The fields a request's body named (request extension).
+#[derive(Debug, Clone, Default)]
+pub struct Attempted(pub Vec<&'static str>);
+
+/// `application/json`, in UTF-8 (JSON's only encoding, RFC 8259): a
+/// `charset` parameter naming anything else is refused, not guessed at.
+fn content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let value = req
+        .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or("");
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Type must be application/json.".into(),
+        ));
+    }
+    for param in parts {
+        let Some((name, v)) = param.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset")
+            && !v.eq_ignore_ascii_case("utf-8")
+            && !v.eq_ignore_ascii_case("utf8")
+        {
+            return Err(ApiError::UnsupportedMediaType(
+                "Content-Type: JSON is UTF-8; send charset=utf-8 or no charset.".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
-impl<T: DeserializeOwned + Validate + 'static> FromRequest for Json<T> {
+impl<T: DeserializeOwned + Validate + Named + 'static> FromRequest for Json<T> {
     type Error = ApiError;
     type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -62,14 +93,11 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for Json<T> {
             .app_data::<web::Data<BodyLimits>>()
             .map(|l| *l.get_ref())
             .unwrap_or_default();
-        let json = is_json(req);
+        let json = content_type(req);
+        let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
-            if !json {
-                return Err(ApiError::UnsupportedMediaType(
-                    "Content-Type must be application/json.".into(),
-                ));
-            }
+            json?;
             let mut buf = Zeroizing::new(Vec::new());
             let read = async {
                 while let Some(chunk) = payload.next().await {
@@ -87,7 +115,9 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for Json<T> {
                 .await
                 .map_err(|_| ApiError::RequestTimeout)??;
             let object = parse_object(&buf)?;
-            Ok(Json(from_object(object)?))
+            let body: T = from_object(object)?;
+            req.extensions_mut().insert(Attempted(body.named()));
+            Ok(Json(body))
         })
     }
 }

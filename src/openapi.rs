@@ -24,7 +24,6 @@ use crate::query::Page;
     paths(
         crate::routes::health::alive,
         crate::routes::health::database,
-        crate::routes::health::metrics,
         crate::routes::collections::practitioner::list,
         crate::routes::collections::practitioner::count,
         crate::routes::collections::practitioner::update_many,
@@ -340,4 +339,66 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
                 .expect("the document reads back"),
         ),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{self, Collection};
+
+    /// The one description of what a PATCH may change (`schema`) names
+    /// exactly the fields of the PATCH body the document publishes, and
+    /// says which of them may be cleared as the document does: a new field
+    /// fails here until it is described, and once described, the
+    /// generated field-lifecycle test (tests/api/fields.rs) covers it.
+    #[test]
+    fn the_writable_fields_are_described_once_and_match_the_bodies() {
+        let doc = document();
+        let bodies: [(&Collection, &str); 3] = [
+            (&schema::PRACTITIONERS, "PractitionerFields"),
+            (&schema::HERBS, "HerbFields"),
+            (&schema::SUBMISSIONS, "SubmissionFields"),
+        ];
+        for (coll, body) in bodies {
+            let props = doc["components"]["schemas"][body]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{body} has no properties"));
+            let published: Vec<&str> = props.keys().map(String::as_str).collect();
+            let mut described: Vec<&str> = coll.writes.iter().map(|w| w.name).collect();
+            described.sort_unstable();
+            let mut published_sorted = published.clone();
+            published_sorted.sort_unstable();
+            assert_eq!(
+                published_sorted, described,
+                "{}: schema.rs `writes` against the {body} body",
+                coll.slug
+            );
+            for w in coll.writes {
+                let prop = &props[w.name];
+                let nullable = prop["type"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|x| x == "null"))
+                    || prop["oneOf"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x["type"] == "null"));
+                assert_eq!(
+                    nullable, w.clearable,
+                    "{}.{}: clearable in schema.rs, nullable in the document: {prop}",
+                    coll.slug, w.name
+                );
+                assert!(
+                    !w.writers.is_empty(),
+                    "{}.{}: nobody writes it",
+                    coll.slug,
+                    w.name
+                );
+            }
+        }
+        // Every other collection takes no PATCH.
+        for c in schema::ALL {
+            if !bodies.iter().any(|(b, _)| b.slug == c.slug) {
+                assert!(c.writes.is_empty(), "{}", c.slug);
+            }
+        }
+    }
 }

@@ -315,13 +315,10 @@ impl Selection {
         }
     }
 
-    /// The fields shown, for a READ entry: empty when the whole document
-    /// was (an entry's empty field list means all of it).
+    /// The fields shown, for a READ entry: every one of `every` the
+    /// selection keeps, named (never an empty list standing for "all").
     pub fn shown(&self, every: &[&'static str]) -> Vec<&'static str> {
-        match self {
-            Selection::All => vec![],
-            _ => every.iter().copied().filter(|f| self.keeps(f)).collect(),
-        }
+        every.iter().copied().filter(|f| self.keeps(f)).collect()
     }
 
     fn from_pairs(pairs: Vec<(&'static str, bool)>) -> Result<Self, ApiError> {

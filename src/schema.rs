@@ -70,6 +70,78 @@ const fn staff_only(f: FieldSpec) -> FieldSpec {
     }
 }
 
+/// Who may change a field: the relation between the caller and the
+/// document, as the policies and guard triggers decide it (the service
+/// only answers early with the same decision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// The patient who owns the submission.
+    Owner,
+    /// A practitioner the owner shared the submission with (a consent).
+    SharedPractitioner,
+    /// The practitioner a listing is linked to (its `userId`).
+    LinkedPractitioner,
+    Editor,
+    Admin,
+}
+
+pub const STAFF: &[Writer] = &[Writer::Editor, Writer::Admin];
+
+/// A field a PATCH may change, and who may change it. The generated
+/// field-lifecycle test (`tests/api/fields.rs`) writes every field listed
+/// here as each writer (by id and in bulk) and reads it back, and as every
+/// other kind of caller, expecting a refusal on the record; a unit test
+/// (`domain::tests`) requires this list to name exactly the fields of the
+/// collection's PATCH body, so a new field is covered once it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSpec {
+    /// The API name.
+    pub name: &'static str,
+    pub writers: &'static [Writer],
+    /// A value to write and read back (JSON text, different from what the
+    /// test's base document holds); `"{practitionerId}"` stands for an
+    /// existing practitioner's id, `{status}` fields take one per writer
+    /// (`example_for`).
+    pub example: &'static str,
+    /// May be set to `null` (an optional field).
+    pub clearable: bool,
+    /// May be set by a bulk PATCH (`?where=..`); a field naming one
+    /// document (slug, userId) is set one document at a time.
+    pub bulk: bool,
+}
+
+impl WriteSpec {
+    /// The example a writer writes: the status a practitioner may set is
+    /// `reviewed`, the one an owner sets `archived`.
+    pub fn example_for(&self, w: Writer) -> &'static str {
+        match (self.name, w) {
+            ("status", Writer::SharedPractitioner) => "\"reviewed\"",
+            _ => self.example,
+        }
+    }
+}
+
+const fn write(name: &'static str, writers: &'static [Writer], example: &'static str) -> WriteSpec {
+    WriteSpec {
+        name,
+        writers,
+        example,
+        clearable: false,
+        bulk: true,
+    }
+}
+
+const fn clearable(w: WriteSpec) -> WriteSpec {
+    WriteSpec {
+        clearable: true,
+        ..w
+    }
+}
+
+const fn one_at_a_time(w: WriteSpec) -> WriteSpec {
+    WriteSpec { bulk: false, ..w }
+}
+
 /// A blind index: `column` holds the keyed hash of sealed `source`'s
 /// normalised value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +167,8 @@ pub struct Collection {
     pub document: &'static [&'static str],
     /// The default order, as (column, descending), before the id tiebreak.
     pub default_order: &'static [(&'static str, bool)],
+    /// What a PATCH may change, and who may change it.
+    pub writes: &'static [WriteSpec],
 }
 
 impl Collection {
@@ -171,7 +245,34 @@ pub const PRACTITIONERS: Collection = Collection {
         "updatedAt",
     ],
     default_order: &[("created_at", true)],
+    writes: &[
+        write("name", LISTING, "\"Dr Ann Lee\""),
+        one_at_a_time(write("slug", STAFF, "\"ann-lee-paris\"")),
+        write("modalities", LISTING, r#"["acupuncture","tuina"]"#),
+        clearable(write("bio", LISTING, "\"Twenty years of practice.\"")),
+        clearable(write("city", LISTING, "\"Paris\"")),
+        clearable(write("region", LISTING, "\"Ile-de-France\"")),
+        clearable(write("country", LISTING, "\"FR\"")),
+        clearable(write("postalCode", LISTING, "\"75001\"")),
+        clearable(write("website", LISTING, "\"https://example.org/ann\"")),
+        write("status", STAFF, "\"published\""),
+        write("location", LISTING, r#"{"lat":48.8566,"lon":2.3522}"#),
+        // A listing's email is unique: only staff (who see every listing) change
+        // it, or a collision would tell a practitioner another one's address.
+        clearable(write("email", STAFF, "\"ann.lee@example.org\"")),
+        clearable(write("phone", LISTING, "\"+33 1 23 45 67 89\"")),
+        clearable(write("licenceNumber", LISTING, "\"LIC-2041\"")),
+        clearable(one_at_a_time(write(
+            "userId",
+            &[Writer::Admin],
+            "\"users:newly-linked\"",
+        ))),
+    ],
 };
+
+/// Who may edit a practitioner's listing: staff, and the practitioner it is
+/// linked to (not its slug, status or link).
+const LISTING: &[Writer] = &[Writer::Editor, Writer::Admin, Writer::LinkedPractitioner];
 
 pub const HERBS: Collection = Collection {
     slug: "herbs",
@@ -200,6 +301,22 @@ pub const HERBS: Collection = Collection {
         "updatedAt",
     ],
     default_order: &[("name", false)],
+    writes: &[
+        write("name", STAFF, "\"Bai Zhu\""),
+        one_at_a_time(write("slug", STAFF, "\"bai-zhu\"")),
+        clearable(write(
+            "scientificName",
+            STAFF,
+            "\"Atractylodes macrocephala\"",
+        )),
+        clearable(write("description", STAFF, "\"Tonifies the spleen.\"")),
+        write("status", STAFF, "\"published\""),
+        write(
+            "tcmProperties",
+            STAFF,
+            r#"{"taste":["bitter","sweet"],"temperature":"warm","meridians":["stomach","spleen"],"actions":["tonifies qi"]}"#,
+        ),
+    ],
 };
 
 /// Everything identifying or clinical is sealed; what stays in cleartext
@@ -219,6 +336,23 @@ pub const SUBMISSIONS: Collection = Collection {
         source: "contact_email",
     }],
     constraints: &[("symptom_submissions_practitioner_id_fkey", "practitionerId")],
+    writes: &[
+        write(
+            "symptoms",
+            OWNER,
+            r#"[{"name":"Headache","severity":4,"onset":"2026-01-10"},{"name":"Nausea","severity":2,"onset":"2026-01-11","notes":"after meals"}]"#,
+        ),
+        clearable(write("notes", OWNER, "\"Worse in the morning.\"")),
+        clearable(write("contactEmail", OWNER, "\"pat@example.org\"")),
+        clearable(write("dateOfBirth", OWNER, "\"1980-04-02\"")),
+        clearable(write("region", OWNER, "\"CA-ON\"")),
+        write(
+            "status",
+            &[Writer::Owner, Writer::SharedPractitioner],
+            "\"archived\"",
+        ),
+        clearable(write("practitionerId", OWNER, "\"{practitionerId}\"")),
+    ],
     fields: &[
         field("id", "id", FieldKind::Uuid),
         field("owner", "owner_id", FieldKind::Text),
@@ -272,6 +406,7 @@ pub const CONSENTS: Collection = Collection {
         "createdAt",
     ],
     default_order: &[("created_at", true)],
+    writes: &[],
 };
 
 /// Service API keys: only a keyed hash of each key is stored, under the
@@ -288,6 +423,7 @@ pub const API_KEYS: Collection = Collection {
     fields: &[],
     document: &[],
     default_order: &[("created_at", false)],
+    writes: &[],
 };
 
 /// De-identified facts for analytics: `ref` is a blind index of the
@@ -304,7 +440,10 @@ pub const SUBMISSION_FACTS: Collection = Collection {
     fields: &[],
     document: &[],
     default_order: &[],
+    writes: &[],
 };
+
+const OWNER: &[Writer] = &[Writer::Owner];
 
 /// Every collection, for the key-usage and schema-coverage code.
 pub const ALL: &[&Collection] = &[

@@ -32,6 +32,8 @@ use crate::telemetry::{PhiRootSpan, request_context};
 pub struct Application {
     port: u16,
     server: Server,
+    /// The operations listener (`PHI_METRICS_ADDR`), if configured.
+    ops: Option<(u16, Server)>,
     pub keyring: Arc<KeyringHandle>,
     /// Refusals counted since the last flush are written when serving
     /// stops, not lost with the process.
@@ -87,17 +89,30 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let services = Services::new(pool.clone(), audit_pool.clone(), keyring.clone())
-            .with_refusals(refusals.clone());
+            .with_refusals(refusals.clone())
+            .with_user_collections(&settings.auth.user_collections);
         let final_flush = audit_pool.clone();
         let exporter = sealer.map(|sealer| Exporter {
             reader: pool.clone(),
             audit_pool,
             sealer,
         });
-        let server = serve(listener, services, exporter, metrics, settings)?;
+        let pools = web::Data::new(routes::health::WorkerPools::default());
+        let ops = match &settings.server.metrics_addr {
+            Some(addr) => Some(ops_server(
+                addr,
+                pool.clone(),
+                pools.clone(),
+                metrics.clone(),
+                settings,
+            )?),
+            None => None,
+        };
+        let server = serve(listener, services, exporter, metrics, pools, settings)?;
         Ok(Self {
             port,
             server,
+            ops,
             keyring,
             refusals,
             audit_pool: final_flush,
@@ -108,8 +123,21 @@ impl Application {
         self.port
     }
 
+    /// The operations listener's port, when there is one.
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops.as_ref().map(|(p, _)| *p)
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let ops = self.ops.map(|(_, s)| {
+            let handle = s.handle();
+            (handle, tokio::spawn(s))
+        });
         let served = self.server.await;
+        if let Some((handle, task)) = ops {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         self.refusals.flush(&self.audit_pool).await;
         served
     }
@@ -163,19 +191,14 @@ fn serve(
     services: Services,
     exporter: Option<Exporter>,
     metrics: Arc<Metrics>,
+    pools: web::Data<routes::health::WorkerPools>,
     settings: &Settings,
 ) -> anyhow::Result<Server> {
     let db = &settings.database;
-    let workers = settings
-        .server
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, db.max_connections.max(1) as usize);
-    let per_worker = (db.max_connections / workers as u32).max(1);
+    let (workers, per_worker) = worker_shape(settings);
     let options = db.connect_options()?;
     let read_options = db.read_options()?;
     let db = db.clone();
-    let pools = web::Data::new(routes::health::WorkerPools::default());
     let services = Arc::new(services);
     let exporter = exporter.map(web::Data::new);
     let verifier = settings.auth.payload_secret.as_ref().map(|secret| {
@@ -230,8 +253,7 @@ fn serve(
         if let Some(e) = &exporter {
             app = app.app_data(e.clone());
         }
-        app.wrap(from_fn(crate::gate::gate))
-            .wrap(TracingLogger::<PhiRootSpan>::new())
+        app.wrap(TracingLogger::<PhiRootSpan>::new())
             .wrap(actix_web::middleware::Condition::new(
                 !csrf_origins.is_empty(),
                 cors(&csrf_origins),
@@ -253,7 +275,6 @@ fn serve(
             }))
             .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
             .configure(routes::configure)
-            .configure(crate::openapi::configure)
             .default_service(web::to(not_found))
     })
     .workers(workers)
@@ -261,6 +282,53 @@ fn serve(
     .client_request_timeout(settings.server.body_timeout)
     .listen(listener)?;
     Ok(server.run())
+}
+
+/// How many HTTP workers, and how many connections each one's pool has.
+fn worker_shape(settings: &Settings) -> (usize, u32) {
+    let db = &settings.database;
+    let workers = settings
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, db.max_connections.max(1) as usize);
+    (workers, (db.max_connections / workers as u32).max(1))
+}
+
+/// The operations listener: `/metrics` and the detailed health answers
+/// (`routes::health::ops_configure`), on one worker, for operators and
+/// Prometheus only (bind it to a private address).
+fn ops_server(
+    addr: &str,
+    pool: PgPool,
+    pools: web::Data<routes::health::WorkerPools>,
+    metrics: Arc<Metrics>,
+    settings: &Settings,
+) -> anyhow::Result<(u16, Server)> {
+    let listener = TcpListener::bind(addr)
+        .with_context(|| format!("binding the operations listener PHI_METRICS_ADDR={addr}"))?;
+    let port = listener.local_addr()?.port();
+    let pool = web::Data::new(pool);
+    let metrics = web::Data::from(metrics);
+    let (workers, per_worker) = worker_shape(settings);
+    let max = web::Data::new(routes::health::PoolMax(per_worker * workers as u32));
+    let lag = web::Data::new(routes::health::SealLagLimit(settings.audit.max_seal_lag));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(pool.clone())
+            .app_data(pools.clone())
+            .app_data(metrics.clone())
+            .app_data(max.clone())
+            .app_data(lag.clone())
+            .configure(routes::health::ops_configure)
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    Ok((port, server))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

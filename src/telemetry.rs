@@ -262,9 +262,11 @@ fn new_request_id() -> uuid::Uuid {
 
 /// Outermost middleware: request id in and out, body-size guard, metrics and
 /// the access log, and the last word on error bodies (5xx become opaque, empty
-/// 4xx such as actix's own 404/405 get Payload's JSON shape).
+/// 4xx such as actix's own 404/405 get Payload's JSON shape). A HEAD request
+/// is routed as the GET it asks about (the server sends no body for it),
+/// so every GET route answers HEAD, as probes expect.
 pub async fn request_context(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
@@ -274,6 +276,9 @@ pub async fn request_context(
         req.extensions_mut().insert(c);
     }
     let method = req.method().clone();
+    if method == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let limit = req
         .app_data::<web::Data<crate::extract::BodyLimits>>()
@@ -335,9 +340,14 @@ pub async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&request_id.0) {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
-    // Nothing this service answers is for a proxy or a browser to keep.
+    // Nothing this service answers is for a proxy or a browser to keep,
+    // nor for a browser to read as anything but its declared type.
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     res.headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     let elapsed = started.elapsed();

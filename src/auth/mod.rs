@@ -6,7 +6,9 @@
 //! A credential that does not verify is a 401, never a silent downgrade to
 //! anonymous, and is counted per client and minute for the audit log
 //! (`audit::refusals`). A break-glass header from anyone but an admin is
-//! recorded as a break-glass attempt.
+//! recorded as a break-glass attempt. The API's routes identify the caller
+//! in `gate` (once, before the anonymous limits apply); the extractor takes
+//! that, and identifies the caller itself only on routes outside it.
 
 pub mod jwt;
 
@@ -37,14 +39,21 @@ pub struct CookieAuth {
 
 const MAX_REASON: usize = 500;
 
-/// Extracts the caller. No credentials means anonymous.
+/// Extracts the caller (as `gate` identified them). No credentials means
+/// anonymous.
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let known = req.extensions().get::<Principal>().cloned();
         let req = req.clone();
-        Box::pin(async move { principal_of(&req).await })
+        Box::pin(async move {
+            match known {
+                Some(p) => Ok(p),
+                None => principal_of(&req).await,
+            }
+        })
     }
 }
 
@@ -52,18 +61,28 @@ fn unauthorized(why: &str) -> ApiError {
     ApiError::Unauthorized(format!("Unauthorized: {why}."))
 }
 
-/// `X-Break-Glass-Reason`: printable ASCII, at most 500 characters; absent
-/// or blank means none.
+/// `X-Break-Glass-Reason`: printable ASCII, at most 500 characters, not
+/// blank (an emergency read without its reason is refused, never quietly
+/// served as an ordinary one); absent means none.
 fn break_glass_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("x-break-glass-reason") else {
+    let mut all = headers.get_all("x-break-glass-reason");
+    let Some(v) = all.next() else {
         return Ok(None);
     };
+    if all.next().is_some() {
+        return Err(ApiError::bad_request(
+            "X-Break-Glass-Reason is given more than once: give one reason.",
+        ));
+    }
     let text = v
         .to_str()
         .ok()
         .filter(|t| t.bytes().all(|b| (0x20..0x7f).contains(&b)) && t.len() <= MAX_REASON);
     match text.map(str::trim) {
-        Some("") => Ok(None),
+        Some("") => Err(ApiError::bad_request(
+            "X-Break-Glass-Reason is empty: write the reason for the emergency access \
+             (e.g. \"ER admission, patient unresponsive\"), or leave the header out.",
+        )),
         Some(t) => Ok(Some(t.to_string())),
         None => Err(ApiError::bad_request(format!(
             "X-Break-Glass-Reason must be printable ASCII of at most {MAX_REASON} characters \
@@ -72,7 +91,8 @@ fn break_glass_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-async fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
+/// Identifies the caller of a request (`gate` calls this once per request).
+pub async fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
     let client_addr = req
         .extensions()
         .get::<crate::gate::ClientAddr>()
@@ -231,9 +251,11 @@ mod tests {
             break_glass_reason(&headers(&[("x-break-glass-reason", "  ER 22:10 ")])).unwrap(),
             Some("ER 22:10".into())
         );
-        assert_eq!(
-            break_glass_reason(&headers(&[("x-break-glass-reason", "   ")])).unwrap(),
-            None
+        assert!(
+            break_glass_reason(&headers(&[("x-break-glass-reason", "   ")]))
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
         );
         let mut h = HeaderMap::new();
         h.insert(

@@ -20,6 +20,11 @@ pub struct LimitSettings {
     /// Proxies whose `X-Forwarded-For` names the client (addresses or
     /// CIDR blocks). Without one, the client is the connection's peer.
     pub trusted_proxies: Vec<Cidr>,
+    /// Failed credentials (bad tokens, bad API keys) per client and minute
+    /// before the client's next ones are refused unchecked (0: no limit).
+    pub auth_failures_per_minute: u32,
+    /// How many may fail at once before that limit applies.
+    pub auth_failure_burst: u32,
 }
 
 /// An address block, `10.0.0.0/8` or a single address.
@@ -86,6 +91,8 @@ pub(super) struct FileLimits {
     anonymous_burst: Option<u32>,
     anonymous_concurrency: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
+    auth_failures_per_minute: Option<u32>,
+    auth_failure_burst: Option<u32>,
 }
 
 impl LimitSettings {
@@ -118,6 +125,13 @@ impl LimitSettings {
                 .iter()
                 .map(|p| p.parse().context("PHI_TRUSTED_PROXIES"))
                 .collect::<anyhow::Result<_>>()?,
+            auth_failures_per_minute: parse_env(env, "PHI_AUTH_FAILURES_PER_MINUTE")?
+                .or(file.auth_failures_per_minute)
+                .unwrap_or(30),
+            auth_failure_burst: parse_env(env, "PHI_AUTH_FAILURE_BURST")?
+                .or(file.auth_failure_burst)
+                .unwrap_or(30)
+                .max(1),
         })
     }
 }

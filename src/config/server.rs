@@ -22,6 +22,9 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// The analysts' aggregates are rebuilt this often (0: never here).
     pub analytics_refresh: Duration,
+    /// The operations listener (`host:port`): `/metrics` and the detailed
+    /// health answers. Unset: none (the API port answers only ok/503).
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -42,6 +45,7 @@ pub(super) struct FileServer {
     log_format: Option<LogFormat>,
     body_timeout_secs: Option<u64>,
     analytics_refresh_secs: Option<u64>,
+    metrics_addr: Option<String>,
 }
 
 impl ServerSettings {
@@ -77,6 +81,7 @@ impl ServerSettings {
                     .or(file.analytics_refresh_secs)
                     .unwrap_or(3600),
             ),
+            metrics_addr: env.var("PHI_METRICS_ADDR").or(file.metrics_addr),
         };
 
         Ok(server)

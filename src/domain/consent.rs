@@ -26,6 +26,21 @@ pub struct ConsentInput {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl super::Named for ConsentInput {
+    fn named(&self) -> Vec<&'static str> {
+        let Self {
+            practitioner_id: _,
+            submission_id,
+            expires_at,
+        } = self;
+        super::names(&[
+            ("practitionerId", true),
+            ("submissionId", submission_id.is_some()),
+            ("expiresAt", expires_at.is_some()),
+        ])
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsentDoc {

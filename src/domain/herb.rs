@@ -113,6 +113,29 @@ pub struct HerbFields {
     pub tcm_properties: Option<TcmProperties>,
 }
 
+impl super::Named for HerbFields {
+    /// Which fields a body names, in the API's spelling. Destructured
+    /// whole: a new field does not build until it is named here.
+    fn named(&self) -> Vec<&'static str> {
+        let Self {
+            name,
+            slug,
+            scientific_name,
+            description,
+            status,
+            tcm_properties,
+        } = self;
+        super::names(&[
+            ("name", name.is_some()),
+            ("slug", slug.is_some()),
+            ("scientificName", scientific_name.is_some()),
+            ("description", description.is_some()),
+            ("status", status.is_some()),
+            ("tcmProperties", tcm_properties.is_some()),
+        ])
+    }
+}
+
 /// A new herb: what POST must carry, checked.
 #[derive(Debug)]
 pub struct NewHerb {

@@ -23,6 +23,22 @@ use crate::error::FieldError;
 
 pub use secret::SecretText;
 
+/// A request body that can say which fields it names (for a refusal's
+/// audit entry, and to tell an empty change from a real one).
+pub trait Named {
+    /// The API names of the fields the body holds, in declaration order.
+    fn named(&self) -> Vec<&'static str>;
+}
+
+/// The names whose flag is set.
+fn names(present: &[(&'static str, bool)]) -> Vec<&'static str> {
+    present
+        .iter()
+        .filter(|(_, here)| *here)
+        .map(|(n, _)| *n)
+        .collect()
+}
+
 fn join(parent: &str, child: &str) -> String {
     if parent == child || parent.ends_with(&format!(".{child}")) {
         // serde_path_to_error already names an unknown field in its path.

@@ -128,19 +128,44 @@ pub struct PractitionerFields {
     pub user_id: Option<Option<String>>,
 }
 
-impl PractitionerFields {
-    /// Which fields a PATCH names, in the API's spelling.
-    pub fn named(&self) -> Vec<&'static str> {
-        let mut v = vec![];
-        macro_rules! named {
-            ($($f:ident => $n:literal),*) => { $(if self.$f.is_some() { v.push($n); })* };
-        }
-        named!(name => "name", slug => "slug", modalities => "modalities", bio => "bio",
-               city => "city", region => "region", country => "country",
-               postal_code => "postalCode", website => "website", status => "status",
-               location => "location", email => "email", phone => "phone",
-               licence_number => "licenceNumber", user_id => "userId");
-        v
+impl super::Named for PractitionerFields {
+    /// Which fields a body names, in the API's spelling. Destructured
+    /// whole: a new field does not build until it is named here.
+    fn named(&self) -> Vec<&'static str> {
+        let Self {
+            name,
+            slug,
+            modalities,
+            bio,
+            city,
+            region,
+            country,
+            postal_code,
+            website,
+            status,
+            location,
+            email,
+            phone,
+            licence_number,
+            user_id,
+        } = self;
+        super::names(&[
+            ("name", name.is_some()),
+            ("slug", slug.is_some()),
+            ("modalities", modalities.is_some()),
+            ("bio", bio.is_some()),
+            ("city", city.is_some()),
+            ("region", region.is_some()),
+            ("country", country.is_some()),
+            ("postalCode", postal_code.is_some()),
+            ("website", website.is_some()),
+            ("status", status.is_some()),
+            ("location", location.is_some()),
+            ("email", email.is_some()),
+            ("phone", phone.is_some()),
+            ("licenceNumber", licence_number.is_some()),
+            ("userId", user_id.is_some()),
+        ])
     }
 }
 

@@ -113,34 +113,32 @@ pub struct SubmissionFields {
     pub practitioner_id: Option<Option<Uuid>>,
 }
 
-impl SubmissionFields {
-    /// Which fields a PATCH names, in the API's spelling.
-    pub fn named(&self) -> Vec<&'static str> {
-        let mut v = vec![];
-        if self.symptoms.is_some() {
-            v.push("symptoms");
-        }
-        if self.notes.is_some() {
-            v.push("notes");
-        }
-        if self.contact_email.is_some() {
-            v.push("contactEmail");
-        }
-        if self.date_of_birth.is_some() {
-            v.push("dateOfBirth");
-        }
-        if self.region.is_some() {
-            v.push("region");
-        }
-        if self.status.is_some() {
-            v.push("status");
-        }
-        if self.practitioner_id.is_some() {
-            v.push("practitionerId");
-        }
-        v
+impl super::Named for SubmissionFields {
+    /// Which fields a body names, in the API's spelling. Destructured
+    /// whole: a new field does not build until it is named here.
+    fn named(&self) -> Vec<&'static str> {
+        let Self {
+            symptoms,
+            notes,
+            contact_email,
+            date_of_birth,
+            region,
+            status,
+            practitioner_id,
+        } = self;
+        super::names(&[
+            ("symptoms", symptoms.is_some()),
+            ("notes", notes.is_some()),
+            ("contactEmail", contact_email.is_some()),
+            ("dateOfBirth", date_of_birth.is_some()),
+            ("region", region.is_some()),
+            ("status", status.is_some()),
+            ("practitionerId", practitioner_id.is_some()),
+        ])
     }
+}
 
+impl SubmissionFields {
     /// Whether the change moves the submission's de-identified facts.
     pub fn touches_facts(&self) -> bool {
         self.symptoms.is_some() || self.date_of_birth.is_some() || self.region.is_some()

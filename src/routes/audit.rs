@@ -7,7 +7,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::audit::export::Format;
-use crate::audit::{self, Action, Entry, Outcome};
 use crate::error::ApiError;
 use crate::identity::{Principal, Role};
 use crate::service::Services;
@@ -23,27 +22,9 @@ fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|_| ApiError::invalid(name, "must be a date (YYYY-MM-DD) or an RFC 3339 time"))
 }
 
-/// Auditors only; anyone else's attempt is recorded.
-async fn require_auditor(
-    svc: &Services,
-    who: &Principal,
-    what: &'static str,
-) -> Result<(), ApiError> {
-    if let Err(e) = who.require(Role::Auditor) {
-        if who.is_anonymous() {
-            return Err(svc
-                .refused(who, Action::Export, "audit_log", None, e.into())
-                .await);
-        }
-        audit::record_alone(
-            &svc.audit_pool,
-            who,
-            Entry::new(Action::AccessDenied, "audit_log", what).outcome(Outcome::Denied),
-        )
-        .await;
-        return Err(e.into());
-    }
-    Ok(())
+/// Auditors only (anyone else's attempt goes on the record in `gate`).
+fn require_auditor(who: &Principal) -> Result<(), ApiError> {
+    Ok(who.require(Role::Auditor)?)
 }
 
 fn exporter(ex: Option<web::Data<Exporter>>) -> Result<web::Data<Exporter>, ApiError> {
@@ -61,12 +42,11 @@ fn exporter(ex: Option<web::Data<Exporter>>) -> Result<web::Data<Exporter>, ApiE
     (status = 503, description = "No sealer configured", body = crate::error::ErrorBody),
 ))]
 pub async fn export(
-    svc: web::Data<Services>,
     ex: Option<web::Data<Exporter>>,
     who: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    require_auditor(&svc, &who, "export").await?;
+    require_auditor(&who)?;
     let ex = exporter(ex)?;
     let (mut from, mut to, mut format) = (None, None, Format::Ndjson);
     let mut seen: Vec<String> = vec![];
@@ -125,7 +105,7 @@ pub async fn manifest(
     who: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_auditor(&svc, &who, "manifest").await?;
+    require_auditor(&who)?;
     let v = crate::service::export::manifest(&svc.pool, &who, &id).await?;
     Ok(HttpResponse::Ok().json(v))
 }

@@ -261,15 +261,21 @@ pub async fn consents_count(svc: Svc, who: Principal, req: HttpRequest) -> Reply
 }
 
 #[utoipa::path(post, path = "/api/consents", tag = "consents", request_body = ConsentInput, responses(
+    (status = 200, description = "Exactly this consent was given already: it is answered again, unchanged", body = DocResponse<ConsentDoc>),
     (status = 201, description = "Shared", body = DocResponse<ConsentDoc>),
-    (status = 400, description = "Unknown practitioner, not your submission, or expiry in the past", body = crate::error::ErrorBody),
+    (status = 400, description = "Cannot share with this practitioner, not your submission, or expiry in the past", body = crate::error::ErrorBody),
     (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
 ))]
 pub async fn consents_create(svc: Svc, who: Principal, body: Json<ConsentInput>) -> Reply {
-    Ok(created(
-        consents::create(&svc, &who, body.into_inner()).await?,
-        "Consent",
-    ))
+    Ok(
+        match consents::create(&svc, &who, body.into_inner()).await? {
+            (doc, true) => created(doc, "Consent"),
+            (doc, false) => respond::ok(&DocResponse {
+                doc,
+                message: "Consent already given.".into(),
+            }),
+        },
+    )
 }
 
 #[utoipa::path(delete, path = "/api/consents/{id}", tag = "consents", params(("id" = uuid::Uuid, Path)), responses(
@@ -309,17 +315,18 @@ macro_rules! register {
     };
 }
 
+/// The collections' routes, inside the `/api` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     register!(
         cfg,
-        "/api/practitioners",
+        "/practitioners",
         practitioner,
         web::resource("/near").route(web::get().to(practitioners_near))
     );
-    register!(cfg, "/api/herbs", herb);
-    register!(cfg, "/api/symptom-submissions", submission);
+    register!(cfg, "/herbs", herb);
+    register!(cfg, "/symptom-submissions", submission);
     cfg.service(
-        web::scope("/api/consents")
+        web::scope("/consents")
             .service(web::resource("/count").route(web::get().to(consents_count)))
             .service(
                 web::resource("")

@@ -1,4 +1,11 @@
 //! Liveness, database readiness, audit sealing, and metrics.
+//!
+//! On the API port, anyone may ask whether the service and its database are
+//! up and whether sealing keeps up: the answer is `ok`, `behind` or 503,
+//! nothing more (no server version, pool sizes or figures for a stranger to
+//! map the deployment by). The details and `/metrics` are served on the
+//! operations listener (`PHI_METRICS_ADDR`), which operators keep off the
+//! public network (`ops_configure`).
 
 use std::time::Duration;
 
@@ -57,37 +64,18 @@ fn unavailable() -> ApiError {
     }
 }
 
-/// A real round trip to PostgreSQL, bounded so a dead database answers fast.
-#[utoipa::path(get, path = "/health/database", tag = "health", responses(
-    (status = 200, description = "Server version and pool figures"),
-    (status = 503, description = "Database unreachable (with Retry-After)", body = crate::error::ErrorBody),
-))]
-pub async fn database(
-    pool: web::Data<PgPool>,
-    pools: web::Data<WorkerPools>,
-    max: web::Data<PoolMax>,
-) -> Result<HttpResponse, ApiError> {
+/// A real round trip to PostgreSQL, bounded so a dead database answers
+/// fast: the server's version.
+async fn round_trip(pool: &PgPool) -> Result<String, ApiError> {
     let round_trip = tokio::time::timeout(Duration::from_secs(2), async {
-        let mut tx = store::begin(&pool, &Principal::anonymous()).await?;
+        let mut tx = store::begin(pool, &Principal::anonymous()).await?;
         let v = store::health::server_version(&mut tx).await?;
         tx.commit().await?;
         Ok::<_, store::StoreError>(v)
     })
     .await;
     match round_trip {
-        Ok(Ok(version)) => {
-            let (size, idle) = pools.figures();
-            Ok(HttpResponse::Ok().json(json!({
-                "status": "ok",
-                "serverVersion": version,
-                "pool": {
-                    "size": size,
-                    "idle": idle,
-                    "inUse": (size as usize).saturating_sub(idle),
-                    "max": max.0,
-                }
-            })))
-        }
+        Ok(Ok(version)) => Ok(version),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "database health check failed");
             Err(unavailable())
@@ -99,22 +87,48 @@ pub async fn database(
     }
 }
 
-/// How far behind sealing the audit log is: `status` is "ok" while the
-/// oldest unsealed entry is younger than the limit and nothing is
-/// quarantined, else "behind" (for monitoring, with the metrics
-/// `phi_audit_*`; readiness does not depend on it). 503 only when the
-/// database cannot be asked.
-#[utoipa::path(get, path = "/health/audit", tag = "health", responses(
-    (status = 200, description = "Sealing status: status ok or behind, lagSeconds, unsealed, quarantined, head position, last checkpoint"),
+/// Readiness: the database answers. `{"status":"ok"}`, or 503 with
+/// Retry-After.
+#[utoipa::path(get, path = "/health/database", tag = "health", responses(
+    (status = 200, description = "The database answers: {\"status\":\"ok\"}"),
     (status = 503, description = "Database unreachable (with Retry-After)", body = crate::error::ErrorBody),
 ))]
-pub async fn audit(
+pub async fn database(pool: web::Data<PgPool>) -> Result<HttpResponse, ApiError> {
+    round_trip(&pool).await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
+}
+
+/// The operations listener's readiness: server version and pool figures.
+pub async fn database_details(
     pool: web::Data<PgPool>,
-    metrics: web::Data<Metrics>,
-    limit: web::Data<SealLagLimit>,
+    pools: web::Data<WorkerPools>,
+    max: web::Data<PoolMax>,
 ) -> Result<HttpResponse, ApiError> {
+    let version = round_trip(&pool).await?;
+    let (size, idle) = pools.figures();
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "serverVersion": version,
+        "pool": {
+            "size": size,
+            "idle": idle,
+            "inUse": (size as usize).saturating_sub(idle),
+            "max": max.0,
+        }
+    })))
+}
+
+/// How far behind sealing the audit log is: "ok" while the oldest
+/// unsealed entry is younger than the limit and nothing is quarantined,
+/// else "behind" (readiness does not depend on it). 503 only when the
+/// database cannot be asked. Also updates the `phi_audit_*` gauges.
+async fn seal_state(
+    pool: &PgPool,
+    metrics: &Metrics,
+    limit: Duration,
+) -> Result<(bool, f64, store::health::SealStatus), ApiError> {
     let status = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut tx = store::begin(&pool, &Principal::anonymous()).await?;
+        let mut tx = store::begin(pool, &Principal::anonymous()).await?;
         let s = store::health::seal_status(&mut tx).await?;
         tx.commit().await?;
         Ok::<_, store::StoreError>(s)
@@ -126,18 +140,43 @@ pub async fn audit(
         .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
         .unwrap_or(0.0);
     metrics.audit_status(status.unsealed, lag, status.quarantined);
-    let ok = lag <= limit.0.as_secs_f64() && status.quarantined == 0;
-    let body = json!({
+    let ok = lag <= limit.as_secs_f64() && status.quarantined == 0;
+    Ok((ok, lag, status))
+}
+
+/// Whether the audit log is sealed in time: `{"status":"ok"|"behind"}`
+/// (the figures are on the operations listener).
+#[utoipa::path(get, path = "/health/audit", tag = "health", responses(
+    (status = 200, description = "Sealing status: {\"status\":\"ok\"} or {\"status\":\"behind\"}"),
+    (status = 503, description = "Database unreachable (with Retry-After)", body = crate::error::ErrorBody),
+))]
+pub async fn audit(
+    pool: web::Data<PgPool>,
+    metrics: web::Data<Metrics>,
+    limit: web::Data<SealLagLimit>,
+) -> Result<HttpResponse, ApiError> {
+    let (ok, _, _) = seal_state(&pool, &metrics, limit.0).await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": if ok { "ok" } else { "behind" } })))
+}
+
+/// The operations listener's audit status: lagSeconds, unsealed,
+/// quarantined, head position, last checkpoint.
+pub async fn audit_details(
+    pool: web::Data<PgPool>,
+    metrics: web::Data<Metrics>,
+    limit: web::Data<SealLagLimit>,
+) -> Result<HttpResponse, ApiError> {
+    let (ok, lag, status) = seal_state(&pool, &metrics, limit.0).await?;
+    Ok(HttpResponse::Ok().json(json!({
         "status": if ok { "ok" } else { "behind" },
         "lagSeconds": lag,
         "seal": status,
-    });
-    Ok(HttpResponse::Ok().json(body))
+    })))
 }
 
 /// Prometheus (OpenMetrics) text: request counts and latency histograms by
-/// route and status, refusals, audit sealing, and pool gauges.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
+/// route and status, refusals, audit sealing, and pool gauges. On the
+/// operations listener only.
 pub async fn metrics(
     metrics: web::Data<Metrics>,
     pools: web::Data<WorkerPools>,
@@ -152,4 +191,13 @@ pub async fn metrics(
     HttpResponse::Ok()
         .content_type(crate::metrics::CONTENT_TYPE)
         .body(text)
+}
+
+/// The operations listener's routes (`PHI_METRICS_ADDR`): liveness, the
+/// detailed readiness and sealing status, and the metrics.
+pub fn ops_configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/health").route(web::get().to(alive)))
+        .service(web::resource("/health/database").route(web::get().to(database_details)))
+        .service(web::resource("/health/audit").route(web::get().to(audit_details)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
 }

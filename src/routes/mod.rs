@@ -9,20 +9,29 @@ pub mod params;
 pub mod respond;
 pub mod shape;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
 
+/// Every route of the API port. The API's own routes are one scope behind
+/// `gate` (identification, the anonymous limits, refusals on the record),
+/// matched after routing; the OpenAPI document and its UI are registered
+/// first, outside it.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health").route(web::get().to(health::alive)))
         .service(web::resource("/health/database").route(web::get().to(health::database)))
-        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
         .service(web::resource("/health/audit").route(web::get().to(health::audit)))
-        .configure(collections::configure)
+        .configure(crate::openapi::configure)
         .service(
-            web::scope("/api/audit")
-                .service(web::resource("/export").route(web::get().to(audit::export)))
+            web::scope("/api")
+                .wrap(from_fn(crate::gate::gate))
+                .configure(collections::configure)
                 .service(
-                    web::resource("/exports/{request_id}/manifest")
-                        .route(web::get().to(audit::manifest)),
+                    web::scope("/audit")
+                        .service(web::resource("/export").route(web::get().to(audit::export)))
+                        .service(
+                            web::resource("/exports/{request_id}/manifest")
+                                .route(web::get().to(audit::manifest)),
+                        ),
                 ),
         );
 }

@@ -38,29 +38,23 @@ fn no_such(path: &str) -> ApiError {
     ApiError::invalid(path, "refers to a record that does not exist")
 }
 
+/// One answer whether the practitioner is unknown, unpublished or has no
+/// linked account: which of these holds is not the patient's to learn.
+fn cannot_share() -> ApiError {
+    ApiError::invalid("practitionerId", "cannot share with this practitioner")
+}
+
+/// A consent given, and whether it is new (`false`: the caller had given
+/// exactly this one already, and it is answered again, unchanged).
 pub async fn create(
     svc: &Services,
     who: &Principal,
     input: ConsentInput,
-) -> Result<ConsentDoc, ApiError> {
-    let me = match who.require_user() {
-        Ok(u) => u.to_string(),
-        Err(e) => {
-            return Err(svc
-                .refused(who, Action::Create, TABLE, None, e.into())
-                .await);
-        }
-    };
+) -> Result<(ConsentDoc, bool), ApiError> {
+    let me = who.require_user()?.to_string();
     let mut tx = store::begin(&svc.pool, who).await?;
-    match table::practitioner_linked(&mut tx, input.practitioner_id).await? {
-        None => return Err(no_such("practitionerId")),
-        Some(false) => {
-            return Err(ApiError::invalid(
-                "practitionerId",
-                "this practitioner has no account to share with yet",
-            ));
-        }
-        Some(true) => {}
+    if table::practitioner_linked(&mut tx, input.practitioner_id).await? != Some(true) {
+        return Err(cannot_share());
     }
     if let Some(sid) = input.submission_id {
         // Only one's own submission (the owner's read policy hides others').
@@ -70,6 +64,20 @@ pub async fn create(
         if !own {
             return Err(no_such("submissionId"));
         }
+    }
+    if let Some(same) = table::find_same(
+        &mut tx,
+        &me,
+        input.practitioner_id,
+        input.submission_id,
+        input.expires_at,
+    )
+    .await?
+    {
+        // Shown again: a read of the caller's own consent.
+        audit::record(&mut tx, who, &[Entry::new(Action::Read, TABLE, same.id)]).await?;
+        tx.commit().await?;
+        return Ok((same.into(), false));
     }
     let row = table::insert(
         &mut tx,
@@ -81,9 +89,9 @@ pub async fn create(
     )
     .await
     .map_err(|e| client_error(&CONSENTS, e))?
-    .ok_or_else(|| no_such("practitionerId"))?;
+    .ok_or_else(cannot_share)?;
     tx.commit().await?;
-    Ok(row.into())
+    Ok((row.into(), true))
 }
 
 pub async fn list(
@@ -91,9 +99,7 @@ pub async fn list(
     who: &Principal,
     q: ListQuery,
 ) -> Result<Page<ConsentDoc>, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc.refused(who, Action::List, TABLE, None, e.into()).await);
-    }
+    who.require_user()?;
     if q.filter.is_some() || q.near.is_some() || !q.sort.is_empty() {
         return Err(ApiError::bad_request(
             "Consents take only limit, page and pagination.",
@@ -120,17 +126,10 @@ pub async fn list(
 }
 
 pub async fn revoke(svc: &Services, who: &Principal, id: Uuid) -> Result<ConsentDoc, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc
-            .refused(who, Action::Delete, TABLE, Some(id), e.into())
-            .await);
-    }
+    who.require_user()?;
     let mut tx = store::begin(&svc.pool, who).await?;
     let Some(row) = table::delete(&mut tx, id).await? else {
-        drop(tx);
-        return Err(svc
-            .refused(who, Action::Delete, TABLE, Some(id), ApiError::NotFound)
-            .await);
+        return Err(ApiError::NotFound);
     };
     tx.commit().await?;
     Ok(row.into())

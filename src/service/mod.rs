@@ -19,8 +19,8 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::audit::refusals::{Kind, Refusals};
-use crate::audit::{self, Action, Entry, Outcome};
+use crate::audit::refusals::Refusals;
+use crate::audit::{Action, Entry};
 use crate::crypto::{Keyring, KeyringHandle, Place, Plaintext, SealedField};
 use crate::domain::SecretText;
 use crate::error::ApiError;
@@ -56,6 +56,9 @@ pub struct Services {
     pub read_pool: Option<PgPool>,
     pub keyring: Arc<KeyringHandle>,
     pub refusals: Arc<Refusals>,
+    /// The Payload collections whose users sign in here
+    /// (`PHI_USER_COLLECTIONS`): the only ones a practitioner may be linked to.
+    pub user_collections: Arc<[String]>,
 }
 
 impl Services {
@@ -66,7 +69,13 @@ impl Services {
             read_pool: None,
             keyring,
             refusals: Arc::new(Refusals::default()),
+            user_collections: Arc::from(vec!["users".to_string()]),
         }
+    }
+
+    pub fn with_user_collections(mut self, collections: &[String]) -> Self {
+        self.user_collections = Arc::from(collections.to_vec());
+        self
     }
 
     /// Where a read of the public directory (herbs, practitioners) runs: on
@@ -89,32 +98,6 @@ impl Services {
     /// The keyring as of now (a reload replaces it for later requests).
     pub fn ring(&self) -> Arc<Keyring> {
         self.keyring.current()
-    }
-
-    /// Records a refused attempt and returns the error. Anonymous refusals
-    /// are counted per client and minute (no row each); an authenticated
-    /// caller's refusal is an entry of its own naming the record.
-    pub async fn refused(
-        &self,
-        who: &Principal,
-        what: Action,
-        entity_type: &'static str,
-        id: Option<Uuid>,
-        e: ApiError,
-    ) -> ApiError {
-        if who.is_anonymous() {
-            self.refusals
-                .note(Kind::Anonymous, who.client_addr.as_deref());
-            return e;
-        }
-        let entry = match id {
-            Some(id) => Entry::new(Action::AccessDenied, entity_type, id),
-            None => Entry::about(Action::AccessDenied, entity_type),
-        }
-        .outcome(Outcome::Denied)
-        .reason(Some(format!("{} refused", what.as_str())));
-        audit::record_alone(&self.audit_pool, who, entry).await;
-        e
     }
 }
 

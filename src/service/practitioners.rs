@@ -10,7 +10,7 @@
 use uuid::Uuid;
 
 use super::{Crypt, Services, client_error, list_entry, new_id};
-use crate::audit::{self, Action, Entry, Outcome};
+use crate::audit::{self, Action, Entry};
 use crate::crypto::Place;
 use crate::domain::geo::Location;
 use crate::domain::practitioner::{
@@ -117,26 +117,29 @@ fn open_all(
     Ok((docs, entries))
 }
 
-/// Refuses (and records) a link by anyone but an admin.
-async fn require_admin_to_link(
-    svc: &Services,
-    who: &Principal,
-    id: Option<Uuid>,
-) -> Result<(), ApiError> {
-    if who.has(Role::Admin) {
-        return Ok(());
+/// Refuses a link by anyone but an admin (the refusal goes on the record in
+/// `gate`, with the fields the body named), and a link to a collection
+/// whose users cannot call this service (the id would name nobody who
+/// could ever use it, or someone else's namespace).
+fn check_link(svc: &Services, who: &Principal, link: Option<&str>) -> Result<(), ApiError> {
+    if !who.has(Role::Admin) {
+        return Err(ApiError::Forbidden(
+            "Only an admin may link a CMS user to a practitioner record.".into(),
+        ));
     }
-    let entry = match id {
-        Some(id) => Entry::new(Action::AccessDenied, TABLE, id),
-        None => Entry::about(Action::AccessDenied, TABLE),
+    if let Some(user) = link {
+        let collection = user.split_once(':').map_or("", |(c, _)| c);
+        if !svc.user_collections.iter().any(|c| c == collection) {
+            return Err(ApiError::invalid(
+                "userId",
+                format!(
+                    "must name a user of a collection that signs in here ({})",
+                    svc.user_collections.join(", ")
+                ),
+            ));
+        }
     }
-    .outcome(Outcome::Denied)
-    .fields(vec!["userId"])
-    .reason(Some("linking a CMS user refused: admins only".into()));
-    audit::record_alone(&svc.audit_pool, who, entry).await;
-    Err(ApiError::Forbidden(
-        "Only an admin may link a CMS user to a practitioner record.".into(),
-    ))
+    Ok(())
 }
 
 pub async fn create(
@@ -145,8 +148,8 @@ pub async fn create(
     input: NewPractitioner,
 ) -> Result<PractitionerDoc, ApiError> {
     who.require_staff()?;
-    if input.user_id.is_some() {
-        require_admin_to_link(svc, who, None).await?;
+    if let Some(link) = &input.user_id {
+        check_link(svc, who, Some(link))?;
     }
     let c = Crypt::new(svc);
     let id = new_id();
@@ -207,7 +210,7 @@ pub async fn list(
         f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
     }
     let mut tx = store::begin(svc.directory(who), who).await?;
-    let found = table::list(&mut tx, &q).await?;
+    let found = table::list(&mut tx, &q, false).await?;
     let (total, found_capped) = (found.total, found.capped);
     let (docs, mut entries) = open_all(&c, who, found.rows, &q.select)?;
     if who.is_staff() {
@@ -311,6 +314,28 @@ async fn refusal(tx: &mut Tx, id: Uuid) -> ApiError {
     }
 }
 
+/// What a caller may change of a listing they may edit: staff all of it
+/// (admins alone the link); the linked practitioner their profile, not who
+/// it belongs to or whether it is published, nor its email, which is
+/// unique: a collision would tell them another (maybe unpublished)
+/// listing's address, so staff change it, whatever the value.
+fn may_change(svc: &Services, who: &Principal, f: &PractitionerFields) -> Result<(), ApiError> {
+    if !who.is_staff() {
+        if f.user_id.is_some() || f.status.is_some() || f.slug.is_some() {
+            return Err(ApiError::forbidden());
+        }
+        if f.email.is_some() {
+            return Err(ApiError::Forbidden(
+                "A listing's email identifies it; ask an editor to change it.".into(),
+            ));
+        }
+    }
+    if let Some(link) = &f.user_id {
+        check_link(svc, who, link.as_deref())?;
+    }
+    Ok(())
+}
+
 /// The sealed changes of a PATCH to practitioner `id`.
 fn patch_for(c: &Crypt, id: Uuid, f: &PractitionerFields) -> Result<Patch, ApiError> {
     Ok(Patch {
@@ -349,19 +374,19 @@ fn patch_for(c: &Crypt, id: Uuid, f: &PractitionerFields) -> Result<Patch, ApiEr
     })
 }
 
-/// The practitioners a bulk request matches, at most [`super::BULK_MAX`].
-/// Bulk changes are staff's.
+/// The practitioners a bulk request matches, at most [`super::BULK_MAX`]:
+/// any for staff, a practitioner's own listings for them.
 async fn bulk_rows(
     c: &Crypt,
     tx: &mut Tx,
     who: &Principal,
     q: &mut ListQuery,
 ) -> Result<Vec<PractitionerRow>, ApiError> {
-    who.require_staff()?;
+    who.require_user()?;
     if let Some(f) = q.filter.as_mut() {
         f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
     }
-    let found = table::list(tx, q).await?;
+    let found = table::list(tx, q, !who.is_staff()).await?;
     super::bulk_size(found.rows.len())?;
     Ok(found.rows)
 }
@@ -379,6 +404,7 @@ pub async fn update_many(
             "userId and slug name one practitioner: set them one at a time.",
         ));
     }
+    may_change(svc, who, &f)?;
     let c = Crypt::new(svc);
     let mut tx = store::begin(&svc.pool, who).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
@@ -405,7 +431,7 @@ pub async fn delete_many(
     who: &Principal,
     mut q: ListQuery,
 ) -> Result<Vec<PractitionerDoc>, ApiError> {
-    who.require_user()?;
+    who.require_staff()?;
     let c = Crypt::new(svc);
     let mut tx = store::begin(&svc.pool, who).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
@@ -430,14 +456,7 @@ pub async fn update(
     f: PractitionerFields,
 ) -> Result<PractitionerDoc, ApiError> {
     who.require_user()?;
-    // The linked practitioner may edit their profile, not who it belongs to
-    // or whether it is published.
-    if !who.is_staff() && (f.user_id.is_some() || f.status.is_some() || f.slug.is_some()) {
-        return Err(ApiError::forbidden());
-    }
-    if f.user_id.is_some() {
-        require_admin_to_link(svc, who, Some(id)).await?;
-    }
+    may_change(svc, who, &f)?;
     let c = Crypt::new(svc);
     let patch = patch_for(&c, id, &f)?;
     let mut tx = store::begin(&svc.pool, who).await?;
@@ -464,9 +483,11 @@ pub async fn delete(
     let Some(row) = table::delete(&mut tx, id).await? else {
         return Err(refusal(&mut tx, id).await);
     };
-    let doc = to_doc(&c, who, row, &Selection::All)?;
     // The DELETE entry (and the consents it cascades to) are written by the
-    // tables' audit triggers on this transaction.
+    // tables' audit triggers on this transaction; a member of staff shown
+    // the sealed contact fields in the answer read them.
+    let (mut docs, entries) = open_all(&c, who, vec![row], &Selection::All)?;
+    audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
-    Ok(doc)
+    Ok(docs.remove(0))
 }

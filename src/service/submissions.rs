@@ -13,6 +13,7 @@ use super::practitioners;
 use super::{Crypt, Related, Services, client_error, list_entry, new_id};
 use crate::audit::{self, Action, Entry, Outcome};
 use crate::crypto::Place;
+use crate::domain::Named;
 use crate::domain::practitioner::PractitionerDoc;
 use crate::domain::region::Region;
 use crate::domain::submission::{
@@ -145,9 +146,9 @@ async fn open_written(
     }
 }
 
-/// The READ entries for documents a caller was shown (naming the fields
-/// when `select` showed only some); an admin's emergency read of someone
-/// else's record is also a BREAK_GLASS entry with the reason.
+/// The READ entries for documents a caller was shown, each naming the
+/// fields the answer showed; an admin's emergency read of someone else's
+/// record is also a BREAK_GLASS entry with the reason.
 fn read_entries(who: &Principal, docs: &[SubmissionDoc], sel: &Selection) -> Vec<Entry> {
     let mut out = Vec::with_capacity(docs.len());
     let fields = sel.shown(SUBMISSIONS.document);
@@ -210,14 +211,15 @@ pub async fn create(
     who: &Principal,
     input: NewSubmission,
 ) -> Result<SubmissionDoc, ApiError> {
-    let owner = match who.require_user() {
-        Ok(u) => u.to_string(),
-        Err(e) => {
-            return Err(svc
-                .refused(who, Action::Create, TABLE, None, e.into())
-                .await);
-        }
-    };
+    let owner = who.require_user()?.to_string();
+    if who.api_key_id.is_some() {
+        // A service's key acts for a system, not a patient: whose record
+        // would it be, and who could ever read or amend it?
+        return Err(ApiError::Forbidden(
+            "A service API key cannot own a submission: submit as the patient (their own token)."
+                .into(),
+        ));
+    }
     let c = Crypt::new(svc);
     let id = new_id();
     let email = input.contact_email.as_ref();
@@ -259,18 +261,11 @@ pub async fn get(
     id: Uuid,
     item: &ItemQuery,
 ) -> Result<Related<SubmissionDoc, PractitionerDoc>, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc
-            .refused(who, Action::Read, TABLE, Some(id), e.into())
-            .await);
-    }
+    who.require_user()?;
     let c = Crypt::new(svc);
     let mut tx = store::begin(&svc.pool, who).await?;
     let Some(row) = table::get(&mut tx, id).await? else {
-        drop(tx);
-        return Err(svc
-            .refused(who, Action::Read, TABLE, Some(id), ApiError::NotFound)
-            .await);
+        return Err(ApiError::NotFound);
     };
     let (mut tx, docs) = open_read(&c, tx, who, std::slice::from_ref(&row), &item.select).await?;
     let mut entries = read_entries(who, &docs, &item.select);
@@ -319,9 +314,7 @@ pub async fn list(
     who: &Principal,
     mut q: ListQuery,
 ) -> Result<Page<Related<SubmissionDoc, PractitionerDoc>>, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc.refused(who, Action::List, TABLE, None, e.into()).await);
-    }
+    who.require_user()?;
     let c = Crypt::new(svc);
     if let Some(f) = q.filter.as_mut() {
         f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
@@ -417,11 +410,7 @@ pub async fn update_many(
     mut q: ListQuery,
     f: SubmissionFields,
 ) -> Result<Vec<SubmissionDoc>, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc
-            .refused(who, Action::Update, TABLE, None, e.into())
-            .await);
-    }
+    who.require_user()?;
     if f.named().is_empty() {
         return Err(ApiError::bad_request("The body names no field to change."));
     }
@@ -436,10 +425,7 @@ pub async fn update_many(
             .await
             .map_err(|e| client_error(&SUBMISSIONS, e))?;
         let Some(row) = updated else {
-            drop(tx);
-            return Err(svc
-                .refused(who, Action::Update, TABLE, Some(row.id), ApiError::NotFound)
-                .await);
+            return Err(ApiError::NotFound);
         };
         let (next, doc) = open_written(svc, &c, tx, who, &row).await?;
         tx = next;
@@ -475,11 +461,7 @@ pub async fn delete_many(
     who: &Principal,
     mut q: ListQuery,
 ) -> Result<Vec<SubmissionDoc>, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc
-            .refused(who, Action::Delete, TABLE, None, e.into())
-            .await);
-    }
+    who.require_user()?;
     let c = Crypt::new(svc);
     let mut tx = store::begin(&svc.pool, who).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
@@ -487,19 +469,16 @@ pub async fn delete_many(
     for row in &rows {
         let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", row.id);
         let Some(row) = table::delete(&mut tx, row.id, &fact_keys).await? else {
-            let why = not_deletable(&mut tx, who, row.id).await?;
-            drop(tx);
-            return Err(svc
-                .refused(who, Action::Delete, TABLE, Some(row.id), why)
-                .await);
+            return Err(not_deletable(&mut tx, who, row.id).await?);
         };
         let (next, doc) = open_written(svc, &c, tx, who, &row).await?;
         tx = next;
         docs.push(doc);
     }
     // The DELETE entries are the table trigger's; the answer shows the
-    // documents, and the filter found them.
-    let entries = [list_entry(TABLE, &q, docs.len(), docs.len() as i64)];
+    // documents (a read of each), and the filter found them.
+    let mut entries = vec![list_entry(TABLE, &q, docs.len(), docs.len() as i64)];
+    entries.extend(read_entries(who, &docs, &Selection::All));
     audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
     Ok(docs)
@@ -511,11 +490,7 @@ pub async fn update(
     id: Uuid,
     f: SubmissionFields,
 ) -> Result<SubmissionDoc, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc
-            .refused(who, Action::Update, TABLE, Some(id), e.into())
-            .await);
-    }
+    who.require_user()?;
     let c = Crypt::new(svc);
     let named = f.named();
     if named.is_empty() {
@@ -531,10 +506,7 @@ pub async fn update(
         .map_err(|e| client_error(&SUBMISSIONS, e))?;
     // Not theirs, or not there: the same answer.
     let Some(row) = updated else {
-        drop(tx);
-        return Err(svc
-            .refused(who, Action::Update, TABLE, Some(id), ApiError::NotFound)
-            .await);
+        return Err(ApiError::NotFound);
     };
     let (mut tx, doc) = open_written(svc, &c, tx, who, &row).await?;
     if touches_facts {
@@ -554,21 +526,22 @@ pub async fn update(
 }
 
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<SubmissionDoc, ApiError> {
-    if let Err(e) = who.require_user() {
-        return Err(svc
-            .refused(who, Action::Delete, TABLE, Some(id), e.into())
-            .await);
-    }
+    who.require_user()?;
     let c = Crypt::new(svc);
     let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", id);
     let mut tx = store::begin(&svc.pool, who).await?;
     let Some(row) = table::delete(&mut tx, id, &fact_keys).await? else {
-        let why = not_deletable(&mut tx, who, id).await?;
-        drop(tx);
-        return Err(svc.refused(who, Action::Delete, TABLE, Some(id), why).await);
+        return Err(not_deletable(&mut tx, who, id).await?);
     };
-    let (tx, doc) = open_written(svc, &c, tx, who, &row).await?;
-    // The DELETE entry is written by the table's audit trigger.
+    let (mut tx, doc) = open_written(svc, &c, tx, who, &row).await?;
+    // The DELETE entry is written by the table's audit trigger; the answer
+    // shows the document as it was, which is a read.
+    audit::record(
+        &mut tx,
+        who,
+        &read_entries(who, std::slice::from_ref(&doc), &Selection::All),
+    )
+    .await?;
     tx.commit().await?;
     Ok(doc)
 }

@@ -55,6 +55,35 @@ pub async fn insert(
         .await?)
 }
 
+/// The caller's consent that says exactly this already (the practitioner
+/// still linked to the same user), if any: giving it again changes nothing.
+pub async fn find_same(
+    conn: &mut PgConnection,
+    owner_id: &str,
+    practitioner_id: Uuid,
+    submission_id: Option<Uuid>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<Option<ConsentRow>> {
+    let sql = format!(
+        "SELECT {} FROM consents c JOIN practitioners p ON p.id = c.practitioner_id \
+         WHERE c.owner_id = $1 AND c.practitioner_id = $2 AND c.practitioner_user = p.user_id \
+           AND c.submission_id IS NOT DISTINCT FROM $3 AND c.expires_at IS NOT DISTINCT FROM $4 \
+         ORDER BY c.created_at LIMIT 1",
+        COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(q_as(&sql)
+        .bind(owner_id)
+        .bind(practitioner_id)
+        .bind(submission_id)
+        .bind(expires_at)
+        .fetch_optional(conn)
+        .await?)
+}
+
 /// The caller's consents, given or naming them: the policies decide, and
 /// this leakproof condition on the two indexed columns lets the planner
 /// use their indexes under row-level security (the policies' OR does not).

@@ -18,7 +18,10 @@ pub struct Facts {
 }
 
 /// Replaces the facts of one submission (written in the week it was
-/// created), under whichever live index key they were stored.
+/// created), under whichever live index key they were stored. The new
+/// values are set from the parameters, not `EXCLUDED`: reading `EXCLUDED`
+/// needs SELECT on those columns, and the service's role reads no facts
+/// back (it may update them, migration 0012).
 pub async fn replace(
     conn: &mut PgConnection,
     created_at: chrono::DateTime<chrono::Utc>,
@@ -28,8 +31,7 @@ pub async fn replace(
         "WITH gone AS (DELETE FROM submission_facts WHERE ref = ANY($1) AND ref <> $2) \
        INSERT INTO submission_facts (ref, week, region, age_band, categories) \
        VALUES ($2, date_trunc('week', $3::timestamptz AT TIME ZONE 'UTC')::date, $4, $5, $6) \
-       ON CONFLICT (ref) DO UPDATE SET region = EXCLUDED.region, age_band = EXCLUDED.age_band, \
-       categories = EXCLUDED.categories",
+       ON CONFLICT (ref) DO UPDATE SET region = $4, age_band = $5, categories = $6",
     )
     .bind(&f.keys)
     .bind(&f.key)

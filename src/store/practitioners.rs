@@ -236,7 +236,14 @@ fn push_near(qb: &mut QueryBuilder<'_, Postgres>, n: Near) {
 /// the planner collect and sort every row in the box. No `id` tiebreak on
 /// the KNN order: a second key would make the planner sort every visible
 /// row.
-pub async fn list(conn: &mut PgConnection, q: &ListQuery) -> Result<Rows<PractitionerRow>> {
+///
+/// `own_only`: the caller's own listings (those linked to them), for a
+/// practitioner's bulk change.
+pub async fn list(
+    conn: &mut PgConnection,
+    q: &ListQuery,
+    own_only: bool,
+) -> Result<Rows<PractitionerRow>> {
     let near = q.near;
     let knn_within_m = match (near, q.sort.is_empty()) {
         (Some(n), true) if n.min_m <= 0.0 => Some(n.max_m),
@@ -266,6 +273,9 @@ pub async fn list(conn: &mut PgConnection, q: &ListQuery) -> Result<Rows<Practit
     let extra = move |qb: &mut QueryBuilder<'_, Postgres>| {
         if let Some(n) = near {
             push_near(qb, n);
+        }
+        if own_only {
+            qb.push(" AND user_id = (SELECT app_user_id())");
         }
     };
     page(

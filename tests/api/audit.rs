@@ -131,6 +131,8 @@ async fn every_access_to_phi_is_recorded_without_values() {
             ("READ", Some("users:root"), "success"),
             ("BREAK_GLASS", Some("users:root"), "success"),
             ("DELETE", Some("users:ann"), "success"),
+            // The delete's answer shows the document as it was.
+            ("READ", Some("users:ann"), "success"),
         ]
     );
     assert!(
@@ -138,6 +140,11 @@ async fn every_access_to_phi_is_recorded_without_values() {
             && (e.2.as_deref() == Some(id.as_str()) || e.0 == "LIST"))
     );
     assert_eq!(got[0].5, vec!["symptoms", "notes", "contactEmail"]);
+    // A READ entry names the fields the answer showed (here all of them),
+    // never an empty list standing for "all".
+    for e in got.iter().filter(|e| e.0 == "READ") {
+        assert_eq!(e.5, phi_gateway::schema::SUBMISSIONS.document, "{e:?}");
+    }
     // Our own request id, always; the client's beside it.
     assert_ne!(got[0].6.as_deref(), Some("req-create-1"));
     assert!(uuid::Uuid::parse_str(got[0].6.as_deref().unwrap()).is_ok());
@@ -305,10 +312,12 @@ async fn the_sealer_role_seals_and_an_unsealable_entry_is_quarantined_not_a_stop
     }
     // ...and the quarantine is reported: by the health route, the metric
     // and verification.
-    let h = json(app.get("/health/audit").await).await;
+    let h = json(app.ops_get("/health/audit").await).await;
     assert_eq!(h["status"], "behind", "{h}");
     assert_eq!(h["seal"]["quarantined"], 1, "{h}");
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let public = json(app.get("/health/audit").await).await;
+    assert_eq!(public, json!({"status": "behind"}));
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("phi_audit_quarantined_entries 1"),
         "{metrics}"

@@ -539,7 +539,7 @@ async fn floods_are_counted_per_client_and_minute_not_written_one_by_one() {
     assert!(rows.len() <= 4, "{rows:?}");
     assert!(log(&pool).await.len() - before <= 4);
     assert!(rows.iter().all(|r| r.1.as_deref() == Some("127.0.0.1")));
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("phi_refusals_total{kind=\"anonymous\"} 200"),
         "{metrics}"
@@ -565,7 +565,7 @@ async fn methods_outside_the_route_table_share_one_metric_label() {
             .unwrap();
         assert!(res.status().is_client_error(), "{m}");
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
     for m in ["FOO1", "FOO2", "BREW"] {
         assert!(!metrics.contains(m), "{m} became a label");

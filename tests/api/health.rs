@@ -19,9 +19,15 @@ async fn health_answers_without_the_database() {
 }
 
 #[tokio::test]
-async fn database_health_reports_version_and_pool() {
+async fn database_health_reports_version_and_pool_to_operators_only() {
     let app = spawn_app().await;
+    // The API port tells anyone that it is up, nothing more.
     let res = app.get("/health/database").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await, serde_json::json!({"status": "ok"}));
+    assert_eq!(app.get("/metrics").await.status(), 404);
+    // The operations listener has the figures.
+    let res = app.ops_get("/health/database").await;
     assert_eq!(res.status(), 200);
     let body = json(res).await;
     assert_eq!(body["status"], "ok");
@@ -64,7 +70,7 @@ async fn metrics_count_requests_by_route_and_status() {
     app.get("/health").await;
     app.get("/health").await;
     app.get("/no/such/path").await;
-    let res = app.get("/metrics").await;
+    let res = app.ops_get("/metrics").await;
     assert_eq!(res.status(), 200);
     assert!(
         res.headers()["content-type"]
@@ -225,7 +231,7 @@ async fn a_sealer_falling_behind_shows_in_health_and_metrics() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let body = json(
         client
-            .get(format!("{address}/health/audit"))
+            .get(crate::helpers::ops_url(&address, "/health/audit"))
             .send()
             .await
             .unwrap(),
@@ -234,7 +240,7 @@ async fn a_sealer_falling_behind_shows_in_health_and_metrics() {
     assert_eq!(body["status"], "behind", "{body}");
     assert!(body["lagSeconds"].as_f64().unwrap() >= 1.0, "{body}");
     let text = client
-        .get(format!("{address}/metrics"))
+        .get(crate::helpers::ops_url(&address, "/metrics"))
         .send()
         .await
         .unwrap()

@@ -180,9 +180,29 @@ pub fn test_settings(database_url: &str, extra: &[(&str, &str)]) -> Settings {
         ("PHI_SHUTDOWN_TIMEOUT_SECS", "1"),
         // Off in tests (tests/api/limits.rs turns it on).
         ("PHI_ANONYMOUS_PER_MINUTE", "0"),
+        // The operations listener (metrics, detailed health), on a free port.
+        ("PHI_METRICS_ADDR", "127.0.0.1:0"),
     ]);
     env.extend(extra.iter().copied());
     Settings::from_parts("", None, &env).unwrap()
+}
+
+/// The operations listener of each server a test started, by API address.
+fn ops_listeners() -> &'static std::sync::Mutex<HashMap<String, String>> {
+    static OPS: OnceLock<std::sync::Mutex<HashMap<String, String>>> = OnceLock::new();
+    OPS.get_or_init(Default::default)
+}
+
+/// The operations listener's URL for `path` (`/metrics`, the detailed
+/// `/health/..`) of the server at `address`.
+pub fn ops_url(address: &str, path: &str) -> String {
+    let ops = ops_listeners()
+        .lock()
+        .unwrap()
+        .get(address)
+        .cloned()
+        .unwrap_or_else(|| panic!("{address} was started without an operations listener"));
+    format!("{ops}{path}")
 }
 
 /// Starts the real server on a free port in the background.
@@ -192,6 +212,12 @@ pub async fn start_server(settings: Settings) -> String {
     }
     let app = Application::build(&settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
+    if let Some(port) = app.ops_port() {
+        ops_listeners()
+            .lock()
+            .unwrap()
+            .insert(address.clone(), format!("http://127.0.0.1:{port}"));
+    }
     tokio::spawn(app.run_until_stopped());
     address
 }
@@ -221,6 +247,15 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// A GET on the operations listener (`/metrics`, detailed health).
+    pub async fn ops_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(ops_url(&self.address, path))
+            .send()
+            .await
+            .unwrap()
     }
 
     // The older form of the caller, kept for the tests written with it.

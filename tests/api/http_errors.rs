@@ -19,7 +19,7 @@ async fn unknown_path_is_404_in_payload_shape() {
 #[tokio::test]
 async fn wrong_method_on_known_path_is_405_in_payload_shape() {
     let app = spawn_app().await;
-    for path in ["/health", "/health/database", "/metrics"] {
+    for path in ["/health", "/health/database", "/health/audit"] {
         let res = app.client.delete(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 405, "{path}");
         let body = json(res).await;

@@ -125,7 +125,7 @@ async fn each_client_has_a_rate_and_signed_in_callers_are_not_counted() {
     assert_eq!(app.anonymous().get("/api/openapi.json").await.status(), 200);
     assert_eq!(app.anonymous().get("/health").await.status(), 200);
     // The refusals are counted for operators.
-    let metrics = app.anonymous().get("/metrics").await.text().await.unwrap();
+    let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics
             .lines()

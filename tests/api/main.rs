@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod disclosure;
 mod faults;
+mod fields;
 mod health;
 mod herbs;
 mod http_errors;

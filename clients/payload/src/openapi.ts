@@ -270,11 +270,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * How far behind sealing the audit log is: `status` is "ok" while the
-         *     oldest unsealed entry is younger than the limit and nothing is
-         *     quarantined, else "behind" (for monitoring, with the metrics
-         *     `phi_audit_*`; readiness does not depend on it). 503 only when the
-         *     database cannot be asked.
+         * Whether the audit log is sealed in time: `{"status":"ok"|"behind"}`
+         *     (the figures are on the operations listener).
          */
         get: operations["audit"];
         put?: never;
@@ -292,28 +289,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A real round trip to PostgreSQL, bounded so a dead database answers fast. */
-        get: operations["database"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/metrics": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
         /**
-         * Prometheus (OpenMetrics) text: request counts and latency histograms by
-         *     route and status, refusals, audit sealing, and pool gauges.
+         * Readiness: the database answers. `{"status":"ok"}`, or 503 with
+         *     Retry-After.
          */
-        get: operations["metrics"];
+        get: operations["database"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1188,6 +1168,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description Exactly this consent was given already: it is answered again, unchanged */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocResponse_ConsentDoc"];
+                };
+            };
             /** @description Shared */
             201: {
                 headers: {
@@ -1197,7 +1186,7 @@ export interface operations {
                     "application/json": components["schemas"]["DocResponse_ConsentDoc"];
                 };
             };
-            /** @description Unknown practitioner, not your submission, or expiry in the past */
+            /** @description Cannot share with this practitioner, not your submission, or expiry in the past */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3544,7 +3533,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Sealing status: status ok or behind, lagSeconds, unsealed, quarantined, head position, last checkpoint */
+            /** @description Sealing status: {"status":"ok"} or {"status":"behind"} */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3589,7 +3578,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Server version and pool figures */
+            /** @description The database answers: {"status":"ok"} */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3615,53 +3604,6 @@ export interface operations {
                 };
             };
             /** @description Database unreachable (with Retry-After) */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    metrics: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OpenMetrics text format */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/openmetrics-text": unknown;
-                };
-            };
-            /** @description A parameter this route does not take, or a malformed one */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Too many requests without credentials from this client (Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The database is unavailable, or the anonymous share of it is in use (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -59,9 +59,10 @@ use crate::identity::Principal;
 use crate::metrics::Metrics;
 use crate::service::Services;
 
-/// The caller's address as the gate decided it (request extension).
+/// The caller's address as the gate decided it (request extension); `None`
+/// when a trusted proxy's header named no address that could be read.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub IpAddr);
+pub struct ClientAddr(pub Option<IpAddr>);
 
 /// What a client is counted under: an IPv4 address, or the /64 an IPv6
 /// address is in (one host is given a /64, and can pick any address in
@@ -313,9 +314,7 @@ pub async fn gate(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let client = gate.client_addr(req.peer_addr().map(|a| a.ip()), req.headers());
-    if let Some(ip) = client {
-        req.extensions_mut().insert(ClientAddr(ip));
-    }
+    req.extensions_mut().insert(ClientAddr(client));
     let key = ClientKey::of(client);
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let count = |kind: &'static str| {
@@ -377,7 +376,7 @@ fn personal(table: &str) -> bool {
 
 /// What the request asked to do, and to which kind of record.
 fn attempt(req: &HttpRequest) -> Option<(Action, &'static str)> {
-    let route = req.match_pattern()?;
+    let route = crate::telemetry::route_pattern(req)?;
     let rest = route.strip_prefix("/api/")?;
     let (slug, tail) = rest.split_once('/').unwrap_or((rest, ""));
     if slug == "audit" {

@@ -299,9 +299,7 @@ pub async fn request_context(
         next.call(req).await?.map_into_boxed_body()
     };
 
-    // Read after routing, from the resource that matched (before it, each
-    // dynamic pattern tried is a regex run).
-    let route = res.request().match_pattern();
+    let route = route_pattern(res.request());
     let status = res.status();
     if status.is_server_error() {
         let (http_req, old) = res.into_parts();
@@ -363,6 +361,16 @@ pub async fn request_context(
         elapsed,
     );
     Ok(res)
+}
+
+/// The route pattern a request met, read after routing from the resource
+/// that matched (before it, each dynamic pattern tried is a regex run). A
+/// request answered before its resource was reached (the gate's 429) is
+/// matched here on the path as the router saw it, percent-decoded: on the
+/// raw text, `/%61pi/herbs` would be some other, unmatched path.
+pub fn route_pattern(req: &actix_web::HttpRequest) -> Option<String> {
+    req.match_pattern()
+        .or_else(|| req.resource_map().match_pattern(req.match_info().as_str()))
 }
 
 /// Whether access lines are written by hand (JSON logs) or by `tracing`.

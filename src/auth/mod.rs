@@ -93,12 +93,12 @@ fn break_glass_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// Identifies the caller of a request (`gate` calls this once per request).
 pub async fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let client_addr = req
-        .extensions()
-        .get::<crate::gate::ClientAddr>()
-        .map(|c| c.0)
-        .or_else(|| req.peer_addr().map(|a| a.ip()))
-        .map(|ip| ip.to_string());
+    // As the gate decided it (maybe unknown); the peer where no gate ran.
+    let client_addr = match req.extensions().get::<crate::gate::ClientAddr>() {
+        Some(c) => c.0,
+        None => req.peer_addr().map(|a| a.ip()),
+    }
+    .map(|ip| ip.to_string());
     let svc = req.app_data::<web::Data<Services>>().cloned();
     let mut p = match identify(req).await {
         Ok(p) => p,

@@ -222,6 +222,21 @@ async fn api_keys_identify_machines_until_revoked_or_expired() {
         .await
         .unwrap();
     assert_eq!(export(service.to_string()).await.unwrap().status(), 403);
+    // ...nor a patient: it owns no submission (whose would it be?).
+    let res = app
+        .client
+        .post(app.url("/api/symptom-submissions"))
+        .header("authorization", format!("services API-Key {}", service.as_str()))
+        .json(&serde_json::json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM symptom_submissions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(owned, 0);
     // Wrong, revoked and expired keys are 401s.
     assert_eq!(export("phk_nope".into()).await.unwrap().status(), 401);
     assert!(phi_gateway::apikeys::revoke(&pool, id).await.unwrap());

@@ -8,12 +8,20 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::crypto::{Keyring, KeyringHandle};
+use crate::service::keycheck;
 
 /// Loads the keyring as `serve` does; refuses one that lost a key the
-/// serving keyring still uses.
-pub async fn reload(handle: &KeyringHandle, settings: &Settings) -> anyhow::Result<()> {
+/// serving keyring still uses, or whose keys are not the ones the serving
+/// keyring and the database know by the same ids (`keycheck`).
+pub async fn reload(
+    handle: &KeyringHandle,
+    settings: &Settings,
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<()> {
     let fresh = Keyring::load(&settings.keys, settings.production()).await?;
     let current = handle.current();
+    keycheck::same_keys(&current, &fresh)?;
+    keycheck::compare(pool, &fresh).await?;
     for (id, state) in current.data_keys() {
         if state != crate::crypto::KeyState::Retired
             && !fresh.data_keys().iter().any(|(i, _)| *i == id)
@@ -27,7 +35,7 @@ pub async fn reload(handle: &KeyringHandle, settings: &Settings) -> anyhow::Resu
     Ok(())
 }
 
-pub fn watch(handle: Arc<KeyringHandle>, settings: Settings) {
+pub fn watch(handle: Arc<KeyringHandle>, settings: Settings, pool: sqlx::PgPool) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -39,7 +47,7 @@ pub fn watch(handle: Arc<KeyringHandle>, settings: Settings) {
         };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match reload(&handle, &settings).await {
+                match reload(&handle, &settings, &pool).await {
                     Ok(()) => tracing::info!(keyring = ?handle.current(), "keyring reloaded"),
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays")

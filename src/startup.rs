@@ -51,7 +51,7 @@ impl Application {
 
     /// As `build`, with a keyring already in hand (tests, tools).
     pub async fn build_with_keyring(settings: &Settings, keyring: Keyring) -> anyhow::Result<Self> {
-        let keyring = Arc::new(KeyringHandle::new(keyring));
+        let keyring = Arc::new(KeyringHandle::awaiting_check(keyring));
         let db = &settings.database;
         crate::store::set_prepared_statements(!db.pooler);
         crate::store::set_timeouts(crate::store::Timeouts {
@@ -62,6 +62,9 @@ impl Application {
         // background work (analytics refresh, export pages).
         let pool = crate::db::background_pool(db)?;
         let audit_pool = crate::db::audit_pool(db)?;
+        // Its keys must be the database's (or it will not start); if the
+        // database cannot say yet, nothing is sealed or opened until it can.
+        crate::service::keycheck::guard(&pool, &keyring).await?;
         let metrics = Arc::new(Metrics::default());
         let refusals = Arc::new(Refusals::with_metrics(metrics.clone()));
         refusals::spawn_flusher(
@@ -121,6 +124,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A pool as the service's role (the reserved audit pool), for the
+    /// keyring's comparison with the database on reload.
+    pub fn service_pool(&self) -> sqlx::PgPool {
+        self.audit_pool.clone()
     }
 
     /// The operations listener's port, when there is one.

@@ -386,6 +386,7 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
 pub async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let ring = Keyring::load(&settings.keys, settings.production()).await?;
     let pool = db::operator_pool(&settings.database).await?;
+    crate::service::keycheck::compare(&pool, &ring).await?;
     let r = rekey::reencrypt(&pool, &ring, dry_run)
         .await
         .context("re-encrypting")?;

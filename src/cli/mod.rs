@@ -101,7 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 environment = ?settings.environment,
                 "serving"
             );
-            crate::keyreload::watch(app.keyring.clone(), settings.clone());
+            crate::keyreload::watch(app.keyring.clone(), settings.clone(), app.service_pool());
             app.run_until_stopped().await?;
             tracing::info!("stopped");
         }

@@ -23,6 +23,7 @@ pub struct SeedArgs {
 pub async fn run(args: SeedArgs, settings: &Settings) -> anyhow::Result<()> {
     let ring = Keyring::load(&settings.keys, settings.production()).await?;
     let pool = db::operator_pool(&settings.database).await?;
+    crate::service::keycheck::compare(&pool, &ring).await?;
     if args.demo {
         let handle = std::sync::Arc::new(KeyringHandle::new(ring));
         let n = seed::demo(&pool, handle.clone()).await?;

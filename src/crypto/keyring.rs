@@ -128,6 +128,10 @@ struct FileKey {
     wrapped: Option<String>,
     #[serde(default)]
     kek_version: Option<String>,
+    /// The key's check value (`check_value`): written with every key, and
+    /// compared when it is read (files from before it have none).
+    #[serde(default)]
+    check: Option<String>,
 }
 
 fn now() -> String {
@@ -206,7 +210,33 @@ pub fn write_private(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result
     Ok(())
 }
 
+/// A key's check value: 16 bytes of HKDF-SHA256 of the key under a label
+/// of its own (and its slot), in hex. It identifies the key without saying
+/// anything of it: kept in the keyring file beside each key and once in
+/// the database (`key_checks`), so that a keyring whose ids match but
+/// whose keys differ is refused before it seals or opens anything.
+pub fn check_value(purpose: &str, id: u32, key: &KeyBytes) -> String {
+    let mut out = [0u8; 16];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(b"phi-gateway/key-check/v1"), key.expose_secret())
+        .expand(format!("{purpose}/{id}").as_bytes(), &mut out)
+        .expect("16 bytes is a valid HKDF-SHA256 length");
+    out.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Keyring {
+    /// Every key's check value: (purpose, id, value), data keys first.
+    pub fn check_values(&self) -> Vec<(&'static str, u32, String)> {
+        self.data
+            .iter()
+            .map(|k| ("data", k.id, check_value("data", k.id, &k.bytes)))
+            .chain(
+                self.index
+                    .iter()
+                    .map(|k| ("index", k.id, check_value("index", k.id, &k.bytes))),
+            )
+            .collect()
+    }
+
     /// A new keyring with one active data key and one active index key.
     pub fn generate(development: bool) -> Result<Self, CryptoError> {
         let bytes = new_key_bytes()?;
@@ -333,9 +363,21 @@ impl Keyring {
                 _ => bail!("{purpose} key {} has no key", k.id),
             }
         };
+        let checked = |purpose: &str, k: &FileKey, bytes: &KeyBytes| -> anyhow::Result<()> {
+            if let Some(c) = &k.check {
+                ensure!(
+                    *c == check_value(purpose, k.id, bytes),
+                    "{purpose} key {}: its check value does not match the key (the file was altered, \
+                     or a key was moved between keyrings)",
+                    k.id
+                );
+            }
+            Ok(())
+        };
         let mut data = Vec::with_capacity(repr.data_keys.len());
         for k in &repr.data_keys {
             let (bytes, wrapped) = take("data", k)?;
+            checked("data", k, &bytes)?;
             let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
             data.push(DataKey {
                 id: k.id,
@@ -349,6 +391,7 @@ impl Keyring {
         let mut index = Vec::with_capacity(repr.index_keys.len());
         for k in &repr.index_keys {
             let (bytes, wrapped) = take("index", k)?;
+            checked("index", k, &bytes)?;
             index.push(IndexKey {
                 id: k.id,
                 state: k.state,
@@ -522,12 +565,14 @@ impl Keyring {
                    bytes: &KeyBytes,
                    wrapped: &Option<Wrapped>|
          -> anyhow::Result<serde_json::Value> {
+            let check = check_value(purpose, id, bytes);
             Ok(match (&self.kek, wrapped) {
                 (None, _) => serde_json::json!({
                     "id": id,
                     "state": state,
                     "created_at": created_at,
                     "key": B64.encode(bytes.expose_secret()),
+                    "check": check,
                 }),
                 (Some(_), Some(w)) => serde_json::json!({
                     "id": id,
@@ -535,6 +580,7 @@ impl Keyring {
                     "created_at": created_at,
                     "wrapped": w.ciphertext,
                     "kek_version": w.version,
+                    "check": check,
                 }),
                 (Some(uri), None) => bail!("{purpose} key {id} is not wrapped by {uri} yet"),
             })
@@ -871,6 +917,10 @@ mod tests {
 
         let mut same = good.clone();
         same["index_keys"][0]["key"] = good["data_keys"][0]["key"].clone();
+        same["index_keys"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("check");
         let err = Keyring::from_file_text(&same.to_string()).unwrap_err();
         assert!(err.to_string().contains("never encryption keys"), "{err}");
 
@@ -922,6 +972,34 @@ mod tests {
                 .is_err()
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn each_key_carries_a_check_value_that_must_match_it() {
+        let ring = Keyring::generate(false).unwrap();
+        let text = ring.to_file_text().unwrap();
+        let good: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let check = good["data_keys"][0]["check"].as_str().unwrap().to_string();
+        assert_eq!(check.len(), 32);
+        let key = good["data_keys"][0]["key"].as_str().unwrap();
+        assert!(!check.contains(key) && !key.contains(&check));
+        assert_eq!(ring.check_values()[0], ("data", 1, check.clone()));
+        // Another key under the same id has another check value.
+        let other = Keyring::generate(false).unwrap();
+        assert_ne!(other.check_values()[0].2, check);
+        // A key swapped in the file without its check value is refused.
+        let mut swapped = good.clone();
+        swapped["data_keys"][0]["key"] = serde_json::from_str::<serde_json::Value>(
+            &other.to_file_text().unwrap(),
+        )
+        .unwrap()["data_keys"][0]["key"]
+            .clone();
+        let err = Keyring::from_file_text(&swapped.to_string()).unwrap_err();
+        assert!(err.to_string().contains("check value"), "{err}");
+        // A file from before check values loads.
+        let mut old = good.clone();
+        old["data_keys"][0].as_object_mut().unwrap().remove("check");
+        assert!(Keyring::from_file_text(&old.to_string()).is_ok());
     }
 
     #[test]

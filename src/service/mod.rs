@@ -11,6 +11,7 @@
 pub mod consents;
 pub mod export;
 pub mod herbs;
+pub mod keycheck;
 pub mod practitioners;
 pub mod submissions;
 
@@ -105,11 +106,27 @@ impl Services {
 /// with). Failures are logged with the place, never the value.
 pub struct Crypt {
     ring: Arc<Keyring>,
+    /// The keyring is not (yet) known to be the database's: nothing is
+    /// sealed or opened (`keycheck`).
+    blocked: bool,
 }
 
 impl Crypt {
     pub fn new(svc: &Services) -> Self {
-        Self { ring: svc.ring() }
+        Self {
+            ring: svc.ring(),
+            blocked: !svc.keyring.usable(),
+        }
+    }
+
+    fn usable(&self) -> Result<(), ApiError> {
+        if self.blocked {
+            return Err(ApiError::Unavailable {
+                what: "the keyring (not matched with the database's key check values)",
+                retry_after_secs: 2,
+            });
+        }
+        Ok(())
     }
 
     pub fn ring(&self) -> &Keyring {
@@ -117,6 +134,7 @@ impl Crypt {
     }
 
     pub fn seal(&self, plaintext: &[u8], place: Place<'_>) -> Result<SealedField, ApiError> {
+        self.usable()?;
         self.ring.seal(plaintext, &place).map_err(|e| {
             tracing::error!(table = place.table, column = place.column, row_id = %place.row_id, error = %e, "seal failed");
             ApiError::internal("sealing a field", e)
@@ -134,6 +152,7 @@ impl Crypt {
     /// Opens a sealed value. A failure is a 500 and a log line naming the
     /// table, column and row (never the value); never a null.
     pub fn open(&self, sealed: &SealedField, place: Place<'_>) -> Result<Plaintext, ApiError> {
+        self.usable()?;
         self.ring.open(sealed, &place).map_err(|e| {
             tracing::error!(
                 table = place.table,

@@ -14,6 +14,7 @@ pub mod facts;
 pub mod filter;
 pub mod health;
 pub mod herbs;
+pub mod keys;
 pub mod practitioners;
 pub mod submissions;
 mod tx;

@@ -20,6 +20,7 @@ struct Gateway {
     address: String,
     keyring: Arc<KeyringHandle>,
     settings: phi_gateway::config::Settings,
+    pool: sqlx::PgPool,
 }
 
 async fn gateway(db: &TestDb, ring: &str) -> Gateway {
@@ -47,11 +48,13 @@ async fn gateway(db: &TestDb, ring: &str) -> Gateway {
     let app = Application::build(&settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let keyring = app.keyring.clone();
+    let pool = app.service_pool();
     tokio::spawn(app.run_until_stopped());
     Gateway {
         address,
         keyring,
         settings,
+        pool,
     }
 }
 
@@ -114,10 +117,10 @@ async fn two_gateways_share_one_database_one_chain_and_a_rotation() {
     let mut r = Keyring::load_file(&ring, false).unwrap();
     assert_eq!(r.stage().unwrap(), 2);
     r.write_file(&ring, true).unwrap();
-    phi_gateway::keyreload::reload(&a.keyring, &a.settings)
+    phi_gateway::keyreload::reload(&a.keyring, &a.settings, &a.pool)
         .await
         .unwrap();
-    phi_gateway::keyreload::reload(&b.keyring, &b.settings)
+    phi_gateway::keyreload::reload(&b.keyring, &b.settings, &b.pool)
         .await
         .unwrap();
     // 2: activate it; roll to A first. A now seals under v2, and B, not yet
@@ -125,7 +128,7 @@ async fn two_gateways_share_one_database_one_chain_and_a_rotation() {
     let mut r = Keyring::load_file(&ring, false).unwrap();
     r.activate(2).unwrap();
     r.write_file(&ring, true).unwrap();
-    phi_gateway::keyreload::reload(&a.keyring, &a.settings)
+    phi_gateway::keyreload::reload(&a.keyring, &a.settings, &a.pool)
         .await
         .unwrap();
     let fresh = create(&on_a, "under v2").await;
@@ -135,7 +138,7 @@ async fn two_gateways_share_one_database_one_chain_and_a_rotation() {
         "B opens a v2 value before its second roll: {doc}"
     );
     assert_eq!(doc["notes"], "under v2");
-    phi_gateway::keyreload::reload(&b.keyring, &b.settings)
+    phi_gateway::keyreload::reload(&b.keyring, &b.settings, &b.pool)
         .await
         .unwrap();
     let fresh_b = create(&on_b, "b under v2").await;

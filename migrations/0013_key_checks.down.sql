@@ -1,0 +1,2 @@
+-- Reverts 0013.
+DROP TABLE key_checks;

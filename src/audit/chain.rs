@@ -32,6 +32,9 @@ pub const GENESIS: [u8; 32] = [0u8; 32];
 /// An entry sealed after one more than this much older than an entry
 /// sealed before it was probably inserted with a false time.
 pub const BACKDATING_TOLERANCE_SECS: i64 = 300;
+/// How far apart two machines' clocks may be (the sealer's, which dates a
+/// checkpoint, and the database's, which dates an entry).
+pub const CLOCK_SKEW_SECS: i64 = 60;
 pub const ALG_ED25519: &str = "ed25519";
 pub const ALG_HMAC: &str = "hmac-sha256";
 
@@ -428,7 +431,7 @@ pub fn verify_checkpoint(keys: VerifyKeys<'_>, c: &Checkpoint) -> bool {
     match c.alg.as_str() {
         ALG_ED25519 => keys
             .public
-            .is_some_and(|p| p.verify(c.key_id, &msg, &c.signature)),
+            .is_some_and(|p| p.verify(c.key_id, &msg, &c.signature, c.at)),
         ALG_HMAC => keys.keyring.is_some_and(|ring| {
             ring.checkpoint_key(c.key_id).is_some_and(|key| {
                 let mut mac =
@@ -754,13 +757,26 @@ async fn check_against_chain(
         ));
         return Ok(());
     }
-    let chained: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT hash FROM audit.chain WHERE pos = $1")
-            .bind(pos)
-            .fetch_optional(pool)
-            .await?;
-    if chained.as_deref() != Some(c.hash.as_slice()) {
-        v.problem(format!("{what} at position {pos} does not match the chain"));
+    let chained: Option<(Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+        "SELECT c.hash, l.at FROM audit.chain c LEFT JOIN audit.log l ON {JOIN_LOG} WHERE c.pos = $1"
+    ))
+    .bind(pos)
+    .fetch_optional(pool)
+    .await?;
+    match chained {
+        Some((hash, _)) if hash != c.hash => {
+            v.problem(format!("{what} at position {pos} does not match the chain"));
+        }
+        // Signed before the entry it covers was written: dated back, to
+        // pass under a key that had stopped signing by then?
+        Some((_, Some(entry_at))) if (entry_at - c.at).num_seconds() > CLOCK_SKEW_SECS => {
+            v.problem(format!(
+                "{what} at position {pos} is dated {} but covers an entry of {entry_at} (backdated?)",
+                c.at
+            ));
+        }
+        None => v.problem(format!("{what} at position {pos} does not match the chain")),
+        _ => {}
     }
     Ok(())
 }

@@ -447,20 +447,30 @@ impl SignedManifest {
         }
     }
 
-    /// The manifest, if the signature holds.
+    /// The manifest, if the signature holds (by a key that still signed
+    /// when the manifest says it was made).
     pub fn open(&self, keys: &VerifyingKeys) -> anyhow::Result<Manifest> {
         anyhow::ensure!(
             self.alg == chain::ALG_ED25519,
             "manifest signed with {:?}, expected ed25519",
             self.alg
         );
+        let m: Manifest = serde_json::from_str(&self.manifest)
+            .map_err(|_| anyhow::anyhow!("the manifest is not a manifest"))?;
         let mut msg = MANIFEST_DOMAIN.to_vec();
         msg.extend_from_slice(self.manifest.as_bytes());
         anyhow::ensure!(
-            keys.verify(self.key_id, &msg, &self.signature),
-            "the manifest's signature is not valid (altered, or signed by another key)"
+            keys.verify(self.key_id, &msg, &self.signature, m.exported_at),
+            "the manifest's signature is not valid (altered, signed by another key, or by a key \
+             that had stopped signing before the date it bears)"
         );
-        Ok(serde_json::from_str(&self.manifest)?)
+        if let Some(end) = keys.not_after(self.key_id) {
+            anyhow::ensure!(
+                m.checkpoint.as_ref().is_none_or(|c| c.at <= end),
+                "the manifest's checkpoint is dated after its signing key stopped signing"
+            );
+        }
+        Ok(m)
     }
 
     /// The final line of an NDJSON export.
@@ -679,6 +689,7 @@ pub fn verify_file(
     let mut last: Option<(i64, Vec<u8>)> = None;
     let mut first: Option<(i64, i64, Vec<u8>)> = None;
     let mut last_seq = None;
+    let mut latest: Option<DateTime<Utc>> = None;
     let mut format: Option<Format> = csv_manifest.map(|_| Format::Csv);
     let mut pending = lines.next().transpose()?;
     if format == Some(Format::Csv) {
@@ -737,6 +748,7 @@ pub fn verify_file(
             None => first = Some((pos, row.seq, prev.clone())),
         }
         last_seq = Some(row.seq);
+        latest = latest.max(Some(row.at));
         last = Some((pos, hash));
         count += 1;
         pending = next;
@@ -744,6 +756,13 @@ pub fn verify_file(
     let signed =
         trailer.ok_or_else(|| anyhow::anyhow!("the export has no manifest (truncated?)"))?;
     let m = signed.open(keys)?;
+    // An entry cannot be newer than the export that holds it (the date a
+    // signature bears is what the key's notAfter is held against).
+    anyhow::ensure!(
+        latest
+            .is_none_or(|t| (t - m.exported_at).num_seconds() <= chain::BACKDATING_TOLERANCE_SECS),
+        "the export holds entries dated after it was made (its date was set back?)"
+    );
     anyhow::ensure!(
         Some(m.format.as_str()) == format.map(Format::name) || (count == 0 && m.rows == 0),
         "the manifest is for format {}",

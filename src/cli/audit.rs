@@ -157,13 +157,24 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 to,
             )
             .await?;
-            match v.first_problem {
-                None => println!(
-                    "ok: {} entries, {} checkpoints and {} anchored checkpoints verified",
-                    v.entries_checked, v.checkpoints_checked, v.anchored_checked
-                ),
-                Some(p) => bail!("{} problem(s); first: {p}", v.problems),
+            if let Some(p) = v.first_problem {
+                bail!("{} problem(s); first: {p}", v.problems);
             }
+            // A chain that no signature covers proves only that it is a
+            // chain: rewritten whole, it would verify just as well.
+            if v.entries_checked > 0 && v.checkpoints_checked == 0 && v.anchored_checked == 0 {
+                let why = "no signed checkpoint and no anchor cover these entries: a chain rewritten \
+                           whole would verify as well (run `phi-gateway audit seal`, or a gateway with \
+                           AUDIT_SEALER_DATABASE_URL and PHI_AUDIT_SIGNING_KEY, and keep PHI_AUDIT_ANCHOR)";
+                if settings.production() {
+                    bail!("{} entries are chained, but {why}", v.entries_checked);
+                }
+                eprintln!("WARNING: {why}");
+            }
+            println!(
+                "ok: {} entries, {} checkpoints and {} anchored checkpoints verified",
+                v.entries_checked, v.checkpoints_checked, v.anchored_checked
+            );
         }
         AuditCommand::Export {
             from,

@@ -197,18 +197,45 @@ pub async fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
                 write_public(&k, public_out)?;
                 println!(
                     "signing key {v} is now active in {}; restart the sealing gateway; \
-                     the new public key file {} also verifies older checkpoints",
+                     the new public key file {} also verifies older checkpoints. The retired key's \
+                     private half is no longer in the file, and what it signs dated from now on does \
+                     not verify: destroy old copies of the file all the same",
                     file.display(),
                     public_out.display()
                 );
             }
             SigningCommand::Public { file, out } => {
-                write_public(&SigningKeys::load_file(file)?, out)?;
+                let keys = SigningKeys::load_file(file)?;
+                write_public(&keys, out)?;
+                if keys.holds_retired_private_keys() {
+                    // Rewritten without the retired private halves.
+                    keys.write_file(file, true)?;
+                    println!(
+                        "removed retired keys' private halves from {}",
+                        file.display()
+                    );
+                }
                 println!("wrote the public key to {}", out.display());
             }
             SigningCommand::Status { file } => {
-                for (id, state, at) in SigningKeys::load_file(file)?.states() {
-                    println!("  v{id:<4} {:<8} created {at}", format!("{state:?}"));
+                let keys = SigningKeys::load_file(file)?;
+                let public = keys.public();
+                for (id, state, at) in keys.states() {
+                    match public.not_after(id) {
+                        Some(end) => println!(
+                            "  v{id:<4} {:<8} created {at}, signed until {}",
+                            format!("{state:?}"),
+                            end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
+                        None => println!("  v{id:<4} {:<8} created {at}", format!("{state:?}")),
+                    }
+                }
+                if keys.holds_retired_private_keys() {
+                    println!(
+                        "warning: {} still holds retired keys' private halves (written before rotation dropped them); \
+                         `keys signing public` or the next rotation rewrites it without them",
+                        file.display()
+                    );
                 }
             }
         },

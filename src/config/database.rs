@@ -251,15 +251,26 @@ impl DatabaseSettings {
             ("DATABASE_READ_URL", read_url.as_ref()),
         ] {
             let Some(u) = u else { continue };
-            if !tls_explicit && u.expose().contains("sslmode=") {
+            let written = url_sslmode(u)?;
+            let mode = match (tls_explicit, written) {
+                (true, _) => tls_mode,
+                (false, Some(m)) => m,
+                (false, None) => default_tls(prod, ca_file.is_some(), u),
+            };
+            // In production, anything short of a verified certificate is
+            // refused for a database on another machine: `require` alone
+            // encrypts to whoever answers.
+            if prod && !is_local(u) && mode != TlsMode::VerifyFull {
+                bail!(
+                    "{what}: TLS mode {mode:?} for a database on another machine; production \
+                     requires verify-full (DATABASE_TLS_MODE=verify-full or sslmode=verify-full, \
+                     with DATABASE_CA_FILE)"
+                );
+            }
+            if !tls_explicit && written.is_some() {
                 // Its own sslmode governs; libpq's rules check it at connect.
                 continue;
             }
-            let mode = if tls_explicit {
-                tls_mode
-            } else {
-                default_tls(prod, ca_file.is_some(), u)
-            };
             if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && ca_file.is_none() {
                 bail!(
                     "{what}: TLS mode {mode:?} needs a CA file (DATABASE_CA_FILE or [database] ca_file); \
@@ -328,6 +339,20 @@ fn default_tls(prod: bool, ca_file: bool, url: &DatabaseUrl) -> TlsMode {
         _ if prod => TlsMode::VerifyFull,
         _ => TlsMode::Prefer,
     }
+}
+
+/// The `sslmode` written in a URL, if any.
+fn url_sslmode(url: &DatabaseUrl) -> anyhow::Result<Option<TlsMode>> {
+    let Some((_, query)) = url.expose().split_once('?') else {
+        return Ok(None);
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "sslmode")
+        .map(|(_, v)| {
+            v.parse::<TlsMode>()
+                .map_err(|_| anyhow::anyhow!("database URL {url:?}: unknown sslmode"))
+        })
+        .transpose()
 }
 
 fn is_local(url: &DatabaseUrl) -> bool {

@@ -347,8 +347,7 @@ mod tests {
             format!("{err:#}").contains("MIGRATION_DATABASE_URL"),
             "{err:#}"
         );
-        // A sslmode written in a URL is kept (here: encrypted, unverified,
-        // so no CA file is needed), and the local URL keeps its own default.
+        // A sslmode written in a URL is kept.
         let s = Settings::from_parts(
             "",
             None,
@@ -356,16 +355,45 @@ mod tests {
                 ("DATABASE_URL", "postgres://a@127.0.0.1/d"),
                 (
                     "MIGRATION_DATABASE_URL",
-                    "postgres://a@db.internal/d?sslmode=require",
+                    "postgres://a@db.internal/d?sslmode=verify-full",
                 ),
                 ("PAYLOAD_SECRET", "s"),
+                ("DATABASE_CA_FILE", "/etc/ssl/ca.pem"),
             ]),
         )
         .unwrap();
-        let local = format!("{:?}", s.database.connect_options().unwrap());
         let remote = format!("{:?}", s.database.migration_options().unwrap());
-        assert!(local.contains("ssl_mode: Prefer"), "{local}");
-        assert!(remote.contains("ssl_mode: Require"), "{remote}");
+        assert!(remote.contains("ssl_mode: VerifyFull"), "{remote}");
+        // Anything short of verify-full to another machine is refused in
+        // production, written in the URL or set for all.
+        for (url, extra) in [
+            ("postgres://a@db.internal/d?sslmode=require", None),
+            ("postgres://a@db.internal/d?sslmode=disable", None),
+            ("postgres://a@db.internal/d", Some("disable")),
+            ("postgres://a@db.internal/d", Some("verify-ca")),
+        ] {
+            let mut vars = vec![
+                ("DATABASE_URL", url),
+                ("PAYLOAD_SECRET", "s"),
+                ("DATABASE_CA_FILE", "/etc/ssl/ca.pem"),
+            ];
+            if let Some(m) = extra {
+                vars.push(("DATABASE_TLS_MODE", m));
+            }
+            let err = Settings::from_parts("", None, &env(&vars)).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("requires verify-full"),
+                "{url} {extra:?}: {err:#}"
+            );
+            // Development may.
+            vars.push(("PHI_ENVIRONMENT", "development"));
+            if extra != Some("verify-ca") {
+                assert!(
+                    Settings::from_parts("", None, &env(&vars)).is_ok(),
+                    "{url} {extra:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //!   `transit` unless `?mount=PATH`. Authenticated by a token
 //!   (`PHI_KEK_TOKEN`, `PHI_KEK_TOKEN_FILE`, or `VAULT_TOKEN`) or AppRole
 //!   (`PHI_KEK_ROLE_ID` with `PHI_KEK_SECRET_ID` or `PHI_KEK_SECRET_ID_FILE`);
-//!   `PHI_KEK_CA_FILE` adds a CA for the service's certificate.
+//!   `PHI_KEK_CA_FILE` names the CA(s) the service's certificate must chain
+//!   to, instead of the public roots (a private key service is not vouched
+//!   for by whoever the public roots vouch for). Redirects are not
+//!   followed: a token goes to the host the URI names and nowhere else.
 //! - `file://PATH` : a local KEK file (`phi-gateway keys kek generate`),
 //!   for development and small installs; `file:///abs` or `file://rel`.
 //!
@@ -330,11 +333,15 @@ mod transit {
         client_token: SecretString,
     }
 
-    fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    /// The certificates a key service's must chain to: the CA file's
+    /// alone when one is named, else the public roots.
+    pub(super) fn roots(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if ca_file.is_none() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
         if let Some(ca) = ca_file {
             let mut n = 0;
             for cert in CertificateDer::pem_file_iter(ca)
@@ -349,6 +356,11 @@ mod transit {
             }
             ensure!(n > 0, "PHI_KEK_CA_FILE {}: no certificate", ca.display());
         }
+        Ok(roots)
+    }
+
+    fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+        let roots = roots(ca_file)?;
         Ok(
             rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
                 rustls::crypto::ring::default_provider(),
@@ -402,6 +414,7 @@ mod transit {
             }
             install_tls_provider();
             let mut builder = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(std::time::Duration::from_secs(5))
                 .timeout(std::time::Duration::from_secs(15));
             if scheme == "https" {
@@ -605,6 +618,25 @@ mod tests {
         assert!(other.unwrap(&binding("data", 1), &w.ciphertext).is_err());
         std::fs::remove_dir_all(dir).unwrap();
         std::fs::remove_dir_all(dir2).unwrap();
+    }
+
+    /// A CA certificate of no one's (self-signed, for this test only).
+    #[cfg(feature = "transit")]
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBkjCCATmgAwIBAgIULUkNH6iiwd+4PUbTbguF+epunm4wCgYIKoZIzj0EAwIw\nHjEcMBoGA1UEAwwTcGhpLWdhdGV3YXkgdGVzdCBDQTAgFw0yNjEyMDMxOTE3Mzla\nGA8yMTI2MTEwOTE5MTczOVowHjEcMBoGA1UEAwwTcGhpLWdhdGV3YXkgdGVzdCBD\nQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABHuAu/fT3XuZtNiHAXXj1eRNnDro\nCMzHNji9fXZOkq3A4YnrbuIu1fgEsKESkESuKhBa4A7mddwo8dUwT+MYpQqjUzBR\nMB0GA1UdDgQWBBQ4rJXaGo38fVrNGQUs111KE1VLwTAfBgNVHSMEGDAWgBQ4rJXa\nGo38fVrNGQUs111KE1VLwTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cA\nMEQCICJtjnFfJBhtU1tnPq+j5rfCeGRyiF6aet8WFLNbvumeAiACR3EEu/Bq+D8H\nu4K/y2TCawZoasL9S2W8TCHVEMmLig==\n-----END CERTIFICATE-----\n";
+
+    #[cfg(feature = "transit")]
+    #[test]
+    fn a_named_ca_replaces_the_public_roots() {
+        let public = transit::roots(None).unwrap();
+        assert!(public.len() > 100, "the public roots: {}", public.len());
+        let dir = std::env::temp_dir().join(format!("phi-ca-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        // Only the named CA: a certificate from a public CA is not enough
+        // for a key service that has its own.
+        assert_eq!(transit::roots(Some(&ca)).unwrap().len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]

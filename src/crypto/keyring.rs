@@ -484,6 +484,17 @@ impl Keyring {
                 None,
             ),
             Some(uri) => {
+                // The file would otherwise choose which host receives the
+                // key service's token or AppRole secret: in production the
+                // settings name it, and a file naming another is refused.
+                if production && settings.kek.is_none() {
+                    bail!(
+                        "keyring {} is wrapped by {uri}, but PHI_KEK is not set: production requires \
+                         PHI_KEK to name the key-encryption key (the keyring file does not choose \
+                         where the key service's credentials are sent)",
+                        path.display()
+                    );
+                }
                 if let Some(want) = &settings.kek {
                     ensure!(
                         *want == uri,
@@ -857,6 +868,7 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::KekAuth;
     use uuid::Uuid;
 
     fn place() -> Place<'static> {
@@ -1000,6 +1012,46 @@ mod tests {
         let mut old = good.clone();
         old["data_keys"][0].as_object_mut().unwrap().remove("check");
         assert!(Keyring::from_file_text(&old.to_string()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn production_needs_phi_kek_to_name_the_keyrings_kek() {
+        let dir = std::env::temp_dir().join(format!("phi-keks-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kek_path = dir.join("kek.json");
+        let (text, _) = kek::FileKek::generate_text().unwrap();
+        write_private(&kek_path, text.as_bytes(), false).unwrap();
+        let uri = format!("file://{}", kek_path.display());
+        let kek = Kek::connect(&uri, &KekAuth::default(), false)
+            .await
+            .unwrap();
+        let mut ring = Keyring::generate(false).unwrap();
+        ring.wrap_with(&kek, false).await.unwrap();
+        let path = dir.join("keyring.json");
+        ring.write_file(&path, false).unwrap();
+        let mut settings = KeySettings {
+            keyring_file: path.clone(),
+            data_key: None,
+            index_key: None,
+            kek: None,
+            kek_auth: KekAuth::default(),
+        };
+        // The file alone does not choose the KEK in production...
+        let err = Keyring::open_file(&path, &settings, true)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("PHI_KEK is not set"), "{err:#}");
+        // ...elsewhere it may (development, tools).
+        assert!(Keyring::open_file(&path, &settings, false).await.is_ok());
+        // Named, it must be the one the file names.
+        settings.kek = Some("file:///somewhere/else.json".into());
+        let err = Keyring::open_file(&path, &settings, true)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("settings name"), "{err:#}");
+        settings.kek = Some(uri);
+        assert!(Keyring::open_file(&path, &settings, true).await.is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

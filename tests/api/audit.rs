@@ -825,3 +825,123 @@ async fn the_fhir_export_is_valid_fhir_r4() {
     event.as_object_mut().unwrap().remove("source");
     assert!(fhir_validate(&(event.to_string() + "\n")).is_err());
 }
+
+/// A retired signing key's private half that leaked (an old copy of the
+/// signing file) signs nothing that verifies for a time after it was
+/// retired: rotation dropped it from the file and recorded its notAfter in
+/// the public one (issue 20).
+#[tokio::test]
+async fn a_stolen_retired_signing_key_signs_nothing_that_verifies() {
+    use phi_gateway::audit::signing::SigningKeys;
+    // No sealer in the gateway: this test seals with keys of its own.
+    let app = spawn_app_with(&[("AUDIT_SEALER_DATABASE_URL", "")]).await;
+    let pool = app.db.admin_pool().await;
+    let mut keys = SigningKeys::generate().unwrap();
+    let dir = std::env::temp_dir().join(format!("phi-sign-{}", uuid::Uuid::new_v4().simple()));
+    let stolen_path = dir.join("stolen.json");
+    keys.write_file(&stolen_path, false).unwrap();
+    create(&app, "before the rotation").await;
+    let with = |k: SigningKeys| Sealer {
+        pool: pool.clone(),
+        signing: Arc::new(k),
+        anchor: None,
+    };
+    with(SigningKeys::load_file(&stolen_path).unwrap())
+        .checkpoint()
+        .await
+        .unwrap()
+        .expect("a head");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    keys.rotate().unwrap();
+    let public = keys.public();
+    let verified = |pk: phi_gateway::audit::signing::VerifyingKeys| {
+        let pool = pool.clone();
+        async move {
+            chain::verify(
+                &pool,
+                VerifyKeys {
+                    public: Some(&pk),
+                    keyring: None,
+                },
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // What the old key signed while active still verifies.
+    assert_eq!(verified(public.clone()).await.first_problem, None);
+    // New entries, signed by the new key: fine.
+    create(&app, "after the rotation").await;
+    with(SigningKeys::from_file_text(&keys_text(&keys)).unwrap())
+        .checkpoint()
+        .await
+        .unwrap()
+        .expect("a head");
+    assert_eq!(verified(public.clone()).await.first_problem, None);
+    // The thief's checkpoint of the new head, dated now: refused. (The
+    // head entry is dated five minutes on, before it is sealed, for the
+    // backdating case below.)
+    create(&app, "the thief's").await;
+    tamper(
+        &pool,
+        "UPDATE audit.log SET at = at + interval '5 minutes' WHERE seq = (SELECT max(seq) FROM audit.log)",
+    )
+    .await;
+    let thief = SigningKeys::load_file(&stolen_path).unwrap();
+    with(thief).checkpoint().await.unwrap().expect("a head");
+    let p = verified(public.clone())
+        .await
+        .first_problem
+        .unwrap_or_default();
+    assert!(p.contains("bad signature"), "{p}");
+    tamper(
+        &pool,
+        "DELETE FROM audit.checkpoints WHERE id = (SELECT max(id) FROM audit.checkpoints)",
+    )
+    .await;
+    assert_eq!(verified(public.clone()).await.first_problem, None);
+    // Dated back to before the rotation, it covers an entry written after
+    // it (five minutes after; a checkpoint is signed after the entries it
+    // covers, give or take the clocks' skew): refused too.
+    let (pos, hash): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let at = public.not_after(1).unwrap() - chrono::Duration::seconds(1);
+    let at = chrono::DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap();
+    let thief = SigningKeys::load_file(&stolen_path).unwrap();
+    let (key_id, sig) = thief.sign(&chain::checkpoint_message(
+        chain::ALG_ED25519,
+        pos,
+        &hash,
+        &at,
+    ));
+    sqlx::query(
+        "INSERT INTO audit.checkpoints (pos, hash, at, alg, key_id, signature) VALUES ($1, $2, $3, 'ed25519', $4, $5)",
+    )
+    .bind(pos)
+    .bind(&hash)
+    .bind(at)
+    .bind(key_id as i32)
+    .bind(sig.to_vec())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let p = verified(public).await.first_problem.unwrap_or_default();
+    assert!(p.contains("backdated"), "{p}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A signing key file's text as written (the rotated keys, re-read).
+fn keys_text(keys: &phi_gateway::audit::signing::SigningKeys) -> String {
+    let dir = std::env::temp_dir().join(format!("phi-keys-{}", uuid::Uuid::new_v4().simple()));
+    let path = dir.join("k.json");
+    keys.write_file(&path, false).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+    text
+}

@@ -221,3 +221,45 @@ async fn destructive_operator_paths_are_guarded() {
     assert!(ok && out.matches('.').count() == 2, "{out}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `audit verify` with nothing signed to hold the chain against (no
+/// checkpoint, no anchor) proves only that the chain is a chain: it fails
+/// in production and warns elsewhere (issue 20).
+#[tokio::test]
+async fn verify_without_a_checkpoint_or_an_anchor_is_not_an_ok() {
+    let db = TestDb::migrated().await;
+    // No sealer in the gateway: entries are written, nothing is signed.
+    let address = start_server(test_settings(
+        &db.app_url(),
+        &[("AUDIT_SEALER_DATABASE_URL", "")],
+    ))
+    .await;
+    let client = crate::helpers::http_client();
+    let app = crate::helpers::TestApp::at(&address, &client);
+    let body = json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}]});
+    assert_eq!(
+        app.post_json("/api/symptom-submissions", Some(("ann", &[])), &body)
+            .await
+            .status(),
+        201
+    );
+    let ring = "/nonexistent/keyring.json";
+    let (ok, out) = cli_in(&db, ring, "production", &["audit", "verify"]);
+    assert!(
+        !ok && out.contains("no signed checkpoint and no anchor"),
+        "{out}"
+    );
+    let (ok, out) = cli(&db, ring, &["audit", "verify"]);
+    assert!(
+        ok && out.contains("WARNING") && out.contains("ok: "),
+        "{out}"
+    );
+    // Once a checkpoint is signed, production's verify is an ok.
+    let (ok, out) = cli_in(&db, ring, "production", &["audit", "seal"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli_in(&db, ring, "production", &["audit", "verify"]);
+    assert!(
+        ok && out.starts_with("ok: ") && !out.contains("WARNING"),
+        "{out}"
+    );
+}

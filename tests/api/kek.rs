@@ -417,7 +417,12 @@ async fn production_refuses_keys_in_the_clear_and_keys_wrap_migrates_them() {
     assert_eq!(wrapped_keys(&file_json(&ring)).len(), 2);
     let (ok, out) = cli(&db, &ring, &[], &["keys", "wrap", "--kek", &kek_uri]);
     assert!(!ok && out.contains("already wrapped"), "{out}");
-    let (ok, status) = cli(&db, &ring, &production, &["keys", "status"]);
+    // Production takes the KEK from PHI_KEK, never from the file alone.
+    let (ok, out) = cli(&db, &ring, &production, &["keys", "status"]);
+    assert!(!ok && out.contains("PHI_KEK is not set"), "{out}");
+    let mut named = production.to_vec();
+    named.push(("PHI_KEK", kek_uri.as_str()));
+    let (ok, status) = cli(&db, &ring, &named, &["keys", "status"]);
     assert!(ok, "{status}");
     assert!(
         status.contains(&format!("keys wrapped by {kek_uri}")),
@@ -787,4 +792,57 @@ async fn transit_over_tls_checks_the_key_services_certificate() {
         "{out}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// A key service that redirects (a hijacked DNS name, a proxy, a service
+/// moved): the gateway does not follow, so its token goes to the host the
+/// KEK's URI names and nowhere else (issue 20).
+#[tokio::test]
+async fn a_redirecting_key_service_gets_no_token_elsewhere() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = bao();
+    let key = b.new_key().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let target = b.addr.clone();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let path = String::from_utf8_lossy(&buf[..n])
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .to_string();
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = sock.write_all(answer.as_bytes()).await;
+        }
+    });
+    let auth = phi_gateway::config::KekAuth {
+        token: Some(secrecy::SecretString::from(b.token.clone())),
+        ..Default::default()
+    };
+    let err = phi_gateway::crypto::Kek::connect(
+        &format!("transit+http://127.0.0.1:{port}/{key}"),
+        &auth,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("307"), "{err:#}");
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one request, not followed"
+    );
+    // The same URI pointed at the service itself connects.
+    let direct = b.addr.replacen("http://", "transit+http://", 1);
+    phi_gateway::crypto::Kek::connect(&format!("{direct}/{key}"), &auth, false)
+        .await
+        .unwrap();
 }

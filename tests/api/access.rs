@@ -836,8 +836,8 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
 #[tokio::test]
 async fn the_analytics_role_sees_only_de_identified_aggregates() {
     let app = spawn_app().await;
-    // 6 submissions from Ontario in their 30s with pain; 2 from Yukon.
-    for (i, region) in ["CA-ON"; 6].iter().chain(["CA-YT"; 2].iter()).enumerate() {
+    // 12 submissions from Ontario in their 30s with pain; 2 from Yukon.
+    for (i, region) in ["CA-ON"; 12].iter().chain(["CA-YT"; 2].iter()).enumerate() {
         let owner = format!("u{i}");
         let body = json!({"symptoms": [{"name": "Neck pain", "severity": 3, "onset": "2026-02-01"}],
                           "dateOfBirth": "1990-01-01", "region": region, "notes": "secret"});
@@ -846,8 +846,14 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
             .await;
         assert_eq!(res.status(), 201);
     }
-    // The aggregates are rebuilt by their owner (on a schedule, or the
-    // `analytics refresh` command); the service's role may ask for it.
+    // A week is published once it has ended (by its owner, on a schedule
+    // or with `analytics refresh`; the service's role may ask for it). Here
+    // the week is closed by moving the facts two weeks back.
+    let mut admin = app.admin().await;
+    admin
+        .execute("UPDATE submission_facts SET week = week - 14")
+        .await
+        .unwrap();
     let mut as_app = app.db.app_conn().await;
     as_app.execute("SELECT analytics.refresh()").await.unwrap();
     let password = std::env::var("PHI_PG_ANALYTICS_PASSWORD").expect("PHI_PG_ANALYTICS_PASSWORD");
@@ -866,9 +872,9 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
             "CA-ON".to_string(),
             "30-39".to_string(),
             "pain".to_string(),
-            6
+            10
         )],
-        "Yukon (2) suppressed"
+        "Ontario's 12 rounded to a multiple of 5, Yukon (2) suppressed"
     );
 
     // The two oracles an analyst had against views over base rows reveal
@@ -900,7 +906,6 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
     assert_eq!(n, 1);
     // The facts an analyst's aggregates come from hold no owner, and no
     // submission id in the clear.
-    let mut admin = app.admin().await;
     let cols: Vec<String> = sqlx::query_scalar(
         "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'submission_facts' ORDER BY 1",
     )
@@ -915,7 +920,7 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
         .fetch_one(&mut admin)
         .await
         .unwrap();
-    assert_eq!(facts, 8);
+    assert_eq!(facts, 14);
 
     for sql in [
         "SELECT * FROM public.symptom_submissions",
@@ -958,4 +963,99 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
         .await
         .unwrap();
     assert_eq!(ro, "on");
+}
+
+type Cell = (chrono::NaiveDate, String, String, String, i64);
+
+async fn cells(conn: &mut sqlx::PgConnection) -> Vec<Cell> {
+    sqlx::query_as(
+        "SELECT week, region, age_band, category, submissions FROM analytics.submissions_weekly ORDER BY 1, 2, 3, 4",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+/// The differencing attack (issue 20): an analyst who knows a person
+/// submitted between two refreshes compares the cells before and after.
+/// A week is published once, after it ends, under one release rule
+/// (multiples of 5, nothing under 10): the person's submission shows in no
+/// difference, whatever the refreshes.
+#[tokio::test]
+async fn an_analyst_cannot_difference_two_refreshes() {
+    let app = spawn_app().await;
+    let submit = |i: usize| {
+        let app = &app;
+        async move {
+            let body = json!({"symptoms": [{"name": "Dry cough", "severity": 2, "onset": "2026-02-01"}],
+                              "dateOfBirth": "1985-05-05", "region": "GB-SCT"});
+            let owner: &'static str = format!("diff-{i}").leak();
+            let res = app
+                .post_json("/api/symptom-submissions", Some((owner, &[])), &body)
+                .await;
+            assert_eq!(res.status(), 201);
+        }
+    };
+    let password = std::env::var("PHI_PG_ANALYTICS_PASSWORD").expect("PHI_PG_ANALYTICS_PASSWORD");
+    let url = crate::helpers::url_for("phi_analytics", &password, &app.db.name);
+    let mut analyst = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut service = app.db.app_conn().await;
+    let mut admin = app.admin().await;
+    for i in 0..12 {
+        submit(i).await;
+    }
+    service.execute("SELECT analytics.refresh()").await.unwrap();
+    let before = cells(&mut analyst).await;
+    // The person of interest submits; the analyst refreshes and compares.
+    submit(12).await;
+    service.execute("SELECT analytics.refresh()").await.unwrap();
+    assert_eq!(
+        cells(&mut analyst).await,
+        before,
+        "the week in progress shows nothing"
+    );
+    assert!(before.is_empty());
+    // The week ends: it is published once, rounded.
+    admin
+        .execute("UPDATE submission_facts SET week = week - 14")
+        .await
+        .unwrap();
+    service.execute("SELECT analytics.refresh()").await.unwrap();
+    let published = cells(&mut analyst).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(
+        (&published[0].1[..], &published[0].3[..], published[0].4),
+        ("GB-SCT", "respiratory", 15),
+        "13 submissions publish as 15"
+    );
+    // A late submission landing in that week (here moved there by hand:
+    // through the API a submission's week is the week it was made) and a
+    // deletion change nothing once the week is out.
+    submit(13).await;
+    admin
+        .execute("UPDATE submission_facts SET week = week - 14 WHERE week > current_date - 7")
+        .await
+        .unwrap();
+    admin
+        .execute("DELETE FROM submission_facts WHERE ctid IN (SELECT ctid FROM submission_facts LIMIT 3)")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        service.execute("SELECT analytics.refresh()").await.unwrap();
+        assert_eq!(cells(&mut analyst).await, published);
+    }
+    // The analyst reads the published cells and nothing under them.
+    for sql in [
+        "SELECT * FROM analytics.released_weekly",
+        "SELECT * FROM analytics.releases",
+        "SELECT analytics.release()",
+    ] {
+        let err = sqlx::query(sql).fetch_all(&mut analyst).await.unwrap_err();
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .unwrap()
+            .to_string();
+        assert_eq!(code, "42501", "{sql}: {err}");
+    }
 }

@@ -401,4 +401,35 @@ mod tests {
             }
         }
     }
+
+    /// Every vocabulary the document lists is spelled as the API takes it
+    /// (the document once said `Liver` where the API takes `liver`).
+    #[test]
+    fn the_documents_enums_are_the_apis_spelling() {
+        use crate::domain::herb::{Meridian, Taste, Temperature};
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        for (name, all) in [
+            ("Taste", Taste::ALL),
+            ("Temperature", Temperature::ALL),
+            ("Meridian", Meridian::ALL),
+            (
+                "SubmissionStatus",
+                crate::domain::submission::SubmissionStatus::ALL,
+            ),
+            ("Status", crate::schema::PUBLICATION),
+        ] {
+            let listed: Vec<&str> = schemas[name]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name} has no enum"))
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(listed, all, "{name}");
+        }
+        // And the API takes each one (a herb filter parses every value).
+        for t in Taste::ALL {
+            assert!(Taste::parse(t).is_some());
+        }
+    }
 }

@@ -11,16 +11,31 @@ use super::rules::{err, plain_text, slug as valid_slug};
 
 pub const TABLE: &str = "herbs";
 
+/// A fixed vocabulary: the enum, its wire spelling, and its OpenAPI
+/// schema written from that spelling (the derive read the variants' Rust
+/// names through the macro, and the document said `Liver` where the API
+/// takes `liver`).
 macro_rules! vocabulary {
-    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+    ($(#[doc = $doc:literal])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
         impl $name {
             pub const ALL: &'static [&'static str] = &[$($text),+];
             pub fn as_str(self) -> &'static str { match self { $($name::$variant => $text),+ } }
             pub fn parse(s: &str) -> Option<Self> { match s { $($text => Some($name::$variant),)+ _ => None } }
         }
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let doc: &[&str] = &[$($doc.trim()),*];
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description((!doc.is_empty()).then(|| doc.join(" ")))
+                    .enum_values(Some($name::ALL.iter().copied()))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -48,6 +48,13 @@ fn valid_modalities(v: &[String]) -> Result<(), ValidationError> {
     Ok(())
 }
 
+fn web_address(s: &str) -> Result<(), ValidationError> {
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://"))
+        .then_some(())
+        .ok_or_else(|| err("url", "must be an http:// or https:// address"))
+}
+
 fn valid_phone(s: &SecretText) -> Result<(), ValidationError> {
     let s = s.as_str();
     let ok = (5..=32).contains(&s.len())
@@ -98,9 +105,11 @@ pub struct PractitionerFields {
     #[validate(length(min = 1, max = 20))]
     #[schema(min_length = 1, max_length = 20)]
     pub postal_code: Option<Option<String>>,
+    /// An http(s) URL: a public listing links to it, so no `javascript:`
+    /// or `data:` (a link that runs in the reader's browser).
     #[serde(default, deserialize_with = "double_option")]
-    #[validate(url, length(max = 500))]
-    #[schema(max_length = 500)]
+    #[validate(url, length(max = 500), custom(function = "web_address"))]
+    #[schema(max_length = 500, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub website: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::domain::non_null")]
     pub status: Option<Status>,

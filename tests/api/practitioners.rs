@@ -388,3 +388,38 @@ async fn a_moved_practitioner_is_found_where_it_now_is() {
     assert_eq!(res.status(), 200);
     assert_eq!((near(51.5, -0.12).await, near(48.85, 2.35).await), (0, 1));
 }
+
+/// A public listing links to its website: only http(s) addresses, never a
+/// `javascript:` or `data:` URL that would run in a reader's browser.
+#[tokio::test]
+async fn a_listings_website_is_an_http_address() {
+    let app = spawn_app().await;
+    let mut body = practitioner("web", "web@example.org", 51.5, -0.1);
+    for bad in [
+        "javascript:alert(document.cookie)",
+        "JavaScript://%0aalert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox",
+        "ftp://example.org/",
+    ] {
+        body["website"] = json!(bad);
+        let res = app.post_json("/api/practitioners", ADMIN, &body).await;
+        assert_eq!(res.status(), 400, "{bad}");
+        let b = json(res).await;
+        assert_eq!(
+            b["errors"][0]["data"]["errors"][0]["path"], "website",
+            "{bad}: {b}"
+        );
+        assert!(
+            !b.to_string().contains("alert"),
+            "the value is not quoted back: {b}"
+        );
+    }
+    for good in ["https://example.org/dr", "HTTP://example.org"] {
+        body["website"] = json!(good);
+        body["slug"] = json!(format!("web-{}", good.len()));
+        body["email"] = json!(format!("web{}@example.org", good.len()));
+        let res = app.post_json("/api/practitioners", ADMIN, &body).await;
+        assert_eq!(res.status(), 201, "{good}");
+    }
+}

@@ -582,7 +582,7 @@ export interface components {
          * @description The twelve primary meridians.
          * @enum {string}
          */
-        Meridian: "Lung" | "LargeIntestine" | "Stomach" | "Spleen" | "Heart" | "SmallIntestine" | "Bladder" | "Kidney" | "Pericardium" | "TripleBurner" | "Gallbladder" | "Liver";
+        Meridian: "lung" | "large intestine" | "stomach" | "spleen" | "heart" | "small intestine" | "bladder" | "kidney" | "pericardium" | "triple burner" | "gallbladder" | "liver";
         /** @description Payload's paginated list. */
         Page_ConsentDoc: {
             docs: {
@@ -788,6 +788,10 @@ export interface components {
              *     its old and new value.
              */
             userId?: string | null;
+            /**
+             * @description An http(s) URL: a public listing links to it, so no `javascript:`
+             *     or `data:` (a link that runs in the reader's browser).
+             */
             website?: string | null;
         };
         PractitionerDoc: (null | components["schemas"]["Contact"]) & {
@@ -841,6 +845,10 @@ export interface components {
              *     its old and new value.
              */
             userId?: string | null;
+            /**
+             * @description An http(s) URL: a public listing links to it, so no `javascript:`
+             *     or `data:` (a link that runs in the reader's browser).
+             */
             website?: string | null;
         };
         /** @description ISO 3166-1 alpha-2 country or ISO 3166-2 subdivision code (e.g. CA-ON) */
@@ -922,7 +930,7 @@ export interface components {
             severity: number;
         };
         /** @enum {string} */
-        Taste: "Sour" | "Bitter" | "Sweet" | "Pungent" | "Salty" | "Bland" | "Astringent";
+        Taste: "sour" | "bitter" | "sweet" | "pungent" | "salty" | "bland" | "astringent";
         /**
          * @description Stored as `tcm_properties` jsonb; the GIN `jsonb_path_ops` index serves
          *     containment (`@>`) filters on it.
@@ -934,7 +942,7 @@ export interface components {
             temperature?: null | components["schemas"]["Temperature"];
         };
         /** @enum {string} */
-        Temperature: "Cold" | "Cool" | "Neutral" | "Warm" | "Hot";
+        Temperature: "cold" | "cool" | "neutral" | "warm" | "hot";
         ValidationData: {
             errors: components["schemas"]["FieldError"][];
         };

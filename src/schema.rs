@@ -142,6 +142,45 @@ const fn one_at_a_time(w: WriteSpec) -> WriteSpec {
     WriteSpec { bulk: false, ..w }
 }
 
+/// A column the audit trigger names in its entries (`audit.fields`,
+/// migration 0015, holds the same list: a test compares them, and requires
+/// every sealed column to be here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audited {
+    pub column: &'static str,
+    /// Its API name, as entries name it.
+    pub name: &'static str,
+    /// A CREATE or DELETE entry names it when it holds a value (an UPDATE
+    /// names every audited column it changed).
+    pub on_create: bool,
+    /// Its old and new values go into the entry's `detail`: cleartext that
+    /// says nothing of a patient (a status, a link), never a sealed column.
+    pub with_values: bool,
+}
+
+const fn audited(column: &'static str, name: &'static str) -> Audited {
+    Audited {
+        column,
+        name,
+        on_create: true,
+        with_values: false,
+    }
+}
+
+const fn with_values(a: Audited) -> Audited {
+    Audited {
+        with_values: true,
+        ..a
+    }
+}
+
+const fn changes_only(a: Audited) -> Audited {
+    Audited {
+        on_create: false,
+        ..a
+    }
+}
+
 /// A blind index: `column` holds the keyed hash of sealed `source`'s
 /// normalised value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +208,9 @@ pub struct Collection {
     pub default_order: &'static [(&'static str, bool)],
     /// What a PATCH may change, and who may change it.
     pub writes: &'static [WriteSpec],
+    /// The columns its audit entries name, in order (empty: not audited
+    /// by trigger).
+    pub audited: &'static [Audited],
 }
 
 impl Collection {
@@ -268,6 +310,13 @@ pub const PRACTITIONERS: Collection = Collection {
             "\"users:newly-linked\"",
         ))),
     ],
+    audited: &[
+        audited("email", "email"),
+        audited("phone", "phone"),
+        audited("licence_number", "licenceNumber"),
+        with_values(audited("user_id", "userId")),
+        changes_only(with_values(audited("status", "status"))),
+    ],
 };
 
 /// Who may edit a practitioner's listing: staff, and the practitioner it is
@@ -317,6 +366,7 @@ pub const HERBS: Collection = Collection {
             r#"{"taste":["bitter","sweet"],"temperature":"warm","meridians":["stomach","spleen"],"actions":["tonifies qi"]}"#,
         ),
     ],
+    audited: &[],
 };
 
 /// Everything identifying or clinical is sealed; what stays in cleartext
@@ -385,6 +435,15 @@ pub const SUBMISSIONS: Collection = Collection {
         "updatedAt",
     ],
     default_order: &[("created_at", true)],
+    audited: &[
+        audited("symptoms", "symptoms"),
+        audited("notes", "notes"),
+        audited("contact_email", "contactEmail"),
+        audited("date_of_birth", "dateOfBirth"),
+        audited("region", "region"),
+        changes_only(with_values(audited("status", "status"))),
+        audited("practitioner_id", "practitionerId"),
+    ],
 };
 
 pub const CONSENTS: Collection = Collection {
@@ -407,6 +466,11 @@ pub const CONSENTS: Collection = Collection {
     ],
     default_order: &[("created_at", true)],
     writes: &[],
+    audited: &[
+        audited("practitioner_id", "practitionerId"),
+        audited("submission_id", "submissionId"),
+        audited("expires_at", "expiresAt"),
+    ],
 };
 
 /// Service API keys: only a keyed hash of each key is stored, under the
@@ -424,6 +488,7 @@ pub const API_KEYS: Collection = Collection {
     document: &[],
     default_order: &[("created_at", false)],
     writes: &[],
+    audited: &[],
 };
 
 /// De-identified facts for analytics: `ref` is a blind index of the
@@ -441,6 +506,7 @@ pub const SUBMISSION_FACTS: Collection = Collection {
     document: &[],
     default_order: &[],
     writes: &[],
+    audited: &[],
 };
 
 const OWNER: &[Writer] = &[Writer::Owner];

@@ -58,8 +58,43 @@ pub struct AuditRow {
     pub fields: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// JSON text the service or a trigger wrote; exported as the JSON
+    /// object it holds (`detail_json`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "detail_json")]
     pub detail: Option<String>,
+}
+
+/// An entry's `detail` in an export: the JSON object its text holds, when
+/// the text is that object's canonical form (keys in byte order, no
+/// spaces: what the service and, since migration 0015, the triggers write),
+/// so a reader gets an object and a verifier gets the exact text back for
+/// the hash. Text in any other form (entries written before 0015) is
+/// exported as the string it is.
+pub mod detail_json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(d: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        let Some(text) = d else {
+            return s.serialize_none();
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(v @ (Value::Object(_) | Value::Array(_)))
+                if serde_json::to_string(&v).is_ok_and(|c| c == *text) =>
+            {
+                v.serialize(s)
+            }
+            _ => s.serialize_str(text),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text),
+            Some(v) => Some(serde_json::to_string(&v).map_err(serde::de::Error::custom)?),
+        })
+    }
 }
 
 const ROW_COLUMNS: [&str; 16] = [

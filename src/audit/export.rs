@@ -19,9 +19,14 @@
 //! `<file>.manifest.json` beside it, and over HTTP it is fetched afterwards
 //! from `/api/audit/exports/{requestId}/manifest`.
 //!
-//! A window selects entries by when they were sealed (the chain's own
-//! order, within seconds of their commit), so a window is always a
-//! contiguous range of positions.
+//! A window selects entries by their own time (when they were written), and
+//! an export is the contiguous range of chain positions from the first of
+//! them to the last (so the few entries sealed among them that fall just
+//! outside the window come along, and the range checks for gaps). Every
+//! entry dated in the window, up to a minute before the export began
+//! (`complete_before`: transactions still open then may add entries), is in
+//! that range, or the export is refused (`plan`): a signed "from X to Y"
+//! never leaves out an entry of X to Y that was not yet sealed.
 
 use std::io::{BufRead, Write};
 
@@ -399,9 +404,13 @@ fn ndjson_line(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Manifest {
     pub format: String,
-    /// The window asked for (by sealing time), if any.
+    /// The window asked for (by the entries' own time), if any.
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// Every entry dated in the window before this time is in the export
+    /// (the earlier of `to` and a minute before the export's checkpoint).
+    #[serde(default)]
+    pub complete_before: Option<DateTime<Utc>>,
     pub rows: u64,
     pub first_pos: Option<i64>,
     pub last_pos: Option<i64>,
@@ -529,38 +538,67 @@ impl SignedManifest {
     }
 }
 
-/// The contiguous range of positions a window covers: (after, last], by
-/// sealing time. None when nothing is in it.
-async fn range(
+/// What an export of a window covers: the positions (after, last] (None:
+/// nothing in it), and up to when every entry of the window is in them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    pub range: Option<(i64, i64)>,
+    pub complete_before: Option<DateTime<Utc>>,
+}
+
+/// Why an export cannot be made now.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "{0} entries dated in the window are not sealed yet (transactions still open, or the sealer \
+         behind): retry in a minute"
+    )]
+    Unsealed(i64),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The positions an export of [from, to) covers, by the entries' own time,
+/// against the chain's head signed for it: from the first entry dated in
+/// the window to the last (one pass over the window's entries, which the
+/// log's monthly partitions bound; the export reads them anyway). Refused
+/// while an entry dated in the window, up to a minute before the
+/// checkpoint, is not in the chain up to it (quarantined entries aside:
+/// `audit verify` reports those).
+pub async fn plan(
     pool: &PgPool,
-    head: i64,
+    checkpoint: Option<&Checkpoint>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-) -> anyhow::Result<Option<(i64, i64)>> {
-    if head == 0 {
-        return Ok(None);
+) -> Result<Plan, PlanError> {
+    let Some(c) = checkpoint else {
+        return Ok(Plan {
+            range: None,
+            complete_before: to,
+        });
+    };
+    let settled = c.at - chrono::Duration::seconds(chain::CLOCK_SKEW_SECS);
+    let complete_before = to.map_or(settled, |t| t.min(settled));
+    let (first, last, left_out): (Option<i64>, Option<i64>, i64) = sqlx::query_as(
+        "SELECT min(c.pos), max(c.pos), \
+                count(*) FILTER (WHERE c.pos IS NULL AND q.seq IS NULL AND l.at < $3) \
+         FROM audit.log l \
+         LEFT JOIN audit.chain c ON c.seq = l.seq AND c.txid = l.txid AND c.pos <= $4 \
+         LEFT JOIN audit.quarantine q ON q.seq = l.seq AND q.txid = l.txid \
+         WHERE ($1::timestamptz IS NULL OR l.at >= $1) AND ($2::timestamptz IS NULL OR l.at < $2)",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(complete_before)
+    .bind(c.pos)
+    .fetch_one(pool)
+    .await?;
+    if left_out > 0 {
+        return Err(PlanError::Unsealed(left_out));
     }
-    let first: Option<i64> = match from {
-        None => Some(1),
-        Some(f) => {
-            sqlx::query_scalar("SELECT min(pos) FROM audit.chain WHERE sealed_at >= $1")
-                .bind(f)
-                .fetch_one(pool)
-                .await?
-        }
-    };
-    let last: Option<i64> = match to {
-        None => Some(head),
-        Some(t) => {
-            sqlx::query_scalar("SELECT max(pos) FROM audit.chain WHERE sealed_at < $1")
-                .bind(t)
-                .fetch_one(pool)
-                .await?
-        }
-    };
-    Ok(match (first, last) {
-        (Some(f), Some(l)) if f <= l.min(head) => Some((f - 1, l.min(head))),
-        _ => None,
+    Ok(Plan {
+        range: first.zip(last).map(|(f, l)| (f - 1, l)),
+        complete_before: Some(complete_before),
     })
 }
 
@@ -573,18 +611,19 @@ pub async fn stream(
     pool: &PgPool,
     signing: &SigningKeys,
     checkpoint: Option<Checkpoint>,
+    plan: Plan,
     format: Format,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     out: Sender<Result<actix_web::web::Bytes, std::io::Error>>,
     progress: Option<&crate::rekey::Progress>,
 ) -> anyhow::Result<SignedManifest> {
-    let head = checkpoint.as_ref().map(|c| c.pos).unwrap_or(0);
     let mut lines = Sha256::new();
     let mut m = Manifest {
         format: format.name().into(),
         from,
         to,
+        complete_before: plan.complete_before,
         rows: 0,
         first_pos: None,
         last_pos: None,
@@ -608,7 +647,7 @@ pub async fn stream(
         lines.update(CSV_HEADER.as_bytes());
         send(CSV_HEADER.to_string()).await?;
     }
-    if let Some((mut after, last)) = range(pool, head, from, to).await? {
+    if let Some((mut after, last)) = plan.range {
         let cols = row_columns("l.");
         let sql = format!(
             "SELECT c.pos, c.prev_hash, c.hash, {cols} FROM audit.chain c JOIN audit.log l ON {JOIN_LOG} \

@@ -39,6 +39,7 @@ fn exporter(ex: Option<web::Data<Exporter>>) -> Result<web::Data<Exporter>, ApiE
     (status = 400, description = "Bad time or format", body = crate::error::ErrorBody),
     (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
     (status = 403, description = "Not an auditor", body = crate::error::ErrorBody),
+    (status = 409, description = "Entries dated in the window are not sealed yet: nothing exported, retry", body = crate::error::ErrorBody),
     (status = 503, description = "No sealer configured", body = crate::error::ErrorBody),
 ))]
 pub async fn export(

@@ -62,6 +62,17 @@ impl Exporter {
             .checkpoint()
             .await
             .map_err(|e| ApiError::internal("signing the chain's head for an export", e))?;
+        // As the sealer, which reads the quarantine (the service's role does not).
+        let plan = match export::plan(&self.sealer.pool, checkpoint.as_ref(), from, to).await {
+            Ok(p) => p,
+            Err(export::PlanError::Unsealed(n)) => {
+                return Err(ApiError::Conflict(format!(
+                    "{n} audit entries dated in the window are not sealed yet (transactions still \
+                     open, or the sealer behind); nothing was exported: retry in a minute."
+                )));
+            }
+            Err(export::PlanError::Database(e)) => return Err(e.into()),
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         let me = self.clone();
         let who = who.clone();
@@ -70,6 +81,7 @@ impl Exporter {
                 &me.reader,
                 &me.sealer.signing,
                 checkpoint,
+                plan,
                 format,
                 from,
                 to,

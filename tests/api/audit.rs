@@ -8,7 +8,7 @@ use phi_gateway::audit::anchor::Anchor;
 use phi_gateway::audit::chain::{self, Sealer, VerifyKeys};
 use phi_gateway::audit::export;
 use serde_json::{Value, json};
-use sqlx::{Executor, PgPool};
+use sqlx::{Connection, Executor, PgPool};
 
 use crate::helpers::{TestApp, json, signing_keys, spawn_app, spawn_app_with, verifying_keys};
 
@@ -944,4 +944,125 @@ fn keys_text(keys: &phi_gateway::audit::signing::SigningKeys) -> String {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_dir_all(dir).ok();
     text
+}
+
+/// An export's window selects entries by their own time, not by when they
+/// were sealed (issue 20): entries written hours ago and sealed only now
+/// are in the export of their hours, and while an entry dated in the
+/// window cannot be sealed yet (an older transaction is still open), the
+/// export is refused rather than signed without it.
+#[tokio::test]
+async fn an_export_window_holds_every_entry_dated_in_it() {
+    use phi_gateway::audit::export::Format;
+    use phi_gateway::identity::{Principal, Role};
+    use phi_gateway::service::export::Exporter;
+    // No sealer in the gateway: entries wait to be sealed.
+    let app = spawn_app_with(&[("AUDIT_SEALER_DATABASE_URL", "")]).await;
+    let pool = app.db.admin_pool().await;
+    let exporter = Exporter {
+        reader: pool.clone(),
+        audit_pool: pool.clone(),
+        sealer: sealer(&pool, None),
+    };
+    let auditor = Principal::operator("window-test", &[Role::Auditor]);
+    for i in 0..3 {
+        create(&app, &format!("written hours ago {i}")).await;
+    }
+    // Written three hours ago (dated so before they are sealed).
+    tamper(&pool, "UPDATE audit.log SET at = at - interval '3 hours'").await;
+    create(&app, "written now").await;
+    let now = chrono::Utc::now();
+    let export = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+        let exporter = exporter.clone();
+        let auditor = auditor.clone();
+        async move {
+            let mut running = exporter
+                .start(&auditor, Format::Ndjson, Some(from), Some(to), None)
+                .await?;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = running.chunks.recv().await {
+                bytes.extend_from_slice(&chunk.unwrap());
+            }
+            let _ = running.done.await.unwrap().unwrap();
+            Ok::<_, phi_gateway::error::ApiError>(bytes)
+        }
+    };
+    // Sealed now, dated three hours ago: in the export of those hours.
+    let bytes = export(
+        now - chrono::Duration::hours(4),
+        now - chrono::Duration::hours(2),
+    )
+    .await
+    .unwrap();
+    let m = export::verify_file(std::io::BufReader::new(&bytes[..]), None, &public()).unwrap();
+    assert_eq!(m.rows, 3, "{}", String::from_utf8_lossy(&bytes));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("written now"));
+    assert!(
+        m.complete_before
+            .is_some_and(|t| t <= now - chrono::Duration::hours(2))
+    );
+
+    // An older transaction still open: an entry committed after it cannot
+    // be sealed, and an export of its window is refused, not signed
+    // without it.
+    let mut open = sqlx::PgConnection::connect(&app.db.admin_url())
+        .await
+        .unwrap();
+    open.execute("BEGIN; SELECT txid_current()").await.unwrap();
+    create(&app, "committed behind an open transaction").await;
+    tamper(
+        &pool,
+        "UPDATE audit.log SET at = at - interval '10 minutes' WHERE seq = (SELECT max(seq) FROM audit.log)",
+    )
+    .await;
+    let err = match export(now - chrono::Duration::minutes(30), now).await {
+        Ok(_) => panic!("an export signed without an entry of its window"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, phi_gateway::error::ApiError::Conflict(m) if m.contains("not sealed yet")),
+        "{err:?}"
+    );
+    // Once it can be sealed, it is exported; with a list (whose entry's
+    // detail the service writes) and a status change (the trigger's).
+    open.execute("COMMIT").await.unwrap();
+    assert_eq!(
+        app.get_as("/api/symptom-submissions", ANN).await.status(),
+        200
+    );
+    let id = create(&app, "to archive").await;
+    let res = app
+        .patch_json(
+            &format!("/api/symptom-submissions/{id}"),
+            ANN,
+            &json!({"status": "archived"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let bytes = export(now - chrono::Duration::minutes(30), later)
+        .await
+        .unwrap();
+    let m = export::verify_file(std::io::BufReader::new(&bytes[..]), None, &public()).unwrap();
+    assert!(m.rows >= 4, "{m:?}");
+    // `detail` is the JSON object it holds, never a string holding JSON,
+    // and the export verifies all the same (its text is canonical).
+    let lines: Vec<Value> = String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|l: &Value| l.get("detail").is_some())
+        .collect();
+    let of = |action: &str| {
+        lines
+            .iter()
+            .find(|l| l["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} entry with a detail: {lines:?}"))["detail"]
+            .clone()
+    };
+    assert_eq!(of("LIST")["returned"], 5, "{lines:?}");
+    assert_eq!(
+        of("UPDATE"),
+        json!({"status": {"new": "archived", "old": "submitted"}})
+    );
 }

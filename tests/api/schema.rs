@@ -91,3 +91,72 @@ async fn the_collection_descriptions_match_the_live_schema() {
         }
     }
 }
+
+/// The audit trigger's column map (`audit.fields`, migration 0015) is the
+/// one `schema.rs` describes, and names every sealed column of the tables
+/// it audits: a sealed column added without its line there is a failing
+/// test, not an entry without the field's name.
+#[tokio::test]
+async fn the_audit_triggers_map_is_the_descriptions() {
+    let db = TestDb::migrated().await;
+    let pool = db.admin_pool().await;
+    let live: BTreeSet<(String, String, String, i32, bool, bool)> = sqlx::query_as(
+        "SELECT entity_type, column_name, api_name, ord, on_create, with_values FROM audit.fields",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let described: BTreeSet<(String, String, String, i32, bool, bool)> = ALL
+        .iter()
+        .flat_map(|c| {
+            c.audited.iter().enumerate().map(|(i, a)| {
+                (
+                    c.table.to_string(),
+                    a.column.to_string(),
+                    a.name.to_string(),
+                    i as i32 + 1,
+                    a.on_create,
+                    a.with_values,
+                )
+            })
+        })
+        .collect();
+    assert_eq!(live, described);
+    // Every table with an audit trigger has its map, and its sealed
+    // columns are in it (none of them with values).
+    let triggered: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+         WHERE t.tgname = 'zz_audit_changes'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let mapped: BTreeSet<String> = ALL
+        .iter()
+        .filter(|c| !c.audited.is_empty())
+        .map(|c| c.table.to_string())
+        .collect();
+    assert_eq!(triggered, mapped);
+    for c in ALL.iter().filter(|c| !c.audited.is_empty()) {
+        for s in c.sealed {
+            let a = c
+                .audited
+                .iter()
+                .find(|a| a.column == *s)
+                .unwrap_or_else(|| panic!("{}.{s} is sealed but not audited", c.table));
+            assert!(!a.with_values, "{}.{s}: a sealed column's values", c.table);
+        }
+        for a in c.audited {
+            assert!(
+                c.document.contains(&a.name) || c.table == "consents",
+                "{}.{} is no field of the documents",
+                c.table,
+                a.name
+            );
+        }
+    }
+}

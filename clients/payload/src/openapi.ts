@@ -1005,6 +1005,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Entries dated in the window are not sealed yet: nothing exported, retry */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Too many requests without credentials from this client (Retry-After) */
             429: {
                 headers: {

@@ -133,6 +133,25 @@ async fn practitioners_and_patients_editing_a_listing_not_theirs_are_on_the_reco
             .status(),
         200
     );
+    // An email another (unpublished) listing uses and one nobody uses get
+    // the same answer: a listing's email is unique, and a collision would
+    // tell the practitioner the other listing's address.
+    let draft = json!({"name": "Dr D", "slug": "dr-d", "status": "draft",
+                       "location": {"lat": 51.5, "lon": -0.1}, "email": "hidden@example.org"});
+    assert_eq!(
+        app.as_admin()
+            .post("/api/practitioners", &draft)
+            .await
+            .status(),
+        201
+    );
+    let mut answers = Vec::new();
+    for email in ["hidden@example.org", "nobody@example.org"] {
+        let res = own.patch(&path, &json!({"email": email})).await;
+        answers.push((res.status().as_u16(), json(res).await));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 403);
 }
 
 #[tokio::test]

@@ -219,6 +219,10 @@ check(main["livenessProbe"]["httpGet"]["path"] == "/health", "liveness GET /heal
 check(main["readinessProbe"]["httpGet"]["path"] == "/health/database", "readiness GET /health/database")
 port = next(p for p in main["ports"] if p["name"] == "http")
 check(port["containerPort"] == 8080 and env["PHI_PORT"]["value"] == "8080", "listens on 8080")
+ops = next((p for p in main["ports"] if p["name"] == "ops"), None)
+check(ops is not None and ops["containerPort"] == 9464
+      and env.get("PHI_METRICS_ADDR", {}).get("value", "").endswith(":9464"),
+      "metrics and health details on the operations port 9464 (PHI_METRICS_ADDR)")
 r = main["resources"]
 check(r["limits"].get("memory") == "256Mi" and r["requests"].get("memory") == "64Mi" and r["requests"].get("cpu") == "100m",
       "resources: 64Mi/100m requested, 256Mi limit")
@@ -279,6 +283,8 @@ check(svc["spec"]["type"] == "ClusterIP", "Service ClusterIP")
 sp = svc["spec"]["ports"][0]
 check(sp["port"] == 80 and sp["targetPort"] in ("http", 8080), "Service 80 -> http (8080)")
 check(svc["spec"]["selector"].items() <= labels.items(), "Service selects the gateway pods")
+check(all(p.get("targetPort") != "ops" and p.get("targetPort") != 9464 for p in svc["spec"]["ports"]),
+      "the Service does not expose the operations port")
 pdb = docs["PodDisruptionBudget"]
 check(pdb["apiVersion"] == "policy/v1" and pdb["spec"]["minAvailable"] == 1, "PDB policy/v1 minAvailable 1")
 check(pdb["spec"]["selector"]["matchLabels"].items() <= labels.items(), "PDB selects the gateway pods")

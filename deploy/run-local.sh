@@ -27,6 +27,8 @@ export AUDIT_SEALER_DATABASE_URL=postgres://phi_sealer:$PHI_PG_SEALER_PASSWORD@1
 export PHI_AUDIT_SIGNING_KEY=$root/keys/dev-audit-signing.json
 export PHI_AUDIT_VERIFY_KEY=$root/keys/dev-audit-verify.json
 export PHI_LOG_FORMAT=${PHI_LOG_FORMAT:-pretty}
+# The operations listener: /metrics and the detailed health answers.
+export PHI_METRICS_ADDR=${PHI_METRICS_ADDR:-127.0.0.1:9464}
 if [ ! -s .local/dev-payload-secret ]; then
   (umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=' >.local/dev-payload-secret)
 fi
@@ -44,6 +46,7 @@ bin=$root/target/debug/phi-gateway
 cat >&2 <<MSG
 phi-gateway: serving on http://127.0.0.1:8080
   curl 127.0.0.1:8080/health/database
+  curl 127.0.0.1:9464/metrics          # the operations listener (PHI_METRICS_ADDR)
   curl '127.0.0.1:8080/api/herbs?taste=bitter&temperature=cold'
   curl '127.0.0.1:8080/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=25'
   TOKEN=\$(PHI_ENVIRONMENT=development PAYLOAD_SECRET=\$(cat .local/dev-payload-secret) target/debug/phi-gateway dev-token --user demo-patient-1)

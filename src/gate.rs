@@ -59,11 +59,6 @@ use crate::identity::Principal;
 use crate::metrics::Metrics;
 use crate::service::Services;
 
-/// The caller's address as the gate decided it (request extension); `None`
-/// when a trusted proxy's header named no address that could be read.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub Option<IpAddr>);
-
 /// What a client is counted under: an IPv4 address, or the /64 an IPv6
 /// address is in (one host is given a /64, and can pick any address in
 /// it), or unknown (a proxy's header named no address we could read).
@@ -313,8 +308,8 @@ pub async fn gate(
     let Some(gate) = req.app_data::<web::Data<Gate>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
+    // `None`: a trusted proxy's header named no address that could be read.
     let client = gate.client_addr(req.peer_addr().map(|a| a.ip()), req.headers());
-    req.extensions_mut().insert(ClientAddr(client));
     let key = ClientKey::of(client);
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let count = |kind: &'static str| {
@@ -336,7 +331,7 @@ pub async fn gate(
             },
         ));
     }
-    let who = match crate::auth::principal_of(req.request()).await {
+    let who = match crate::auth::principal_of(req.request(), client).await {
         Ok(p) => p,
         Err(e) => {
             if matches!(e, ApiError::Unauthorized(_)) {

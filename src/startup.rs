@@ -283,6 +283,8 @@ fn serve(
                 ApiError::bad_request(format!("Invalid query string: {e}")).into()
             }))
             .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+            // The document first: the `/api` scope would take its paths.
+            .configure(crate::openapi::configure)
             .configure(routes::configure)
             .default_service(web::to(not_found))
     })

@@ -51,7 +51,8 @@ impl FromRequest for Principal {
         Box::pin(async move {
             match known {
                 Some(p) => Ok(p),
-                None => principal_of(&req).await,
+                // Outside the gate: the peer is the client.
+                None => principal_of(&req, req.peer_addr().map(|a| a.ip())).await,
             }
         })
     }
@@ -91,14 +92,13 @@ fn break_glass_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Identifies the caller of a request (`gate` calls this once per request).
-pub async fn principal_of(req: &HttpRequest) -> Result<Principal, ApiError> {
-    // As the gate decided it (maybe unknown); the peer where no gate ran.
-    let client_addr = match req.extensions().get::<crate::gate::ClientAddr>() {
-        Some(c) => c.0,
-        None => req.peer_addr().map(|a| a.ip()),
-    }
-    .map(|ip| ip.to_string());
+/// Identifies the caller of a request coming from `client` (as `gate`
+/// decided it: maybe unknown; `gate` calls this once per request).
+pub async fn principal_of(
+    req: &HttpRequest,
+    client: Option<std::net::IpAddr>,
+) -> Result<Principal, ApiError> {
+    let client_addr = client.map(|ip| ip.to_string());
     let svc = req.app_data::<web::Data<Services>>().cloned();
     let mut p = match identify(req).await {
         Ok(p) => p,

@@ -12,15 +12,15 @@ pub mod shape;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-/// Every route of the API port. The API's own routes are one scope behind
-/// `gate` (identification, the anonymous limits, refusals on the record),
-/// matched after routing; the OpenAPI document and its UI are registered
-/// first, outside it.
+/// Every route of the API port but the OpenAPI document and its UI (which
+/// `startup` registers first, so that the `/api` scope does not take
+/// them). The API's own routes are one scope behind `gate`
+/// (identification, the anonymous limits, refusals on the record), which
+/// runs after routing.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health").route(web::get().to(health::alive)))
         .service(web::resource("/health/database").route(web::get().to(health::database)))
         .service(web::resource("/health/audit").route(web::get().to(health::audit)))
-        .configure(crate::openapi::configure)
         .service(
             web::scope("/api")
                 .wrap(from_fn(crate::gate::gate))

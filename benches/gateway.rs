@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phi_gateway::audit::chain;
+use phi_gateway::audit::{chain, sealer, verify};
 use phi_gateway::crypto::{Keyring, KeyringHandle};
 use phi_gateway::domain::SecretText;
 use phi_gateway::domain::submission::{NewSubmission, SubmissionStatus, Symptom};
@@ -259,7 +259,7 @@ async fn sealer_bench() {
     .await
     .unwrap();
     let t = Instant::now();
-    let sealed = chain::seal_all(&pool).await.unwrap();
+    let sealed = sealer::seal_all(&pool).await.unwrap();
     let took = t.elapsed();
     println!(
         "sealer: {sealed} entries in {:.2} s = {:.0} entries/s",
@@ -268,14 +268,14 @@ async fn sealer_bench() {
     );
     let signing = phi_gateway::audit::signing::SigningKeys::generate().unwrap();
     let public = signing.public();
-    let sealer = chain::Sealer {
+    let sealing = sealer::Sealer {
         pool: pool.clone(),
         signing: Arc::new(signing),
         anchor: None,
     };
-    sealer.checkpoint().await.unwrap();
+    sealing.checkpoint().await.unwrap();
     let t = Instant::now();
-    let v = chain::verify(
+    let v = verify::verify(
         &pool,
         chain::VerifyKeys {
             public: Some(&public),
@@ -542,7 +542,7 @@ async fn export_bench() {
         .unwrap();
         done += k;
     }
-    let sealed = chain::seal_all(&pool).await.unwrap();
+    let sealed = sealer::seal_all(&pool).await.unwrap();
     println!(
         "export: {sealed} entries inserted and sealed in {:.1} s",
         t.elapsed().as_secs_f64()

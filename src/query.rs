@@ -40,57 +40,45 @@ const MAX_SORT_FIELDS: usize = 3;
 /// `depth` beyond this populates nothing more.
 pub const MAX_POPULATE_DEPTH: u8 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Equals,
-    NotEquals,
-    In,
-    NotIn,
-    Like,
-    Contains,
-    Exists,
-    GreaterThan,
-    GreaterThanEqual,
-    LessThan,
-    LessThanEqual,
-    Near,
+/// Payload's operators: the enum, its wire name and `ALL`, written once
+/// (the store compiles each by an exhaustive match: a new one does not
+/// build until it is compiled there, and `tests::every_operator_compiles`
+/// fails until the parser accepts it for some field).
+macro_rules! operators {
+    ($($variant:ident = $name:literal),+ $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Op { $($variant),+ }
+
+        impl Op {
+            pub const ALL: &'static [Op] = &[$(Op::$variant),+];
+
+            fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($name => Some(Op::$variant),)+
+                    _ => None,
+                }
+            }
+
+            pub fn name(self) -> &'static str {
+                match self { $(Op::$variant => $name),+ }
+            }
+        }
+    };
 }
 
-impl Op {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "equals" => Op::Equals,
-            "not_equals" => Op::NotEquals,
-            "in" => Op::In,
-            "not_in" => Op::NotIn,
-            "like" => Op::Like,
-            "contains" => Op::Contains,
-            "exists" => Op::Exists,
-            "greater_than" => Op::GreaterThan,
-            "greater_than_equal" => Op::GreaterThanEqual,
-            "less_than" => Op::LessThan,
-            "less_than_equal" => Op::LessThanEqual,
-            "near" => Op::Near,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Equals => "equals",
-            Op::NotEquals => "not_equals",
-            Op::In => "in",
-            Op::NotIn => "not_in",
-            Op::Like => "like",
-            Op::Contains => "contains",
-            Op::Exists => "exists",
-            Op::GreaterThan => "greater_than",
-            Op::GreaterThanEqual => "greater_than_equal",
-            Op::LessThan => "less_than",
-            Op::LessThanEqual => "less_than_equal",
-            Op::Near => "near",
-        }
-    }
+operators! {
+    Equals = "equals",
+    NotEquals = "not_equals",
+    In = "in",
+    NotIn = "not_in",
+    Like = "like",
+    Contains = "contains",
+    Exists = "exists",
+    GreaterThan = "greater_than",
+    GreaterThanEqual = "greater_than_equal",
+    LessThan = "less_than",
+    LessThanEqual = "less_than_equal",
+    Near = "near",
 }
 
 /// A condition's value, already typed for its field.

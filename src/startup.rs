@@ -15,8 +15,8 @@ use tracing_actix_web::TracingLogger;
 
 use crate::apikeys::ApiKeys;
 use crate::audit::anchor::Anchor;
-use crate::audit::chain::Sealer;
 use crate::audit::refusals::{self, Refusals};
+use crate::audit::sealer::Sealer;
 use crate::audit::signing::SigningKeys;
 use crate::auth::{CookieAuth, JwtVerifier};
 use crate::config::Settings;
@@ -46,6 +46,9 @@ impl Application {
         let keyring = Keyring::load(&settings.keys, settings.production())
             .await
             .context("loading the keyring")?;
+        for w in keyring.warnings() {
+            tracing::warn!(warning = %w, "keyring");
+        }
         Self::build_with_keyring(settings, keyring).await
     }
 

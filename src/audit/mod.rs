@@ -13,46 +13,88 @@ pub mod anchor;
 pub mod chain;
 pub mod export;
 pub mod refusals;
+pub mod sealer;
 pub mod signing;
+pub mod verify;
 
 use sqlx::{PgConnection, PgPool};
 
 use crate::identity::Principal;
 use crate::store::audit::Record;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Read,
-    Update,
-    Delete,
+/// The actions an entry records: the enum, its name in the database's
+/// `audit.action` enum (a test compares the two lists) and `ALL`, written
+/// once; what FHIR calls each is an exhaustive match (`fhir`), so a new
+/// action does not build until it says.
+macro_rules! actions {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal),+ $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Action { $($(#[doc = $doc])* $variant),+ }
+
+        impl Action {
+            pub const ALL: &'static [Action] = &[$(Action::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Action::$variant => $name),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($name => Some(Action::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    Create = "CREATE",
+    Read = "READ",
+    Update = "UPDATE",
+    Delete = "DELETE",
     /// One list or count request over PHI, whatever it returned.
-    List,
-    Export,
-    AccessDenied,
-    BreakGlass,
-    DecryptFailure,
-    KeyRotation,
-    Login,
+    List = "LIST",
+    Export = "EXPORT",
+    AccessDenied = "ACCESS_DENIED",
+    BreakGlass = "BREAK_GLASS",
+    DecryptFailure = "DECRYPT_FAILURE",
+    KeyRotation = "KEY_ROTATION",
+    Login = "LOGIN",
     /// Refused credentials, counted per client and minute.
-    AuthFailure,
+    AuthFailure = "AUTH_FAILURE",
+}
+
+/// How FHIR R4 names an action: `AuditEvent.action` (C, R, U, D or E) and
+/// the subtype: a RESTful interaction where there is one, else our own
+/// code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FhirAction {
+    pub action: &'static str,
+    pub subtype: &'static str,
+    pub restful: bool,
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "CREATE",
-            Action::Read => "READ",
-            Action::Update => "UPDATE",
-            Action::Delete => "DELETE",
-            Action::List => "LIST",
-            Action::Export => "EXPORT",
-            Action::AccessDenied => "ACCESS_DENIED",
-            Action::BreakGlass => "BREAK_GLASS",
-            Action::DecryptFailure => "DECRYPT_FAILURE",
-            Action::KeyRotation => "KEY_ROTATION",
-            Action::Login => "LOGIN",
-            Action::AuthFailure => "AUTH_FAILURE",
+    pub fn fhir(self) -> FhirAction {
+        let (action, subtype, restful) = match self {
+            Action::Create => ("C", "create", true),
+            Action::Read => ("R", "read", true),
+            Action::Update => ("U", "update", true),
+            Action::Delete => ("D", "delete", true),
+            Action::List => ("E", "search-type", true),
+            Action::Export => ("E", "export", false),
+            Action::AccessDenied => ("E", "access-denied", false),
+            Action::BreakGlass => ("E", "break-glass", false),
+            Action::DecryptFailure => ("E", "decrypt-failure", false),
+            Action::KeyRotation => ("E", "key-rotation", false),
+            Action::Login => ("E", "login", false),
+            Action::AuthFailure => ("E", "auth-failure", false),
+        };
+        FhirAction {
+            action,
+            subtype,
+            restful,
         }
     }
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use super::required_path;
 use crate::audit::anchor::Anchor;
-use crate::audit::chain::{self, Sealer, VerifyKeys};
+use crate::audit::chain::VerifyKeys;
 use crate::audit::export::{self, Format, SignedManifest};
+use crate::audit::sealer::{self, Sealer};
 use crate::audit::signing::{SigningKeys, VerifyingKeys};
+use crate::audit::verify;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::identity::{Principal, Role};
@@ -133,7 +134,7 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
             anchor,
             public_key,
         } => {
-            chain::seal_all(&pool).await?;
+            sealer::seal_all(&pool).await?;
             let public = public_key
                 .or_else(|| settings.audit.verify_key.clone())
                 .map(|p| VerifyingKeys::load_file(&p))
@@ -146,7 +147,7 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 .or_else(|| settings.audit.anchor.clone())
                 .map(|p| Anchor::read(&p))
                 .transpose()?;
-            let v = chain::verify(
+            let v = verify::verify(
                 &pool,
                 VerifyKeys {
                     public: public.as_ref(),
@@ -189,7 +190,7 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 sealer: operator_sealer(settings, pool.clone())?,
             };
             let operator = Principal::operator("audit-export", &[Role::Auditor]);
-            let total = chain::head(&pool).await?;
+            let total = sealer::head(&pool).await?;
             let progress = Arc::new(rekey::Progress::new(total as u64));
             let mut running = exporter
                 .start(&operator, format, from, to, Some(progress.clone()))
@@ -223,7 +224,7 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
         }
         AuditCommand::Seal { follow } => {
             let sealer = operator_sealer(settings, pool.clone())?;
-            let n = chain::seal_all(&pool).await?;
+            let n = sealer::seal_all(&pool).await?;
             let c = sealer.checkpoint().await?;
             println!("sealed {n} entries; head position {:?}", c.map(|c| c.pos));
             if follow {
@@ -237,4 +238,15 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
         AuditCommand::VerifyExport { .. } => unreachable!("handled offline"),
     }
     Ok(())
+}
+
+/// A path given on the command line or in the settings.
+fn required_path(
+    given: Option<PathBuf>,
+    configured: &Option<PathBuf>,
+    what: &str,
+) -> anyhow::Result<PathBuf> {
+    given
+        .or_else(|| configured.clone())
+        .with_context(|| format!("no {what}: pass it, or set it in the settings"))
 }

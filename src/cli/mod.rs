@@ -7,8 +7,6 @@ mod audit;
 mod keys;
 mod seed;
 
-use std::path::PathBuf;
-
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
@@ -148,15 +146,4 @@ fn dev_token(user: &str, roles: &str) -> anyhow::Result<()> {
         v.sign(&serde_json::json!({"id": user, "collection": collection, "iat": now, "exp": now + 8 * 3600, "roles": roles}))
     );
     Ok(())
-}
-
-/// A path given on the command line or in the settings.
-fn required_path(
-    given: Option<PathBuf>,
-    configured: &Option<PathBuf>,
-    what: &str,
-) -> anyhow::Result<PathBuf> {
-    given
-        .or_else(|| configured.clone())
-        .with_context(|| format!("no {what}: pass it, or set it in the settings"))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::database::DatabaseUrl;
-use super::{Env, parse_env, secs};
+use super::env::{Env, parse_env, secs};
 
 /// The audit chain: who seals it, what signs it, where checkpoints are
 /// anchored.

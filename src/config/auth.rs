@@ -6,7 +6,7 @@ use anyhow::bail;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{Env, parse_env};
+use super::env::{Env, parse_env};
 
 /// Verifying the CMS's tokens.
 #[derive(Clone)]

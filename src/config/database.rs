@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use super::{Env, parse_env, secs};
+use super::env::{Env, parse_env, secs};
 
 /// TLS to PostgreSQL, in libpq's vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use anyhow::Context;
 use zeroize::Zeroizing;
 
-use super::Env;
+use super::env::Env;
 
 /// Where the keyring comes from: a file, or (one key each) the environment.
 #[derive(Clone)]

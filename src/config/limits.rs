@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use super::{Env, parse_env};
+use super::env::{Env, parse_env};
 
 #[derive(Debug, Clone)]
 pub struct LimitSettings {

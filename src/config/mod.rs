@@ -7,14 +7,13 @@
 mod audit;
 mod auth;
 mod database;
+mod env;
 mod keys;
 mod limits;
 mod server;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -22,6 +21,7 @@ use serde::Deserialize;
 pub use audit::AuditSettings;
 pub use auth::AuthSettings;
 pub use database::{DatabaseSettings, DatabaseUrl, TlsMode};
+pub use env::{Env, ProcessEnv};
 pub use keys::{KekAuth, KeySettings};
 pub use limits::{Cidr, LimitSettings};
 pub use server::{LogFormat, ServerSettings};
@@ -84,28 +84,6 @@ struct FileSettings {
     limits: limits::FileLimits,
 }
 
-/// A source of environment variables; tests pass a map instead of the process
-/// environment so they can run in parallel.
-pub trait Env {
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    }
-}
-
-impl<S: std::hash::BuildHasher> Env for std::collections::HashMap<&str, &str, S> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name)
-            .filter(|v| !v.is_empty())
-            .map(|v| v.to_string())
-    }
-}
-
 pub const DEFAULT_CONFIG_FILE: &str = "deploy/phi-gateway.toml";
 
 impl Settings {
@@ -148,29 +126,11 @@ impl Settings {
     }
 }
 
-fn parse_env<T: FromStr>(env: &dyn Env, name: &str) -> anyhow::Result<Option<T>>
-where
-    T::Err: fmt::Display,
-{
-    env.var(name)
-        .map(|v| {
-            v.parse::<T>()
-                .map_err(|e| anyhow::anyhow!("{name}: cannot parse {v:?}: {e}"))
-        })
-        .transpose()
-}
-
-/// A duration in seconds: the environment's, else the file's, else the default.
-fn secs(env: &dyn Env, name: &str, file: Option<u64>, default: u64) -> anyhow::Result<Duration> {
-    Ok(Duration::from_secs(
-        parse_env(env, name)?.or(file).unwrap_or(default),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
         pairs.iter().copied().collect()

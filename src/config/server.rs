@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Deserialize;
 
-use super::{Env, parse_env};
+use super::env::{Env, parse_env};
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {

@@ -16,7 +16,7 @@ use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use uuid::Uuid;
 
-use super::CryptoError;
+use super::error::CryptoError;
 
 pub const FORMAT_V1: u8 = 0x01;
 pub const ALG_AES_256_GCM: u8 = 0x01;

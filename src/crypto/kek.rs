@@ -146,9 +146,9 @@ pub struct FileKek {
 struct KekFileRepr {
     format: String,
     id: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    created_at: String,
+    /// Read so the file's shape is checked; nothing uses it.
+    #[serde(default, rename = "created_at")]
+    _created_at: String,
     key: SecretString,
 }
 
@@ -318,7 +318,6 @@ mod transit {
 
     #[derive(Deserialize)]
     struct KeyInfo {
-        latest_version: u64,
         #[serde(rename = "type")]
         kind: String,
     }
@@ -474,7 +473,6 @@ mod transit {
                 t.name,
                 info.kind
             );
-            tracing::debug!(kek = %t.uri, latest_version = info.latest_version, "transit KEK connected");
             Ok(t)
         }
 

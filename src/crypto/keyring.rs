@@ -17,9 +17,9 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::CryptoError;
 use super::blind_index::{self, BlindIndex};
 use super::envelope::{self, Place, Plaintext, SealedField};
+use super::error::CryptoError;
 use super::kek::{self, Kek, Wrapped};
 use crate::config::KeySettings;
 use std::collections::HashMap;
@@ -85,6 +85,9 @@ pub struct Keyring {
     kek: Option<String>,
     data: Vec<DataKey>,
     index: Vec<IndexKey>,
+    /// What the caller should tell an operator about how it was loaded
+    /// (this module logs nothing itself).
+    warnings: Vec<String>,
 }
 
 impl fmt::Debug for Keyring {
@@ -156,8 +159,13 @@ fn parse(text: &str) -> anyhow::Result<FileRepr> {
     Ok(repr)
 }
 
-/// Reads a key file; in production it must not be readable by group or others.
-fn read_private(path: &Path, production: bool) -> anyhow::Result<Zeroizing<String>> {
+/// Reads a key file; in production it must not be readable by group or
+/// others (elsewhere that is a warning, returned for the caller to tell).
+fn read_private(
+    path: &Path,
+    production: bool,
+) -> anyhow::Result<(Zeroizing<String>, Option<String>)> {
+    let mut warning = None;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -171,12 +179,17 @@ fn read_private(path: &Path, production: bool) -> anyhow::Result<Zeroizing<Strin
                     path.display()
                 );
             }
-            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "keyring file is group/world readable");
+            warning = Some(format!(
+                "keyring {} is readable by group or others (mode {mode:o}); production refuses that",
+                path.display()
+            ));
         }
     }
-    Ok(Zeroizing::new(std::fs::read_to_string(path).with_context(
-        || format!("reading keyring {}", path.display()),
-    )?))
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading keyring {}", path.display()))?,
+    );
+    Ok((text, warning))
 }
 
 /// Writes a secret file with mode 0600, atomically (temp file, then
@@ -259,6 +272,7 @@ impl Keyring {
                 bytes: new_key_bytes()?,
                 wrapped: None,
             }],
+            warnings: Vec::new(),
         })
     }
 
@@ -293,6 +307,7 @@ impl Keyring {
                 bytes: index,
                 wrapped: None,
             }],
+            warnings: Vec::new(),
         })
     }
 
@@ -405,6 +420,7 @@ impl Keyring {
             kek: repr.kek.clone(),
             data,
             index,
+            warnings: Vec::new(),
         };
         ring.check()?;
         Ok(ring)
@@ -458,10 +474,11 @@ impl Keyring {
     /// Reads a keyring file in the clear (tools and tests; the service uses
     /// `load`). Production refuses it: its keys must be wrapped by a KEK.
     pub fn load_file(path: &Path, production: bool) -> anyhow::Result<Self> {
-        let text = read_private(path, production)?;
-        let ring = Self::from_file_text(&text)
+        let (text, warning) = read_private(path, production)?;
+        let mut ring = Self::from_file_text(&text)
             .with_context(|| format!("loading keyring {}", path.display()))?;
         ring.check_environment(path, production)?;
+        ring.warnings.extend(warning);
         Ok(ring)
     }
 
@@ -473,7 +490,7 @@ impl Keyring {
         settings: &KeySettings,
         production: bool,
     ) -> anyhow::Result<(Self, Option<Kek>)> {
-        let text = read_private(path, production)?;
+        let (text, warning) = read_private(path, production)?;
         let named = parse(&text)
             .with_context(|| format!("loading keyring {}", path.display()))?
             .kek;
@@ -498,7 +515,8 @@ impl Keyring {
                 if let Some(want) = &settings.kek {
                     ensure!(
                         *want == uri,
-                        "keyring {} is wrapped by {uri}, but the settings name {want} (PHI_KEK):                          rewrap it (`phi-gateway keys rewrap --kek {want}`) or correct the setting",
+                        "keyring {} is wrapped by {uri}, but the settings name {want} (PHI_KEK): \
+                         rewrap it (`phi-gateway keys rewrap --kek {want}`) or correct the setting",
                         path.display()
                     );
                 }
@@ -512,6 +530,8 @@ impl Keyring {
             }
         };
         ring.check_environment(path, production)?;
+        let mut ring = ring;
+        ring.warnings.extend(warning);
         Ok((ring, kek))
     }
 
@@ -639,6 +659,11 @@ impl Keyring {
         }
         self.kek = Some(kek.uri().to_string());
         Ok(())
+    }
+
+    /// What an operator should be told about how the keyring was loaded.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The KEK the keys are wrapped by, if any.

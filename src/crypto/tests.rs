@@ -4,7 +4,9 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::envelope::{HEADER_LEN, NONCE_LEN, OVERHEAD, TAG_LEN};
-use super::{CryptoError, Keyring, Place, SealedField};
+use super::envelope::{Place, SealedField};
+use super::error::CryptoError;
+use super::keyring::Keyring;
 
 fn ring() -> Keyring {
     Keyring::generate(false).unwrap()

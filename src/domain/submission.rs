@@ -140,8 +140,18 @@ impl super::Named for SubmissionFields {
 
 impl SubmissionFields {
     /// Whether the change moves the submission's de-identified facts.
+    /// Destructured whole: a new field is decided here.
     pub fn touches_facts(&self) -> bool {
-        self.symptoms.is_some() || self.date_of_birth.is_some() || self.region.is_some()
+        let Self {
+            symptoms,
+            notes: _,
+            contact_email: _,
+            date_of_birth,
+            region,
+            status: _,
+            practitioner_id: _,
+        } = self;
+        symptoms.is_some() || date_of_birth.is_some() || region.is_some()
     }
 }
 

@@ -12,8 +12,8 @@ use sqlx::PgPool;
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinHandle;
 
-use crate::audit::chain::Sealer;
 use crate::audit::export::{self, Format, SignedManifest};
+use crate::audit::sealer::Sealer;
 use crate::audit::{self, Action, Entry};
 use crate::error::ApiError;
 use crate::identity::Principal;

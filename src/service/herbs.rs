@@ -177,15 +177,23 @@ pub async fn list(
     Ok(Page::new(docs, found.total, found.capped, &q))
 }
 
+/// Destructured whole: a new field does not build until it is passed on.
 fn patch_for(f: &HerbFields) -> Patch {
+    let HerbFields {
+        name,
+        slug,
+        scientific_name,
+        description,
+        status,
+        tcm_properties,
+    } = f;
     Patch {
-        name: f.name.as_ref().map(|v| v.trim().to_string()),
-        slug: f.slug.clone(),
-        scientific_name: f.scientific_name.clone(),
-        description: f.description.clone(),
-        status: f.status.map(Status::as_str),
-        tcm_properties: f
-            .tcm_properties
+        name: name.as_ref().map(|v| v.trim().to_string()),
+        slug: slug.clone(),
+        scientific_name: scientific_name.clone(),
+        description: description.clone(),
+        status: status.map(Status::as_str),
+        tcm_properties: tcm_properties
             .as_ref()
             .map(|t| serde_json::to_value(t.clone().normalised()).expect("plain")),
     }

@@ -338,20 +338,37 @@ fn may_change(svc: &Services, who: &Principal, f: &PractitionerFields) -> Result
 
 /// The sealed changes of a PATCH to practitioner `id`.
 fn patch_for(c: &Crypt, id: Uuid, f: &PractitionerFields) -> Result<Patch, ApiError> {
+    // Destructured whole: a new field does not build until it is passed on.
+    let PractitionerFields {
+        name,
+        slug,
+        modalities,
+        bio,
+        city,
+        region,
+        country,
+        postal_code,
+        website,
+        status,
+        location,
+        email,
+        phone,
+        licence_number,
+        user_id,
+    } = f;
     Ok(Patch {
-        name: f.name.as_ref().map(|v| v.trim().to_string()),
-        slug: f.slug.clone(),
-        modalities: f.modalities.clone().map(dedup),
-        bio: f.bio.clone(),
-        city: f.city.clone(),
-        region: f.region.clone(),
-        country: f.country.clone(),
-        postal_code: f.postal_code.clone(),
-        website: f.website.clone(),
-        status: f.status.map(Status::as_str),
-        location: f.location.as_ref().map(|l| (l.lat, l.lon)),
-        email: f
-            .email
+        name: name.as_ref().map(|v| v.trim().to_string()),
+        slug: slug.clone(),
+        modalities: modalities.clone().map(dedup),
+        bio: bio.clone(),
+        city: city.clone(),
+        region: region.clone(),
+        country: country.clone(),
+        postal_code: postal_code.clone(),
+        website: website.clone(),
+        status: status.map(Status::as_str),
+        location: location.as_ref().map(|l| (l.lat, l.lon)),
+        email: email
             .as_ref()
             .map(|email| -> Result<_, ApiError> {
                 Ok((
@@ -360,17 +377,15 @@ fn patch_for(c: &Crypt, id: Uuid, f: &PractitionerFields) -> Result<Patch, ApiEr
                 ))
             })
             .transpose()?,
-        phone: f
-            .phone
+        phone: phone
             .as_ref()
             .map(|p| c.seal_text(p.as_ref(), place("phone", id)))
             .transpose()?,
-        licence_number: f
-            .licence_number
+        licence_number: licence_number
             .as_ref()
             .map(|l| c.seal_text(l.as_ref(), place("licence_number", id)))
             .transpose()?,
-        user_id: f.user_id.clone(),
+        user_id: user_id.clone(),
     })
 }
 

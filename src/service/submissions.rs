@@ -343,37 +343,52 @@ pub async fn list(
 }
 
 /// The sealed changes of a PATCH to row `id` (sealing binds to the row).
+/// Destructured whole: a new field does not build until it is sealed (or
+/// passed) here.
 fn patch_for(c: &Crypt, id: Uuid, f: &SubmissionFields) -> Result<Patch, ApiError> {
-    let mut patch = Patch::default();
-    if let Some(symptoms) = &f.symptoms {
-        patch.symptoms = Some(seal_symptoms(c, symptoms, id)?);
-    }
-    if let Some(notes) = &f.notes {
-        patch.notes = Some(c.seal_text(notes.as_ref(), place("notes", id))?);
-    }
-    if let Some(email) = &f.contact_email {
-        patch.contact_email = Some((
-            c.seal_text(email.as_ref(), place("contact_email", id))?,
-            email
-                .as_ref()
-                .map(|e| c.blind(TABLE, "contact_email", e.as_str())),
-        ));
-    }
-    if let Some(dob) = f.date_of_birth {
-        patch.date_of_birth = Some(c.seal_text(
-            dob.map(|d| d.to_string().into()).as_ref(),
-            place("date_of_birth", id),
-        )?);
-    }
-    if let Some(region) = f.region {
-        patch.region = Some(c.seal_text(
-            region.map(|r| r.as_str().into()).as_ref(),
-            place("region", id),
-        )?);
-    }
-    patch.status = f.status.map(SubmissionStatus::as_str);
-    patch.practitioner_id = f.practitioner_id;
-    Ok(patch)
+    let SubmissionFields {
+        symptoms,
+        notes,
+        contact_email,
+        date_of_birth,
+        region,
+        status,
+        practitioner_id,
+    } = f;
+    Ok(Patch {
+        symptoms: symptoms
+            .as_ref()
+            .map(|s| seal_symptoms(c, s, id))
+            .transpose()?,
+        notes: notes
+            .as_ref()
+            .map(|n| c.seal_text(n.as_ref(), place("notes", id)))
+            .transpose()?,
+        contact_email: contact_email
+            .as_ref()
+            .map(|email| -> Result<_, ApiError> {
+                Ok((
+                    c.seal_text(email.as_ref(), place("contact_email", id))?,
+                    email
+                        .as_ref()
+                        .map(|e| c.blind(TABLE, "contact_email", e.as_str())),
+                ))
+            })
+            .transpose()?,
+        date_of_birth: date_of_birth
+            .map(|dob| {
+                c.seal_text(
+                    dob.map(|d| d.to_string().into()).as_ref(),
+                    place("date_of_birth", id),
+                )
+            })
+            .transpose()?,
+        region: region
+            .map(|r| c.seal_text(r.map(|r| r.as_str().into()).as_ref(), place("region", id)))
+            .transpose()?,
+        status: status.map(SubmissionStatus::as_str),
+        practitioner_id: *practitioner_id,
+    })
 }
 
 /// Whose submissions a bulk write may reach: a write never goes through

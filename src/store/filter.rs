@@ -4,7 +4,7 @@
 
 use sqlx::{Postgres, QueryBuilder};
 
-use super::{Result, StoreError};
+use super::error::{Result, StoreError};
 use crate::query::{Cond, CondValue, Filter, Op, Sort};
 use crate::schema::FieldKind;
 
@@ -54,28 +54,36 @@ fn like_escape(v: &str) -> String {
     out
 }
 
-fn cmp(op: Op) -> &'static str {
-    match op {
-        Op::Equals => "=",
-        Op::NotEquals => "IS DISTINCT FROM",
-        Op::GreaterThan => ">",
-        Op::GreaterThanEqual => ">=",
-        Op::LessThan => "<",
-        _ => "<=",
-    }
-}
-
 fn unresolved() -> StoreError {
     StoreError::Other(sqlx::Error::Protocol(
         "a blind-index condition reached the store unresolved".into(),
     ))
 }
 
+/// A condition the parser should not have let through (an operator with a
+/// value of another shape): an error, never SQL for some other operator.
+fn mismatched(c: &Cond) -> StoreError {
+    StoreError::Other(sqlx::Error::Protocol(format!(
+        "operator {} reached the store with a value it does not take (field {})",
+        c.op.name(),
+        c.field.name
+    )))
+}
+
+/// One condition. Matched on the operator first, with no arm for "any
+/// other operator": a new `Op` does not build until it is compiled here,
+/// and a value of the wrong shape is an error, never another operator.
 fn push_cond(qb: &mut QueryBuilder<'_, Postgres>, c: &Cond) -> Result<()> {
     let col = c.field.column;
     let array = c.field.kind == FieldKind::TextArray;
-    match (&c.value, c.op) {
-        (CondValue::Exists(yes), _) => {
+    if let CondValue::Blind(_) = c.value {
+        return Err(unresolved());
+    }
+    match c.op {
+        Op::Exists => {
+            let CondValue::Exists(yes) = c.value else {
+                return Err(mismatched(c));
+            };
             qb.push(match (array, yes) {
                 (true, true) => format!("cardinality({col}) > 0"),
                 (true, false) => format!("cardinality({col}) = 0"),
@@ -83,41 +91,98 @@ fn push_cond(qb: &mut QueryBuilder<'_, Postgres>, c: &Cond) -> Result<()> {
                 (false, false) => format!("{col} IS NULL"),
             });
         }
-        (CondValue::Text(v), Op::Equals | Op::Contains) if array => {
-            qb.push_bind(v.clone()).push(format!(" = ANY({col})"));
-        }
-        (CondValue::Text(v), Op::NotEquals) if array => {
-            qb.push("NOT (")
-                .push_bind(v.clone())
-                .push(format!(" = ANY({col}))"));
-        }
-        (CondValue::Texts(v), Op::In) if array => {
-            qb.push(format!("{col} && ")).push_bind(v.clone());
-        }
-        (CondValue::Texts(v), Op::NotIn) if array => {
-            qb.push(format!("NOT ({col} && "))
-                .push_bind(v.clone())
-                .push(")");
-        }
-        (CondValue::Text(v), Op::Contains) => {
-            qb.push(format!("{col} ILIKE "))
-                .push_bind(format!("%{}%", like_escape(v)));
-        }
-        (CondValue::Text(v), op) => {
-            qb.push(format!("{col} {} ", cmp(op))).push_bind(v.clone());
-        }
-        (CondValue::Texts(v), Op::In) => {
-            qb.push(format!("{col} = ANY("))
-                .push_bind(v.clone())
-                .push(")");
-        }
-        (CondValue::Texts(v), _) => {
-            qb.push(format!("NOT ({col} = ANY("))
-                .push_bind(v.clone())
-                .push(format!(")) AND {col} IS NOT NULL"));
-        }
+        Op::Equals => match &c.value {
+            CondValue::Text(v) if array => {
+                qb.push_bind(v.clone()).push(format!(" = ANY({col})"));
+            }
+            CondValue::Text(v) => {
+                qb.push(format!("{col} = ")).push_bind(v.clone());
+            }
+            CondValue::Uuid(u) => {
+                qb.push(format!("{col} = ")).push_bind(*u);
+            }
+            CondValue::Time(t) => {
+                qb.push(format!("{col} = ")).push_bind(*t);
+            }
+            CondValue::Hashes(h) => {
+                qb.push(format!("{col} = ANY("))
+                    .push_bind(h.clone())
+                    .push(")");
+            }
+            _ => return Err(mismatched(c)),
+        },
+        Op::NotEquals => match &c.value {
+            CondValue::Text(v) if array => {
+                qb.push("NOT (")
+                    .push_bind(v.clone())
+                    .push(format!(" = ANY({col}))"));
+            }
+            CondValue::Text(v) => {
+                qb.push(format!("{col} IS DISTINCT FROM "))
+                    .push_bind(v.clone());
+            }
+            CondValue::Uuid(u) => {
+                qb.push(format!("{col} IS DISTINCT FROM ")).push_bind(*u);
+            }
+            CondValue::Time(t) => {
+                qb.push(format!("{col} IS DISTINCT FROM ")).push_bind(*t);
+            }
+            _ => return Err(mismatched(c)),
+        },
+        Op::In => match &c.value {
+            CondValue::Texts(v) if array => {
+                qb.push(format!("{col} && ")).push_bind(v.clone());
+            }
+            CondValue::Texts(v) => {
+                qb.push(format!("{col} = ANY("))
+                    .push_bind(v.clone())
+                    .push(")");
+            }
+            CondValue::Uuids(list) => {
+                qb.push(format!("({col} = ANY("))
+                    .push_bind(list.clone())
+                    .push("))");
+            }
+            CondValue::Hashes(h) => {
+                qb.push(format!("{col} = ANY("))
+                    .push_bind(h.clone())
+                    .push(")");
+            }
+            _ => return Err(mismatched(c)),
+        },
+        Op::NotIn => match &c.value {
+            CondValue::Texts(v) if array => {
+                qb.push(format!("NOT ({col} && "))
+                    .push_bind(v.clone())
+                    .push(")");
+            }
+            CondValue::Texts(v) => {
+                qb.push(format!("NOT ({col} = ANY("))
+                    .push_bind(v.clone())
+                    .push(format!(")) AND {col} IS NOT NULL"));
+            }
+            CondValue::Uuids(list) => {
+                qb.push(format!("NOT ({col} = ANY("))
+                    .push_bind(list.clone())
+                    .push("))");
+            }
+            _ => return Err(mismatched(c)),
+        },
+        Op::Contains => match &c.value {
+            CondValue::Text(v) if array => {
+                qb.push_bind(v.clone()).push(format!(" = ANY({col})"));
+            }
+            CondValue::Text(v) => {
+                qb.push(format!("{col} ILIKE "))
+                    .push_bind(format!("%{}%", like_escape(v)));
+            }
+            _ => return Err(mismatched(c)),
+        },
         // Payload's like: every word appears, case-insensitively.
-        (CondValue::Words(words), _) => {
+        Op::Like => {
+            let CondValue::Words(words) = &c.value else {
+                return Err(mismatched(c));
+            };
             if words.is_empty() {
                 qb.push("TRUE");
             }
@@ -129,24 +194,29 @@ fn push_cond(qb: &mut QueryBuilder<'_, Postgres>, c: &Cond) -> Result<()> {
                     .push_bind(format!("%{}%", like_escape(w)));
             }
         }
-        (CondValue::Uuid(u), op) => {
-            qb.push(format!("{col} {} ", cmp(op))).push_bind(*u);
+        Op::GreaterThan | Op::GreaterThanEqual | Op::LessThan | Op::LessThanEqual => {
+            let sign = match c.op {
+                Op::GreaterThan => ">",
+                Op::GreaterThanEqual => ">=",
+                Op::LessThan => "<",
+                Op::LessThanEqual => "<=",
+                Op::Equals
+                | Op::NotEquals
+                | Op::In
+                | Op::NotIn
+                | Op::Like
+                | Op::Contains
+                | Op::Exists
+                | Op::Near => return Err(mismatched(c)),
+            };
+            let CondValue::Time(t) = c.value else {
+                return Err(mismatched(c));
+            };
+            qb.push(format!("{col} {sign} ")).push_bind(t);
         }
-        (CondValue::Uuids(list), op) => {
-            let neg = if op == Op::NotIn { "NOT " } else { "" };
-            qb.push(format!("{neg}({col} = ANY("))
-                .push_bind(list.clone())
-                .push("))");
-        }
-        (CondValue::Time(t), op) => {
-            qb.push(format!("{col} {} ", cmp(op))).push_bind(*t);
-        }
-        (CondValue::Hashes(h), _) => {
-            qb.push(format!("{col} = ANY("))
-                .push_bind(h.clone())
-                .push(")");
-        }
-        (CondValue::Blind(_), _) => return Err(unresolved()),
+        // `near` is taken out of the filter by the parser (the collection
+        // compiles it): never a condition here.
+        Op::Near => return Err(mismatched(c)),
     }
     Ok(())
 }
@@ -223,6 +293,45 @@ mod tests {
         let lq = parse("where[email][equals]=a@b.c", &PRACTITIONERS, &[], &who).unwrap();
         let mut qb = QueryBuilder::<Postgres>::new("");
         assert!(push_filter(&mut qb, lq.filter.as_ref().unwrap()).is_err());
+    }
+
+    /// Every operator the parser takes, on every field of every collection
+    /// it takes it for, compiles here; and every operator is taken for some
+    /// field (a new one that only half exists fails).
+    #[test]
+    fn every_operator_the_parser_takes_compiles() {
+        use crate::query::Op;
+        use crate::schema::{ALL, FieldKind};
+        let who = Principal::user("users", "ed", &[Role::Editor]);
+        let mut taken = std::collections::BTreeSet::new();
+        for coll in ALL {
+            for f in coll.fields {
+                let value = match f.kind {
+                    FieldKind::Text | FieldKind::TextArray => "a".to_string(),
+                    FieldKind::Enum(allowed) => allowed[0].to_string(),
+                    FieldKind::Uuid => uuid::Uuid::nil().to_string(),
+                    FieldKind::Timestamp => "2026-01-01".to_string(),
+                    FieldKind::BlindIndexed { .. } => "a@b.c".to_string(),
+                    FieldKind::Location => "0,0,1000".to_string(),
+                };
+                for op in Op::ALL {
+                    let v = if *op == Op::Exists { "true" } else { &value };
+                    let q = format!("where[{}][{}]={v}", f.name, op.name());
+                    let Ok(mut lq) = parse(&q, coll, &[], &who) else {
+                        continue;
+                    };
+                    taken.insert(op.name());
+                    if let Some(filter) = lq.filter.as_mut() {
+                        filter.resolve_blind(&|_, _, _| vec![vec![1u8]]);
+                        let mut qb = QueryBuilder::<Postgres>::new("");
+                        push_filter(&mut qb, filter)
+                            .unwrap_or_else(|e| panic!("{q} on {}: {e}", coll.slug));
+                    }
+                }
+            }
+        }
+        let all: std::collections::BTreeSet<_> = Op::ALL.iter().map(|o| o.name()).collect();
+        assert_eq!(taken, all, "operators no field takes");
     }
 
     #[test]

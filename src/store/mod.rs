@@ -10,6 +10,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod consents;
+mod error;
 pub mod facts;
 pub mod filter;
 pub mod health;
@@ -19,6 +20,7 @@ pub mod practitioners;
 pub mod submissions;
 mod tx;
 
+pub use error::{Result, StoreError};
 pub use tx::{Tx, held, hold_connections_on_this_thread};
 
 use sqlx::postgres::{PgArguments, PgRow};
@@ -28,76 +30,6 @@ use uuid::Uuid;
 
 use crate::crypto::SealedField;
 use crate::identity::Principal;
-
-/// What went wrong in the database, in the terms the layers above need.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("not found")]
-    NotFound,
-    #[error("unique constraint {constraint} violated")]
-    Unique { constraint: String },
-    #[error("foreign key {constraint} violated")]
-    ForeignKey { constraint: String },
-    #[error("refused by row-level security")]
-    RlsDenied,
-    /// A guard trigger's refusal (SQLSTATE PH403), with its reason.
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("statement timeout")]
-    Timeout,
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error")]
-    Other(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        match &e {
-            E::RowNotFound => return StoreError::NotFound,
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
-                return StoreError::Unavailable(e);
-            }
-            _ => {}
-        }
-        let Some(db) = e.as_database_error() else {
-            return StoreError::Other(e);
-        };
-        let constraint = || db.constraint().unwrap_or("").to_string();
-        match db.code().as_deref() {
-            Some("23505") => StoreError::Unique {
-                constraint: constraint(),
-            },
-            Some("23503") => StoreError::ForeignKey {
-                constraint: constraint(),
-            },
-            // "new row violates row-level security policy": the caller may
-            // not write this row. Any other 42501 (a missing grant) is ours.
-            Some("42501") if db.message().contains("row-level security") => StoreError::RlsDenied,
-            Some("PH403") => StoreError::Forbidden(db.message().to_string()),
-            Some("57014") => StoreError::Timeout,
-            // admin shutdown, crash shutdown, cannot connect now, and the
-            // connection failure classes.
-            Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03") => {
-                StoreError::Unavailable(e)
-            }
-            _ => StoreError::Other(e),
-        }
-    }
-}
-
-impl StoreError {
-    /// A unique constraint was violated (for callers holding a raw
-    /// `sqlx::Error`, like the sealer).
-    pub fn is_unique(e: &sqlx::Error) -> bool {
-        e.as_database_error()
-            .and_then(|d| d.code())
-            .is_some_and(|c| c == "23505")
-    }
-}
-
-pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Whether queries may use named prepared statements. Off behind a
 /// transaction-mode pooler (PgBouncer before 1.21 keeps no prepared

@@ -88,45 +88,63 @@ pub struct Patch {
 }
 
 impl Patch {
+    /// Destructured whole: a new column does not build until it is set here.
     fn sets(self) -> Vec<(&'static str, Value)> {
+        let Patch {
+            name,
+            slug,
+            modalities,
+            bio,
+            city,
+            region,
+            country,
+            postal_code,
+            website,
+            status,
+            location,
+            email,
+            phone,
+            licence_number,
+            user_id,
+        } = self;
         let mut s = Vec::new();
-        if let Some(v) = self.name {
+        if let Some(v) = name {
             s.push(("name", Value::Text(Some(v))));
         }
-        if let Some(v) = self.slug {
+        if let Some(v) = slug {
             s.push(("slug", Value::Text(Some(v))));
         }
-        if let Some(v) = self.modalities {
+        if let Some(v) = modalities {
             s.push(("modalities", Value::TextArray(v)));
         }
         for (col, v) in [
-            ("bio", self.bio),
-            ("city", self.city),
-            ("region", self.region),
-            ("country", self.country),
-            ("postal_code", self.postal_code),
-            ("website", self.website),
-            ("user_id", self.user_id),
+            ("bio", bio),
+            ("city", city),
+            ("region", region),
+            ("country", country),
+            ("postal_code", postal_code),
+            ("website", website),
+            ("user_id", user_id),
         ] {
             if let Some(v) = v {
                 s.push((col, Value::Text(v)));
             }
         }
-        if let Some(v) = self.status {
+        if let Some(v) = status {
             s.push(("status", Value::Text(Some(v.into()))));
         }
-        if let Some((lat, lon)) = self.location {
+        if let Some((lat, lon)) = location {
             s.push(("lat", Value::Float(lat)));
             s.push(("lon", Value::Float(lon)));
         }
-        if let Some((sealed, bidx)) = self.email {
+        if let Some((sealed, bidx)) = email {
             s.push(("email_bidx", Value::Bytes(bidx)));
             s.push(("email", Value::Sealed(sealed)));
         }
-        if let Some(v) = self.phone {
+        if let Some(v) = phone {
             s.push(("phone", Value::Sealed(v)));
         }
-        if let Some(v) = self.licence_number {
+        if let Some(v) = licence_number {
             s.push(("licence_number", Value::Sealed(v)));
         }
         s

@@ -91,30 +91,40 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<SubmissionR
     Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
 }
 
+/// Destructured whole: a new column does not build until it is set here.
 pub async fn update(conn: &mut PgConnection, id: Uuid, p: Patch) -> Result<Option<SubmissionRow>> {
+    let Patch {
+        symptoms,
+        notes,
+        contact_email,
+        date_of_birth,
+        region,
+        status,
+        practitioner_id,
+    } = p;
     let mut sets = Vec::new();
-    if let Some(v) = p.symptoms {
+    if let Some(v) = symptoms {
         sets.push(("symptoms", Value::Sealed(Some(v))));
     }
-    if let Some(v) = p.notes {
+    if let Some(v) = notes {
         sets.push(("notes", Value::Sealed(v)));
     }
-    if let Some((sealed, bidx)) = p.contact_email {
+    if let Some((sealed, bidx)) = contact_email {
         sets.push(("contact_email_bidx", Value::Bytes(bidx)));
         sets.push(("contact_email", Value::Sealed(sealed)));
     }
-    if let Some(v) = p.date_of_birth {
+    if let Some(v) = date_of_birth {
         sets.push(("date_of_birth", Value::Sealed(v)));
     }
-    if let Some(v) = p.region {
+    if let Some(v) = region {
         sets.push(("region", Value::Sealed(v)));
         // A region set through the API replaces any pre-0008 free text.
         sets.push(("region_legacy", Value::Text(None)));
     }
-    if let Some(v) = p.status {
+    if let Some(v) = status {
         sets.push(("status", Value::Text(Some(v.into()))));
     }
-    if let Some(v) = p.practitioner_id {
+    if let Some(v) = practitioner_id {
         sets.push(("practitioner_id", Value::Uuid(v)));
     }
     update_returning(conn, "symptom_submissions", COLUMNS, id, sets).await

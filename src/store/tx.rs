@@ -271,7 +271,7 @@ async fn acquire(
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
         if let Some((conn, since)) = HELD.with(|h| h.borrow_mut().take(key)) {
-            actix_web::rt::spawn(async move {
+            tokio::task::spawn_local(async move {
                 if let Ok(conn) = from_pool.await {
                     let now = Instant::now();
                     let _ = HELD.try_with(|h| h.borrow_mut().put(key, conn, now));
@@ -298,7 +298,7 @@ pub fn hold_connections_on_this_thread() -> HoldGuard {
         h.enabled == 1
     });
     if first {
-        actix_web::rt::spawn(async {
+        tokio::task::spawn_local(async {
             let mut tick = tokio::time::interval(IDLE_AT_MOST / 2);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

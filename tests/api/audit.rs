@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use phi_gateway::audit::anchor::Anchor;
-use phi_gateway::audit::chain::{self, Sealer, VerifyKeys};
+use phi_gateway::audit::chain::{self, VerifyKeys};
 use phi_gateway::audit::export;
+use phi_gateway::audit::sealer::{self, Sealer};
+use phi_gateway::audit::verify;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgPool};
 
@@ -68,9 +70,9 @@ fn public() -> phi_gateway::audit::signing::VerifyingKeys {
     verifying_keys()
 }
 
-async fn verify(pool: &PgPool, anchor: Option<&[chain::Checkpoint]>) -> chain::Verification {
+async fn verify(pool: &PgPool, anchor: Option<&[chain::Checkpoint]>) -> verify::Verification {
     let keys = public();
-    chain::verify(
+    verify::verify(
         pool,
         VerifyKeys {
             public: Some(&keys),
@@ -281,7 +283,7 @@ async fn the_sealer_role_seals_and_an_unsealable_entry_is_quarantined_not_a_stop
     let app = spawn_app_with(&[("PHI_AUDIT_SEAL_INTERVAL_MS", "100")]).await;
     create(&app, "a").await;
     let admin = app.db.admin_pool().await;
-    chain::seal_all(&app.db.sealer_pool().await).await.unwrap();
+    sealer::seal_all(&app.db.sealer_pool().await).await.unwrap();
     // A superuser slips in an entry that reuses a sealed sequence number.
     let seq: i64 = sqlx::query_scalar("SELECT min(seq) FROM audit.chain")
         .fetch_one(&admin)
@@ -419,7 +421,7 @@ async fn a_forged_entry_is_detected_and_located() {
     .execute(&pool)
     .await
     .unwrap();
-    chain::seal_all(&pool).await.unwrap();
+    sealer::seal_all(&pool).await.unwrap();
     let v = verify(&pool, None).await;
     assert_eq!(v.problems, 2, "{v:?}");
 }
@@ -565,7 +567,7 @@ async fn cuts_and_rewrites_of_the_chain_are_caught_with_the_anchor() {
          UPDATE audit.sealer_state SET lo = 0, hi = NULL, after_seq = 0;",
     )
     .await;
-    chain::seal_all(&pool2).await.unwrap();
+    sealer::seal_all(&pool2).await.unwrap();
     assert_eq!(
         verify(&pool2, None).await.first_problem,
         None,
@@ -713,7 +715,7 @@ async fn auditors_export_in_three_formats_that_verify_with_the_public_key() {
     .await
     .unwrap();
     assert_eq!(denied, 1);
-    chain::seal_all(&pool).await.unwrap();
+    sealer::seal_all(&pool).await.unwrap();
     assert_eq!(verify(&pool, None).await.first_problem, None);
 }
 
@@ -857,7 +859,7 @@ async fn a_stolen_retired_signing_key_signs_nothing_that_verifies() {
     let verified = |pk: phi_gateway::audit::signing::VerifyingKeys| {
         let pool = pool.clone();
         async move {
-            chain::verify(
+            verify::verify(
                 &pool,
                 VerifyKeys {
                     public: Some(&pk),

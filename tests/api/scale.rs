@@ -190,7 +190,7 @@ async fn two_gateways_share_one_database_one_chain_and_a_rotation() {
         (max.unwrap_or(0), max.unwrap_or(0)),
         "one chain, no gaps"
     );
-    let v = phi_gateway::audit::chain::verify(
+    let v = phi_gateway::audit::verify::verify(
         &admin,
         phi_gateway::audit::chain::VerifyKeys {
             public: Some(&crate::helpers::verifying_keys()),

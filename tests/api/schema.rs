@@ -160,3 +160,23 @@ async fn the_audit_triggers_map_is_the_descriptions() {
         }
     }
 }
+
+/// `audit::Action` is the database's `audit.action` enum: an action added
+/// on one side only is a failing test, not a 500 on its first use.
+#[tokio::test]
+async fn the_actions_are_the_databases() {
+    let db = TestDb::migrated().await;
+    let pool = db.admin_pool().await;
+    let live: BTreeSet<String> =
+        sqlx::query_scalar("SELECT unnest(enum_range(NULL::audit.action))::text")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let ours: BTreeSet<String> = phi_gateway::audit::Action::ALL
+        .iter()
+        .map(|a| a.as_str().to_string())
+        .collect();
+    assert_eq!(live, ours);
+}

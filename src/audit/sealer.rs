@@ -1,0 +1,287 @@
+//! The sealer: links committed audit entries into the chain (as
+//! `phi_sealer`, the only role that writes it), quarantines what cannot be
+//! sealed, signs checkpoints of the head and appends them to the anchor.
+//! An operator subsystem: its SQL lives here (ARCHITECTURE.md).
+//!
+//! Entries are sealed in commit order: an entry is sealed once every
+//! transaction older than its own has finished. One sealer runs at a time
+//! across all gateways: each round takes a transaction-level advisory
+//! lock, so the request path never waits on the chain.
+
+use std::sync::Arc;
+
+use sqlx::{FromRow, PgPool, Row};
+
+use super::anchor::Anchor;
+use super::chain::{AuditRow, Checkpoint, GENESIS, link, row_columns, sign_checkpoint};
+use super::signing::SigningKeys;
+
+const SEALER_LOCK: i64 = 0x7068_695f_6175_6474; // "phi_audt"
+
+/// Seals up to `batch` committed entries, if no other sealer holds the lock.
+/// Returns how many were sealed.
+///
+/// Entries are sealed once every transaction that could still add an entry
+/// before them has finished: those whose `txid` is below the snapshot's
+/// `xmin`. Each round takes the range `[lo, hi)` of transaction ids (`hi`
+/// fixed when the range opens) and walks it in `seq` order; its progress is
+/// saved in `audit.sealer_state` in the same transaction as the links. An
+/// entry whose sequence number is already in the chain (only a superuser
+/// can insert one) can never be sealed: it is quarantined, reported, and
+/// passed over, and sealing goes on.
+pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Error> {
+    match seal_round(pool, batch, false).await {
+        // A sequence number already in the chain: only now look for which
+        // entries cannot be sealed, and quarantine them (the fast path
+        // pays nothing for a check that almost never finds anything).
+        Err(e) if crate::store::StoreError::is_unique(&e) => seal_round(pool, batch, true).await,
+        other => other,
+    }
+}
+
+async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(SEALER_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !leader {
+        return Ok(0);
+    }
+    let (lo, hi, after_seq): (i64, Option<i64>, i64) =
+        sqlx::query_as("SELECT lo, hi, after_seq FROM audit.sealer_state")
+            .fetch_one(&mut *tx)
+            .await?;
+    let hi = match hi {
+        Some(h) => h,
+        None => {
+            let h: i64 =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if h <= lo {
+                tx.commit().await?;
+                return Ok(0);
+            }
+            h
+        }
+    };
+    let rows: Vec<(i64, AuditRow)> = sqlx::query(&format!(
+        "SELECT txid, {} FROM audit.log WHERE txid >= $1 AND txid < $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        row_columns("")
+    ))
+    .bind(lo)
+    .bind(hi)
+    .bind(after_seq)
+    .bind(batch as i64)
+    .try_map(|r: sqlx::postgres::PgRow| Ok((r.try_get("txid")?, AuditRow::from_row(&r)?)))
+    .fetch_all(&mut *tx)
+    .await?;
+    if (rows.len() as i32) < batch {
+        sqlx::query("UPDATE audit.sealer_state SET lo = $1, hi = NULL, after_seq = 0")
+            .bind(hi)
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        sqlx::query("UPDATE audit.sealer_state SET hi = $1, after_seq = $2")
+            .bind(hi)
+            .bind(rows.last().map(|(_, r)| r.seq).unwrap_or(after_seq))
+            .execute(&mut *tx)
+            .await?;
+    }
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    // Sequence numbers already chained (or twice in this batch) cannot be
+    // sealed again; looked up only once an insert has tripped on one.
+    let mut taken: std::collections::HashSet<i64> = if careful {
+        let seqs: Vec<i64> = rows.iter().map(|(_, r)| r.seq).collect();
+        sqlx::query_scalar("SELECT seq FROM audit.chain WHERE seq = ANY($1)")
+            .bind(&seqs)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        std::collections::HashSet::new()
+    };
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (mut pos, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
+    let (mut positions, mut chain_seqs, mut txids, mut prevs, mut hashes) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut q_seqs, mut q_txids) = (vec![], vec![]);
+    for (txid, r) in &rows {
+        if !taken.insert(r.seq) {
+            q_seqs.push(r.seq);
+            q_txids.push(*txid);
+            continue;
+        }
+        pos += 1;
+        let h = link(&prev, r);
+        positions.push(pos);
+        chain_seqs.push(r.seq);
+        txids.push(*txid);
+        prevs.push(prev.clone());
+        hashes.push(h.to_vec());
+        prev = h.to_vec();
+    }
+    if !q_seqs.is_empty() {
+        tracing::error!(
+            count = q_seqs.len(),
+            first_seq = q_seqs[0],
+            "audit entries reuse sealed sequence numbers: quarantined (inserted behind the log's back?)"
+        );
+        sqlx::query(
+            "INSERT INTO audit.quarantine (seq, txid, reason) \
+             SELECT s, t, 'sequence number already sealed' FROM UNNEST($1::bigint[], $2::bigint[]) AS x(s, t) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&q_seqs)
+        .bind(&q_txids)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let sealed = positions.len();
+    sqlx::query(
+        "INSERT INTO audit.chain (pos, seq, txid, prev_hash, hash) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[])",
+    )
+    .bind(positions)
+    .bind(chain_seqs)
+    .bind(txids)
+    .bind(prevs)
+    .bind(hashes)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(sealed)
+}
+
+/// Seals until every committed entry is in the chain, waiting (up to 10 s)
+/// for older transactions elsewhere to finish: for checkpoints, exports and
+/// verification, which must cover everything committed before them.
+pub async fn seal_all(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut total = 0;
+    loop {
+        total += seal_available(pool).await?;
+        let unsealed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM audit.log l WHERE l.txid >= (SELECT lo FROM audit.sealer_state) \
+             AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq) \
+             AND NOT EXISTS (SELECT 1 FROM audit.quarantine q WHERE q.seq = l.seq AND q.txid = l.txid))",
+        )
+        .fetch_one(pool)
+        .await?;
+        if !unsealed || std::time::Instant::now() > deadline {
+            return Ok(total);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Seals what can be sealed now (it may take a few ranges: one opened while
+/// others were still running ends early).
+pub async fn seal_available(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let mut total = 0;
+    let mut idle_rounds = 0;
+    loop {
+        let n = seal_pending(pool, 5000).await?;
+        total += n;
+        if n == 0 {
+            idle_rounds += 1;
+            if idle_rounds >= 2 {
+                return Ok(total);
+            }
+        } else {
+            idle_rounds = 0;
+        }
+    }
+}
+
+/// The chain's last position (0 while empty).
+pub async fn head(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT coalesce(max(pos), 0) FROM audit.chain")
+        .fetch_one(pool)
+        .await
+}
+
+/// The sealer's means: its pool (as `phi_sealer`), the signing key, and the
+/// anchor.
+#[derive(Clone)]
+pub struct Sealer {
+    pub pool: PgPool,
+    pub signing: Arc<SigningKeys>,
+    pub anchor: Option<Anchor>,
+}
+
+impl Sealer {
+    /// Seals everything committed, then signs the head (stored, and appended
+    /// to the anchor). None while the chain is empty.
+    pub async fn checkpoint(&self) -> anyhow::Result<Option<Checkpoint>> {
+        seal_all(&self.pool).await?;
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((pos, hash)) = head else {
+            return Ok(None);
+        };
+        let c = sign_checkpoint(&self.signing, pos, hash);
+        sqlx::query(
+            "INSERT INTO audit.checkpoints (pos, hash, at, alg, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.pos)
+        .bind(&c.hash)
+        .bind(c.at)
+        .bind(&c.alg)
+        .bind(c.key_id as i32)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await?;
+        if let Some(a) = &self.anchor {
+            a.append(&c)?;
+        }
+        Ok(Some(c))
+    }
+
+    /// The background sealer: seals every `interval`, signs a checkpoint
+    /// every `checkpoint_every` rounds when the head moved, and keeps
+    /// monthly partitions three months ahead.
+    pub fn spawn(self, interval: std::time::Duration, checkpoint_every: u64) {
+        tokio::spawn(crate::store::with_prepared(async move {
+            let mut ticks: u64 = 0;
+            let mut last_signed = 0i64;
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = seal_available(&self.pool).await {
+                    tracing::warn!(error = %e, "audit sealer round failed");
+                    continue;
+                }
+                ticks += 1;
+                if ticks % checkpoint_every.max(1) == 1 || checkpoint_every <= 1 {
+                    if let Err(e) = sqlx::query("SELECT audit.ensure_partitions(3)")
+                        .execute(&self.pool)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "audit partition upkeep failed");
+                    }
+                    let head: Option<i64> = sqlx::query_scalar("SELECT max(pos) FROM audit.chain")
+                        .fetch_one(&self.pool)
+                        .await
+                        .unwrap_or(None);
+                    if head.is_some_and(|h| h > last_signed) {
+                        match self.checkpoint().await {
+                            Ok(Some(c)) => last_signed = c.pos,
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+}

@@ -63,7 +63,8 @@ fn body(i: usize) -> NewSubmission {
 }
 
 fn services(pool: PgPool, keyring: Arc<KeyringHandle>) -> Services {
-    Services::new(pool.clone(), pool, keyring)
+    let db = phi_gateway::store::Db::new(pool, phi_gateway::store::Mode::default());
+    Services::new(db.clone(), db, keyring)
 }
 
 /// One create as the service does it (seal four fields, insert, commit).
@@ -89,7 +90,7 @@ async fn create_once(svc: &Services, who: &Principal, i: usize, full: bool) {
             )
             .unwrap();
         let dob = c.seal(b"1980-05-05", place("date_of_birth")).unwrap();
-        let mut tx = phi_gateway::store::begin(&svc.pool, who).await.unwrap();
+        let mut tx = svc.pool.begin(who).await.unwrap();
         sqlx::query(
             "INSERT INTO symptom_submissions (id, owner_id, symptoms, notes, contact_email, date_of_birth) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::audit::{self, Action, Entry};
 use crate::crypto::Keyring;
 use crate::identity::{Principal, Role};
-use crate::store::{self, StoreError, api_keys};
+use crate::store::{Db, StoreError, api_keys};
 
 pub use crate::store::api_keys::ApiKeyRow as ApiKey;
 
@@ -27,13 +26,13 @@ const PREFIX: &str = "phk_";
 
 /// The request path's lookup, as its own piece of app state.
 pub struct ApiKeys {
-    pool: PgPool,
+    db: Db,
     keyring: Arc<crate::crypto::KeyringHandle>,
 }
 
 impl ApiKeys {
-    pub fn new(pool: PgPool, keyring: Arc<crate::crypto::KeyringHandle>) -> Self {
-        Self { pool, keyring }
+    pub fn new(db: Db, keyring: Arc<crate::crypto::KeyringHandle>) -> Self {
+        Self { db, keyring }
     }
 
     /// The live key a secret belongs to: (id, role). Expired, revoked and
@@ -49,7 +48,7 @@ impl ApiKeys {
             .into_iter()
             .map(|b| b.as_bytes().to_vec())
             .collect();
-        let mut tx = store::begin(&self.pool, &Principal::anonymous()).await?;
+        let mut tx = self.db.begin(&Principal::anonymous()).await?;
         let found = api_keys::lookup(&mut tx, &candidates).await?;
         tx.commit().await?;
         Ok(found.and_then(|(id, role)| {
@@ -69,7 +68,7 @@ fn operator() -> Principal {
 
 /// Makes a key; returns its id and the secret, which is not kept.
 pub async fn create(
-    pool: &PgPool,
+    db: &Db,
     keyring: &Keyring,
     name: &str,
     role: Role,
@@ -88,7 +87,7 @@ pub async fn create(
     let secret = Zeroizing::new(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw.as_ref())));
     let hash = keyring.blind_index("api_keys", "key", &secret);
     let id = Uuid::now_v7();
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin_plain().await?;
     api_keys::insert(
         &mut tx,
         id,
@@ -108,13 +107,15 @@ pub async fn create(
     Ok((id, secret))
 }
 
-pub async fn list(pool: &PgPool) -> anyhow::Result<Vec<ApiKey>> {
-    let mut conn = pool.acquire().await?;
-    Ok(api_keys::list(&mut conn).await?)
+pub async fn list(db: &Db) -> anyhow::Result<Vec<ApiKey>> {
+    let mut tx = db.begin_plain().await?;
+    let keys = api_keys::list(&mut tx).await?;
+    tx.commit().await?;
+    Ok(keys)
 }
 
-pub async fn revoke(pool: &PgPool, id: Uuid) -> anyhow::Result<bool> {
-    let mut tx = pool.begin().await?;
+pub async fn revoke(db: &Db, id: Uuid) -> anyhow::Result<bool> {
+    let mut tx = db.begin_plain().await?;
     let done = api_keys::revoke(&mut tx, id).await?;
     if done {
         audit::record(

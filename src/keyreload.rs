@@ -16,12 +16,12 @@ use crate::service::keycheck;
 pub async fn reload(
     handle: &KeyringHandle,
     settings: &Settings,
-    pool: &sqlx::PgPool,
+    db: &crate::store::Db,
 ) -> anyhow::Result<()> {
     let fresh = Keyring::load(&settings.keys, settings.production()).await?;
     let current = handle.current();
     keycheck::same_keys(&current, &fresh)?;
-    keycheck::compare(pool, &fresh).await?;
+    keycheck::compare(db, &fresh).await?;
     for (id, state) in current.data_keys() {
         if state != crate::crypto::KeyState::Retired
             && !fresh.data_keys().iter().any(|(i, _)| *i == id)
@@ -35,7 +35,7 @@ pub async fn reload(
     Ok(())
 }
 
-pub fn watch(handle: Arc<KeyringHandle>, settings: Settings, pool: sqlx::PgPool) {
+pub fn watch(handle: Arc<KeyringHandle>, settings: Settings, db: crate::store::Db) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -47,7 +47,7 @@ pub fn watch(handle: Arc<KeyringHandle>, settings: Settings, pool: sqlx::PgPool)
         };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match reload(&handle, &settings, &pool).await {
+                match reload(&handle, &settings, &db).await {
                     Ok(()) => tracing::info!(keyring = ?handle.current(), "keyring reloaded"),
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays")

@@ -530,14 +530,14 @@ fn slugify(s: &str) -> String {
 }
 
 /// Demo data through the services. Does nothing when herbs already exist.
-pub async fn demo(pool: &PgPool, keyring: Arc<KeyringHandle>) -> anyhow::Result<String> {
+pub async fn demo(db: &crate::store::Db, keyring: Arc<KeyringHandle>) -> anyhow::Result<String> {
     let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM herbs")
-        .fetch_one(pool)
+        .fetch_one(&db.pool)
         .await?;
     if existing > 0 {
         return Ok("already present, left as it is".into());
     }
-    let svc = Services::new(pool.clone(), pool.clone(), keyring);
+    let svc = Services::new(db.clone(), db.clone(), keyring);
     let staff = admin();
     for (name, sci, taste, temp, meridians, actions) in CLASSICAL_HERBS {
         let tcm: TcmProperties = serde_json::from_value(

@@ -10,8 +10,9 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
+
+use crate::store::Db;
 
 use crate::apikeys::ApiKeys;
 use crate::audit::anchor::Anchor;
@@ -38,7 +39,11 @@ pub struct Application {
     /// Refusals counted since the last flush are written when serving
     /// stops, not lost with the process.
     refusals: Arc<Refusals>,
-    audit_pool: sqlx::PgPool,
+    audit_pool: Db,
+    /// The background tasks (sealer, refusal flusher, analytics refresh,
+    /// the keyring's comparison while the database is away): stopped when
+    /// serving stops.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -56,38 +61,40 @@ impl Application {
     pub async fn build_with_keyring(settings: &Settings, keyring: Keyring) -> anyhow::Result<Self> {
         let keyring = Arc::new(KeyringHandle::awaiting_check(keyring));
         let db = &settings.database;
-        crate::store::set_prepared_statements(!db.pooler);
-        crate::store::set_timeouts(crate::store::Timeouts {
-            statement_ms: db.statement_timeout.as_millis() as u64,
-            anonymous_statement_ms: db.anonymous_statement_timeout.as_millis() as u64,
-        });
+        // How this gateway's statements go (prepared by name or not, the
+        // timeouts): one value, carried by every transaction it begins.
+        let mode = crate::store::Mode::of(db);
         // The workers' pools are made in `serve`; this one serves the
         // background work (analytics refresh, export pages).
-        let pool = crate::db::background_pool(db)?;
-        let audit_pool = crate::db::audit_pool(db)?;
+        let pool = Db::new(crate::db::background_pool(db)?, mode);
+        let audit_pool = Db::new(crate::db::audit_pool(db)?, mode);
+        let mut tasks = Vec::new();
         // Its keys must be the database's (or it will not start); if the
         // database cannot say yet, nothing is sealed or opened until it can.
-        crate::service::keycheck::guard(&pool, &keyring).await?;
+        tasks.extend(crate::service::keycheck::guard(&pool, &keyring).await?);
         let metrics = Arc::new(Metrics::default());
         let refusals = Arc::new(Refusals::with_metrics(metrics.clone()));
-        refusals::spawn_flusher(
+        tasks.push(refusals::spawn_flusher(
             refusals.clone(),
             audit_pool.clone(),
             settings.audit.refusal_flush,
-        );
+        ));
         let sealer = sealer(settings)?;
         match &sealer {
-            Some(s) => s.clone().spawn(
+            Some(s) => tasks.push(s.clone().spawn(
                 settings.audit.seal_interval,
                 settings.audit.checkpoint_every,
-            ),
+            )),
             None => tracing::warn!(
                 "no AUDIT_SEALER_DATABASE_URL or PHI_AUDIT_SIGNING_KEY: this process does not seal the audit chain; \
                  run `phi-gateway audit seal --follow` elsewhere"
             ),
         }
         if !settings.server.analytics_refresh.is_zero() {
-            spawn_analytics_refresh(pool.clone(), settings.server.analytics_refresh);
+            tasks.push(crate::service::upkeep::spawn_analytics_refresh(
+                pool.clone(),
+                settings.server.analytics_refresh,
+            ));
         }
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
@@ -99,7 +106,7 @@ impl Application {
             .with_user_collections(&settings.auth.user_collections);
         let final_flush = audit_pool.clone();
         let exporter = sealer.map(|sealer| Exporter {
-            reader: pool.clone(),
+            reader: pool.pool.clone(),
             audit_pool,
             sealer,
         });
@@ -122,6 +129,7 @@ impl Application {
             keyring,
             refusals,
             audit_pool: final_flush,
+            tasks,
         })
     }
 
@@ -131,7 +139,7 @@ impl Application {
 
     /// A pool as the service's role (the reserved audit pool), for the
     /// keyring's comparison with the database on reload.
-    pub fn service_pool(&self) -> sqlx::PgPool {
+    pub fn service_pool(&self) -> Db {
         self.audit_pool.clone()
     }
 
@@ -149,6 +157,9 @@ impl Application {
         if let Some((handle, task)) = ops {
             handle.stop(true).await;
             let _ = task.await;
+        }
+        for task in &self.tasks {
+            task.abort();
         }
         self.refusals.flush(&self.audit_pool).await;
         served
@@ -171,26 +182,6 @@ fn sealer(settings: &Settings) -> anyhow::Result<Option<Sealer>> {
         signing: Arc::new(signing),
         anchor: settings.audit.anchor.as_ref().map(Anchor::new),
     }))
-}
-
-fn spawn_analytics_refresh(pool: PgPool, every: std::time::Duration) {
-    tokio::spawn(crate::store::with_prepared(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let done = async {
-                let mut conn = pool.begin().await?;
-                crate::store::health::refresh_analytics(&mut conn).await?;
-                conn.commit().await?;
-                Ok::<_, crate::store::StoreError>(())
-            }
-            .await;
-            if let Err(e) = done {
-                tracing::warn!(error = %e, "analytics refresh failed");
-            }
-        }
-    }));
 }
 
 /// The HTTP server. Each worker (a thread with a runtime of its own) gets
@@ -227,7 +218,7 @@ fn serve(
         origins: settings.auth.csrf_origins.clone(),
     });
     let csrf_origins = settings.auth.csrf_origins.clone();
-    let prepared = !settings.database.pooler;
+    let mode = crate::store::Mode::of(&settings.database);
     let metrics = web::Data::from(metrics);
     let limits = web::Data::new(BodyLimits {
         max_bytes: settings.server.max_body_bytes,
@@ -246,17 +237,16 @@ fn serve(
         // registered with this worker's runtime.
         let pool = crate::db::worker_pool(&db, options.clone(), per_worker);
         pools.add(pool.clone());
+        let pool = Db::new(pool, mode);
         let mut svc = (*services).clone();
         svc.pool = pool.clone();
         svc.read_pool = read_options
             .as_ref()
-            .map(|ro| crate::db::worker_pool(&db, ro.clone(), per_worker));
+            .map(|ro| Db::new(crate::db::worker_pool(&db, ro.clone(), per_worker), mode));
         let api_keys = ApiKeys::new(pool.clone(), svc.keyring.clone());
         let gate = gate.for_worker(&anonymous, per_worker, workers as u32);
         let csrf_origins = csrf_origins.clone();
-        // This worker's thread queries in its gateway's mode.
-        crate::store::set_thread_prepared(prepared);
-        // ...and keeps its connections between its requests.
+        // This worker keeps its connections between its requests.
         let held = web::Data::new(crate::store::hold_connections_on_this_thread());
         let mut app = App::new();
         if let Some(v) = &verifier {
@@ -314,7 +304,7 @@ fn worker_shape(settings: &Settings) -> (usize, u32) {
 /// Prometheus only (bind it to a private address).
 fn ops_server(
     addr: &str,
-    pool: PgPool,
+    pool: Db,
     pools: web::Data<routes::health::WorkerPools>,
     metrics: Arc<Metrics>,
     settings: &Settings,

@@ -17,10 +17,9 @@ pub mod sealer;
 pub mod signing;
 pub mod verify;
 
-use sqlx::{PgConnection, PgPool};
-
 use crate::identity::Principal;
 use crate::store::audit::Record;
+use crate::store::{Db, Tx};
 
 /// The actions an entry records: the enum, its name in the database's
 /// `audit.action` enum (a test compares the two lists) and `ALL`, written
@@ -174,7 +173,7 @@ impl Entry {
 
 /// Writes entries on the caller's transaction (one statement for any number).
 pub async fn record(
-    conn: &mut PgConnection,
+    tx: &mut Tx,
     who: &Principal,
     entries: &[Entry],
 ) -> Result<(), crate::store::StoreError> {
@@ -191,16 +190,16 @@ pub async fn record(
             detail: e.detail.as_ref().map(|d| d.to_string()),
         })
         .collect();
-    crate::store::audit::append(conn, who, &records).await
+    crate::store::audit::append(tx, who, &records).await
 }
 
 /// Writes an entry in its own transaction, on the reserved audit pool:
 /// refusals and failures, whose request transaction is rolled back or never
 /// begun. A failure to write it is logged (there is nothing else left to
 /// fail).
-pub async fn record_alone(pool: &PgPool, who: &Principal, entry: Entry) {
+pub async fn record_alone(db: &Db, who: &Principal, entry: Entry) {
     let result = async {
-        let mut tx = pool.begin().await?;
+        let mut tx = db.begin_plain().await?;
         record(&mut tx, who, std::slice::from_ref(&entry)).await?;
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(())

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::store::Db;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 
 use super::{Action, Entry, Outcome};
 use crate::identity::Principal;
@@ -104,7 +104,7 @@ impl Refusals {
     }
 
     /// Writes each tally as one entry (and a log line).
-    pub async fn flush(&self, pool: &PgPool) {
+    pub async fn flush(&self, db: &Db) {
         for t in self.drain() {
             tracing::info!(
                 kind = t.kind.as_str(),
@@ -128,21 +128,25 @@ impl Refusals {
                     "kind": t.kind.as_str(),
                     "minute": t.minute.to_rfc3339(),
                 }));
-            super::record_alone(pool, &who, entry).await;
+            super::record_alone(db, &who, entry).await;
         }
     }
 }
 
 /// Flushes every `every` until the process ends.
-pub fn spawn_flusher(refusals: Arc<Refusals>, pool: PgPool, every: Duration) {
-    tokio::spawn(crate::store::with_prepared(async move {
+pub fn spawn_flusher(
+    refusals: Arc<Refusals>,
+    db: Db,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
-            refusals.flush(&pool).await;
+            refusals.flush(&db).await;
         }
-    }));
+    })
 }
 
 #[cfg(test)]

@@ -251,8 +251,12 @@ impl Sealer {
     /// The background sealer: seals every `interval`, signs a checkpoint
     /// every `checkpoint_every` rounds when the head moved, and keeps
     /// monthly partitions three months ahead.
-    pub fn spawn(self, interval: std::time::Duration, checkpoint_every: u64) {
-        tokio::spawn(crate::store::with_prepared(async move {
+    pub fn spawn(
+        self,
+        interval: std::time::Duration,
+        checkpoint_every: u64,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
             let mut ticks: u64 = 0;
             let mut last_signed = 0i64;
             loop {
@@ -282,6 +286,6 @@ impl Sealer {
                     }
                 }
             }
-        }));
+        })
     }
 }

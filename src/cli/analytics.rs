@@ -1,4 +1,5 @@
-//! `phi-gateway analytics refresh`: rebuilds the analysts' aggregates now.
+//! `phi-gateway analytics refresh`: publishes closed weeks and rebuilds the
+//! analysts' aggregates now (the service's own upkeep, `service::upkeep`).
 
 use clap::Subcommand;
 
@@ -16,10 +17,9 @@ pub async fn run(cmd: AnalyticsCommand, settings: &Settings) -> anyhow::Result<(
     match cmd {
         AnalyticsCommand::Refresh => {
             let pool = db::operator_pool(&settings.database).await?;
-            let mut tx = pool.begin().await?;
-            crate::store::health::refresh_analytics(&mut tx).await?;
-            tx.commit().await?;
-            println!("analytics aggregates refreshed");
+            let db = crate::store::Db::new(pool, crate::store::Mode::of(&settings.database));
+            crate::service::upkeep::refresh_analytics(&db).await?;
+            println!("closed weeks published, analytics aggregates refreshed");
         }
     }
     Ok(())

@@ -27,7 +27,10 @@ pub enum ApiKeysCommand {
 }
 
 pub async fn run(cmd: ApiKeysCommand, settings: &Settings) -> anyhow::Result<()> {
-    let pool = db::operator_pool(&settings.database).await?;
+    let db = crate::store::Db::new(
+        db::operator_pool(&settings.database).await?,
+        crate::store::Mode::of(&settings.database),
+    );
     match cmd {
         ApiKeysCommand::Create {
             role,
@@ -40,12 +43,12 @@ pub async fn run(cmd: ApiKeysCommand, settings: &Settings) -> anyhow::Result<()>
             } else {
                 Role::Service
             };
-            let (id, secret) = apikeys::create(&pool, &ring, &name, role, expires).await?;
+            let (id, secret) = apikeys::create(&db, &ring, &name, role, expires).await?;
             eprintln!("key {id} created; it is shown once and stored only as a hash:");
             println!("{}", secret.as_str());
         }
         ApiKeysCommand::List => {
-            for k in apikeys::list(&pool).await? {
+            for k in apikeys::list(&db).await? {
                 println!(
                     "{}  {:<8} {:<30} created {}  expires {}  {}",
                     k.id,
@@ -64,7 +67,7 @@ pub async fn run(cmd: ApiKeysCommand, settings: &Settings) -> anyhow::Result<()>
             }
         }
         ApiKeysCommand::Revoke { id } => {
-            if !apikeys::revoke(&pool, id).await? {
+            if !apikeys::revoke(&db, id).await? {
                 bail!("no live key {id}");
             }
             println!("key {id} revoked");

@@ -186,7 +186,10 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
             let format = Format::parse(&format).expect("clap checked");
             let exporter = Exporter {
                 reader: pool.clone(),
-                audit_pool: pool.clone(),
+                audit_pool: crate::store::Db::new(
+                    pool.clone(),
+                    crate::store::Mode::of(&settings.database),
+                ),
                 sealer: operator_sealer(settings, pool.clone())?,
             };
             let operator = Principal::operator("audit-export", &[Role::Auditor]);

@@ -413,7 +413,11 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
 pub async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let ring = Keyring::load(&settings.keys, settings.production()).await?;
     let pool = db::operator_pool(&settings.database).await?;
-    crate::service::keycheck::compare(&pool, &ring).await?;
+    crate::service::keycheck::compare(
+        &crate::store::Db::new(pool.clone(), crate::store::Mode::of(&settings.database)),
+        &ring,
+    )
+    .await?;
     let r = rekey::reencrypt(&pool, &ring, dry_run)
         .await
         .context("re-encrypting")?;

@@ -23,10 +23,11 @@ pub struct SeedArgs {
 pub async fn run(args: SeedArgs, settings: &Settings) -> anyhow::Result<()> {
     let ring = Keyring::load(&settings.keys, settings.production()).await?;
     let pool = db::operator_pool(&settings.database).await?;
-    crate::service::keycheck::compare(&pool, &ring).await?;
+    let operator = crate::store::Db::new(pool.clone(), crate::store::Mode::of(&settings.database));
+    crate::service::keycheck::compare(&operator, &ring).await?;
     if args.demo {
         let handle = std::sync::Arc::new(KeyringHandle::new(ring));
-        let n = seed::demo(&pool, handle.clone()).await?;
+        let n = seed::demo(&operator, handle.clone()).await?;
         println!("demo data: {n}");
         if args.practitioners + args.herbs + args.submissions > 0 {
             seed::bulk(

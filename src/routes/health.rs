@@ -15,9 +15,9 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::error::ApiError;
-use crate::identity::Principal;
 use crate::metrics::{Metrics, PoolGauges};
-use crate::store;
+use crate::service::health;
+use crate::store::Db;
 
 /// Every worker's pool, for the metrics' totals.
 #[derive(Default)]
@@ -57,54 +57,24 @@ pub async fn alive() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-fn unavailable() -> ApiError {
-    ApiError::Unavailable {
-        what: "database",
-        retry_after_secs: 5,
-    }
-}
-
-/// A real round trip to PostgreSQL, bounded so a dead database answers
-/// fast: the server's version.
-async fn round_trip(pool: &PgPool) -> Result<String, ApiError> {
-    let round_trip = tokio::time::timeout(Duration::from_secs(2), async {
-        let mut tx = store::begin(pool, &Principal::anonymous()).await?;
-        let v = store::health::server_version(&mut tx).await?;
-        tx.commit().await?;
-        Ok::<_, store::StoreError>(v)
-    })
-    .await;
-    match round_trip {
-        Ok(Ok(version)) => Ok(version),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "database health check failed");
-            Err(unavailable())
-        }
-        Err(_) => {
-            tracing::warn!("database health check timed out");
-            Err(unavailable())
-        }
-    }
-}
-
 /// Readiness: the database answers. `{"status":"ok"}`, or 503 with
 /// Retry-After.
 #[utoipa::path(get, path = "/health/database", tag = "health", responses(
     (status = 200, description = "The database answers: {\"status\":\"ok\"}"),
     (status = 503, description = "Database unreachable (with Retry-After)", body = crate::error::ErrorBody),
 ))]
-pub async fn database(pool: web::Data<PgPool>) -> Result<HttpResponse, ApiError> {
-    round_trip(&pool).await?;
+pub async fn database(db: web::Data<Db>) -> Result<HttpResponse, ApiError> {
+    health::round_trip(&db).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
 }
 
 /// The operations listener's readiness: server version and pool figures.
 pub async fn database_details(
-    pool: web::Data<PgPool>,
+    db: web::Data<Db>,
     pools: web::Data<WorkerPools>,
     max: web::Data<PoolMax>,
 ) -> Result<HttpResponse, ApiError> {
-    let version = round_trip(&pool).await?;
+    let version = health::round_trip(&db).await?;
     let (size, idle) = pools.figures();
     Ok(HttpResponse::Ok().json(json!({
         "status": "ok",
@@ -123,18 +93,11 @@ pub async fn database_details(
 /// else "behind" (readiness does not depend on it). 503 only when the
 /// database cannot be asked. Also updates the `phi_audit_*` gauges.
 async fn seal_state(
-    pool: &PgPool,
+    db: &Db,
     metrics: &Metrics,
     limit: Duration,
-) -> Result<(bool, f64, store::health::SealStatus), ApiError> {
-    let status = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut tx = store::begin(pool, &Principal::anonymous()).await?;
-        let s = store::health::seal_status(&mut tx).await?;
-        tx.commit().await?;
-        Ok::<_, store::StoreError>(s)
-    })
-    .await
-    .map_err(|_| unavailable())??;
+) -> Result<(bool, f64, crate::store::health::SealStatus), ApiError> {
+    let status = health::seal_status(db).await?;
     let lag = status
         .oldest_unsealed
         .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
@@ -151,22 +114,22 @@ async fn seal_state(
     (status = 503, description = "Database unreachable (with Retry-After)", body = crate::error::ErrorBody),
 ))]
 pub async fn audit(
-    pool: web::Data<PgPool>,
+    db: web::Data<Db>,
     metrics: web::Data<Metrics>,
     limit: web::Data<SealLagLimit>,
 ) -> Result<HttpResponse, ApiError> {
-    let (ok, _, _) = seal_state(&pool, &metrics, limit.0).await?;
+    let (ok, _, _) = seal_state(&db, &metrics, limit.0).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": if ok { "ok" } else { "behind" } })))
 }
 
 /// The operations listener's audit status: lagSeconds, unsealed,
 /// quarantined, head position, last checkpoint.
 pub async fn audit_details(
-    pool: web::Data<PgPool>,
+    db: web::Data<Db>,
     metrics: web::Data<Metrics>,
     limit: web::Data<SealLagLimit>,
 ) -> Result<HttpResponse, ApiError> {
-    let (ok, lag, status) = seal_state(&pool, &metrics, limit.0).await?;
+    let (ok, lag, status) = seal_state(&db, &metrics, limit.0).await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": if ok { "ok" } else { "behind" },
         "lagSeconds": lag,

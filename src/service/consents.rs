@@ -17,7 +17,7 @@ use crate::identity::Principal;
 use crate::query::{ListQuery, Page};
 use crate::schema::CONSENTS;
 use crate::store::consents::{self as table, ConsentRow};
-use crate::store::{self, submissions};
+use crate::store::submissions;
 
 const TABLE: &str = "consents";
 
@@ -52,7 +52,7 @@ pub async fn create(
     input: ConsentInput,
 ) -> Result<(ConsentDoc, bool), ApiError> {
     let me = who.require_user()?.to_string();
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     if table::practitioner_linked(&mut tx, input.practitioner_id).await? != Some(true) {
         return Err(cannot_share());
     }
@@ -105,7 +105,7 @@ pub async fn list(
             "Consents take only limit, page and pagination.",
         ));
     }
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let rows = table::list(&mut tx, q.limit as i64, q.offset()).await?;
     let short = (rows.len() as i64) < q.limit as i64 && (!rows.is_empty() || q.page == 1);
     let total = if q.pagination && !short {
@@ -127,7 +127,7 @@ pub async fn list(
 
 pub async fn revoke(svc: &Services, who: &Principal, id: Uuid) -> Result<ConsentDoc, ApiError> {
     who.require_user()?;
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let Some(row) = table::delete(&mut tx, id).await? else {
         return Err(ApiError::NotFound);
     };

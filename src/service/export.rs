@@ -18,14 +18,14 @@ use crate::audit::{self, Action, Entry};
 use crate::error::ApiError;
 use crate::identity::Principal;
 use crate::rekey::Progress;
-use crate::store;
+use crate::store::{self, Db};
 
 /// What an export needs: a pool that reads the audit schema, the reserved
 /// audit pool, and the sealer (which signs).
 #[derive(Clone)]
 pub struct Exporter {
     pub reader: PgPool,
-    pub audit_pool: PgPool,
+    pub audit_pool: Db,
     pub sealer: Sealer,
 }
 
@@ -50,11 +50,7 @@ impl Exporter {
             from.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()),
             to.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
         )));
-        let mut tx = self
-            .audit_pool
-            .begin()
-            .await
-            .map_err(store::StoreError::from)?;
+        let mut tx = self.audit_pool.begin_plain().await?;
         audit::record(&mut tx, who, &[entry]).await?;
         tx.commit().await?;
         let checkpoint = self
@@ -76,7 +72,7 @@ impl Exporter {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         let me = self.clone();
         let who = who.clone();
-        let done = tokio::spawn(crate::store::with_prepared(async move {
+        let done = tokio::spawn(async move {
             let result = export::stream(
                 &me.reader,
                 &me.sealer.signing,
@@ -103,18 +99,18 @@ impl Exporter {
                 }
             }
             result
-        }));
+        });
         Ok(Running { chunks: rx, done })
     }
 }
 
 /// The signed manifest of a finished export, by its request id.
 pub async fn manifest(
-    pool: &PgPool,
+    db: &Db,
     who: &Principal,
     request_id: &str,
 ) -> Result<serde_json::Value, ApiError> {
-    let mut tx = store::begin(pool, who).await?;
+    let mut tx = db.begin(who).await?;
     let found = store::audit::export_manifest(&mut tx, request_id).await?;
     tx.commit().await?;
     let text = found.ok_or(ApiError::NotFound)?;

@@ -58,7 +58,7 @@ pub async fn create(svc: &Services, who: &Principal, input: NewHerb) -> Result<H
         status: input.status.as_str(),
         tcm_properties: serde_json::to_value(input.tcm_properties).expect("plain data"),
     };
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let row = table::insert(&mut tx, row)
         .await
         .map_err(|e| client_error(&HERBS, e))?;
@@ -74,7 +74,7 @@ pub async fn get(
     id: Uuid,
     _item: &crate::query::ItemQuery,
 ) -> Result<HerbDoc, ApiError> {
-    let mut tx = store::begin(svc.directory(who), who).await?;
+    let mut tx = svc.directory(who).begin(who).await?;
     let row = table::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     to_doc(row)
@@ -166,7 +166,7 @@ pub async fn list(
     q: ListQuery,
 ) -> Result<Page<HerbDoc>, ApiError> {
     let tcm = tcm_filter(&q.params)?;
-    let mut tx = store::begin(svc.directory(who), who).await?;
+    let mut tx = svc.directory(who).begin(who).await?;
     let found = table::list(&mut tx, &q, &tcm).await?;
     tx.commit().await?;
     let docs = found
@@ -221,7 +221,7 @@ pub async fn update_many(
             "slug is unique: set it one herb at a time.",
         ));
     }
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let mut docs = Vec::new();
     for id in bulk_ids(&mut tx, &q).await? {
         let row = table::update(&mut tx, id, patch_for(&f))
@@ -241,7 +241,7 @@ pub async fn delete_many(
     q: ListQuery,
 ) -> Result<Vec<HerbDoc>, ApiError> {
     who.require_staff()?;
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let mut docs = Vec::new();
     for id in bulk_ids(&mut tx, &q).await? {
         let row = table::delete(&mut tx, id)
@@ -261,7 +261,7 @@ pub async fn update(
 ) -> Result<HerbDoc, ApiError> {
     who.require_staff()?;
     let patch = patch_for(&f);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let row = table::update(&mut tx, id, patch)
         .await
         .map_err(|e| client_error(&HERBS, e))?
@@ -272,7 +272,7 @@ pub async fn update(
 
 pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<HerbDoc, ApiError> {
     who.require_staff()?;
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let row = table::delete(&mut tx, id)
         .await?
         .ok_or(ApiError::NotFound)?;

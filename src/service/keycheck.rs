@@ -14,10 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
-
 use crate::crypto::{Keyring, KeyringHandle};
-use crate::store::{self, StoreError};
+use crate::store::{self, Db, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyCheckError {
@@ -31,9 +29,9 @@ pub enum KeyCheckError {
 
 /// Records the check values of keys the database has not met, and compares
 /// the rest.
-pub async fn compare(pool: &PgPool, ring: &Keyring) -> Result<(), KeyCheckError> {
+pub async fn compare(db: &Db, ring: &Keyring) -> Result<(), KeyCheckError> {
     let ours = ring.check_values();
-    let mut tx = pool.begin().await.map_err(StoreError::from)?;
+    let mut tx = db.begin_plain().await?;
     let recorded = store::keys::record_and_read(&mut tx, &ours).await?;
     tx.commit().await.map_err(StoreError::from)?;
     for (purpose, id, value) in &ours {
@@ -69,21 +67,25 @@ pub fn same_keys(serving: &Keyring, fresh: &Keyring) -> Result<(), KeyCheckError
 
 /// The serving keyring, compared now, or, while the database cannot be
 /// asked, left unusable and compared again every two seconds until it can.
-/// A mismatch is an error (at start: the gateway does not start).
-pub async fn guard(pool: &PgPool, handle: &Arc<KeyringHandle>) -> Result<(), KeyCheckError> {
-    match compare(pool, &handle.current()).await {
+/// A mismatch is an error (at start: the gateway does not start). Returns
+/// the task that compares again, if one was started.
+pub async fn guard(
+    db: &Db,
+    handle: &Arc<KeyringHandle>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, KeyCheckError> {
+    match compare(db, &handle.current()).await {
         Ok(()) => {
             handle.mark_checked();
-            Ok(())
+            Ok(None)
         }
         Err(KeyCheckError::Store(e)) => {
             tracing::warn!(error = %e, "the keyring could not be compared with the database yet; \
                 nothing is sealed or opened until it is");
-            let (pool, handle) = (pool.clone(), handle.clone());
-            tokio::spawn(store::with_prepared(async move {
+            let (db, handle) = (db.clone(), handle.clone());
+            let task = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(2)).await;
-                    match compare(&pool, &handle.current()).await {
+                    match compare(&db, &handle.current()).await {
                         Ok(()) => {
                             handle.mark_checked();
                             tracing::info!("the keyring matches the database's key check values");
@@ -97,8 +99,8 @@ pub async fn guard(pool: &PgPool, handle: &Arc<KeyringHandle>) -> Result<(), Key
                         Err(KeyCheckError::Store(_)) => {}
                     }
                 }
-            }));
-            Ok(())
+            });
+            Ok(Some(task))
         }
         Err(e) => {
             handle.refuse();

@@ -10,14 +10,15 @@
 
 pub mod consents;
 pub mod export;
+pub mod health;
 pub mod herbs;
 pub mod keycheck;
 pub mod practitioners;
 pub mod submissions;
+pub mod upkeep;
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::audit::refusals::Refusals;
@@ -27,7 +28,7 @@ use crate::domain::SecretText;
 use crate::error::ApiError;
 use crate::identity::Principal;
 use crate::schema::Collection;
-use crate::store::StoreError;
+use crate::store::{Db, StoreError};
 
 /// A document and, when `depth` asked for it, the document its
 /// relationship names (`None`: not asked, none named, or not the caller's
@@ -47,14 +48,14 @@ impl<T, R> Related<T, R> {
 #[derive(Clone)]
 pub struct Services {
     /// Request transactions (as `phi_app`).
-    pub pool: PgPool,
+    pub pool: Db,
     /// Reserved for refusals and failures written on their own: they are
     /// written even when every connection of `pool` is taken.
-    pub audit_pool: PgPool,
+    pub audit_pool: Db,
     /// A streaming replica's pool (`DATABASE_READ_URL`), for the public
     /// directory read by callers without credentials (no audit entry is
     /// written there). `None`: everything on `pool`.
-    pub read_pool: Option<PgPool>,
+    pub read_pool: Option<Db>,
     pub keyring: Arc<KeyringHandle>,
     pub refusals: Arc<Refusals>,
     /// The Payload collections whose users sign in here
@@ -63,7 +64,7 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(pool: PgPool, audit_pool: PgPool, keyring: Arc<KeyringHandle>) -> Self {
+    pub fn new(pool: Db, audit_pool: Db, keyring: Arc<KeyringHandle>) -> Self {
         Self {
             pool,
             audit_pool,
@@ -84,7 +85,7 @@ impl Services {
     /// signed-in caller's reads stay on the primary: staff reads of sealed
     /// contact fields write audit entries, and a user should see their own
     /// writes at once.
-    pub fn directory(&self, who: &Principal) -> &PgPool {
+    pub fn directory(&self, who: &Principal) -> &Db {
         match &self.read_pool {
             Some(replica) if who.is_anonymous() => replica,
             _ => &self.pool,

@@ -22,8 +22,8 @@ use crate::query::{
     self, Cond, CondValue, Filter, ItemQuery, ListQuery, Near, Op, Page, Selection,
 };
 use crate::schema::PRACTITIONERS;
+use crate::store::Tx;
 use crate::store::practitioners::{self as table, NewRow, Patch, PractitionerRow};
-use crate::store::{self, Tx};
 
 const TABLE: &str = "practitioners";
 
@@ -174,7 +174,7 @@ pub async fn create(
         phone: c.seal_text(input.phone.as_ref(), place("phone", id))?,
         licence_number: c.seal_text(input.licence_number.as_ref(), place("licence_number", id))?,
     };
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let row = table::insert(&mut tx, row)
         .await
         .map_err(|e| client_error(&PRACTITIONERS, e))?;
@@ -192,7 +192,7 @@ pub async fn get(
     item: &ItemQuery,
 ) -> Result<PractitionerDoc, ApiError> {
     let c = Crypt::new(svc);
-    let mut tx = store::begin(svc.directory(who), who).await?;
+    let mut tx = svc.directory(who).begin(who).await?;
     let row = table::get(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     let (mut docs, entries) = open_all(&c, who, vec![row], &item.select)?;
     audit::record(&mut tx, who, &entries).await?;
@@ -209,7 +209,7 @@ pub async fn list(
     if let Some(f) = q.filter.as_mut() {
         f.resolve_blind(&|t, col, v| c.blind_candidates(t, col, v));
     }
-    let mut tx = store::begin(svc.directory(who), who).await?;
+    let mut tx = svc.directory(who).begin(who).await?;
     let found = table::list(&mut tx, &q, false).await?;
     let (total, found_capped) = (found.total, found.capped);
     let (docs, mut entries) = open_all(&c, who, found.rows, &q.select)?;
@@ -421,7 +421,7 @@ pub async fn update_many(
     }
     may_change(svc, who, &f)?;
     let c = Crypt::new(svc);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
     let mut written = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -448,7 +448,7 @@ pub async fn delete_many(
 ) -> Result<Vec<PractitionerDoc>, ApiError> {
     who.require_staff()?;
     let c = Crypt::new(svc);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
     let mut gone = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -474,7 +474,7 @@ pub async fn update(
     may_change(svc, who, &f)?;
     let c = Crypt::new(svc);
     let patch = patch_for(&c, id, &f)?;
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let updated = table::update(&mut tx, id, patch)
         .await
         .map_err(|e| client_error(&PRACTITIONERS, e))?;
@@ -494,7 +494,7 @@ pub async fn delete(
 ) -> Result<PractitionerDoc, ApiError> {
     who.require_user()?;
     let c = Crypt::new(svc);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let Some(row) = table::delete(&mut tx, id).await? else {
         return Err(refusal(&mut tx, id).await);
     };

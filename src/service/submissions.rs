@@ -243,7 +243,7 @@ pub async fn create(
         )?,
     };
     let f = facts(&c, id, &input.symptoms, dob, input.region);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     check_practitioner(&mut tx, input.practitioner_id).await?;
     let row = table::insert(&mut tx, row, &f)
         .await
@@ -263,7 +263,7 @@ pub async fn get(
 ) -> Result<Related<SubmissionDoc, PractitionerDoc>, ApiError> {
     who.require_user()?;
     let c = Crypt::new(svc);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let Some(row) = table::get(&mut tx, id).await? else {
         return Err(ApiError::NotFound);
     };
@@ -326,7 +326,7 @@ pub async fn list(
     } else {
         table::Owners::Own
     };
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let found = table::list(&mut tx, &q, owners).await?;
     let (mut tx, docs) = open_read(&c, tx, who, &found.rows, &q.select).await?;
     let mut entries = vec![list_entry(TABLE, &q, docs.len(), found.total)];
@@ -430,7 +430,7 @@ pub async fn update_many(
         return Err(ApiError::bad_request("The body names no field to change."));
     }
     let c = Crypt::new(svc);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     check_practitioner(&mut tx, f.practitioner_id.flatten()).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
     let mut docs = Vec::with_capacity(rows.len());
@@ -478,7 +478,7 @@ pub async fn delete_many(
 ) -> Result<Vec<SubmissionDoc>, ApiError> {
     who.require_user()?;
     let c = Crypt::new(svc);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
     let mut docs = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -514,7 +514,7 @@ pub async fn update(
     }
     let touches_facts = f.touches_facts();
     let patch = patch_for(&c, id, &f)?;
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     check_practitioner(&mut tx, f.practitioner_id.flatten()).await?;
     let updated = table::update(&mut tx, id, patch)
         .await
@@ -544,7 +544,7 @@ pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<Submiss
     who.require_user()?;
     let c = Crypt::new(svc);
     let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", id);
-    let mut tx = store::begin(&svc.pool, who).await?;
+    let mut tx = svc.pool.begin(who).await?;
     let Some(row) = table::delete(&mut tx, id, &fact_keys).await? else {
         return Err(not_deletable(&mut tx, who, id).await?);
     };

@@ -2,9 +2,7 @@
 //! `audit.append`, the only way the service's role can add entries (the
 //! database sets their sequence, time and transaction id).
 
-use sqlx::PgConnection;
-
-use super::{Result, q};
+use super::{Result, Tx};
 use crate::identity::Principal;
 
 /// One entry as the database function takes it.
@@ -19,11 +17,7 @@ pub struct Record<'a> {
     pub detail: Option<String>,
 }
 
-pub async fn append(
-    conn: &mut PgConnection,
-    who: &Principal,
-    records: &[Record<'_>],
-) -> Result<()> {
+pub async fn append(tx: &mut Tx, who: &Principal, records: &[Record<'_>]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -43,7 +37,7 @@ pub async fn append(
         fields.push(r.fields.as_str());
         details.push(r.detail.as_deref());
     }
-    q("SELECT audit.append($1, $2, $3, $4, $5, $6, $7, $8::text[]::audit.action[], $9, $10, $11, $12, $13, $14)")
+    tx.q("SELECT audit.append($1, $2, $3, $4, $5, $6, $7, $8::text[]::audit.action[], $9, $10, $11, $12, $13, $14)")
         .bind(who.user_id.as_deref())
         .bind(who.collection.as_deref())
         .bind(who.roles_csv())
@@ -58,19 +52,20 @@ pub async fn append(
         .bind(reasons)
         .bind(fields)
         .bind(details)
-        .execute(conn)
+        .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
 /// The signed manifest an export left in the log when it finished (the
 /// export's request id names it).
-pub async fn export_manifest(conn: &mut PgConnection, request_id: &str) -> Result<Option<String>> {
-    Ok(super::q_scalar(
-        "SELECT detail FROM audit.log WHERE action = 'EXPORT' AND request_id = $1 \
+pub async fn export_manifest(tx: &mut Tx, request_id: &str) -> Result<Option<String>> {
+    Ok(tx
+        .q_scalar(
+            "SELECT detail FROM audit.log WHERE action = 'EXPORT' AND request_id = $1 \
          AND entity_id = 'manifest' AND detail IS NOT NULL ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(request_id)
-    .fetch_optional(conn)
-    .await?)
+        )
+        .bind(request_id)
+        .fetch_optional(&mut **tx)
+        .await?)
 }

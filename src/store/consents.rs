@@ -2,10 +2,9 @@
 //! the CMS user linked to it at the time (`practitioner_user`).
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Result, q_as, q_scalar};
+use super::{Result, Tx};
 
 const COLUMNS: &str = "id, owner_id, practitioner_id, submission_id, expires_at, created_at";
 
@@ -21,19 +20,18 @@ pub struct ConsentRow {
 
 /// What the caller may know of a practitioner before consenting: visible
 /// to them, and whether it has a linked user to share with.
-pub async fn practitioner_linked(conn: &mut PgConnection, id: Uuid) -> Result<Option<bool>> {
-    Ok(
-        q_scalar("SELECT user_id IS NOT NULL FROM practitioners WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?,
-    )
+pub async fn practitioner_linked(tx: &mut Tx, id: Uuid) -> Result<Option<bool>> {
+    Ok(tx
+        .q_scalar("SELECT user_id IS NOT NULL FROM practitioners WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 /// Inserts a consent bound to the practitioner's currently linked user.
 /// None when the practitioner is not visible or has no linked user.
 pub async fn insert(
-    conn: &mut PgConnection,
+    tx: &mut Tx,
     id: Uuid,
     owner_id: &str,
     practitioner_id: Uuid,
@@ -45,20 +43,21 @@ pub async fn insert(
          SELECT $1, $2, p.id, p.user_id, $4, $5 FROM practitioners p \
          WHERE p.id = $3 AND p.user_id IS NOT NULL RETURNING {COLUMNS}"
     );
-    Ok(q_as(&sql)
+    Ok(tx
+        .q_as(&sql)
         .bind(id)
         .bind(owner_id)
         .bind(practitioner_id)
         .bind(submission_id)
         .bind(expires_at)
-        .fetch_optional(conn)
+        .fetch_optional(&mut **tx)
         .await?)
 }
 
 /// The caller's consent that says exactly this already (the practitioner
 /// still linked to the same user), if any: giving it again changes nothing.
 pub async fn find_same(
-    conn: &mut PgConnection,
+    tx: &mut Tx,
     owner_id: &str,
     practitioner_id: Uuid,
     submission_id: Option<Uuid>,
@@ -75,12 +74,13 @@ pub async fn find_same(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(q_as(&sql)
+    Ok(tx
+        .q_as(&sql)
         .bind(owner_id)
         .bind(practitioner_id)
         .bind(submission_id)
         .bind(expires_at)
-        .fetch_optional(conn)
+        .fetch_optional(&mut **tx)
         .await?)
 }
 
@@ -90,20 +90,25 @@ pub async fn find_same(
 const MINE: &str =
     "(owner_id = (SELECT app_user_id()) OR practitioner_user = (SELECT app_user_id()))";
 
-pub async fn list(conn: &mut PgConnection, limit: i64, offset: i64) -> Result<Vec<ConsentRow>> {
+pub async fn list(tx: &mut Tx, limit: i64, offset: i64) -> Result<Vec<ConsentRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM consents WHERE {MINE} \
          ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
     );
-    Ok(q_as(&sql).bind(limit).bind(offset).fetch_all(conn).await?)
+    Ok(tx
+        .q_as(&sql)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut **tx)
+        .await?)
 }
 
-pub async fn count(conn: &mut PgConnection) -> Result<i64> {
+pub async fn count(tx: &mut Tx) -> Result<i64> {
     let sql = format!("SELECT count(*) FROM consents WHERE {MINE}");
-    Ok(q_scalar(&sql).fetch_one(conn).await?)
+    Ok(tx.q_scalar(&sql).fetch_one(&mut **tx).await?)
 }
 
-pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<ConsentRow>> {
+pub async fn delete(tx: &mut Tx, id: Uuid) -> Result<Option<ConsentRow>> {
     let sql = format!("DELETE FROM consents WHERE id = $1 RETURNING {COLUMNS}");
-    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+    Ok(tx.q_as(&sql).bind(id).fetch_optional(&mut **tx).await?)
 }

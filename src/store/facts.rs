@@ -2,9 +2,7 @@
 //! (week, region, age band, categories), keyed by a blind index of the
 //! submission's id, with no owner and no submission id beside them.
 
-use sqlx::PgConnection;
-
-use super::{Result, q};
+use super::{Result, Tx};
 
 /// A submission's facts, ready to store.
 pub struct Facts {
@@ -23,11 +21,11 @@ pub struct Facts {
 /// needs SELECT on those columns, and the service's role reads no facts
 /// back (it may update them, migration 0012).
 pub async fn replace(
-    conn: &mut PgConnection,
+    tx: &mut Tx,
     created_at: chrono::DateTime<chrono::Utc>,
     f: &Facts,
 ) -> Result<()> {
-    q(
+    tx.q(
         "WITH gone AS (DELETE FROM submission_facts WHERE ref = ANY($1) AND ref <> $2) \
        INSERT INTO submission_facts (ref, week, region, age_band, categories) \
        VALUES ($2, date_trunc('week', $3::timestamptz AT TIME ZONE 'UTC')::date, $4, $5, $6) \
@@ -39,7 +37,7 @@ pub async fn replace(
     .bind(&f.region)
     .bind(&f.age_band)
     .bind(&f.categories)
-    .execute(conn)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }

@@ -5,11 +5,12 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::{Result, q, q_as, q_scalar};
+use super::{Result, Tx};
 
-pub async fn server_version(conn: &mut PgConnection) -> Result<String> {
-    Ok(q_scalar("SELECT current_setting('server_version')")
-        .fetch_one(conn)
+pub async fn server_version(tx: &mut Tx) -> Result<String> {
+    Ok(tx
+        .q_scalar("SELECT current_setting('server_version')")
+        .fetch_one(&mut **tx)
         .await?)
 }
 
@@ -24,17 +25,19 @@ pub struct SealStatus {
     pub last_checkpoint: Option<DateTime<Utc>>,
 }
 
-pub async fn seal_status(conn: &mut PgConnection) -> Result<SealStatus> {
-    Ok(q_as(
+pub async fn seal_status(tx: &mut Tx) -> Result<SealStatus> {
+    Ok(tx.q_as(
         "SELECT unsealed, oldest_unsealed, quarantined, head_pos, last_checkpoint FROM audit.status()",
     )
-    .fetch_one(conn)
+    .fetch_one(&mut **tx)
     .await?)
 }
 
 /// Rebuilds the analysts' aggregates (as their owner).
-pub async fn refresh_analytics(conn: &mut PgConnection) -> Result<()> {
-    q("SELECT analytics.refresh()").execute(conn).await?;
+pub async fn refresh_analytics(tx: &mut Tx) -> Result<()> {
+    tx.q("SELECT analytics.refresh()")
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

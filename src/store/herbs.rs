@@ -5,11 +5,11 @@
 //! indexes out of reach, since `@>` and `@@` are not leakproof.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::filter::order_by;
-use super::{Listing, Result, Rows, Value, list as page, q_as, update_returning};
+use super::{Listing, Result, Rows, Tx, Value, list as page, update_returning};
 use crate::query::ListQuery;
 use crate::schema::HERBS;
 
@@ -58,12 +58,13 @@ pub struct TcmFilter {
     pub text: Option<String>,
 }
 
-pub async fn insert(conn: &mut PgConnection, h: NewRow) -> Result<HerbRow> {
+pub async fn insert(tx: &mut Tx, h: NewRow) -> Result<HerbRow> {
     let sql = format!(
         "INSERT INTO herbs (id, slug, name, scientific_name, description, status, tcm_properties) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
     );
-    Ok(q_as(&sql)
+    Ok(tx
+        .q_as(&sql)
         .bind(h.id)
         .bind(h.slug)
         .bind(h.name)
@@ -71,16 +72,16 @@ pub async fn insert(conn: &mut PgConnection, h: NewRow) -> Result<HerbRow> {
         .bind(h.description)
         .bind(h.status)
         .bind(h.tcm_properties)
-        .fetch_one(conn)
+        .fetch_one(&mut **tx)
         .await?)
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>> {
+pub async fn get(tx: &mut Tx, id: Uuid) -> Result<Option<HerbRow>> {
     let sql = format!("SELECT {COLUMNS} FROM herbs WHERE id = $1");
-    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+    Ok(tx.q_as(&sql).bind(id).fetch_optional(&mut **tx).await?)
 }
 
-pub async fn update(conn: &mut PgConnection, id: Uuid, p: Patch) -> Result<Option<HerbRow>> {
+pub async fn update(tx: &mut Tx, id: Uuid, p: Patch) -> Result<Option<HerbRow>> {
     let mut sets = Vec::new();
     if let Some(v) = p.name {
         sets.push(("name", Value::Text(Some(v))));
@@ -100,19 +101,15 @@ pub async fn update(conn: &mut PgConnection, id: Uuid, p: Patch) -> Result<Optio
     if let Some(v) = p.tcm_properties {
         sets.push(("tcm_properties", Value::Json(v)));
     }
-    update_returning(conn, "herbs", COLUMNS, id, sets).await
+    update_returning(tx, "herbs", COLUMNS, id, sets).await
 }
 
-pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<HerbRow>> {
+pub async fn delete(tx: &mut Tx, id: Uuid) -> Result<Option<HerbRow>> {
     let sql = format!("DELETE FROM herbs WHERE id = $1 RETURNING {COLUMNS}");
-    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+    Ok(tx.q_as(&sql).bind(id).fetch_optional(&mut **tx).await?)
 }
 
-pub async fn list(
-    conn: &mut PgConnection,
-    q: &ListQuery,
-    tcm: &TcmFilter,
-) -> Result<Rows<HerbRow>> {
+pub async fn list(tx: &mut Tx, q: &ListQuery, tcm: &TcmFilter) -> Result<Rows<HerbRow>> {
     let extra = |qb: &mut QueryBuilder<'_, Postgres>| {
         if let Some(c) = &tcm.containment {
             qb.push(" AND tcm_properties @> ").push_bind(c.clone());
@@ -134,7 +131,7 @@ pub async fn list(
         }
     };
     page(
-        conn,
+        tx,
         Listing {
             from: "herbs_visible",
             select: COLUMNS,

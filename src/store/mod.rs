@@ -25,105 +25,116 @@ pub use tx::{Tx, held, hold_connections_on_this_thread};
 
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::{Query, QueryAs, QueryScalar};
-use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::crypto::SealedField;
 use crate::identity::Principal;
 
-/// Whether queries may use named prepared statements. Off behind a
-/// transaction-mode pooler (PgBouncer before 1.21 keeps no prepared
-/// statements across transactions): then every query is prepared unnamed,
-/// inside its transaction. Set at start for the process, and kept per
-/// thread too (the HTTP workers and the background tasks carry the mode of
-/// the gateway that made them, so that several gateways in one process, as
-/// in the tests, never mix modes).
-static PERSISTENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-thread_local! {
-    static LOCAL: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+/// How a gateway's statements go to the database, one value per gateway
+/// (several in one process, as in the tests, never mix): whether they may
+/// be prepared by name (not behind a transaction-mode pooler: PgBouncer
+/// before 1.21 keeps no prepared statements across transactions, so every
+/// query is then prepared unnamed, inside its transaction), and the
+/// statement timeouts by caller. A `Tx` carries it; every query of the
+/// store is built from its `Tx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    pub persistent: bool,
+    pub timeouts: Timeouts,
 }
 
-pub fn set_prepared_statements(on: bool) {
-    PERSISTENT.store(on, std::sync::atomic::Ordering::Relaxed);
-    set_thread_prepared(on);
-}
-
-/// This thread's mode (an HTTP worker's, set as it starts).
-pub fn set_thread_prepared(on: bool) {
-    LOCAL.with(|l| l.set(Some(on)));
-}
-
-pub fn persistent() -> bool {
-    LOCAL
-        .with(|l| l.get())
-        .unwrap_or_else(|| PERSISTENT.load(std::sync::atomic::Ordering::Relaxed))
-}
-
-/// Runs `f` with this thread's mode wherever it is polled (for spawned
-/// background tasks, which a multi-threaded runtime may move).
-pub fn with_prepared<F: std::future::Future>(f: F) -> WithPrepared<F> {
-    WithPrepared {
-        on: persistent(),
-        f: Box::pin(f),
+impl Mode {
+    /// How a gateway with these settings sends its statements: prepared by
+    /// name unless a transaction-mode pooler sits between, with the
+    /// statement timeouts by caller.
+    pub fn of(db: &crate::config::DatabaseSettings) -> Self {
+        Self {
+            persistent: !db.pooler,
+            timeouts: Timeouts {
+                statement_ms: db.statement_timeout.as_millis() as u64,
+                anonymous_statement_ms: db.anonymous_statement_timeout.as_millis() as u64,
+            },
+        }
     }
 }
 
-pub struct WithPrepared<F> {
-    on: bool,
-    f: std::pin::Pin<Box<F>>,
-}
-
-impl<F: std::future::Future> std::future::Future for WithPrepared<F> {
-    type Output = F::Output;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        set_thread_prepared(self.on);
-        self.f.as_mut().poll(cx)
+impl Default for Mode {
+    fn default() -> Self {
+        Self {
+            persistent: true,
+            timeouts: Timeouts::default(),
+        }
     }
-}
-
-/// `sqlx::query`, honouring the pooler setting.
-pub fn q(sql: &str) -> Query<'_, Postgres, PgArguments> {
-    sqlx::query(sql).persistent(persistent())
-}
-
-pub fn q_as<'a, R>(sql: &'a str) -> QueryAs<'a, Postgres, R, PgArguments>
-where
-    R: for<'r> FromRow<'r, PgRow>,
-{
-    sqlx::query_as(sql).persistent(persistent())
-}
-
-pub fn q_scalar<'a, T>(sql: &'a str) -> QueryScalar<'a, Postgres, T, PgArguments>
-where
-    (T,): for<'r> FromRow<'r, PgRow>,
-{
-    sqlx::query_scalar(sql).persistent(persistent())
 }
 
 /// Per-transaction limits by caller.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub statement_ms: u64,
     pub anonymous_statement_ms: u64,
 }
 
 impl Default for Timeouts {
+    /// The settings' defaults (`DATABASE_STATEMENT_TIMEOUT_MS`,
+    /// `DATABASE_ANONYMOUS_STATEMENT_TIMEOUT_MS`).
     fn default() -> Self {
         Self {
             statement_ms: 30_000,
-            anonymous_statement_ms: 5_000,
+            anonymous_statement_ms: 2_000,
         }
     }
 }
 
-static TIMEOUTS: std::sync::OnceLock<Timeouts> = std::sync::OnceLock::new();
+impl Tx {
+    /// `sqlx::query`, in this transaction's mode.
+    pub fn q<'a>(&self, sql: &'a str) -> Query<'a, Postgres, PgArguments> {
+        sqlx::query(sql).persistent(self.persistent())
+    }
 
-pub fn set_timeouts(t: Timeouts) {
-    let _ = TIMEOUTS.set(t);
+    pub fn q_as<'a, R>(&self, sql: &'a str) -> QueryAs<'a, Postgres, R, PgArguments>
+    where
+        R: for<'r> FromRow<'r, PgRow>,
+    {
+        sqlx::query_as(sql).persistent(self.persistent())
+    }
+
+    pub fn q_scalar<'a, T>(&self, sql: &'a str) -> QueryScalar<'a, Postgres, T, PgArguments>
+    where
+        (T,): for<'r> FromRow<'r, PgRow>,
+    {
+        sqlx::query_scalar(sql).persistent(self.persistent())
+    }
+}
+
+/// A pool and the mode its gateway uses it in: what services hold, and
+/// what a request's transaction begins from.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: PgPool,
+    pub mode: Mode,
+}
+
+impl Db {
+    pub fn new(pool: PgPool, mode: Mode) -> Self {
+        Self { pool, mode }
+    }
+
+    /// A request's transaction, with the caller's identity set (`begin`).
+    pub async fn begin(&self, who: &Principal) -> Result<Tx> {
+        begin(&self.pool, self.mode, who).await
+    }
+
+    /// A transaction with no caller's identity (`begin_plain`).
+    pub async fn begin_plain(&self) -> Result<Tx> {
+        begin_plain(&self.pool, self.mode).await
+    }
+}
+
+/// A transaction of the service's role with no caller's identity (the
+/// audit pool's refusals, upkeep, health checks, operator commands).
+pub async fn begin_plain(pool: &PgPool, mode: Mode) -> Result<Tx> {
+    Ok(Tx::begin(pool, mode.persistent).await?)
 }
 
 /// Opens the request's transaction and sets the caller's identity (and the
@@ -132,9 +143,9 @@ pub fn set_timeouts(t: Timeouts) {
 /// PgBouncer in transaction mode) never carries one caller's identity into
 /// another's request. Every database access made on behalf of a request
 /// starts here; one round trip.
-pub async fn begin(pool: &PgPool, who: &Principal) -> Result<Tx> {
-    let mut tx = Tx::begin(pool).await?;
-    let t = TIMEOUTS.get().copied().unwrap_or_default();
+pub async fn begin(pool: &PgPool, mode: Mode, who: &Principal) -> Result<Tx> {
+    let mut tx = Tx::begin(pool, mode.persistent).await?;
+    let t = mode.timeouts;
     let timeout = if who.is_anonymous() {
         t.anonymous_statement_ms
     } else {
@@ -142,7 +153,7 @@ pub async fn begin(pool: &PgPool, who: &Principal) -> Result<Tx> {
     };
     // The policies read user, roles and break-glass; the audit triggers
     // read the rest.
-    q("SELECT set_config('app.user_id', $1, true), \
+    tx.q("SELECT set_config('app.user_id', $1, true), \
               set_config('app.roles', $2, true), \
               set_config('app.break_glass', $3, true), \
               set_config('app.collection', $4, true), \
@@ -152,22 +163,22 @@ pub async fn begin(pool: &PgPool, who: &Principal) -> Result<Tx> {
               set_config('app.reason', $8, true), \
               set_config('app.client_request_id', $9, true), \
               set_config('statement_timeout', $10, true)")
-    .bind(who.user_id.as_deref().unwrap_or(""))
-    .bind(who.roles_csv())
-    .bind(if who.break_glass() { "on" } else { "" })
-    .bind(who.collection.as_deref().unwrap_or(""))
-    .bind(who.request_id.as_deref().unwrap_or(""))
-    .bind(who.client_addr.as_deref().unwrap_or(""))
-    .bind(who.api_key_id.map(|u| u.to_string()).unwrap_or_default())
-    .bind(if who.break_glass() {
-        who.break_glass_reason.as_deref().unwrap_or("")
-    } else {
-        ""
-    })
-    .bind(who.client_request_id.as_deref().unwrap_or(""))
-    .bind(timeout.to_string())
-    .execute(&mut *tx)
-    .await?;
+        .bind(who.user_id.as_deref().unwrap_or(""))
+        .bind(who.roles_csv())
+        .bind(if who.break_glass() { "on" } else { "" })
+        .bind(who.collection.as_deref().unwrap_or(""))
+        .bind(who.request_id.as_deref().unwrap_or(""))
+        .bind(who.client_addr.as_deref().unwrap_or(""))
+        .bind(who.api_key_id.map(|u| u.to_string()).unwrap_or_default())
+        .bind(if who.break_glass() {
+            who.break_glass_reason.as_deref().unwrap_or("")
+        } else {
+            ""
+        })
+        .bind(who.client_request_id.as_deref().unwrap_or(""))
+        .bind(timeout.to_string())
+        .execute(&mut *tx)
+        .await?;
     Ok(tx)
 }
 
@@ -197,7 +208,7 @@ fn push_value(qb: &mut QueryBuilder<'_, Postgres>, v: Value) {
 /// `UPDATE table SET c = $n, .., updated_at = now() WHERE id = $m RETURNING cols`.
 /// Column names come from the store's own code, never from input.
 async fn update_returning<R>(
-    conn: &mut PgConnection,
+    tx: &mut Tx,
     table: &str,
     returning: &str,
     id: Uuid,
@@ -218,8 +229,8 @@ where
         .push(returning);
     Ok(qb
         .build_query_as::<R>()
-        .persistent(persistent())
-        .fetch_optional(conn)
+        .persistent(tx.persistent())
+        .fetch_optional(&mut **tx)
         .await?)
 }
 
@@ -250,11 +261,7 @@ struct Listing<'a> {
     one_off: bool,
 }
 
-async fn list<R>(
-    conn: &mut PgConnection,
-    l: Listing<'_>,
-    q: &crate::query::ListQuery,
-) -> Result<Rows<R>>
+async fn list<R>(tx: &mut Tx, l: Listing<'_>, q: &crate::query::ListQuery) -> Result<Rows<R>>
 where
     R: for<'r> FromRow<'r, PgRow> + Send + Unpin,
 {
@@ -287,8 +294,8 @@ where
         Vec::new()
     } else {
         qb.build_query_as()
-            .persistent(persistent() && !l.one_off)
-            .fetch_all(&mut *conn)
+            .persistent(tx.persistent() && !l.one_off)
+            .fetch_all(&mut **tx)
             .await?
     };
     let short_page = (rows.len() as i64) < limit && (!rows.is_empty() || offset == 0);
@@ -310,8 +317,8 @@ where
     c.push(" LIMIT ").push_bind(cap + 1).push(") matches");
     let counted: i64 = c
         .build_query_scalar()
-        .persistent(persistent() && !l.one_off)
-        .fetch_one(&mut *conn)
+        .persistent(tx.persistent() && !l.one_off)
+        .fetch_one(&mut **tx)
         .await?;
     Ok(Rows {
         rows,

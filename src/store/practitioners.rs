@@ -7,11 +7,11 @@
 //! `distance_m` is computed only for the rows returned.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::filter::order_by;
-use super::{Listing, Result, Rows, Value, list as page, q_as, q_scalar, update_returning};
+use super::{Listing, Result, Rows, Tx, Value, list as page, update_returning};
 use crate::crypto::SealedField;
 use crate::query::{ListQuery, Near};
 use crate::schema::PRACTITIONERS;
@@ -151,14 +151,15 @@ impl Patch {
     }
 }
 
-pub async fn insert(conn: &mut PgConnection, p: NewRow) -> Result<PractitionerRow> {
+pub async fn insert(tx: &mut Tx, p: NewRow) -> Result<PractitionerRow> {
     let sql = format!(
         "INSERT INTO practitioners (id, slug, name, modalities, bio, city, region, country, \
          postal_code, website, status, lat, lon, user_id, email, email_bidx, phone, licence_number) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          RETURNING {COLUMNS}"
     );
-    Ok(q_as(&sql)
+    Ok(tx
+        .q_as(&sql)
         .bind(p.id)
         .bind(p.slug)
         .bind(p.name)
@@ -177,42 +178,37 @@ pub async fn insert(conn: &mut PgConnection, p: NewRow) -> Result<PractitionerRo
         .bind(p.email_bidx)
         .bind(p.phone)
         .bind(p.licence_number)
-        .fetch_one(conn)
+        .fetch_one(&mut **tx)
         .await?)
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<PractitionerRow>> {
+pub async fn get(tx: &mut Tx, id: Uuid) -> Result<Option<PractitionerRow>> {
     let sql = format!("SELECT {COLUMNS} FROM practitioners WHERE id = $1");
-    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+    Ok(tx.q_as(&sql).bind(id).fetch_optional(&mut **tx).await?)
 }
 
 /// The practitioners among `ids` that the caller can see.
-pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<PractitionerRow>> {
+pub async fn get_many(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<PractitionerRow>> {
     let sql = format!("SELECT {COLUMNS} FROM practitioners WHERE id = ANY($1)");
-    Ok(q_as(&sql).bind(ids).fetch_all(conn).await?)
+    Ok(tx.q_as(&sql).bind(ids).fetch_all(&mut **tx).await?)
 }
 
 /// Whether the caller can see the practitioner at all.
-pub async fn visible(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
-    Ok(
-        q_scalar("SELECT EXISTS (SELECT 1 FROM practitioners WHERE id = $1)")
-            .bind(id)
-            .fetch_one(conn)
-            .await?,
-    )
+pub async fn visible(tx: &mut Tx, id: Uuid) -> Result<bool> {
+    Ok(tx
+        .q_scalar("SELECT EXISTS (SELECT 1 FROM practitioners WHERE id = $1)")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?)
 }
 
-pub async fn update(
-    conn: &mut PgConnection,
-    id: Uuid,
-    patch: Patch,
-) -> Result<Option<PractitionerRow>> {
-    update_returning(conn, "practitioners", COLUMNS, id, patch.sets()).await
+pub async fn update(tx: &mut Tx, id: Uuid, patch: Patch) -> Result<Option<PractitionerRow>> {
+    update_returning(tx, "practitioners", COLUMNS, id, patch.sets()).await
 }
 
-pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<Option<PractitionerRow>> {
+pub async fn delete(tx: &mut Tx, id: Uuid) -> Result<Option<PractitionerRow>> {
     let sql = format!("DELETE FROM practitioners WHERE id = $1 RETURNING {COLUMNS}");
-    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+    Ok(tx.q_as(&sql).bind(id).fetch_optional(&mut **tx).await?)
 }
 
 /// The origin of a proximity query, as a literal: floats formatted by Rust
@@ -257,11 +253,7 @@ fn push_near(qb: &mut QueryBuilder<'_, Postgres>, n: Near) {
 ///
 /// `own_only`: the caller's own listings (those linked to them), for a
 /// practitioner's bulk change.
-pub async fn list(
-    conn: &mut PgConnection,
-    q: &ListQuery,
-    own_only: bool,
-) -> Result<Rows<PractitionerRow>> {
+pub async fn list(tx: &mut Tx, q: &ListQuery, own_only: bool) -> Result<Rows<PractitionerRow>> {
     let near = q.near;
     let knn_within_m = match (near, q.sort.is_empty()) {
         (Some(n), true) if n.min_m <= 0.0 => Some(n.max_m),
@@ -297,7 +289,7 @@ pub async fn list(
         }
     };
     page(
-        conn,
+        tx,
         Listing {
             from: "practitioners_visible",
             select: &select,

@@ -3,12 +3,11 @@
 //! statement as the submission itself.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::facts::Facts;
 use super::filter::order_by;
-use super::{Listing, Result, Rows, Value, list as page, q_as, update_returning};
+use super::{Listing, Result, Rows, Tx, Value, list as page, update_returning};
 use crate::crypto::SealedField;
 use crate::query::ListQuery;
 use crate::schema::SUBMISSIONS;
@@ -58,7 +57,7 @@ pub struct Patch {
 }
 
 /// Inserts the submission and its facts in one statement.
-pub async fn insert(conn: &mut PgConnection, s: NewRow, facts: &Facts) -> Result<SubmissionRow> {
+pub async fn insert(tx: &mut Tx, s: NewRow, facts: &Facts) -> Result<SubmissionRow> {
     let sql = format!(
         "WITH s AS (INSERT INTO symptom_submissions (id, owner_id, status, practitioner_id, symptoms, \
          notes, contact_email, contact_email_bidx, date_of_birth, region) \
@@ -67,7 +66,8 @@ pub async fn insert(conn: &mut PgConnection, s: NewRow, facts: &Facts) -> Result
          SELECT $11, date_trunc('week', s.created_at AT TIME ZONE 'UTC')::date, $12, $13, $14 FROM s) \
          SELECT * FROM s"
     );
-    Ok(q_as(&sql)
+    Ok(tx
+        .q_as(&sql)
         .bind(s.id)
         .bind(s.owner_id)
         .bind(s.status)
@@ -82,17 +82,17 @@ pub async fn insert(conn: &mut PgConnection, s: NewRow, facts: &Facts) -> Result
         .bind(&facts.region)
         .bind(&facts.age_band)
         .bind(&facts.categories)
-        .fetch_one(conn)
+        .fetch_one(&mut **tx)
         .await?)
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<SubmissionRow>> {
+pub async fn get(tx: &mut Tx, id: Uuid) -> Result<Option<SubmissionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM symptom_submissions WHERE id = $1");
-    Ok(q_as(&sql).bind(id).fetch_optional(conn).await?)
+    Ok(tx.q_as(&sql).bind(id).fetch_optional(&mut **tx).await?)
 }
 
 /// Destructured whole: a new column does not build until it is set here.
-pub async fn update(conn: &mut PgConnection, id: Uuid, p: Patch) -> Result<Option<SubmissionRow>> {
+pub async fn update(tx: &mut Tx, id: Uuid, p: Patch) -> Result<Option<SubmissionRow>> {
     let Patch {
         symptoms,
         notes,
@@ -127,25 +127,22 @@ pub async fn update(conn: &mut PgConnection, id: Uuid, p: Patch) -> Result<Optio
     if let Some(v) = practitioner_id {
         sets.push(("practitioner_id", Value::Uuid(v)));
     }
-    update_returning(conn, "symptom_submissions", COLUMNS, id, sets).await
+    update_returning(tx, "symptom_submissions", COLUMNS, id, sets).await
 }
 
 /// Deletes the submission and its facts (`fact_keys`: its blind indexes
 /// under every live index key) in one statement.
-pub async fn delete(
-    conn: &mut PgConnection,
-    id: Uuid,
-    fact_keys: &[Vec<u8>],
-) -> Result<Option<SubmissionRow>> {
+pub async fn delete(tx: &mut Tx, id: Uuid, fact_keys: &[Vec<u8>]) -> Result<Option<SubmissionRow>> {
     let sql = format!(
         "WITH d AS (DELETE FROM symptom_submissions WHERE id = $1 RETURNING {COLUMNS}), \
          f AS (DELETE FROM submission_facts WHERE ref = ANY($2) AND EXISTS (SELECT 1 FROM d)) \
          SELECT * FROM d"
     );
-    Ok(q_as(&sql)
+    Ok(tx
+        .q_as(&sql)
         .bind(id)
         .bind(fact_keys)
-        .fetch_optional(conn)
+        .fetch_optional(&mut **tx)
         .await?)
 }
 
@@ -165,11 +162,7 @@ pub enum Owners {
     Anyone,
 }
 
-pub async fn list(
-    conn: &mut PgConnection,
-    q: &ListQuery,
-    owners: Owners,
-) -> Result<Rows<SubmissionRow>> {
+pub async fn list(tx: &mut Tx, q: &ListQuery, owners: Owners) -> Result<Rows<SubmissionRow>> {
     let scope = move |qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>| {
         qb.push(match owners {
             Owners::Own => " AND owner_id = (SELECT app_user_id())",
@@ -181,7 +174,7 @@ pub async fn list(
         });
     };
     page(
-        conn,
+        tx,
         Listing {
             from: "symptom_submissions",
             select: COLUMNS,

@@ -37,6 +37,8 @@ const HOLD_AT_MOST: Duration = Duration::from_secs(30);
 pub struct Tx {
     conn: Option<PoolConnection<Postgres>>,
     open: bool,
+    /// Whether its statements may be prepared by name (`store::Mode`).
+    persistent: bool,
     key: usize,
     held_since: Option<Instant>,
 }
@@ -44,16 +46,22 @@ pub struct Tx {
 impl Tx {
     /// Sends BEGIN on a connection from `pool` (one held by this worker
     /// when there is one).
-    pub(super) async fn begin(pool: &PgPool) -> Result<Tx, sqlx::Error> {
+    pub(super) async fn begin(pool: &PgPool, persistent: bool) -> Result<Tx, sqlx::Error> {
         let key = key_of(pool);
         let (mut conn, held_since) = acquire(pool, key).await?;
         PgTransactionManager::begin(&mut conn, None).await?;
         Ok(Tx {
             conn: Some(conn),
             open: true,
+            persistent,
             key,
             held_since,
         })
+    }
+
+    /// Whether its statements may be prepared by name.
+    pub fn persistent(&self) -> bool {
+        self.persistent
     }
 
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {

@@ -791,7 +791,13 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
         .connect(&app.db.app_url())
         .await
         .unwrap();
-    let mut tx = store::begin(&pool, &principal("pat-a", &[])).await.unwrap();
+    let mut tx = store::begin(
+        &pool,
+        phi_gateway::store::Mode::default(),
+        &principal("pat-a", &[]),
+    )
+    .await
+    .unwrap();
     let pid_a: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *tx)
         .await
@@ -802,7 +808,13 @@ async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction(
         .unwrap();
     assert_eq!(seen, 1);
     tx.commit().await.unwrap();
-    let mut tx = store::begin(&pool, &principal("pat-b", &[])).await.unwrap();
+    let mut tx = store::begin(
+        &pool,
+        phi_gateway::store::Mode::default(),
+        &principal("pat-b", &[]),
+    )
+    .await
+    .unwrap();
     let pid_b: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *tx)
         .await

@@ -963,7 +963,7 @@ async fn an_export_window_holds_every_entry_dated_in_it() {
     let pool = app.db.admin_pool().await;
     let exporter = Exporter {
         reader: pool.clone(),
-        audit_pool: pool.clone(),
+        audit_pool: phi_gateway::store::Db::new(pool.clone(), phi_gateway::store::Mode::default()),
         sealer: sealer(&pool, None),
     };
     let auditor = Principal::operator("window-test", &[Role::Auditor]);

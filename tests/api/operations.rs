@@ -74,9 +74,19 @@ async fn demo_and_bulk_seeds_load_and_read_back() {
     let ring = std::sync::Arc::new(phi_gateway::crypto::KeyringHandle::new(
         Keyring::generate(true).unwrap(),
     ));
-    let said = phi_gateway::seed::demo(&pool, ring.clone()).await.unwrap();
+    let said = phi_gateway::seed::demo(
+        &phi_gateway::store::Db::new(pool.clone(), phi_gateway::store::Mode::default()),
+        ring.clone(),
+    )
+    .await
+    .unwrap();
     assert!(said.contains("51 herbs"), "{said}");
-    let again = phi_gateway::seed::demo(&pool, ring.clone()).await.unwrap();
+    let again = phi_gateway::seed::demo(
+        &phi_gateway::store::Db::new(pool.clone(), phi_gateway::store::Mode::default()),
+        ring.clone(),
+    )
+    .await
+    .unwrap();
     assert!(
         again.contains("already"),
         "demo seeding is idempotent: {again}"
@@ -183,13 +193,14 @@ async fn api_keys_identify_machines_until_revoked_or_expired() {
     use phi_gateway::auth::Role;
     let app = spawn_app().await;
     let pool = app.db.admin_pool().await;
+    let operator = phi_gateway::store::Db::new(pool.clone(), phi_gateway::store::Mode::default());
     let ring = Keyring::from_single_keys(
         &SecretString::from(crate::helpers::TEST_DATA_KEY),
         &SecretString::from(crate::helpers::TEST_INDEX_KEY),
     )
     .unwrap();
     let (id, secret) =
-        phi_gateway::apikeys::create(&pool, &ring, "compliance bot", Role::Auditor, None)
+        phi_gateway::apikeys::create(&operator, &ring, "compliance bot", Role::Auditor, None)
             .await
             .unwrap();
     let export = |key: String| {
@@ -218,7 +229,7 @@ async fn api_keys_identify_machines_until_revoked_or_expired() {
         .unwrap_err();
     assert_eq!(err.as_database_error().unwrap().code().unwrap(), "42501");
     // A service key is not an auditor.
-    let (_, service) = phi_gateway::apikeys::create(&pool, &ring, "cms", Role::Service, None)
+    let (_, service) = phi_gateway::apikeys::create(&operator, &ring, "cms", Role::Service, None)
         .await
         .unwrap();
     assert_eq!(export(service.to_string()).await.unwrap().status(), 403);
@@ -239,12 +250,13 @@ async fn api_keys_identify_machines_until_revoked_or_expired() {
     assert_eq!(owned, 0);
     // Wrong, revoked and expired keys are 401s.
     assert_eq!(export("phk_nope".into()).await.unwrap().status(), 401);
-    assert!(phi_gateway::apikeys::revoke(&pool, id).await.unwrap());
+    assert!(phi_gateway::apikeys::revoke(&operator, id).await.unwrap());
     assert_eq!(export(secret.to_string()).await.unwrap().status(), 401);
     let soon = chrono::Utc::now() + chrono::Duration::milliseconds(500);
-    let (_, short) = phi_gateway::apikeys::create(&pool, &ring, "short", Role::Auditor, Some(soon))
-        .await
-        .unwrap();
+    let (_, short) =
+        phi_gateway::apikeys::create(&operator, &ring, "short", Role::Auditor, Some(soon))
+            .await
+            .unwrap();
     assert_eq!(export(short.to_string()).await.unwrap().status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     assert_eq!(export(short.to_string()).await.unwrap().status(), 401);

@@ -20,7 +20,7 @@ struct Gateway {
     address: String,
     keyring: Arc<KeyringHandle>,
     settings: phi_gateway::config::Settings,
-    pool: sqlx::PgPool,
+    pool: phi_gateway::store::Db,
 }
 
 async fn gateway(db: &TestDb, ring: &str) -> Gateway {

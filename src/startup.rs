@@ -19,7 +19,7 @@ use crate::audit::anchor::Anchor;
 use crate::audit::refusals::{self, Refusals};
 use crate::audit::sealer::Sealer;
 use crate::audit::signing::SigningKeys;
-use crate::auth::{CookieAuth, JwtVerifier};
+use crate::auth::{AuthState, CookieAuth, JwtVerifier};
 use crate::config::Settings;
 use crate::crypto::{Keyring, KeyringHandle};
 use crate::error::ApiError;
@@ -205,7 +205,7 @@ fn serve(
     let services = Arc::new(services);
     let exporter = exporter.map(web::Data::new);
     let verifier = settings.auth.payload_secret.as_ref().map(|secret| {
-        web::Data::new(
+        Arc::new(
             JwtVerifier::new(
                 secret,
                 settings.auth.user_collections.clone(),
@@ -214,9 +214,9 @@ fn serve(
             .with_max_age(settings.auth.max_token_age_secs),
         )
     });
-    let cookies = web::Data::new(CookieAuth {
+    let cookies = CookieAuth {
         origins: settings.auth.csrf_origins.clone(),
-    });
+    };
     let csrf_origins = settings.auth.csrf_origins.clone();
     let mode = crate::store::Mode::of(&settings.database);
     let metrics = web::Data::from(metrics);
@@ -243,15 +243,18 @@ fn serve(
         svc.read_pool = read_options
             .as_ref()
             .map(|ro| Db::new(crate::db::worker_pool(&db, ro.clone(), per_worker), mode));
-        let api_keys = ApiKeys::new(pool.clone(), svc.keyring.clone());
+        let auth = web::Data::new(AuthState {
+            verifier: verifier.clone(),
+            cookies: cookies.clone(),
+            api_keys: ApiKeys::new(pool.clone(), svc.keyring.clone()),
+            refusals: svc.refusals.clone(),
+            audit: svc.audit_pool.clone(),
+        });
         let gate = gate.for_worker(&anonymous, per_worker, workers as u32);
         let csrf_origins = csrf_origins.clone();
         // This worker keeps its connections between its requests.
         let held = web::Data::new(crate::store::hold_connections_on_this_thread());
         let mut app = App::new();
-        if let Some(v) = &verifier {
-            app = app.app_data(v.clone());
-        }
         if let Some(e) = &exporter {
             app = app.app_data(e.clone());
         }
@@ -265,9 +268,8 @@ fn serve(
             .app_data(held)
             .app_data(web::Data::new(pool))
             .app_data(web::Data::new(svc))
-            .app_data(web::Data::new(api_keys))
+            .app_data(auth)
             .app_data(pools.clone())
-            .app_data(cookies.clone())
             .app_data(metrics.clone())
             .app_data(max_connections.clone())
             .app_data(lag.clone())

@@ -23,7 +23,6 @@ use crate::apikeys::ApiKeys;
 use crate::audit::refusals::Kind;
 use crate::audit::{self, Action, Entry, Outcome};
 use crate::error::ApiError;
-use crate::service::Services;
 use crate::telemetry::{ClientRequestId, RequestId};
 
 /// Payload's cookie, honoured only when cookie authentication is configured
@@ -92,6 +91,28 @@ fn break_glass_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Everything identification needs, one value per worker: the token
+/// verifier (none without `PAYLOAD_SECRET`), the cookie rule, the API keys'
+/// lookup, and where refusals and attempts are counted and written.
+pub struct AuthState {
+    pub verifier: Option<std::sync::Arc<JwtVerifier>>,
+    pub cookies: CookieAuth,
+    pub api_keys: ApiKeys,
+    pub refusals: std::sync::Arc<crate::audit::refusals::Refusals>,
+    pub audit: crate::store::Db,
+}
+
+/// The worker's `AuthState`. Its absence is a 500 that says so, never a
+/// request identified without it (refusals uncounted, attempts unrecorded).
+fn state(req: &HttpRequest) -> Result<web::Data<AuthState>, ApiError> {
+    req.app_data::<web::Data<AuthState>>()
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("no AuthState in the app: requests cannot be identified");
+            ApiError::bug("identifying the caller: no AuthState configured")
+        })
+}
+
 /// Identifies the caller of a request coming from `client` (as `gate`
 /// decided it: maybe unknown; `gate` calls this once per request).
 pub async fn principal_of(
@@ -99,14 +120,12 @@ pub async fn principal_of(
     client: Option<std::net::IpAddr>,
 ) -> Result<Principal, ApiError> {
     let client_addr = client.map(|ip| ip.to_string());
-    let svc = req.app_data::<web::Data<Services>>().cloned();
-    let mut p = match identify(req).await {
+    let auth = state(req)?;
+    let mut p = match identify(req, &auth).await {
         Ok(p) => p,
         Err(e) => {
-            if let Some(svc) = &svc {
-                svc.refusals
-                    .note(Kind::BadCredentials, client_addr.as_deref());
-            }
+            auth.refusals
+                .note(Kind::BadCredentials, client_addr.as_deref());
             return Err(e);
         }
     };
@@ -117,14 +136,13 @@ pub async fn principal_of(
         .map(|r| r.0.clone());
     p.client_addr = client_addr;
     p.break_glass_reason = break_glass_reason(req.headers())?;
-    if p.break_glass_attempt()
-        && let Some(svc) = &svc
-    {
+    if p.break_glass_attempt() {
         if p.is_anonymous() {
-            svc.refusals.note(Kind::Anonymous, p.client_addr.as_deref());
+            auth.refusals
+                .note(Kind::Anonymous, p.client_addr.as_deref());
         } else {
             audit::record_alone(
-                &svc.audit_pool,
+                &auth.audit,
                 &p,
                 Entry::about(Action::BreakGlass, "requests")
                     .outcome(Outcome::Denied)
@@ -160,8 +178,8 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
-fn verify_jwt(req: &HttpRequest, token: &str) -> Result<Principal, ApiError> {
-    let verifier = req.app_data::<web::Data<JwtVerifier>>().ok_or_else(|| {
+fn verify_jwt(auth: &AuthState, token: &str) -> Result<Principal, ApiError> {
+    let verifier = auth.verifier.as_ref().ok_or_else(|| {
         unauthorized("this service accepts no tokens (PAYLOAD_SECRET is not set)")
     })?;
     let now = chrono::Utc::now().timestamp();
@@ -171,24 +189,24 @@ fn verify_jwt(req: &HttpRequest, token: &str) -> Result<Principal, ApiError> {
     })
 }
 
-async fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
+async fn identify(req: &HttpRequest, state: &AuthState) -> Result<Principal, ApiError> {
     let Some(value) = req.headers().get(AUTHORIZATION) else {
         // Payload's browser form: the HTTP-only cookie.
         let Some(token) = cookie_token(req.headers()) else {
             return Ok(Principal::anonymous());
         };
-        let auth = req.app_data::<web::Data<CookieAuth>>();
-        let Some(auth) = auth.filter(|a| !a.origins.is_empty()) else {
+        let auth = &state.cookies;
+        if auth.origins.is_empty() {
             // Cookie authentication is off: a browser's cookie means nothing here.
             return Ok(Principal::anonymous());
-        };
+        }
         if !cookie_allowed(req.headers(), auth) {
             tracing::info!("cookie refused: origin not allowed");
             return Err(unauthorized(
                 "a cookie is accepted only from an allowed origin (send the token in the Authorization header)",
             ));
         }
-        return verify_jwt(req, &token);
+        return verify_jwt(state, &token);
     };
     let value = value
         .to_str()
@@ -198,10 +216,7 @@ async fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
     if let (Some(collection), Some("API-Key"), Some(secret)) =
         (words.next(), words.next(), words.next())
     {
-        let keys = req
-            .app_data::<web::Data<ApiKeys>>()
-            .ok_or_else(|| unauthorized("API keys are not accepted here"))?;
-        let found = keys.authenticate(secret.trim()).await?;
+        let found = state.api_keys.authenticate(secret.trim()).await?;
         let Some((id, role)) = found else {
             tracing::info!("API key refused");
             return Err(unauthorized("invalid, expired or revoked API key"));
@@ -225,7 +240,7 @@ async fn identify(req: &HttpRequest) -> Result<Principal, ApiError> {
         .or_else(|| value.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("unsupported Authorization scheme"))?
         .trim();
-    verify_jwt(req, token)
+    verify_jwt(state, token)
 }
 
 #[cfg(test)]

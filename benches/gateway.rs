@@ -305,7 +305,7 @@ async fn proximity_bench() {
         .unwrap_or(1_000_000);
     let t = Instant::now();
     let ring = Keyring::generate(false).unwrap();
-    phi_gateway::seed::bulk(&pool, &ring, n, 0, 0)
+    phi_gateway::seed::bulk(&pool, &ring, n, 0, 0, &phi_gateway::progress::Quiet)
         .await
         .unwrap();
     println!(

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::crypto::{Keyring, KeyringHandle};
+use crate::crypto::{Keyring, KeyringHandle, Purpose};
 use crate::service::keycheck;
 
 /// Loads the keyring as `serve` does; refuses one that lost a key the
@@ -22,9 +22,9 @@ pub async fn reload(
     let current = handle.current();
     keycheck::same_keys(&current, &fresh)?;
     keycheck::compare(db, &fresh).await?;
-    for (id, state) in current.data_keys() {
+    for (id, state) in current.versions(Purpose::Data) {
         if state != crate::crypto::KeyState::Retired
-            && !fresh.data_keys().iter().any(|(i, _)| *i == id)
+            && !fresh.versions(Purpose::Data).iter().any(|(i, _)| *i == id)
         {
             anyhow::bail!(
                 "the new keyring lacks data key {id}, which the serving one still opens with"

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod keyreload;
 pub mod metrics;
 pub mod openapi;
+pub mod progress;
 pub mod query;
 pub mod rekey;
 pub mod routes;

@@ -13,15 +13,14 @@
 //! active keys.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
-use std::time::Instant;
 
 use anyhow::Context;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::crypto::blind_index::normalise_email;
-use crate::crypto::{Keyring, Place, SealedField};
+use crate::crypto::{Keyring, Place, Purpose, SealedField};
+use crate::progress::Progress;
 use crate::schema::{self, Collection};
 
 pub const BATCH: i64 = 1000;
@@ -39,13 +38,46 @@ pub struct KeyUsage {
 }
 
 impl KeyUsage {
-    /// Rows under data key `id`, over every sealed column.
-    pub fn rows_under_data_key(&self, id: u32) -> i64 {
-        self.data.values().filter_map(|m| m.get(&id)).sum()
+    /// Values under key `id` of `purpose`, over every column of it.
+    pub fn rows_under(&self, purpose: Purpose, id: u32) -> i64 {
+        let columns = match purpose {
+            Purpose::Data => &self.data,
+            Purpose::Index => &self.index,
+        };
+        columns.values().filter_map(|m| m.get(&id)).sum()
     }
-    pub fn rows_under_index_key(&self, id: u32) -> i64 {
-        self.index.values().filter_map(|m| m.get(&id)).sum()
+}
+
+/// Retires key version `id` of `purpose` in `keyring` (written back by the
+/// caller), once the database says no value uses it: a retired key opens
+/// nothing, so retiring one still in use would lose those values. API-key
+/// hashes cannot be re-indexed (their secrets are not kept): an index key
+/// they use stays until those keys are revoked.
+pub async fn retire(
+    pool: &PgPool,
+    keyring: &mut Keyring,
+    purpose: Purpose,
+    id: u32,
+) -> anyhow::Result<()> {
+    let usage = usage(pool).await?;
+    let left = usage.rows_under(purpose, id);
+    if left > 0 {
+        let api_keys = usage
+            .index
+            .get("api_keys.key_hash")
+            .and_then(|m| m.get(&id))
+            .copied()
+            .unwrap_or(0);
+        if purpose == Purpose::Index && api_keys > 0 {
+            anyhow::bail!(
+                "{left} values still use index key {id}, {api_keys} of them API-key hashes \
+                 (which cannot be re-indexed: issue new keys and revoke the old ones first); \
+                 run `phi-gateway reencrypt` for the rest"
+            );
+        }
+        anyhow::bail!("{left} values still use version {id}; run `phi-gateway reencrypt` first");
     }
+    keyring.retire(purpose, id)
 }
 
 fn key_id_of(prefix: &[u8]) -> u32 {
@@ -115,70 +147,18 @@ pub struct Report {
 /// One column's compare-and-swap: (column, old value, new value).
 type Swap = (&'static str, Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// Reports progress: a bar on a terminal, log lines otherwise.
-pub struct Progress {
-    started: Instant,
-    total: u64,
-    tty: bool,
-}
-
-impl Progress {
-    pub fn new(total: u64) -> Self {
-        Self {
-            started: Instant::now(),
-            total,
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    pub fn update(&self, what: &str, done: u64) {
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / secs;
-        let eta = if rate > 0.0 {
-            (self.total.saturating_sub(done)) as f64 / rate
-        } else {
-            0.0
-        };
-        if self.tty {
-            let width = 30usize;
-            let filled = if self.total == 0 {
-                width
-            } else {
-                (done as usize * width / self.total as usize).min(width)
-            };
-            eprint!(
-                "\r{what:<22} [{}{}] {done}/{} rows  {rate:>8.0}/s  ETA {eta:>5.0}s",
-                "#".repeat(filled),
-                " ".repeat(width - filled),
-                self.total
-            );
-            let _ = std::io::stderr().flush();
-        } else {
-            tracing::info!(
-                what,
-                done,
-                total = self.total,
-                rate = rate.round(),
-                eta_secs = eta.round(),
-                "progress"
-            );
-        }
-    }
-
-    pub fn finish(&self) {
-        if self.tty {
-            eprintln!();
-        }
-    }
-}
-
 /// Re-seals every value not under the active data key, and recomputes every
 /// blind index not under the active index key.
-pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyhow::Result<Report> {
+pub async fn reencrypt(
+    pool: &PgPool,
+    keyring: &Keyring,
+    dry_run: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let active = keyring.active_key_id();
     let active_index = keyring
-        .index_keys()
+        .versions(Purpose::Index)
         .into_iter()
         .find(|(_, s)| *s == crate::crypto::KeyState::Active)
         .map(|(id, _)| id)
@@ -189,7 +169,7 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
             .fetch_one(pool)
             .await? as u64;
     }
-    let progress = Progress::new(total);
+    progress.begin("re-sealing", total);
     for t in sealed_collections() {
         let cols: Vec<&str> = t
             .sealed
@@ -315,10 +295,10 @@ pub async fn reencrypt(pool: &PgPool, keyring: &Keyring, dry_run: bool) -> anyho
                 }
             }
             tx.commit().await?;
-            progress.update(t.table, report.scanned);
+            progress.at(report.scanned);
         }
     }
-    progress.finish();
+    progress.end();
     if !dry_run {
         legacy_facts(pool, keyring, &mut report).await?;
     }

@@ -609,7 +609,7 @@ pub async fn stream(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     out: Sender<Result<actix_web::web::Bytes, std::io::Error>>,
-    progress: Option<&crate::rekey::Progress>,
+    progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<SignedManifest> {
     let mut lines = Sha256::new();
     let mut m = Manifest {
@@ -641,6 +641,7 @@ pub async fn stream(
         send(CSV_HEADER.to_string()).await?;
     }
     if let Some((mut after, last)) = plan.range {
+        progress.begin("audit export", (last - after).max(0) as u64);
         let cols = row_columns("l.");
         let sql = format!(
             "SELECT c.pos, c.prev_hash, c.hash, {cols} FROM audit.chain c JOIN audit.log l ON {JOIN_LOG} \
@@ -688,11 +689,10 @@ pub async fn stream(
                 after + 1
             );
             send(chunk).await?;
-            if let Some(p) = progress {
-                p.update("audit export", m.rows);
-            }
+            progress.at(m.rows);
         }
     }
+    progress.end();
     m.lines_sha256 = hex::encode(&lines.finalize());
     let signed = SignedManifest::sign(&m, signing);
     match format {

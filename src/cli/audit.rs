@@ -15,12 +15,35 @@ use crate::audit::signing::{SigningKeys, VerifyingKeys};
 use crate::audit::verify;
 use crate::config::Settings;
 use crate::crypto::Keyring;
+use crate::db;
 use crate::identity::{Principal, Role};
 use crate::service::export::Exporter;
-use crate::{db, rekey};
 
+/// `audit ..`: verifying an export needs its files alone; the others the
+/// settings and the database (told apart by type).
 #[derive(Subcommand)]
 pub enum AuditCommand {
+    /// Check an export against its signed manifest, offline, with the
+    /// public key alone.
+    VerifyExport(VerifyExportArgs),
+    #[command(flatten)]
+    Online(OnlineAudit),
+}
+
+#[derive(clap::Args)]
+pub struct VerifyExportArgs {
+    file: PathBuf,
+    /// The public signing key file.
+    #[arg(long)]
+    public_key: PathBuf,
+    /// A CSV export's manifest (default: FILE.manifest.json).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+}
+
+/// Commands on the configured database.
+#[derive(Subcommand)]
+pub enum OnlineAudit {
     /// Recompute the hash chain and checkpoints; report the first broken link.
     Verify {
         #[arg(long)]
@@ -41,21 +64,10 @@ pub enum AuditCommand {
         from: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long)]
         to: Option<chrono::DateTime<chrono::Utc>>,
-        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv", "fhir"])]
-        format: String,
+        #[arg(long, default_value = "ndjson", value_parser = format_named)]
+        format: Format,
         #[arg(long)]
         out: PathBuf,
-    },
-    /// Check an export against its signed manifest, offline, with the
-    /// public key alone.
-    VerifyExport {
-        file: PathBuf,
-        /// The public signing key file.
-        #[arg(long)]
-        public_key: PathBuf,
-        /// A CSV export's manifest (default: FILE.manifest.json).
-        #[arg(long)]
-        manifest: Option<PathBuf>,
     },
     /// Seal pending entries now and sign a checkpoint; with --follow, keep
     /// sealing (for deployments where no gateway seals).
@@ -65,10 +77,8 @@ pub enum AuditCommand {
     },
 }
 
-impl AuditCommand {
-    pub fn is_offline(&self) -> bool {
-        matches!(self, AuditCommand::VerifyExport { .. })
-    }
+fn format_named(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| format!("{s:?}: one of ndjson, csv, fhir"))
 }
 
 fn csv_manifest_path(file: &std::path::Path) -> PathBuf {
@@ -77,15 +87,12 @@ fn csv_manifest_path(file: &std::path::Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-pub fn offline(cmd: &AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::VerifyExport {
+pub fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<()> {
+    let VerifyExportArgs {
         file,
         public_key,
         manifest,
-    } = cmd
-    else {
-        unreachable!("only verify-export runs offline");
-    };
+    } = args;
     let keys = VerifyingKeys::load_file(public_key)?;
     let is_csv = file.extension().is_some_and(|e| e == "csv") || manifest.is_some();
     let csv_manifest: Option<SignedManifest> = if is_csv {
@@ -125,10 +132,10 @@ fn operator_sealer(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<Se
     })
 }
 
-pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
+pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
     let pool = db::operator_pool(&settings.database).await?;
     match cmd {
-        AuditCommand::Verify {
+        OnlineAudit::Verify {
             from,
             to,
             anchor,
@@ -177,13 +184,12 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 v.entries_checked, v.checkpoints_checked, v.anchored_checked
             );
         }
-        AuditCommand::Export {
+        OnlineAudit::Export {
             from,
             to,
             format,
             out,
         } => {
-            let format = Format::parse(&format).expect("clap checked");
             let exporter = Exporter {
                 reader: pool.clone(),
                 audit_pool: crate::store::Db::new(
@@ -193,10 +199,9 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 sealer: operator_sealer(settings, pool.clone())?,
             };
             let operator = Principal::operator("audit-export", &[Role::Auditor]);
-            let total = sealer::head(&pool).await?;
-            let progress = Arc::new(rekey::Progress::new(total as u64));
+            let progress = Arc::new(super::progress::Shown::new());
             let mut running = exporter
-                .start(&operator, format, from, to, Some(progress.clone()))
+                .start(&operator, format, from, to, progress.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut f = std::io::BufWriter::new(
@@ -209,7 +214,6 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
             f.flush()?;
             f.get_ref().sync_all()?;
             let signed = running.done.await??;
-            progress.finish();
             if format == Format::Csv {
                 let path = csv_manifest_path(&out);
                 export::write_csv_manifest(&path, &signed)?;
@@ -225,7 +229,7 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
             )?;
             println!("exported {} rows to {}", m.rows, out.display());
         }
-        AuditCommand::Seal { follow } => {
+        OnlineAudit::Seal { follow } => {
             let sealer = operator_sealer(settings, pool.clone())?;
             let n = sealer::seal_all(&pool).await?;
             let c = sealer.checkpoint().await?;
@@ -238,7 +242,6 @@ pub async fn run(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<()> {
                 tokio::signal::ctrl_c().await?;
             }
         }
-        AuditCommand::VerifyExport { .. } => unreachable!("handled offline"),
     }
     Ok(())
 }

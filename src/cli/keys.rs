@@ -11,11 +11,22 @@ use crate::config::KekAuth;
 use crate::config::Settings;
 use crate::crypto::kek::FileKek;
 use crate::crypto::keyring::write_private;
-use crate::crypto::{Kek, Keyring};
+use crate::crypto::{Kek, Keyring, Purpose};
 use crate::{db, rekey};
 
+/// `keys ..`: what runs from files alone, and what needs the settings
+/// and the database, told apart by type (each half matched whole).
 #[derive(Subcommand)]
 pub enum KeysCommand {
+    #[command(flatten)]
+    Offline(OfflineKeys),
+    #[command(flatten)]
+    Online(OnlineKeys),
+}
+
+/// Commands that need no settings and no database.
+#[derive(Subcommand)]
+pub enum OfflineKeys {
     /// Write a new keyring (mode 0600) with a fresh data key and index key.
     Generate {
         #[arg(long)]
@@ -28,6 +39,22 @@ pub enum KeysCommand {
         #[arg(long, env = "PHI_KEK")]
         kek: Option<String>,
     },
+    /// A local key-encryption key file (development and small installs).
+    #[command(subcommand)]
+    Kek(KekCommand),
+    /// Ask a running gateway to re-read its keyring (SIGHUP to its pid).
+    Reload {
+        #[arg(long)]
+        pid: u32,
+    },
+    /// The audit signing key (Ed25519), kept apart from the keyring.
+    #[command(subcommand)]
+    Signing(SigningCommand),
+}
+
+/// Commands on the configured keyring (and, for some, the database).
+#[derive(Subcommand)]
+pub enum OnlineKeys {
     /// Wrap a keyring's keys (in the clear until now) by a KEK, in place.
     Wrap {
         #[arg(long)]
@@ -39,9 +66,6 @@ pub enum KeysCommand {
         #[arg(long)]
         kek: String,
     },
-    /// A local key-encryption key file (development and small installs).
-    #[command(subcommand)]
-    Kek(KekCommand),
     /// Add a data key version and make it active; older ones decrypt only.
     Rotate {
         /// Rotate the blind-index key instead.
@@ -64,14 +88,6 @@ pub enum KeysCommand {
         #[arg(long)]
         index: bool,
     },
-    /// Ask a running gateway to re-read its keyring (SIGHUP to its pid).
-    Reload {
-        #[arg(long)]
-        pid: u32,
-    },
-    /// The audit signing key (Ed25519), kept apart from the keyring.
-    #[command(subcommand)]
-    Signing(SigningCommand),
 }
 
 #[derive(Subcommand)]
@@ -114,27 +130,14 @@ pub enum SigningCommand {
     },
 }
 
-impl KeysCommand {
-    /// Commands that need no settings and no database.
-    pub fn is_offline(&self) -> bool {
-        matches!(
-            self,
-            KeysCommand::Generate { .. }
-                | KeysCommand::Signing(_)
-                | KeysCommand::Reload { .. }
-                | KeysCommand::Kek(_)
-        )
-    }
-}
-
 fn write_public(signing: &SigningKeys, out: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(out, signing.public().to_file_text())
         .with_context(|| format!("writing {}", out.display()))
 }
 
-pub async fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
+pub async fn offline(cmd: &OfflineKeys) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Generate {
+        OfflineKeys::Generate {
             out,
             development,
             kek,
@@ -158,7 +161,7 @@ pub async fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
                 ),
             }
         }
-        KeysCommand::Kek(KekCommand::Generate { out }) => {
+        OfflineKeys::Kek(KekCommand::Generate { out }) => {
             let (text, id) = FileKek::generate_text()?;
             write_private(out, text.as_bytes(), false)?;
             println!(
@@ -167,7 +170,7 @@ pub async fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
                 out.display()
             );
         }
-        KeysCommand::Reload { pid } => {
+        OfflineKeys::Reload { pid } => {
             let ok = std::process::Command::new("kill")
                 .args(["-HUP", &pid.to_string()])
                 .status()
@@ -178,7 +181,7 @@ pub async fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
             }
             println!("asked process {pid} to reload its keyring (see its log for the outcome)");
         }
-        KeysCommand::Signing(s) => match s {
+        OfflineKeys::Signing(s) => match s {
             SigningCommand::Generate { out, public_out } => {
                 let k = SigningKeys::generate()?;
                 k.write_file(out, false)?;
@@ -239,24 +242,23 @@ pub async fn offline(cmd: &KeysCommand) -> anyhow::Result<()> {
                 }
             }
         },
-        _ => unreachable!("online commands run with settings"),
     }
     Ok(())
 }
 
-pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+pub async fn run(cmd: OnlineKeys, settings: &Settings) -> anyhow::Result<()> {
     let production = settings.production();
     match &cmd {
-        KeysCommand::Rotate { index, staged } => {
+        OnlineKeys::Rotate { index, staged } => {
             let (index, staged) = (*index, *staged);
             let path = &settings.keys.keyring_file;
             let (mut ring, kek) = Keyring::open_file(path, &settings.keys, production).await?;
             let v = if index {
-                ring.rotate_index()?
+                ring.rotate(Purpose::Index)?
             } else if staged {
                 ring.stage()?
             } else {
-                ring.rotate()?
+                ring.rotate(Purpose::Data)?
             };
             if let Some(kek) = &kek {
                 ring.wrap_with(kek, false).await?;
@@ -276,7 +278,7 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
                 );
             }
         }
-        KeysCommand::Activate { version } => {
+        OnlineKeys::Activate { version } => {
             let path = &settings.keys.keyring_file;
             let (mut ring, kek) = Keyring::open_file(path, &settings.keys, production).await?;
             ring.activate(*version)?;
@@ -289,8 +291,8 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        KeysCommand::Wrap { kek } | KeysCommand::Rewrap { kek } => {
-            let rewrap = matches!(cmd, KeysCommand::Rewrap { .. });
+        OnlineKeys::Wrap { kek } | OnlineKeys::Rewrap { kek } => {
+            let rewrap = matches!(cmd, OnlineKeys::Rewrap { .. });
             let path = &settings.keys.keyring_file;
             // Opened with the KEK the file names (not PHI_KEK, which may
             // already name the new one).
@@ -325,7 +327,7 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        KeysCommand::Status => {
+        OnlineKeys::Status => {
             let ring = Keyring::load(&settings.keys, production).await?;
             let pool = db::operator_pool(&settings.database).await?;
             let usage = rekey::usage(&pool).await?;
@@ -333,27 +335,19 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
                 Some(uri) => println!("keys wrapped by {uri}"),
                 None => println!("keys in the clear (no KEK; refused in production)"),
             }
-            let kek = |purpose: &str, id: u32| match ring.kek_version(purpose, id) {
-                Some(v) => format!("KEK version {v}"),
-                None => "not wrapped".to_string(),
-            };
-            println!("data keys:");
-            for (id, state) in ring.data_keys() {
-                println!(
-                    "  v{id:<4} {:<13} {} values  {}",
-                    format!("{state:?}"),
-                    usage.rows_under_data_key(id),
-                    kek("data", id)
-                );
-            }
-            println!("index keys:");
-            for (id, state) in ring.index_keys() {
-                println!(
-                    "  v{id:<4} {:<13} {} values  {}",
-                    format!("{state:?}"),
-                    usage.rows_under_index_key(id),
-                    kek("index", id)
-                );
+            for purpose in [Purpose::Data, Purpose::Index] {
+                println!("{} keys:", purpose.as_str());
+                for (id, state) in ring.versions(purpose) {
+                    println!(
+                        "  v{id:<4} {:<13} {} values  {}",
+                        format!("{state:?}"),
+                        usage.rows_under(purpose, id),
+                        match ring.kek_version(purpose, id) {
+                            Some(v) => format!("KEK version {v}"),
+                            None => "not wrapped".to_string(),
+                        }
+                    );
+                }
             }
             println!("by column:");
             for (col, m) in usage.data.iter().chain(usage.index.iter()) {
@@ -368,44 +362,19 @@ pub async fn run(cmd: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
                 );
             }
         }
-        KeysCommand::Retire { version, index } => {
-            let (version, index) = (*version, *index);
+        OnlineKeys::Retire { version, index } => {
+            let purpose = if *index {
+                Purpose::Index
+            } else {
+                Purpose::Data
+            };
             let path = &settings.keys.keyring_file;
             let (mut ring, _) = Keyring::open_file(path, &settings.keys, production).await?;
             let pool = db::operator_pool(&settings.database).await?;
-            let usage = rekey::usage(&pool).await?;
-            let left = if index {
-                usage.rows_under_index_key(version)
-            } else {
-                usage.rows_under_data_key(version)
-            };
-            if left > 0 {
-                let keys = usage
-                    .index
-                    .get("api_keys.key_hash")
-                    .and_then(|m| m.get(&version))
-                    .copied()
-                    .unwrap_or(0);
-                if index && keys > 0 {
-                    bail!(
-                        "{left} values still use index key {version}, {keys} of them API-key hashes \
-                         (which cannot be re-indexed: issue new keys and revoke the old ones first); \
-                         run `phi-gateway reencrypt` for the rest"
-                    );
-                }
-                bail!(
-                    "{left} values still use version {version}; run `phi-gateway reencrypt` first"
-                );
-            }
-            if index {
-                ring.retire_index(version)?
-            } else {
-                ring.retire(version)?
-            };
+            rekey::retire(&pool, &mut ring, purpose, *version).await?;
             ring.write_file(path, true)?;
             println!("version {version} retired");
         }
-        _ => unreachable!("offline commands run without settings"),
     }
     Ok(())
 }
@@ -418,7 +387,7 @@ pub async fn reencrypt(settings: &Settings, dry_run: bool) -> anyhow::Result<()>
         &ring,
     )
     .await?;
-    let r = rekey::reencrypt(&pool, &ring, dry_run)
+    let r = rekey::reencrypt(&pool, &ring, dry_run, &super::progress::Shown::new())
         .await
         .context("re-encrypting")?;
     let verb = if dry_run {

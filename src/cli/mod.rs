@@ -5,6 +5,7 @@ mod analytics;
 mod apikeys;
 mod audit;
 mod keys;
+mod progress;
 mod seed;
 
 use anyhow::{Context, bail};
@@ -72,51 +73,63 @@ enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    // Commands that need no settings.
-    match &cli.command {
-        Command::Keys(k) if k.is_offline() => return keys::offline(k).await,
-        Command::DevToken { user, roles } => return dev_token(user, roles),
-        Command::Openapi => {
-            use std::io::Write;
-            let text = serde_json::to_string_pretty(&crate::openapi::document())?;
-            return match writeln!(std::io::stdout().lock(), "{text}") {
-                // A reader that stops early (`| head`) is not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                r => Ok(r?),
-            };
+    // One match, whole: the commands that need no settings run without
+    // loading them; each of the others loads them first.
+    match cli.command {
+        Command::Openapi => openapi(),
+        Command::DevToken { user, roles } => dev_token(&user, &roles),
+        Command::Keys(keys::KeysCommand::Offline(k)) => keys::offline(&k).await,
+        Command::Audit(audit::AuditCommand::VerifyExport(a)) => audit::verify_export(&a),
+        Command::Serve => serve(&settings()?).await,
+        Command::Migrate { revert_to, destroy } => {
+            let settings = settings()?;
+            match revert_to {
+                Some(v) => db::revert(&settings.database, v, &destroy, settings.production()).await,
+                None => db::migrate(&settings.database).await,
+            }
         }
-        Command::Audit(a) if a.is_offline() => return audit::offline(a),
-        _ => {}
+        Command::Config => {
+            println!("{:#?}", settings()?);
+            Ok(())
+        }
+        Command::Keys(keys::KeysCommand::Online(cmd)) => keys::run(cmd, &settings()?).await,
+        Command::Reencrypt { dry_run } => keys::reencrypt(&settings()?, dry_run).await,
+        Command::Seed(args) => seed::run(args, &settings()?).await,
+        Command::Apikeys(cmd) => apikeys::run(cmd, &settings()?).await,
+        Command::Audit(audit::AuditCommand::Online(cmd)) => audit::run(cmd, &settings()?).await,
+        Command::Analytics(cmd) => analytics::run(cmd, &settings()?).await,
     }
+}
+
+/// The settings from the environment, and logging as they say.
+fn settings() -> anyhow::Result<Settings> {
     let settings = Settings::load()?;
     telemetry::init(settings.server.log_format);
-    match cli.command {
-        Command::Serve => {
-            let app = Application::build(&settings).await?;
-            tracing::info!(
-                host = %settings.server.host,
-                port = app.port(),
-                environment = ?settings.environment,
-                "serving"
-            );
-            crate::keyreload::watch(app.keyring.clone(), settings.clone(), app.service_pool());
-            app.run_until_stopped().await?;
-            tracing::info!("stopped");
-        }
-        Command::Migrate { revert_to, destroy } => match revert_to {
-            Some(v) => db::revert(&settings.database, v, &destroy, settings.production()).await?,
-            None => db::migrate(&settings.database).await?,
-        },
-        Command::Config => println!("{settings:#?}"),
-        Command::Keys(cmd) => keys::run(cmd, &settings).await?,
-        Command::Reencrypt { dry_run } => keys::reencrypt(&settings, dry_run).await?,
-        Command::Seed(args) => seed::run(args, &settings).await?,
-        Command::Apikeys(cmd) => apikeys::run(cmd, &settings).await?,
-        Command::Audit(cmd) => audit::run(cmd, &settings).await?,
-        Command::Analytics(cmd) => analytics::run(cmd, &settings).await?,
-        Command::DevToken { .. } | Command::Openapi => unreachable!("handled above"),
-    }
+    Ok(settings)
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    tracing::info!(
+        host = %settings.server.host,
+        port = app.port(),
+        environment = ?settings.environment,
+        "serving"
+    );
+    crate::keyreload::watch(app.keyring.clone(), settings.clone(), app.service_pool());
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+fn openapi() -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(&crate::openapi::document())?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        // A reader that stops early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 /// Needs only PAYLOAD_SECRET (and PHI_USER_COLLECTIONS): no database.

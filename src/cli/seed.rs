@@ -36,6 +36,7 @@ pub async fn run(args: SeedArgs, settings: &Settings) -> anyhow::Result<()> {
                 args.practitioners,
                 args.herbs,
                 args.submissions,
+                &super::progress::Shown::new(),
             )
             .await?;
         }
@@ -46,6 +47,7 @@ pub async fn run(args: SeedArgs, settings: &Settings) -> anyhow::Result<()> {
             args.practitioners,
             args.herbs,
             args.submissions,
+            &super::progress::Shown::new(),
         )
         .await?;
     }

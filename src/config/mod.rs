@@ -356,33 +356,6 @@ mod tests {
         }
     }
 
-    /// Each gateway's statement mode and timeouts come from its own
-    /// settings (they were a process-wide value the first gateway fixed,
-    /// with a default of 5 s where the settings say 2 s).
-    #[test]
-    fn each_gateway_carries_its_own_statement_mode() {
-        let settings = |extra: &[(&'static str, &'static str)]| {
-            let mut e = env(&[
-                ("DATABASE_URL", "postgres://a@h/d"),
-                ("PHI_ENVIRONMENT", "development"),
-            ]);
-            e.extend(extra.iter().copied());
-            Settings::from_parts("", None, &e).unwrap()
-        };
-        let plain = crate::store::Mode::of(&settings(&[]).database);
-        assert_eq!(plain, crate::store::Mode::default());
-        assert_eq!(plain.timeouts.anonymous_statement_ms, 2_000);
-        let pooled = crate::store::Mode::of(
-            &settings(&[
-                ("DATABASE_POOLER", "true"),
-                ("DATABASE_ANONYMOUS_STATEMENT_TIMEOUT_MS", "700"),
-            ])
-            .database,
-        );
-        assert!(!pooled.persistent);
-        assert_eq!(pooled.timeouts.anonymous_statement_ms, 700);
-    }
-
     #[test]
     fn production_requires_a_payload_secret() {
         let err = Settings::from_parts(

@@ -9,42 +9,26 @@
 use std::fmt;
 use std::path::Path;
 
-use aes_gcm::{Aes256Gcm, KeyInit};
+use aes_gcm::Aes256Gcm;
 use anyhow::{Context, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::blind_index::{self, BlindIndex};
 use super::envelope::{self, Place, Plaintext, SealedField};
 use super::error::CryptoError;
 use super::kek::{self, Kek, Wrapped};
+pub use super::versions::{KeyState, Purpose, check_value};
+use super::versions::{Material, Versions, new_key_bytes, now};
 use crate::config::KeySettings;
 use std::collections::HashMap;
 
 pub const FILE_FORMAT: &str = "phi-gateway-keyring/v1";
 
-/// What a key version may still do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyState {
-    /// Seals new values and opens old ones. Exactly one data key is active.
-    Active,
-    /// Opens values sealed under it; seals nothing new.
-    DecryptOnly,
-    /// Does nothing; kept only so an old backup's rows fail with a clear error.
-    Retired,
-}
-
 use super::kek::KeyBytes;
-
-fn new_key_bytes() -> Result<KeyBytes, CryptoError> {
-    let mut bytes = Box::new([0u8; 32]);
-    getrandom::fill(bytes.as_mut()).map_err(|_| CryptoError::Rng)?;
-    Ok(SecretBox::new(bytes))
-}
 
 fn decode_key(text: &SecretString, what: &str) -> anyhow::Result<KeyBytes> {
     let raw = Zeroizing::new(
@@ -61,30 +45,13 @@ fn decode_key(text: &SecretString, what: &str) -> anyhow::Result<KeyBytes> {
     Ok(SecretBox::new(bytes))
 }
 
-struct DataKey {
-    id: u32,
-    state: KeyState,
-    created_at: String,
-    bytes: KeyBytes,
-    cipher: Aes256Gcm,
-    wrapped: Option<Wrapped>,
-}
-
-struct IndexKey {
-    id: u32,
-    state: KeyState,
-    created_at: String,
-    bytes: KeyBytes,
-    wrapped: Option<Wrapped>,
-}
-
 pub struct Keyring {
     development: bool,
     /// The URI of the KEK the file's keys are wrapped by; `None`: the file
     /// holds them in the clear (refused in production).
     kek: Option<String>,
-    data: Vec<DataKey>,
-    index: Vec<IndexKey>,
+    data: Versions<Aes256Gcm>,
+    index: Versions<()>,
     /// What the caller should tell an operator about how it was loaded
     /// (this module logs nothing itself).
     warnings: Vec<String>,
@@ -92,13 +59,11 @@ pub struct Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let data: Vec<(u32, KeyState)> = self.data.iter().map(|k| (k.id, k.state)).collect();
-        let index: Vec<(u32, KeyState)> = self.index.iter().map(|k| (k.id, k.state)).collect();
         f.debug_struct("Keyring")
             .field("development", &self.development)
             .field("kek", &self.kek)
-            .field("data_keys", &data)
-            .field("index_keys", &index)
+            .field("data_keys", &self.data.states())
+            .field("index_keys", &self.index.states())
             .finish()
     }
 }
@@ -135,10 +100,6 @@ struct FileKey {
     /// compared when it is read (files from before it have none).
     #[serde(default)]
     check: Option<String>,
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn parse(text: &str) -> anyhow::Result<FileRepr> {
@@ -223,55 +184,24 @@ pub fn write_private(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result
     Ok(())
 }
 
-/// A key's check value: 16 bytes of HKDF-SHA256 of the key under a label
-/// of its own (and its slot), in hex. It identifies the key without saying
-/// anything of it: kept in the keyring file beside each key and once in
-/// the database (`key_checks`), so that a keyring whose ids match but
-/// whose keys differ is refused before it seals or opens anything.
-pub fn check_value(purpose: &str, id: u32, key: &KeyBytes) -> String {
-    let mut out = [0u8; 16];
-    hkdf::Hkdf::<sha2::Sha256>::new(Some(b"phi-gateway/key-check/v1"), key.expose_secret())
-        .expand(format!("{purpose}/{id}").as_bytes(), &mut out)
-        .expect("16 bytes is a valid HKDF-SHA256 length");
-    out.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Keyring {
     /// Every key's check value: (purpose, id, value), data keys first.
     pub fn check_values(&self) -> Vec<(&'static str, u32, String)> {
-        self.data
-            .iter()
-            .map(|k| ("data", k.id, check_value("data", k.id, &k.bytes)))
-            .chain(
-                self.index
-                    .iter()
-                    .map(|k| ("index", k.id, check_value("index", k.id, &k.bytes))),
-            )
-            .collect()
+        fn of<M: Material>(v: &Versions<M>) -> impl Iterator<Item = (&'static str, u32, String)> {
+            let what = v.purpose().as_str();
+            v.iter()
+                .map(move |k| (what, k.id, check_value(what, k.id, &k.bytes)))
+        }
+        of(&self.data).chain(of(&self.index)).collect()
     }
 
     /// A new keyring with one active data key and one active index key.
     pub fn generate(development: bool) -> Result<Self, CryptoError> {
-        let bytes = new_key_bytes()?;
-        let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
         Ok(Self {
             development,
             kek: None,
-            data: vec![DataKey {
-                id: 1,
-                state: KeyState::Active,
-                created_at: now(),
-                bytes,
-                cipher,
-                wrapped: None,
-            }],
-            index: vec![IndexKey {
-                id: 1,
-                state: KeyState::Active,
-                created_at: now(),
-                bytes: new_key_bytes()?,
-                wrapped: None,
-            }],
+            data: Versions::single(Purpose::Data, new_key_bytes()?, now()),
+            index: Versions::single(Purpose::Index, new_key_bytes()?, now()),
             warnings: Vec::new(),
         })
     }
@@ -288,25 +218,11 @@ impl Keyring {
             bytes.expose_secret() != index.expose_secret(),
             "DATABASE_BLIND_INDEX_KEY must differ from DATABASE_ENCRYPTION_KEY"
         );
-        let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
         Ok(Self {
             development: false,
             kek: None,
-            data: vec![DataKey {
-                id: 1,
-                state: KeyState::Active,
-                created_at: String::new(),
-                bytes,
-                cipher,
-                wrapped: None,
-            }],
-            index: vec![IndexKey {
-                id: 1,
-                state: KeyState::Active,
-                created_at: String::new(),
-                bytes: index,
-                wrapped: None,
-            }],
+            data: Versions::single(Purpose::Data, bytes, String::new()),
+            index: Versions::single(Purpose::Index, index, String::new()),
             warnings: Vec::new(),
         })
     }
@@ -389,31 +305,17 @@ impl Keyring {
             }
             Ok(())
         };
-        let mut data = Vec::with_capacity(repr.data_keys.len());
+        let mut data = Versions::new(Purpose::Data);
         for k in &repr.data_keys {
             let (bytes, wrapped) = take("data", k)?;
             checked("data", k, &bytes)?;
-            let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
-            data.push(DataKey {
-                id: k.id,
-                state: k.state,
-                created_at: k.created_at.clone(),
-                bytes,
-                cipher,
-                wrapped,
-            });
+            data.push(k.id, k.state, k.created_at.clone(), bytes, wrapped);
         }
-        let mut index = Vec::with_capacity(repr.index_keys.len());
+        let mut index = Versions::new(Purpose::Index);
         for k in &repr.index_keys {
             let (bytes, wrapped) = take("index", k)?;
             checked("index", k, &bytes)?;
-            index.push(IndexKey {
-                id: k.id,
-                state: k.state,
-                created_at: k.created_at.clone(),
-                bytes,
-                wrapped,
-            });
+            index.push(k.id, k.state, k.created_at.clone(), bytes, wrapped);
         }
         let ring = Self {
             development: repr.development,
@@ -427,39 +329,10 @@ impl Keyring {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        let active = self
-            .data
-            .iter()
-            .filter(|k| k.state == KeyState::Active)
-            .count();
-        ensure!(
-            active == 1,
-            "the keyring must have exactly one active data key, has {active}"
-        );
-        let active = self
-            .index
-            .iter()
-            .filter(|k| k.state == KeyState::Active)
-            .count();
-        ensure!(
-            active == 1,
-            "the keyring must have exactly one active index key, has {active}"
-        );
-        for (what, ids) in [
-            ("data", self.data.iter().map(|k| k.id).collect::<Vec<_>>()),
-            ("index", self.index.iter().map(|k| k.id).collect::<Vec<_>>()),
-        ] {
-            let mut sorted = ids.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            ensure!(
-                sorted.len() == ids.len(),
-                "duplicate {what} key ids in the keyring"
-            );
-            ensure!(!ids.contains(&0), "{what} key id 0 is not allowed");
-        }
-        for d in &self.data {
-            for i in &self.index {
+        self.data.check()?;
+        self.index.check()?;
+        for d in self.data.iter() {
+            for i in self.index.iter() {
                 ensure!(
                     d.bytes.expose_secret() != i.bytes.expose_secret(),
                     "index key {} reuses data key {}: blind-index keys are never encryption keys",
@@ -589,43 +462,8 @@ impl Keyring {
     /// and only in a keyring without a KEK; a wrapped keyring writes each
     /// key's wrapped form and fails if one is missing (`wrap_with` first).
     pub fn to_file_text(&self) -> anyhow::Result<Zeroizing<String>> {
-        let key = |purpose: &str,
-                   id: u32,
-                   state: KeyState,
-                   created_at: &str,
-                   bytes: &KeyBytes,
-                   wrapped: &Option<Wrapped>|
-         -> anyhow::Result<serde_json::Value> {
-            let check = check_value(purpose, id, bytes);
-            Ok(match (&self.kek, wrapped) {
-                (None, _) => serde_json::json!({
-                    "id": id,
-                    "state": state,
-                    "created_at": created_at,
-                    "key": B64.encode(bytes.expose_secret()),
-                    "check": check,
-                }),
-                (Some(_), Some(w)) => serde_json::json!({
-                    "id": id,
-                    "state": state,
-                    "created_at": created_at,
-                    "wrapped": w.ciphertext,
-                    "kek_version": w.version,
-                    "check": check,
-                }),
-                (Some(uri), None) => bail!("{purpose} key {id} is not wrapped by {uri} yet"),
-            })
-        };
-        let data = self
-            .data
-            .iter()
-            .map(|k| key("data", k.id, k.state, &k.created_at, &k.bytes, &k.wrapped))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let index = self
-            .index
-            .iter()
-            .map(|k| key("index", k.id, k.state, &k.created_at, &k.bytes, &k.wrapped))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let data = self.data.to_file(self.kek.as_deref())?;
+        let index = self.index.to_file(self.kek.as_deref())?;
         let mut value = serde_json::json!({
             "format": FILE_FORMAT,
             "development": self.development,
@@ -647,16 +485,8 @@ impl Keyring {
     /// transit key version, or another KEK: then every key is wrapped anew).
     pub async fn wrap_with(&mut self, kek: &Kek, rewrap: bool) -> anyhow::Result<()> {
         let fresh = rewrap || self.kek.as_deref() != Some(kek.uri());
-        for k in &mut self.data {
-            if fresh || k.wrapped.is_none() {
-                k.wrapped = Some(kek.wrap(&kek::binding("data", k.id), &k.bytes).await?);
-            }
-        }
-        for k in &mut self.index {
-            if fresh || k.wrapped.is_none() {
-                k.wrapped = Some(kek.wrap(&kek::binding("index", k.id), &k.bytes).await?);
-            }
-        }
+        self.data.wrap_with(kek, fresh).await?;
+        self.index.wrap_with(kek, fresh).await?;
         self.kek = Some(kek.uri().to_string());
         Ok(())
     }
@@ -671,11 +501,11 @@ impl Keyring {
         self.kek.as_deref()
     }
 
-    /// The KEK version wrapping a key (`purpose` "data" or "index").
-    pub fn kek_version(&self, purpose: &str, id: u32) -> Option<&str> {
+    /// The KEK version wrapping a key.
+    pub fn kek_version(&self, purpose: Purpose, id: u32) -> Option<&str> {
         let w = match purpose {
-            "data" => self.data.iter().find(|k| k.id == id)?.wrapped.as_ref(),
-            _ => self.index.iter().find(|k| k.id == id)?.wrapped.as_ref(),
+            Purpose::Data => self.data.get(id)?.wrapped.as_ref(),
+            Purpose::Index => self.index.get(id)?.wrapped.as_ref(),
         };
         w.map(|w| w.version.as_str())
     }
@@ -693,30 +523,19 @@ impl Keyring {
 
     /// The data key new values are sealed under.
     pub fn active_key_id(&self) -> u32 {
-        self.active().id
+        self.data.active().id
     }
 
-    fn active(&self) -> &DataKey {
-        self.data
-            .iter()
-            .find(|k| k.state == KeyState::Active)
-            .expect("checked: one active data key")
-    }
-
-    /// The index key checkpoints are signed under now.
+    /// The index key new blind indexes (and checkpoints) are computed under.
     pub fn active_index_key_id(&self) -> u32 {
-        self.index
-            .iter()
-            .find(|k| k.state == KeyState::Active)
-            .expect("checked: one active index key")
-            .id
+        self.index.active().id
     }
 
     /// The audit checkpoint key of index key version `id` (retired versions
     /// included, so old checkpoints stay verifiable): HKDF-SHA256 of the
     /// index root key with its own label, never the root key itself.
     pub fn checkpoint_key(&self, id: u32) -> Option<Zeroizing<[u8; 32]>> {
-        let k = self.index.iter().find(|k| k.id == id)?;
+        let k = self.index.get(id)?;
         let mut out = Zeroizing::new([0u8; 32]);
         hkdf::Hkdf::<sha2::Sha256>::new(
             Some(b"phi-gateway/audit-checkpoint/v1"),
@@ -727,149 +546,65 @@ impl Keyring {
         Some(out)
     }
 
-    /// Every data key version and its state, oldest first.
-    pub fn data_keys(&self) -> Vec<(u32, KeyState)> {
-        let mut v: Vec<_> = self.data.iter().map(|k| (k.id, k.state)).collect();
-        v.sort_unstable_by_key(|(id, _)| *id);
-        v
+    /// Every version of `purpose` and its state, oldest first.
+    pub fn versions(&self, purpose: Purpose) -> Vec<(u32, KeyState)> {
+        match purpose {
+            Purpose::Data => self.data.states(),
+            Purpose::Index => self.index.states(),
+        }
     }
 
-    /// Every index key version and its state, oldest first.
-    pub fn index_keys(&self) -> Vec<(u32, KeyState)> {
-        let mut v: Vec<_> = self.index.iter().map(|k| (k.id, k.state)).collect();
-        v.sort_unstable_by_key(|(id, _)| *id);
-        v
-    }
-
-    /// Adds a data key version and makes it active; the previous active key
-    /// becomes decrypt-only. Returns the new version.
-    pub fn rotate(&mut self) -> Result<u32, CryptoError> {
-        let id = self.stage()?;
-        self.activate(id)
-            .expect("a key just staged is decrypt-only");
-        Ok(id)
+    /// Adds a version of `purpose` and makes it active; the previous active
+    /// one becomes decrypt-only. Returns the new version.
+    pub fn rotate(&mut self, purpose: Purpose) -> Result<u32, CryptoError> {
+        match purpose {
+            Purpose::Data => self.data.rotate(),
+            Purpose::Index => self.index.rotate(),
+        }
     }
 
     /// Adds a data key version that opens but does not seal yet (the first
     /// step of a rotation across several gateways: roll it to every one,
     /// then `activate` it, then roll again). Returns the new version.
     pub fn stage(&mut self) -> Result<u32, CryptoError> {
-        let id = self.data.iter().map(|k| k.id).max().unwrap_or(0) + 1;
-        let bytes = new_key_bytes()?;
-        let cipher = Aes256Gcm::new_from_slice(bytes.expose_secret()).expect("32-byte key");
-        self.data.push(DataKey {
-            id,
-            state: KeyState::DecryptOnly,
-            created_at: now(),
-            bytes,
-            cipher,
-            wrapped: None,
-        });
-        Ok(id)
+        self.data.stage()
     }
 
     /// Makes decrypt-only data key `id` the active one; the active key
     /// becomes decrypt-only.
     pub fn activate(&mut self, id: u32) -> anyhow::Result<()> {
-        let k = self
-            .data
-            .iter()
-            .find(|k| k.id == id)
-            .with_context(|| format!("no data key {id}"))?;
-        ensure!(
-            k.state == KeyState::DecryptOnly,
-            "data key {id} is {:?}; only a decrypt-only key can become active",
-            k.state
-        );
-        for k in &mut self.data {
-            if k.state == KeyState::Active {
-                k.state = KeyState::DecryptOnly;
-            }
-            if k.id == id {
-                k.state = KeyState::Active;
-            }
+        self.data.activate(id)
+    }
+
+    /// Retires a decrypt-only version of `purpose`. Whether values still
+    /// use it is the database's to say: `rekey::retire` asks it first.
+    pub(crate) fn retire(&mut self, purpose: Purpose, id: u32) -> anyhow::Result<()> {
+        match purpose {
+            Purpose::Data => self.data.retire(id),
+            Purpose::Index => self.index.retire(id),
         }
-        Ok(())
-    }
-
-    /// Adds an index key version and makes it active; the previous one stays
-    /// queryable (decrypt-only) until every row is re-indexed.
-    pub fn rotate_index(&mut self) -> Result<u32, CryptoError> {
-        let id = self.index.iter().map(|k| k.id).max().unwrap_or(0) + 1;
-        for k in &mut self.index {
-            if k.state == KeyState::Active {
-                k.state = KeyState::DecryptOnly;
-            }
-        }
-        self.index.push(IndexKey {
-            id,
-            state: KeyState::Active,
-            created_at: now(),
-            bytes: new_key_bytes()?,
-            wrapped: None,
-        });
-        Ok(id)
-    }
-
-    /// Retires a decrypt-only data key. The caller has checked that no row
-    /// uses it (`keys retire` does, against the database).
-    pub fn retire(&mut self, id: u32) -> anyhow::Result<()> {
-        let k = self
-            .data
-            .iter_mut()
-            .find(|k| k.id == id)
-            .with_context(|| format!("no data key {id}"))?;
-        ensure!(
-            k.state != KeyState::Active,
-            "data key {id} is active; rotate first"
-        );
-        k.state = KeyState::Retired;
-        Ok(())
-    }
-
-    /// Retires a decrypt-only index key (no row's blind index uses it).
-    pub fn retire_index(&mut self, id: u32) -> anyhow::Result<()> {
-        let k = self
-            .index
-            .iter_mut()
-            .find(|k| k.id == id)
-            .with_context(|| format!("no index key {id}"))?;
-        ensure!(
-            k.state != KeyState::Active,
-            "index key {id} is active; rotate it first"
-        );
-        k.state = KeyState::Retired;
-        Ok(())
     }
 
     /// Seals under the active key.
     pub fn seal(&self, plaintext: &[u8], place: &Place<'_>) -> Result<SealedField, CryptoError> {
-        let k = self.active();
-        envelope::seal(&k.cipher, k.id, plaintext, place)
+        let k = self.data.active();
+        envelope::seal(&k.material, k.id, plaintext, place)
     }
 
     /// Opens a value sealed under any active or decrypt-only key.
     pub fn open(&self, sealed: &SealedField, place: &Place<'_>) -> Result<Plaintext, CryptoError> {
         envelope::open(sealed, place, |id| {
-            let k = self
-                .data
-                .iter()
-                .find(|k| k.id == id)
-                .ok_or(CryptoError::UnknownKey(id))?;
+            let k = self.data.get(id).ok_or(CryptoError::UnknownKey(id))?;
             if k.state == KeyState::Retired {
                 return Err(CryptoError::RetiredKey(id));
             }
-            Ok(&k.cipher)
+            Ok(&k.material)
         })
     }
 
     /// The blind index of a normalised value under the active index key.
     pub fn blind_index(&self, table: &str, column: &str, normalised: &str) -> BlindIndex {
-        let k = self
-            .index
-            .iter()
-            .find(|k| k.state == KeyState::Active)
-            .expect("checked: one active index key");
+        let k = self.index.active();
         blind_index::compute(k.id, k.bytes.expose_secret(), table, column, normalised)
     }
 
@@ -915,11 +650,11 @@ mod tests {
     fn file_round_trip_keeps_keys_and_states() {
         let mut ring = Keyring::generate(false).unwrap();
         let v1 = ring.seal(b"hello", &place()).unwrap();
-        ring.rotate().unwrap();
+        ring.rotate(Purpose::Data).unwrap();
         let text = ring.to_file_text().unwrap();
         let back = Keyring::from_file_text(&text).unwrap();
         assert_eq!(
-            back.data_keys(),
+            back.versions(Purpose::Data),
             vec![(1, KeyState::DecryptOnly), (2, KeyState::Active)]
         );
         assert_eq!(back.open(&v1, &place()).unwrap().as_slice(), b"hello");
@@ -930,9 +665,9 @@ mod tests {
     fn retired_keys_open_nothing_and_active_keys_cannot_retire() {
         let mut ring = Keyring::generate(false).unwrap();
         let v1 = ring.seal(b"hello", &place()).unwrap();
-        assert!(ring.retire(1).is_err());
-        ring.rotate().unwrap();
-        ring.retire(1).unwrap();
+        assert!(ring.retire(Purpose::Data, 1).is_err());
+        ring.rotate(Purpose::Data).unwrap();
+        ring.retire(Purpose::Data, 1).unwrap();
         assert_eq!(ring.open(&v1, &place()), Err(CryptoError::RetiredKey(1)));
     }
 
@@ -1084,7 +819,7 @@ mod tests {
         let k1 = SecretString::from(B64.encode([1u8; 32]));
         let k2 = SecretString::from(B64.encode([2u8; 32]));
         let ring = Keyring::from_single_keys(&k1, &k2).unwrap();
-        assert_eq!(ring.data_keys(), vec![(1, KeyState::Active)]);
+        assert_eq!(ring.versions(Purpose::Data), vec![(1, KeyState::Active)]);
         assert!(Keyring::from_single_keys(&k1, &k1).is_err());
         let short = SecretString::from(B64.encode([1u8; 16]));
         assert!(Keyring::from_single_keys(&short, &k2).is_err());

@@ -12,10 +12,11 @@ pub mod kek;
 pub mod keyring;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 pub use blind_index::BlindIndex;
 pub use envelope::{Place, Plaintext, SealedField};
 pub use error::CryptoError;
 pub use handle::KeyringHandle;
 pub use kek::{Kek, KekAuth};
-pub use keyring::{KeyState, Keyring};
+pub use keyring::{KeyState, Keyring, Purpose};

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::envelope::{HEADER_LEN, NONCE_LEN, OVERHEAD, TAG_LEN};
 use super::envelope::{Place, SealedField};
 use super::error::CryptoError;
-use super::keyring::Keyring;
+use super::keyring::{Keyring, Purpose};
 
 fn ring() -> Keyring {
     Keyring::generate(false).unwrap()
@@ -86,8 +86,8 @@ fn a_value_does_not_open_in_another_place() {
 fn unknown_key_ids_have_their_own_error() {
     let a = ring();
     let mut b = ring();
-    b.rotate().unwrap();
-    b.rotate().unwrap();
+    b.rotate(Purpose::Data).unwrap();
+    b.rotate(Purpose::Data).unwrap();
     let sealed = b.seal(b"value", &place()).unwrap();
     assert_eq!(sealed.key_id().unwrap(), 3);
     assert_eq!(a.open(&sealed, &place()), Err(CryptoError::UnknownKey(3)));
@@ -101,7 +101,7 @@ fn unknown_key_ids_have_their_own_error() {
 fn rotation_keeps_old_values_readable_and_seals_new_ones_under_the_new_key() {
     let mut r = ring();
     let old = r.seal(b"before", &place()).unwrap();
-    assert_eq!(r.rotate().unwrap(), 2);
+    assert_eq!(r.rotate(Purpose::Data).unwrap(), 2);
     let new = r.seal(b"after", &place()).unwrap();
     assert_eq!((old.key_id().unwrap(), new.key_id().unwrap()), (1, 2));
     assert_eq!(r.open(&old, &place()).unwrap().as_slice(), b"before");
@@ -121,7 +121,7 @@ fn blind_indexes_are_per_column_and_stable() {
         r.blind_index("symptom_submissions", "contact_email", "ann@example.org")
     );
     let mut rotated = Keyring::from_file_text(&r.to_file_text().unwrap()).unwrap();
-    rotated.rotate_index().unwrap();
+    rotated.rotate(Purpose::Index).unwrap();
     let candidates = rotated.blind_index_candidates("practitioners", "email", "ann@example.org");
     assert_eq!(candidates.len(), 2);
     assert!(

@@ -86,7 +86,15 @@ pub async fn export(
     {
         return Err(ApiError::invalid("to", "must be after from"));
     }
-    let running = ex.start(&who, format, from, to, None).await?;
+    let running = ex
+        .start(
+            &who,
+            format,
+            from,
+            to,
+            std::sync::Arc::new(crate::progress::Quiet),
+        )
+        .await?;
     let body = futures_util::stream::unfold(running.chunks, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });

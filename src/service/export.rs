@@ -17,7 +17,7 @@ use crate::audit::sealer::Sealer;
 use crate::audit::{self, Action, Entry};
 use crate::error::ApiError;
 use crate::identity::Principal;
-use crate::rekey::Progress;
+use crate::progress::Progress;
 use crate::store::{self, Db};
 
 /// What an export needs: a pool that reads the audit schema, the reserved
@@ -42,7 +42,7 @@ impl Exporter {
         format: Format,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-        progress: Option<Arc<Progress>>,
+        progress: Arc<dyn Progress>,
     ) -> Result<Running, ApiError> {
         let entry = Entry::new(Action::Export, "audit_log", "export").reason(Some(format!(
             "format={} from={} to={}",
@@ -82,7 +82,7 @@ impl Exporter {
                 from,
                 to,
                 tx.clone(),
-                progress.as_deref(),
+                progress.as_ref(),
             )
             .await;
             match &result {

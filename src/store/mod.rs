@@ -326,3 +326,37 @@ where
         capped: counted > cap,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Mode;
+
+    /// Each gateway's statement mode and timeouts come from its own
+    /// settings (they were a process-wide value the first gateway fixed,
+    /// with a default of 5 s where the settings say 2 s).
+    #[test]
+    fn each_gateway_carries_its_own_statement_mode() {
+        let settings = |extra: &[(&'static str, &'static str)]| {
+            let mut e: std::collections::HashMap<&str, &str> = [
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("PHI_ENVIRONMENT", "development"),
+            ]
+            .into_iter()
+            .collect();
+            e.extend(extra.iter().copied());
+            crate::config::Settings::from_parts("", None, &e).unwrap()
+        };
+        let plain = Mode::of(&settings(&[]).database);
+        assert_eq!(plain, Mode::default());
+        assert_eq!(plain.timeouts.anonymous_statement_ms, 2_000);
+        let pooled = Mode::of(
+            &settings(&[
+                ("DATABASE_POOLER", "true"),
+                ("DATABASE_ANONYMOUS_STATEMENT_TIMEOUT_MS", "700"),
+            ])
+            .database,
+        );
+        assert!(!pooled.persistent);
+        assert_eq!(pooled.timeouts.anonymous_statement_ms, 700);
+    }
+}

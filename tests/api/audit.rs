@@ -979,7 +979,13 @@ async fn an_export_window_holds_every_entry_dated_in_it() {
         let auditor = auditor.clone();
         async move {
             let mut running = exporter
-                .start(&auditor, Format::Ndjson, Some(from), Some(to), None)
+                .start(
+                    &auditor,
+                    Format::Ndjson,
+                    Some(from),
+                    Some(to),
+                    std::sync::Arc::new(phi_gateway::progress::Quiet),
+                )
                 .await?;
             let mut bytes = Vec::new();
             while let Some(chunk) = running.chunks.recv().await {

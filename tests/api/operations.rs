@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use phi_gateway::auth::JwtVerifier;
-use phi_gateway::crypto::Keyring;
+use phi_gateway::crypto::{Keyring, Purpose};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::Executor;
@@ -91,9 +91,16 @@ async fn demo_and_bulk_seeds_load_and_read_back() {
         again.contains("already"),
         "demo seeding is idempotent: {again}"
     );
-    phi_gateway::seed::bulk(&pool, &ring.current(), 300, 200, 100)
-        .await
-        .unwrap();
+    phi_gateway::seed::bulk(
+        &pool,
+        &ring.current(),
+        300,
+        200,
+        100,
+        &phi_gateway::progress::Quiet,
+    )
+    .await
+    .unwrap();
     let counts: (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM practitioners), (SELECT count(*) FROM herbs), (SELECT count(*) FROM symptom_submissions)",
     )
@@ -105,7 +112,10 @@ async fn demo_and_bulk_seeds_load_and_read_back() {
     let usage = phi_gateway::rekey::usage(&pool).await.unwrap();
     // demo: 60 practitioners x 3 sealed fields + 3 submissions x 5 (with
     // the region); bulk: 300 practitioners x 1 (email) + 100 submissions x 3.
-    assert_eq!(usage.rows_under_data_key(1), 60 * 3 + 3 * 5 + 300 + 100 * 3);
+    assert_eq!(
+        usage.rows_under(Purpose::Data, 1),
+        60 * 3 + 3 * 5 + 300 + 100 * 3
+    );
     // Every submission has its de-identified facts.
     let facts: i64 = sqlx::query_scalar("SELECT count(*) FROM submission_facts")
         .fetch_one(&pool)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use phi_gateway::crypto::Keyring;
+use phi_gateway::crypto::{Keyring, Purpose};
 use phi_gateway::rekey;
 use serde_json::json;
 
@@ -61,7 +61,7 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
 
     // Rotate: v2 active, v1 decrypt-only. A restarted gateway picks it up.
     let mut ring = Keyring::load_file(&path, false).unwrap();
-    assert_eq!(ring.rotate().unwrap(), 2);
+    assert_eq!(ring.rotate(Purpose::Data).unwrap(), 2);
     ring.write_file(&path, true).unwrap();
     let v2 = start_server(test_settings(&db.app_url(), &no_env_keys)).await;
     let res = app(&v2)
@@ -111,15 +111,17 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
             (created, last)
         })
     };
-    let report = rekey::reencrypt(&admin, &ring, false).await.unwrap();
+    let report = rekey::reencrypt(&admin, &ring, false, &phi_gateway::progress::Quiet)
+        .await
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     let (created, last) = writer.await.unwrap();
     assert!(report.scanned >= 31, "{report:?}");
 
     // Nothing under v1 remains (rows raced by the writer were written under v2).
     let usage = rekey::usage(&admin).await.unwrap();
-    assert_eq!(usage.rows_under_data_key(1), 0, "{usage:?}");
-    assert!(usage.rows_under_data_key(2) > 0);
+    assert_eq!(usage.rows_under(Purpose::Data, 1), 0, "{usage:?}");
+    assert!(usage.rows_under(Purpose::Data, 2) > 0);
 
     // Nothing lost: every row reads, old ones hold their last written value.
     let mut seen = 0;
@@ -162,8 +164,12 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
     )
     .await;
     assert_eq!(found["totalDocs"].as_u64().unwrap() as usize, seen);
-    ring.retire(1).unwrap();
-    let again = rekey::reencrypt(&admin, &ring, true).await.unwrap();
+    rekey::retire(&admin, &mut ring, Purpose::Data, 1)
+        .await
+        .unwrap();
+    let again = rekey::reencrypt(&admin, &ring, true, &phi_gateway::progress::Quiet)
+        .await
+        .unwrap();
     assert_eq!(again.rewritten, 0, "a second pass finds nothing to do");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -194,7 +200,7 @@ async fn index_key_rotation_reindexes_and_lookups_work_throughout() {
     );
 
     let mut ring = Keyring::load_file(&path, false).unwrap();
-    ring.rotate_index().unwrap();
+    ring.rotate(Purpose::Index).unwrap();
     ring.write_file(&path, true).unwrap();
     let after = start_server(test_settings(&db.app_url(), &extra)).await;
     let b = crate::helpers::TestApp::at(&after, &client);
@@ -213,12 +219,21 @@ async fn index_key_rotation_reindexes_and_lookups_work_throughout() {
     assert_eq!(json(b.get_as(q, ANN).await).await["totalDocs"], 2);
 
     let admin = db.admin_pool().await;
-    rekey::reencrypt(&admin, &ring, false).await.unwrap();
+    // The library refuses to retire a key that values still use.
+    let refused = rekey::retire(&admin, &mut ring, Purpose::Index, 1)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("still use"), "{refused}");
+    rekey::reencrypt(&admin, &ring, false, &phi_gateway::progress::Quiet)
+        .await
+        .unwrap();
     let usage = rekey::usage(&admin).await.unwrap();
-    assert_eq!(usage.rows_under_index_key(1), 0, "{usage:?}");
+    assert_eq!(usage.rows_under(Purpose::Index, 1), 0, "{usage:?}");
     // Two email indexes and the two submissions' analytics keys.
-    assert_eq!(usage.rows_under_index_key(2), 4, "{usage:?}");
-    ring.retire_index(1).unwrap();
+    assert_eq!(usage.rows_under(Purpose::Index, 2), 4, "{usage:?}");
+    rekey::retire(&admin, &mut ring, Purpose::Index, 1)
+        .await
+        .unwrap();
     ring.write_file(&path, true).unwrap();
     let last = start_server(test_settings(&db.app_url(), &extra)).await;
     let c = crate::helpers::TestApp::at(&last, &client);

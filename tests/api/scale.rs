@@ -153,7 +153,7 @@ async fn two_gateways_share_one_database_one_chain_and_a_rotation() {
     assert!(keys.iter().all(|(_, k)| *k == 2), "{keys:?}");
     // 3: re-encrypt; everything reads on both.
     let ring_now = Keyring::load_file(&ring, false).unwrap();
-    phi_gateway::rekey::reencrypt(&admin, &ring_now, false)
+    phi_gateway::rekey::reencrypt(&admin, &ring_now, false, &phi_gateway::progress::Quiet)
         .await
         .unwrap();
     for id in ids.iter().chain([&fresh, &fresh_b]) {

@@ -383,19 +383,14 @@ async fn proximity_bench() {
         let mut lat = Vec::new();
         let take = if pagination { 40 } else { points.len() };
         for (i, (la, lo)) in points.iter().take(take).enumerate() {
-            let q = phi_gateway::query::parse(
+            let (q, near) = phi_gateway::query::parse(
                 &format!("lat={la}&lon={lo}&radius_km=25&limit=20&pagination={pagination}"),
                 &phi_gateway::schema::PRACTITIONERS,
-                &[
-                    phi_gateway::query::param("lat"),
-                    phi_gateway::query::param("lon"),
-                    phi_gateway::query::param("radius_km"),
-                ],
                 &who,
             )
             .unwrap();
             let t = Instant::now();
-            let page = phi_gateway::service::practitioners::near(&svc, &who, q)
+            let page = phi_gateway::service::practitioners::near(&svc, &who, q, near)
                 .await
                 .unwrap();
             if i >= 20 {
@@ -454,13 +449,13 @@ async fn reads_bench() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
     let list_q = || {
-        phi_gateway::query::parse(
+        phi_gateway::query::parse::<phi_gateway::query::NoParams>(
             "limit=10",
             &phi_gateway::schema::SUBMISSIONS,
-            &[],
             &Principal::user("users", "bench-0", &[]),
         )
         .unwrap()
+        .0
     };
     for what in ["get", "list", "create"] {
         let run = |svc: Arc<Services>, i: usize, id: uuid::Uuid| {
@@ -473,7 +468,11 @@ async fn reads_bench() {
                             .await
                             .unwrap(),
                     ),
-                    "list" => drop(submissions::list(&svc, &who, list_q()).await.unwrap()),
+                    "list" => drop(
+                        submissions::list(&svc, &who, list_q(), phi_gateway::query::NoParams {})
+                            .await
+                            .unwrap(),
+                    ),
                     _ => drop(submissions::create(&svc, &who, body(i)).await.unwrap()),
                 }
                 t.elapsed()

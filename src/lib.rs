@@ -19,6 +19,7 @@ pub mod identity;
 pub mod keyreload;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod progress;
 pub mod query;
 pub mod rekey;

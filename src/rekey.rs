@@ -370,10 +370,7 @@ async fn legacy_facts(pool: &PgPool, keyring: &Keyring, report: &mut Report) -> 
                 .get::<Option<Vec<u8>>, _>("date_of_birth")
                 .map(|b| keyring.open(&SealedField::from_bytes(b), &place("date_of_birth")))
                 .transpose()?
-                .and_then(|p| {
-                    chrono::NaiveDate::parse_from_str(std::str::from_utf8(&p).ok()?, "%Y-%m-%d")
-                        .ok()
-                });
+                .and_then(|p| crate::domain::time::date(std::str::from_utf8(&p).ok()?));
             let legacy: Option<String> = row.get("region_legacy");
             let region = legacy.as_deref().and_then(Region::parse);
             let keep_legacy = legacy.is_some() && region.is_none();

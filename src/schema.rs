@@ -193,6 +193,10 @@ pub struct BlindColumn {
 pub struct Collection {
     /// The API's name (`/api/<slug>`).
     pub slug: &'static str,
+    /// Payload's `labels`: what a document is called, one and several
+    /// (in the answers' messages: "Herb successfully created.").
+    pub singular: &'static str,
+    pub plural: &'static str,
     pub table: &'static str,
     /// Columns holding sealed envelopes (bytea).
     pub sealed: &'static [&'static str],
@@ -232,6 +236,8 @@ pub const SUBMISSION_STATUS: &[&str] = &["submitted", "reviewed", "archived"];
 
 pub const PRACTITIONERS: Collection = Collection {
     slug: "practitioners",
+    singular: "Practitioner",
+    plural: "Practitioners",
     table: "practitioners",
     sealed: &["email", "phone", "licence_number"],
     blind: &[BlindColumn {
@@ -325,6 +331,8 @@ const LISTING: &[Writer] = &[Writer::Editor, Writer::Admin, Writer::LinkedPracti
 
 pub const HERBS: Collection = Collection {
     slug: "herbs",
+    singular: "Herb",
+    plural: "Herbs",
     table: "herbs",
     sealed: &[],
     blind: &[],
@@ -373,6 +381,8 @@ pub const HERBS: Collection = Collection {
 /// (owner, status, practitioner, times) is listed in README.md with why.
 pub const SUBMISSIONS: Collection = Collection {
     slug: "symptom-submissions",
+    singular: "Symptom submission",
+    plural: "Symptom submissions",
     table: "symptom_submissions",
     sealed: &[
         "symptoms",
@@ -448,6 +458,8 @@ pub const SUBMISSIONS: Collection = Collection {
 
 pub const CONSENTS: Collection = Collection {
     slug: "consents",
+    singular: "Consent",
+    plural: "Consents",
     table: "consents",
     sealed: &[],
     blind: &[],
@@ -477,6 +489,8 @@ pub const CONSENTS: Collection = Collection {
 /// blind-index construction (so index key rotation must account for them).
 pub const API_KEYS: Collection = Collection {
     slug: "api-keys",
+    singular: "API key",
+    plural: "API keys",
     table: "api_keys",
     sealed: &[],
     blind: &[BlindColumn {
@@ -495,6 +509,8 @@ pub const API_KEYS: Collection = Collection {
 /// submission's id (no owner, no submission id in the clear).
 pub const SUBMISSION_FACTS: Collection = Collection {
     slug: "submission-facts",
+    singular: "Submission fact",
+    plural: "Submission facts",
     table: "submission_facts",
     sealed: &[],
     blind: &[BlindColumn {

@@ -41,7 +41,9 @@ use tokio::sync::mpsc::Sender;
 use super::chain::{self, AuditRow, Checkpoint, JOIN_LOG, VerifyKeys, hex, row_columns};
 use super::signing::{SigningKeys, VerifyingKeys};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An export's format: NDJSON (default), CSV, or FHIR R4 AuditEvent NDJSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Ndjson,
     Csv,

@@ -16,6 +16,7 @@ use crate::audit::verify;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::db;
+use crate::domain::time::Instant;
 use crate::identity::{Principal, Role};
 use crate::service::export::Exporter;
 
@@ -47,9 +48,9 @@ pub enum OnlineAudit {
     /// Recompute the hash chain and checkpoints; report the first broken link.
     Verify {
         #[arg(long)]
-        from: Option<chrono::DateTime<chrono::Utc>>,
+        from: Option<Instant>,
         #[arg(long)]
-        to: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<Instant>,
         /// Also require the chain to reach every checkpoint anchored here.
         #[arg(long)]
         anchor: Option<PathBuf>,
@@ -61,9 +62,9 @@ pub enum OnlineAudit {
     /// manifest beside it, FILE.manifest.json).
     Export {
         #[arg(long)]
-        from: Option<chrono::DateTime<chrono::Utc>>,
+        from: Option<Instant>,
         #[arg(long)]
-        to: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<Instant>,
         #[arg(long, default_value = "ndjson", value_parser = format_named)]
         format: Format,
         #[arg(long)]
@@ -161,8 +162,8 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
                     keyring: ring.as_ref(),
                 },
                 anchored.as_deref(),
-                from,
-                to,
+                from.map(|t| t.0),
+                to.map(|t| t.0),
             )
             .await?;
             if let Some(p) = v.first_problem {
@@ -201,7 +202,13 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
             let operator = Principal::operator("audit-export", &[Role::Auditor]);
             let progress = Arc::new(super::progress::Shown::new());
             let mut running = exporter
-                .start(&operator, format, from, to, progress.clone())
+                .start(
+                    &operator,
+                    format,
+                    from.map(|t| t.0),
+                    to.map(|t| t.0),
+                    progress.clone(),
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut f = std::io::BufWriter::new(

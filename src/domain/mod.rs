@@ -15,6 +15,7 @@ pub mod practitioner;
 pub mod region;
 pub mod secret;
 pub mod submission;
+pub mod time;
 
 use serde::{Deserialize, Deserializer};
 use validator::{ValidationErrors, ValidationErrorsKind};

@@ -4,23 +4,34 @@
 //! manifest (how a CSV export's is fetched).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use validator::Validate;
 
 use crate::audit::export::Format;
+use crate::domain::time::Instant;
 use crate::error::ApiError;
 use crate::identity::{Principal, Role};
+use crate::query::params::params;
 use crate::service::Services;
 use crate::service::export::Exporter;
 
-fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(v)
-        .map(|d| d.with_timezone(&Utc))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-        })
-        .map_err(|_| ApiError::invalid(name, "must be a date (YYYY-MM-DD) or an RFC 3339 time"))
+/// The export's window and format.
+#[derive(Debug, Deserialize, IntoParams, Validate)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// Date or RFC 3339 time (inclusive).
+    #[param(value_type = Option<Instant>)]
+    pub from: Option<Instant>,
+    /// Date or RFC 3339 time (exclusive).
+    #[param(value_type = Option<Instant>)]
+    pub to: Option<Instant>,
+    /// ndjson (default), csv or fhir (FHIR R4 AuditEvent NDJSON).
+    pub format: Option<Format>,
 }
+
+params!(ExportParams);
 
 /// Auditors only (anyone else's attempt goes on the record in `gate`).
 fn require_auditor(who: &Principal) -> Result<(), ApiError> {
@@ -34,7 +45,7 @@ fn exporter(ex: Option<web::Data<Exporter>>) -> Result<web::Data<Exporter>, ApiE
     })
 }
 
-#[utoipa::path(get, path = "/api/audit/export", tag = "audit", params(crate::routes::params::ExportParams), responses(
+#[utoipa::path(get, path = "/api/audit/export", tag = "audit", params(ExportParams), responses(
     (status = 200, description = "Streamed entries in chain order; NDJSON ends with a signed manifest object, FHIR with a signed Provenance, CSV has its manifest at /api/audit/exports/{requestId}/manifest"),
     (status = 400, description = "Bad time or format", body = crate::error::ErrorBody),
     (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
@@ -47,40 +58,13 @@ pub async fn export(
     who: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    // The role first: anyone else's attempt is refused (and recorded) as
+    // such, whatever its parameters.
     require_auditor(&who)?;
     let ex = exporter(ex)?;
-    let (mut from, mut to, mut format) = (None, None, Format::Ndjson);
-    let mut seen: Vec<String> = vec![];
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        if seen.iter().any(|s| *s == k) {
-            return Err(ApiError::bad_request(format!(
-                "Query parameter '{}' is given more than once.",
-                k.chars()
-                    .filter(|c| !c.is_control())
-                    .take(64)
-                    .collect::<String>()
-            )));
-        }
-        seen.push(k.to_string());
-        match k.as_ref() {
-            "from" => from = Some(time_param("from", &v)?),
-            "to" => to = Some(time_param("to", &v)?),
-            "format" => {
-                format = Format::parse(&v)
-                    .ok_or_else(|| ApiError::invalid("format", "must be ndjson, csv or fhir"))?
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "Unknown query parameter '{}'.",
-                    other
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(64)
-                        .collect::<String>()
-                )));
-            }
-        }
-    }
+    let ExportParams { from, to, format } = crate::query::parse_params(req.query_string())?;
+    let (from, to) = (from.map(|t| t.0), to.map(|t| t.0));
+    let format = format.unwrap_or(Format::Ndjson);
     if let (Some(f), Some(t)) = (from, to)
         && f >= t
     {

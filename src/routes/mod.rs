@@ -5,7 +5,6 @@
 pub mod audit;
 pub mod collections;
 pub mod health;
-pub mod params;
 pub mod respond;
 pub mod shape;
 

@@ -76,3 +76,10 @@ mod tests {
         assert!(w.0.chunks(3).all(|c| c == b"abc"));
     }
 }
+
+/// `{"doc":{..},"message":".."}`: the answer to a create, update or delete.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DocResponse<T> {
+    pub doc: T,
+    pub message: String,
+}

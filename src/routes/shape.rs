@@ -63,9 +63,9 @@ pub fn one<T: Parts>(item: T, select: &Selection) -> Shaped<'_, T::Doc, T::Rel> 
 
 /// A page of documents, shaped.
 pub fn page<T: Parts>(
-    page: crate::query::Page<T>,
+    page: crate::page::Page<T>,
     select: &Selection,
-) -> crate::query::Page<Shaped<'_, T::Doc, T::Rel>> {
+) -> crate::page::Page<Shaped<'_, T::Doc, T::Rel>> {
     page.map(|d| one(d, select))
 }
 

@@ -6,30 +6,52 @@
 //! values of one property must all hold, except `temperature`, of which a herb
 //! has one: several temperatures mean any of them.
 
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
+use validator::Validate;
 
 use super::{Services, client_error, new_id};
 use crate::domain::herb::{
     HerbDoc, HerbFields, Meridian, NewHerb, Taste, TcmProperties, Temperature,
 };
 use crate::domain::practitioner::Status;
-use crate::error::{ApiError, FieldError};
+use crate::error::ApiError;
 use crate::identity::Principal;
-use crate::query::{ListQuery, Page, ParamSpec, param, repeatable};
+use crate::page::Page;
+use crate::query::ListQuery;
+use crate::query::params::params;
 use crate::schema::HERBS;
 use crate::store;
 pub use crate::store::herbs::TcmFilter;
 use crate::store::herbs::{self as table, HerbRow, NewRow, Patch};
 
-/// The herb list's own parameters: each TCM property may be given several
-/// times (all must hold; several temperatures mean any of them).
-pub const FILTER_PARAMS: &[ParamSpec] = &[
-    repeatable("taste"),
-    repeatable("temperature"),
-    repeatable("meridian"),
-    repeatable("action"),
-    param("q"),
-];
+/// The herb list's own parameters (also taken by its count and bulk
+/// changes): TCM properties, each of which may be given several times
+/// (all must hold; several temperatures mean any of them), and full-text
+/// search.
+#[derive(Debug, Default, Deserialize, IntoParams, Validate)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HerbFilters {
+    /// Repeatable; every taste must hold.
+    #[serde(default)]
+    pub taste: Vec<Taste>,
+    /// Repeatable; any of them.
+    #[serde(default)]
+    pub temperature: Vec<Temperature>,
+    /// Repeatable; every meridian must hold.
+    #[serde(default)]
+    pub meridian: Vec<Meridian>,
+    /// Repeatable; every action must hold.
+    #[serde(default)]
+    #[validate(length(max = 30, message = "at most 30 actions"))]
+    pub action: Vec<String>,
+    /// Full-text search over name, scientific name and description.
+    pub q: Option<String>,
+}
+
+params!(HerbFilters);
 
 fn to_doc(row: HerbRow) -> Result<HerbDoc, ApiError> {
     let tcm: TcmProperties = serde_json::from_value(row.tcm_properties)
@@ -80,61 +102,32 @@ pub async fn get(
     to_doc(row)
 }
 
-/// The TCM filter parameters, checked against the vocabularies.
-pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
-    let mut tastes = Vec::new();
-    let mut meridians = Vec::new();
-    let mut actions = Vec::new();
-    let mut temperatures: Vec<Temperature> = Vec::new();
-    let mut out = TcmFilter::default();
-    let mut errors = Vec::new();
-    for (k, v) in extra {
-        match k.as_str() {
-            "taste" => match Taste::parse(v) {
-                Some(t) => tastes.push(t),
-                None => errors.push(FieldError::new(
-                    "taste",
-                    format!("must be one of {}", Taste::ALL.join(", ")),
-                )),
-            },
-            "temperature" => match Temperature::parse(v) {
-                Some(t) => temperatures.push(t),
-                None => errors.push(FieldError::new(
-                    "temperature",
-                    format!("must be one of {}", Temperature::ALL.join(", ")),
-                )),
-            },
-            "meridian" => match Meridian::parse(v) {
-                Some(m) => meridians.push(m),
-                None => errors.push(FieldError::new(
-                    "meridian",
-                    format!("must be one of {}", Meridian::ALL.join(", ")),
-                )),
-            },
-            "action" => actions.push(v.trim().to_lowercase()),
-            "q" => {
-                let t = v.trim();
-                if !t.is_empty() {
-                    out.text = Some(t.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+/// The TCM filters as the store's containment and text conditions.
+pub fn tcm_filter(f: &HerbFilters) -> TcmFilter {
+    let HerbFilters {
+        taste: tastes,
+        temperature: temperatures,
+        meridian: meridians,
+        action,
+        q,
+    } = f;
+    let actions: Vec<String> = action.iter().map(|a| a.trim().to_lowercase()).collect();
+    let mut out = TcmFilter {
+        text: q
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        ..TcmFilter::default()
+    };
     let mut c = serde_json::Map::new();
     if !tastes.is_empty() {
-        c.insert(
-            "taste".into(),
-            serde_json::to_value(&tastes).expect("plain"),
-        );
+        c.insert("taste".into(), serde_json::to_value(tastes).expect("plain"));
     }
     if !meridians.is_empty() {
         c.insert(
             "meridians".into(),
-            serde_json::to_value(&meridians).expect("plain"),
+            serde_json::to_value(meridians).expect("plain"),
         );
     }
     if !actions.is_empty() {
@@ -157,15 +150,16 @@ pub fn tcm_filter(extra: &[(String, String)]) -> Result<TcmFilter, ApiError> {
     if !c.is_empty() {
         out.containment = Some(serde_json::Value::Object(c));
     }
-    Ok(out)
+    out
 }
 
 pub async fn list(
     svc: &Services,
     who: &Principal,
     q: ListQuery,
+    filters: HerbFilters,
 ) -> Result<Page<HerbDoc>, ApiError> {
-    let tcm = tcm_filter(&q.params)?;
+    let tcm = tcm_filter(&filters);
     let mut tx = svc.directory(who).begin(who).await?;
     let found = table::list(&mut tx, &q, &tcm).await?;
     tx.commit().await?;
@@ -201,8 +195,12 @@ fn patch_for(f: &HerbFields) -> Patch {
 
 /// The herbs a bulk request matches (its `where` and TCM filters), at most
 /// [`super::BULK_MAX`].
-async fn bulk_ids(tx: &mut store::Tx, q: &ListQuery) -> Result<Vec<Uuid>, ApiError> {
-    let spec = tcm_filter(&q.params)?;
+async fn bulk_ids(
+    tx: &mut store::Tx,
+    q: &ListQuery,
+    filters: &HerbFilters,
+) -> Result<Vec<Uuid>, ApiError> {
+    let spec = tcm_filter(filters);
     let found = table::list(tx, q, &spec).await?;
     super::bulk_size(found.rows.len())?;
     Ok(found.rows.iter().map(|r| r.id).collect())
@@ -213,6 +211,7 @@ pub async fn update_many(
     svc: &Services,
     who: &Principal,
     q: ListQuery,
+    filters: HerbFilters,
     f: HerbFields,
 ) -> Result<Vec<HerbDoc>, ApiError> {
     who.require_staff()?;
@@ -223,7 +222,7 @@ pub async fn update_many(
     }
     let mut tx = svc.pool.begin(who).await?;
     let mut docs = Vec::new();
-    for id in bulk_ids(&mut tx, &q).await? {
+    for id in bulk_ids(&mut tx, &q, &filters).await? {
         let row = table::update(&mut tx, id, patch_for(&f))
             .await
             .map_err(|e| client_error(&HERBS, e))?
@@ -239,11 +238,12 @@ pub async fn delete_many(
     svc: &Services,
     who: &Principal,
     q: ListQuery,
+    filters: HerbFilters,
 ) -> Result<Vec<HerbDoc>, ApiError> {
     who.require_staff()?;
     let mut tx = svc.pool.begin(who).await?;
     let mut docs = Vec::new();
-    for id in bulk_ids(&mut tx, &q).await? {
+    for id in bulk_ids(&mut tx, &q, &filters).await? {
         let row = table::delete(&mut tx, id)
             .await?
             .ok_or(ApiError::NotFound)?;
@@ -284,22 +284,15 @@ pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<HerbDoc
 mod tests {
     use super::*;
 
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+    fn p(query: &str) -> HerbFilters {
+        crate::query::parse_params(query).unwrap()
     }
 
     #[test]
     fn filters_become_one_containment() {
-        let f = tcm_filter(&p(&[
-            ("taste", "bitter"),
-            ("taste", "sweet"),
-            ("temperature", "cold"),
-            ("meridian", "large intestine"),
-        ]))
-        .unwrap();
+        let f = tcm_filter(&p(
+            "taste=bitter&taste=sweet&temperature=cold&meridian=large%20intestine",
+        ));
         assert_eq!(
             f.containment,
             Some(
@@ -307,7 +300,7 @@ mod tests {
             )
         );
         assert!(f.any_temperature.is_empty());
-        let f = tcm_filter(&p(&[("temperature", "cold"), ("temperature", "cool")])).unwrap();
+        let f = tcm_filter(&p("temperature=cold&temperature=cool"));
         assert_eq!(f.containment, None);
         assert_eq!(
             f.any_temperature,
@@ -319,14 +312,15 @@ mod tests {
     }
 
     #[test]
-    fn unknown_vocabulary_is_a_validation_error() {
-        let err = tcm_filter(&p(&[("taste", "umami"), ("meridian", "spine")])).unwrap_err();
+    fn unknown_vocabulary_is_a_validation_error_naming_the_parameter() {
+        let err =
+            crate::query::parse_params::<HerbFilters>("taste=umami&meridian=spine").unwrap_err();
         match err {
             ApiError::Validation(v) => {
-                assert_eq!(
-                    v.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
-                    vec!["taste", "meridian"]
-                );
+                assert_eq!(v.len(), 1);
+                assert_eq!(v[0].path, "taste");
+                assert!(v[0].message.contains("bitter"), "{:?}", v[0]);
+                assert!(!v[0].message.contains("umami"), "{:?}", v[0]);
             }
             other => panic!("{other:?}"),
         }

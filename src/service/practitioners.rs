@@ -7,7 +7,10 @@
 //! records every change of the link and of `status`, with old and new
 //! values).
 
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
+use validator::Validate;
 
 use super::{Crypt, Services, client_error, list_entry, new_id};
 use crate::audit::{self, Action, Entry};
@@ -18,8 +21,10 @@ use crate::domain::practitioner::{
 };
 use crate::error::ApiError;
 use crate::identity::{Principal, Role};
+use crate::page::Page;
+use crate::query::params::params;
 use crate::query::{
-    self, Cond, CondValue, Filter, ItemQuery, ListQuery, Near, Op, Page, Selection,
+    self, Cond, CondValue, Filter, ItemQuery, ListQuery, Near, NoParams, Op, Selection,
 };
 use crate::schema::PRACTITIONERS;
 use crate::store::Tx;
@@ -204,6 +209,7 @@ pub async fn list(
     svc: &Services,
     who: &Principal,
     mut q: ListQuery,
+    _: NoParams,
 ) -> Result<Page<PractitionerDoc>, ApiError> {
     let c = Crypt::new(svc);
     if let Some(f) = q.filter.as_mut() {
@@ -223,40 +229,47 @@ pub async fn list(
     Ok(Page::new(docs, total, found_capped, &q))
 }
 
+/// `/near`'s own parameters: the point, the radius, and modalities.
+#[derive(Debug, Deserialize, IntoParams, Validate)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct NearParams {
+    #[param(minimum = -90, maximum = 90)]
+    #[validate(range(min = -90.0, max = 90.0, message = "must be from -90 to 90"))]
+    pub lat: f64,
+    #[param(minimum = -180, maximum = 180)]
+    #[validate(range(min = -180.0, max = 180.0, message = "must be from -180 to 180"))]
+    pub lon: f64,
+    /// Radius in kilometres (default 25).
+    #[param(minimum = 0, maximum = 200)]
+    #[validate(range(min = 0.0, max = 200.0, message = "must be from 0 to 200"))]
+    pub radius_km: Option<f64>,
+    /// Repeatable; practitioners offering each.
+    #[serde(default)]
+    pub modality: Vec<String>,
+}
+
+params!(NearParams);
+
 /// `GET /api/practitioners/near?lat=&lon=&radius_km=&limit=&modality=`.
 pub async fn near(
     svc: &Services,
     who: &Principal,
     mut q: ListQuery,
+    p: NearParams,
 ) -> Result<Page<PractitionerDoc>, ApiError> {
-    let num = |name: &'static str| -> Result<Option<f64>, ApiError> {
-        q.param(name)
-            .map(|v| {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| ApiError::invalid(name, "must be a number"))
-            })
-            .transpose()
-    };
-    let lat = num("lat")?.ok_or_else(|| ApiError::invalid("lat", "is required"))?;
-    let lon = num("lon")?.ok_or_else(|| ApiError::invalid("lon", "is required"))?;
-    let radius_km = num("radius_km")?.unwrap_or(25.0);
-    let point = Location { lat, lon };
-    validator::Validate::validate(&point)
-        .map_err(|e| ApiError::Validation(crate::domain::flatten(&e)))?;
-    let max_km = query::MAX_RADIUS_M / 1000.0;
-    if !(0.0..=max_km).contains(&radius_km) {
-        return Err(ApiError::invalid(
-            "radius_km",
-            format!("must be from 0 to {max_km}"),
-        ));
-    }
+    let NearParams {
+        lat,
+        lon,
+        radius_km,
+        modality,
+    } = p;
+    let radius_km = radius_km.unwrap_or(25.0);
+    debug_assert!(radius_km * 1000.0 <= query::MAX_RADIUS_M);
     let modalities = PRACTITIONERS
         .field("modalities")
         .expect("practitioners declare modalities");
-    let wanted: Vec<String> = q.params_named("modality").map(str::to_string).collect();
-    for m in wanted {
+    for m in modality {
         q.and(Filter::Cond(Cond {
             field: modalities,
             op: Op::Contains,
@@ -269,7 +282,7 @@ pub async fn near(
         max_m: radius_km * 1000.0,
         min_m: 0.0,
     });
-    list(svc, who, q).await
+    list(svc, who, q, NoParams {}).await
 }
 
 /// The practitioners documents name, for `depth >= 1`, in the documents'
@@ -411,6 +424,7 @@ pub async fn update_many(
     svc: &Services,
     who: &Principal,
     mut q: ListQuery,
+    _: NoParams,
     f: PractitionerFields,
 ) -> Result<Vec<PractitionerDoc>, ApiError> {
     who.require_user()?;
@@ -445,6 +459,7 @@ pub async fn delete_many(
     svc: &Services,
     who: &Principal,
     mut q: ListQuery,
+    _: NoParams,
 ) -> Result<Vec<PractitionerDoc>, ApiError> {
     who.require_staff()?;
     let c = Crypt::new(svc);

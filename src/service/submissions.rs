@@ -21,7 +21,8 @@ use crate::domain::submission::{
 };
 use crate::error::ApiError;
 use crate::identity::{Principal, Role};
-use crate::query::{ItemQuery, ListQuery, Page, Selection};
+use crate::page::Page;
+use crate::query::{ItemQuery, ListQuery, NoParams, Selection};
 use crate::schema::{SUBMISSION_FACTS, SUBMISSIONS};
 use crate::store::facts::Facts;
 use crate::store::submissions::{self as table, NewRow, Patch, SubmissionRow};
@@ -62,7 +63,7 @@ fn to_doc(c: &Crypt, row: &SubmissionRow, sel: &Selection) -> Result<SubmissionD
         None
     })
         .map(|s| {
-            NaiveDate::parse_from_str(s.as_str(), "%Y-%m-%d").map_err(|_| {
+            crate::domain::time::date(s.as_str()).ok_or_else(|| {
                 tracing::error!(table = TABLE, column = "date_of_birth", row_id = %id, "sealed date is not a date");
                 ApiError::bug("opening date_of_birth: not a date")
             })
@@ -313,6 +314,7 @@ pub async fn list(
     svc: &Services,
     who: &Principal,
     mut q: ListQuery,
+    _: NoParams,
 ) -> Result<Page<Related<SubmissionDoc, PractitionerDoc>>, ApiError> {
     who.require_user()?;
     let c = Crypt::new(svc);
@@ -423,6 +425,7 @@ pub async fn update_many(
     svc: &Services,
     who: &Principal,
     mut q: ListQuery,
+    _: NoParams,
     f: SubmissionFields,
 ) -> Result<Vec<SubmissionDoc>, ApiError> {
     who.require_user()?;
@@ -475,6 +478,7 @@ pub async fn delete_many(
     svc: &Services,
     who: &Principal,
     mut q: ListQuery,
+    _: NoParams,
 ) -> Result<Vec<SubmissionDoc>, ApiError> {
     who.require_user()?;
     let c = Crypt::new(svc);

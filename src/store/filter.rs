@@ -248,12 +248,12 @@ pub fn order_by(sort: &[Sort], default: &[(&str, bool)]) -> String {
 mod tests {
     use super::*;
     use crate::identity::{Principal, Role};
-    use crate::query::parse;
+    use crate::query::{NoParams, parse};
     use crate::schema::PRACTITIONERS;
 
     fn sql(q: &str) -> String {
         let who = Principal::user("users", "ed", &[Role::Editor]);
-        let mut lq = parse(q, &PRACTITIONERS, &[], &who).unwrap();
+        let mut lq = parse::<NoParams>(q, &PRACTITIONERS, &who).unwrap().0;
         if let Some(f) = lq.filter.as_mut() {
             f.resolve_blind(&|_, _, _| vec![vec![1u8]]);
         }
@@ -290,7 +290,9 @@ mod tests {
     #[test]
     fn unresolved_blind_values_never_reach_sql() {
         let who = Principal::user("users", "ed", &[Role::Editor]);
-        let lq = parse("where[email][equals]=a@b.c", &PRACTITIONERS, &[], &who).unwrap();
+        let lq = parse::<NoParams>("where[email][equals]=a@b.c", &PRACTITIONERS, &who)
+            .unwrap()
+            .0;
         let mut qb = QueryBuilder::<Postgres>::new("");
         assert!(push_filter(&mut qb, lq.filter.as_ref().unwrap()).is_err());
     }
@@ -317,7 +319,7 @@ mod tests {
                 for op in Op::ALL {
                     let v = if *op == Op::Exists { "true" } else { &value };
                     let q = format!("where[{}][{}]={v}", f.name, op.name());
-                    let Ok(mut lq) = parse(&q, coll, &[], &who) else {
+                    let Ok((mut lq, NoParams {})) = parse(&q, coll, &who) else {
                         continue;
                     };
                     taken.insert(op.name());
@@ -341,7 +343,9 @@ mod tests {
             " ORDER BY created_at DESC, id DESC"
         );
         let who = Principal::anonymous();
-        let lq = parse("sort=-createdAt,name", &PRACTITIONERS, &[], &who).unwrap();
+        let lq = parse::<NoParams>("sort=-createdAt,name", &PRACTITIONERS, &who)
+            .unwrap()
+            .0;
         assert_eq!(
             order_by(&lq.sort, &[]),
             " ORDER BY created_at DESC NULLS LAST, name ASC NULLS LAST, id ASC"

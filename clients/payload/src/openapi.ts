@@ -541,6 +541,11 @@ export interface components {
             message: string;
             path: string;
         };
+        /**
+         * @description An export's format: NDJSON (default), CSV, or FHIR R4 AuditEvent NDJSON.
+         * @enum {string}
+         */
+        Format: "ndjson" | "csv" | "fhir";
         HerbCreate: {
             description?: string | null;
             name: string;
@@ -571,6 +576,12 @@ export interface components {
             status?: components["schemas"]["Status"];
             tcmProperties?: components["schemas"]["TcmProperties"];
         };
+        /**
+         * @description A date (YYYY-MM-DD, its midnight UTC) or an RFC 3339 time
+         * @example 2026-01-01
+         * @example 2026-01-01T12:00:00Z
+         */
+        Instant: string;
         /** @description `{lat, lon}` as the API speaks it. */
         Location: {
             /** Format: double */
@@ -959,11 +970,11 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Date or RFC 3339 time (inclusive). */
-                from?: string;
+                from?: components["schemas"]["Instant"];
                 /** @description Date or RFC 3339 time (exclusive). */
-                to?: string;
+                to?: components["schemas"]["Instant"];
                 /** @description ndjson (default), csv or fhir (FHIR R4 AuditEvent NDJSON). */
-                format?: string;
+                format?: components["schemas"]["Format"];
             };
             header?: never;
             path?: never;
@@ -1114,10 +1125,39 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 100 (default 10). */
                 limit?: number;
-                /** @description Page number from 1. */
+                /**
+                 * @description Page number from 1; a page may start at most 10,000 documents in
+                 *     (1,000 without credentials).
+                 */
                 page?: number;
-                /** @description `false`: the page without counting all. */
+                /**
+                 * @description `false`: the first `limit` documents without counting all matches
+                 *     (`totalDocs` is then the page's size). Faster on large result sets.
+                 */
                 pagination?: boolean;
+                /**
+                 * @description A declared sortable field; `-field` for descending; several,
+                 *     comma-separated. Empty: the default order.
+                 */
+                sort?: string;
+                /**
+                 * @description `where[field][operator]=value`; nested `where[or][0]..` and
+                 *     `where[and][0]..`. Operators: equals, not_equals, in, not_in, like,
+                 *     contains, exists, greater_than(_equal), less_than(_equal), near.
+                 */
+                where?: Record<string, never>;
+                /**
+                 * @description Payload 3's field selection: `select[field]=true` shows only those
+                 *     fields (and `id`), `select[field]=false` hides them; not both kinds
+                 *     in one request. Only selected sealed fields are decrypted.
+                 */
+                select?: Record<string, never>;
+                /**
+                 * @description 0 (default) leaves relationships as ids; 1 to 10 (Payload's
+                 *     `maxDepth`) populates a submission's `practitionerId` with the
+                 *     practitioner's document, as the caller may see it.
+                 */
+                depth?: number;
             };
             header?: never;
             path?: never;
@@ -1397,7 +1437,10 @@ export interface operations {
                  *     (`totalDocs` is then the page's size). Faster on large result sets.
                  */
                 pagination?: boolean;
-                /** @description A declared sortable field; `-field` for descending. */
+                /**
+                 * @description A declared sortable field; `-field` for descending; several,
+                 *     comma-separated. Empty: the default order.
+                 */
                 sort?: string;
                 /**
                  * @description `where[field][operator]=value`; nested `where[or][0]..` and
@@ -1578,12 +1621,9 @@ export interface operations {
     };
     herbs_delete_many: {
         parameters: {
-            query: {
-                /**
-                 * @description As for the list: `where[field][operator]=value`, nested `or`/`and`.
-                 *     Required: a change of every document is not taken.
-                 */
-                where: Record<string, never>;
+            query?: {
+                /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
+                where?: Record<string, never>;
                 /** @description Repeatable; every taste must hold. */
                 taste?: components["schemas"]["Taste"][];
                 /** @description Repeatable; any of them. */
@@ -1659,12 +1699,9 @@ export interface operations {
     };
     herbs_update_many: {
         parameters: {
-            query: {
-                /**
-                 * @description As for the list: `where[field][operator]=value`, nested `or`/`and`.
-                 *     Required: a change of every document is not taken.
-                 */
-                where: Record<string, never>;
+            query?: {
+                /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
+                where?: Record<string, never>;
                 /** @description Repeatable; every taste must hold. */
                 taste?: components["schemas"]["Taste"][];
                 /** @description Repeatable; any of them. */
@@ -2109,7 +2146,10 @@ export interface operations {
                  *     (`totalDocs` is then the page's size). Faster on large result sets.
                  */
                 pagination?: boolean;
-                /** @description A declared sortable field; `-field` for descending. */
+                /**
+                 * @description A declared sortable field; `-field` for descending; several,
+                 *     comma-separated. Empty: the default order.
+                 */
                 sort?: string;
                 /**
                  * @description `where[field][operator]=value`; nested `where[or][0]..` and
@@ -2280,12 +2320,9 @@ export interface operations {
     };
     practitioners_delete_many: {
         parameters: {
-            query: {
-                /**
-                 * @description As for the list: `where[field][operator]=value`, nested `or`/`and`.
-                 *     Required: a change of every document is not taken.
-                 */
-                where: Record<string, never>;
+            query?: {
+                /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
+                where?: Record<string, never>;
             };
             header?: never;
             path?: never;
@@ -2351,12 +2388,9 @@ export interface operations {
     };
     practitioners_update_many: {
         parameters: {
-            query: {
-                /**
-                 * @description As for the list: `where[field][operator]=value`, nested `or`/`and`.
-                 *     Required: a change of every document is not taken.
-                 */
-                where: Record<string, never>;
+            query?: {
+                /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
+                where?: Record<string, never>;
             };
             header?: never;
             path?: never;
@@ -2504,14 +2538,45 @@ export interface operations {
     practitioners_near: {
         parameters: {
             query: {
+                /** @description Page size, 1 to 100 (default 10). */
+                limit?: number;
+                /**
+                 * @description Page number from 1; a page may start at most 10,000 documents in
+                 *     (1,000 without credentials).
+                 */
+                page?: number;
+                /**
+                 * @description `false`: the first `limit` documents without counting all matches
+                 *     (`totalDocs` is then the page's size). Faster on large result sets.
+                 */
+                pagination?: boolean;
+                /**
+                 * @description A declared sortable field; `-field` for descending; several,
+                 *     comma-separated. Empty: the default order.
+                 */
+                sort?: string;
+                /**
+                 * @description `where[field][operator]=value`; nested `where[or][0]..` and
+                 *     `where[and][0]..`. Operators: equals, not_equals, in, not_in, like,
+                 *     contains, exists, greater_than(_equal), less_than(_equal), near.
+                 */
+                where?: Record<string, never>;
+                /**
+                 * @description Payload 3's field selection: `select[field]=true` shows only those
+                 *     fields (and `id`), `select[field]=false` hides them; not both kinds
+                 *     in one request. Only selected sealed fields are decrypted.
+                 */
+                select?: Record<string, never>;
+                /**
+                 * @description 0 (default) leaves relationships as ids; 1 to 10 (Payload's
+                 *     `maxDepth`) populates a submission's `practitionerId` with the
+                 *     practitioner's document, as the caller may see it.
+                 */
+                depth?: number;
                 lat: number;
                 lon: number;
                 /** @description Radius in kilometres (default 25). */
                 radius_km?: number;
-                limit?: number;
-                page?: number;
-                /** @description `false`: the `limit` nearest without counting everyone in the radius. */
-                pagination?: boolean;
                 /** @description Repeatable; practitioners offering each. */
                 modality?: string[];
             };
@@ -2839,7 +2904,10 @@ export interface operations {
                  *     (`totalDocs` is then the page's size). Faster on large result sets.
                  */
                 pagination?: boolean;
-                /** @description A declared sortable field; `-field` for descending. */
+                /**
+                 * @description A declared sortable field; `-field` for descending; several,
+                 *     comma-separated. Empty: the default order.
+                 */
                 sort?: string;
                 /**
                  * @description `where[field][operator]=value`; nested `where[or][0]..` and
@@ -3010,12 +3078,9 @@ export interface operations {
     };
     symptom_submissions_delete_many: {
         parameters: {
-            query: {
-                /**
-                 * @description As for the list: `where[field][operator]=value`, nested `or`/`and`.
-                 *     Required: a change of every document is not taken.
-                 */
-                where: Record<string, never>;
+            query?: {
+                /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
+                where?: Record<string, never>;
             };
             header?: never;
             path?: never;
@@ -3081,12 +3146,9 @@ export interface operations {
     };
     symptom_submissions_update_many: {
         parameters: {
-            query: {
-                /**
-                 * @description As for the list: `where[field][operator]=value`, nested `or`/`and`.
-                 *     Required: a change of every document is not taken.
-                 */
-                where: Record<string, never>;
+            query?: {
+                /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
+                where?: Record<string, never>;
             };
             header?: never;
             path?: never;

@@ -11,16 +11,20 @@
 //! character anywhere is a 400 naming what is wrong, never quoting a value
 //! (a value may be an email).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::SecretText;
 use crate::error::ApiError;
 use crate::identity::Principal;
 use crate::schema::{Collection, FieldKind, FieldSpec, Visibility};
+
+pub mod params;
+
+pub use params::{BulkParams, CountParams, ItemParams, ListParams, NoParams, Params, from_pairs};
 
 pub const DEFAULT_LIMIT: u32 = 10;
 pub const MAX_LIMIT: u32 = 100;
@@ -167,28 +171,6 @@ pub struct Sort {
     pub desc: bool,
 }
 
-/// A parameter of the collection's own (`taste=bitter`).
-#[derive(Debug, Clone, Copy)]
-pub struct ParamSpec {
-    pub name: &'static str,
-    /// May be given more than once (each value adds a condition).
-    pub repeatable: bool,
-}
-
-pub const fn param(name: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        repeatable: false,
-    }
-}
-
-pub const fn repeatable(name: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        repeatable: true,
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListQuery {
     pub filter: Option<Filter>,
@@ -205,8 +187,6 @@ pub struct ListQuery {
     pub depth: u8,
     /// Payload's `select`: the fields each document shows.
     pub select: Selection,
-    /// The collection's own parameters, in order.
-    pub params: Vec<(String, String)>,
     /// The deepest this caller's page may start ([`MAX_OFFSET`], or
     /// [`MAX_OFFSET_ANONYMOUS`]).
     pub max_offset: u32,
@@ -237,20 +217,6 @@ impl ListQuery {
         out.sort_unstable();
         out.dedup();
         out
-    }
-
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn params_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.params
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
     }
 
     /// Adds a condition (ANDed with the rest).
@@ -379,34 +345,12 @@ pub struct ItemQuery {
 }
 
 pub fn parse_item(query: &str, coll: &Collection) -> Result<ItemQuery, ApiError> {
-    let mut out = ItemQuery::default();
-    let mut seen: Vec<String> = Vec::new();
-    let mut select = Vec::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if k.chars().any(char::is_control) || v.chars().any(char::is_control) {
-            return Err(bad(format!(
-                "Query parameter '{}' holds a control character.",
-                shown(&k)
-            )));
-        }
-        if k.starts_with("select[") {
-            select.push(select_field(coll, &k, &v)?);
-            continue;
-        }
-        if seen.iter().any(|s| *s == k) {
-            return Err(bad(format!(
-                "Query parameter '{}' is given more than once.",
-                shown(&k)
-            )));
-        }
-        seen.push(k.to_string());
-        match k.as_ref() {
-            "depth" => out.depth = whole("depth", &v, 0..=MAX_POPULATE_DEPTH as u32)? as u8,
-            other => payload_param(other, &v)?,
-        }
-    }
-    out.select = Selection::from_pairs(select)?;
-    Ok(out)
+    let sorted = sort_out(query, coll, ItemParams::names(), &[], None)?;
+    let params: ItemParams = from_pairs(&sorted.standard)?;
+    Ok(ItemQuery {
+        depth: params.depth.unwrap_or(0),
+        select: Selection::from_pairs(sorted.select)?,
+    })
 }
 
 /// A write's parameters (POST, PATCH, DELETE): as a read by id, but the
@@ -697,13 +641,8 @@ fn parse_uuid(field: &str, v: &str) -> Result<Uuid, ApiError> {
 }
 
 fn parse_time(field: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(v)
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-        })
-        .map_err(|_| bad(format!("where[{field}]: not a date or RFC 3339 time.")))
+    crate::domain::time::instant(v)
+        .ok_or_else(|| bad(format!("where[{field}]: not a date or RFC 3339 time.")))
 }
 
 fn check_enum(field: &str, allowed: &[&str], v: String) -> Result<String, ApiError> {
@@ -851,48 +790,34 @@ fn parse_sort(coll: &Collection, staff: bool, v: &str) -> Result<Vec<Sort>, ApiE
     Ok(out)
 }
 
-fn whole(name: &str, v: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, ApiError> {
-    v.parse::<u32>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| {
-            bad(format!(
-                "{name} must be a whole number from {} to {}.",
-                range.start(),
-                range.end()
-            ))
-        })
+/// A query string's pairs, sorted out by who parses them: the deep
+/// objects (`where`, `select`) here, the route's standard parameters and
+/// its own by their structs (`params`).
+struct Sorted<'q> {
+    root: BTreeMap<String, Node>,
+    select: Vec<(&'static str, bool)>,
+    standard: Vec<(Cow<'q, str>, Cow<'q, str>)>,
+    own: Vec<(Cow<'q, str>, Cow<'q, str>)>,
 }
 
-/// Parses a raw query string for a list of `coll`, as `who` sees it.
-pub fn parse(
-    query: &str,
+/// Sorts `query`'s pairs out for a route taking the `standard` and `own`
+/// parameters. `only`: the route takes fewer than a list (a count, a bulk
+/// change), and a list's other parameters are refused saying so.
+fn sort_out<'q>(
+    query: &'q str,
     coll: &Collection,
-    params: &[ParamSpec],
-    who: &Principal,
-) -> Result<ListQuery, ApiError> {
-    let mut root: BTreeMap<String, Node> = BTreeMap::new();
-    let mut out = ListQuery {
-        filter: None,
-        near: None,
-        sort: vec![],
-        limit: DEFAULT_LIMIT,
-        page: 1,
-        pagination: true,
-        // Payload's default is 2; here relationships are populated only when
-        // asked (a second read, under the caller's own rights).
-        depth: 0,
-        select: Selection::All,
-        params: vec![],
-        max_offset: if who.is_anonymous() {
-            MAX_OFFSET_ANONYMOUS
-        } else {
-            MAX_OFFSET
-        },
+    standard: &[String],
+    own: &[String],
+    only: Option<&str>,
+) -> Result<Sorted<'q>, ApiError> {
+    let takes = |name: &str| standard.iter().any(|s| s == name);
+    let mut out = Sorted {
+        root: BTreeMap::new(),
+        select: Vec::new(),
+        standard: Vec::new(),
+        own: Vec::new(),
     };
     let mut seen: Vec<String> = Vec::new();
-    let mut select: Vec<(&'static str, bool)> = Vec::new();
-    let staff = who.is_staff();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if k.chars().any(char::is_control) || v.chars().any(char::is_control) {
             return Err(bad(format!(
@@ -903,16 +828,20 @@ pub fn parse(
         if v.len() > MAX_VALUE_LEN {
             return Err(bad(format!("Query parameter '{}' is too long.", shown(&k))));
         }
-        if k.starts_with("where[") {
-            insert(&mut root, &segments(&k)?, v.into_owned(), &k)?;
-            continue;
-        }
-        if k.starts_with("select[") {
-            select.push(select_field(coll, &k, &v)?);
-            continue;
-        }
-        let own = params.iter().find(|p| p.name == k);
-        if !own.is_some_and(|p| p.repeatable) {
+        let base = k.split('[').next().unwrap_or_default();
+        if k.starts_with("where[") && takes("where") {
+            insert(&mut out.root, &segments(&k)?, v.into_owned(), &k)?;
+        } else if k.starts_with("select[") && takes("select") {
+            out.select.push(select_field(coll, &k, &v)?);
+        } else if takes(&k) {
+            out.standard.push((k, v));
+        } else if own.iter().any(|o| *o == k) {
+            out.own.push((k, v));
+        } else if let Some(only) = only
+            && ListParams::names().iter().any(|n| n == base)
+        {
+            return Err(bad(format!("{only}, not '{}'.", shown(&k))));
+        } else {
             if seen.iter().any(|s| *s == k) {
                 return Err(bad(format!(
                     "Query parameter '{}' is given more than once.",
@@ -920,26 +849,50 @@ pub fn parse(
                 )));
             }
             seen.push(k.to_string());
-        }
-        match k.as_ref() {
-            "limit" => out.limit = whole("limit", &v, 1..=MAX_LIMIT)?,
-            "page" => out.page = whole("page", &v, 1..=u32::MAX)?,
-            "pagination" => {
-                out.pagination = match v.as_ref() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(bad("pagination must be true or false.")),
-                };
-            }
-            // `sort=` (empty) is the default order, as in Payload.
-            "sort" if v.trim().is_empty() => {}
-            "sort" => out.sort = parse_sort(coll, staff, &v)?,
-            "depth" => out.depth = whole("depth", &v, 0..=MAX_POPULATE_DEPTH as u32)? as u8,
-            _ if own.is_some() => out.params.push((k.into_owned(), v.into_owned())),
-            other => payload_param(other, &v)?,
+            payload_param(&k, &v)?;
         }
     }
-    out.select = Selection::from_pairs(select)?;
+    Ok(out)
+}
+
+/// The query a list's parameters make, as `who` may ask it.
+fn list_query(
+    sorted: Sorted<'_>,
+    std: ListParams,
+    coll: &Collection,
+    who: &Principal,
+) -> Result<ListQuery, ApiError> {
+    let staff = who.is_staff();
+    let ListParams {
+        limit,
+        page,
+        pagination,
+        sort,
+        r#where: _,
+        select: _,
+        depth,
+    } = std;
+    let mut out = ListQuery {
+        filter: None,
+        near: None,
+        sort: match sort.as_deref().map(str::trim) {
+            // `sort=` (empty) is the default order, as in Payload.
+            None | Some("") => vec![],
+            Some(v) => parse_sort(coll, staff, v)?,
+        },
+        limit: limit.unwrap_or(DEFAULT_LIMIT),
+        page: page.unwrap_or(1),
+        pagination: pagination.unwrap_or(true),
+        // Payload's default is 2; here relationships are populated only when
+        // asked (a second read, under the caller's own rights).
+        depth: depth.unwrap_or(0),
+        select: Selection::from_pairs(sorted.select)?,
+        max_offset: if who.is_anonymous() {
+            MAX_OFFSET_ANONYMOUS
+        } else {
+            MAX_OFFSET
+        },
+    };
     if !out.pagination && out.page != 1 {
         return Err(bad(
             "page needs pagination: without it there is only the first page.",
@@ -957,172 +910,96 @@ pub fn parse(
             }
         )));
     }
-    if !root.is_empty() {
+    if !sorted.root.is_empty() {
         let mut b = Builder {
             coll,
             staff,
             count: 0,
             near: None,
         };
-        out.filter = b.filter(root, 0)?;
+        out.filter = b.filter(sorted.root, 0)?;
         out.near = b.near;
     }
     Ok(out)
+}
+
+/// Parses a raw query string for a list of `coll`, as `who` sees it, with
+/// the route's own parameters `P`.
+pub fn parse<P: Params>(
+    query: &str,
+    coll: &Collection,
+    who: &Principal,
+) -> Result<(ListQuery, P), ApiError> {
+    let sorted = sort_out(query, coll, ListParams::names(), P::names(), None)?;
+    let std: ListParams = from_pairs(&sorted.standard)?;
+    let own: P = from_pairs(&sorted.own)?;
+    Ok((list_query(sorted, std, coll, who)?, own))
+}
+
+/// The parameters of a route that takes exactly `T` (no `where`, no
+/// paging): each pair must be one `T` names.
+pub fn parse_params<T: Params>(query: &str) -> Result<T, ApiError> {
+    let mut pairs = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k.chars().any(char::is_control) || v.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "Query parameter '{}' holds a control character.",
+                shown(&k)
+            )));
+        }
+        if v.len() > MAX_VALUE_LEN {
+            return Err(bad(format!("Query parameter '{}' is too long.", shown(&k))));
+        }
+        if !T::names().iter().any(|n| *n == k) {
+            return Err(bad(format!("Unknown query parameter '{}'.", shown(&k))));
+        }
+        pairs.push((k, v));
+    }
+    from_pairs(&pairs)
 }
 
 /// Payload's `GET /api/{collection}/count`: `where` (and the collection's
 /// own filters) only; the count stops where a list's would (10,000, or
 /// 1,000 without credentials) and says so. The query runs as a list with no
 /// page (`limit` 0), so it is scoped and audited as one.
-pub fn parse_count(
+pub fn parse_count<P: Params>(
     query: &str,
     coll: &Collection,
-    params: &[ParamSpec],
     who: &Principal,
-) -> Result<ListQuery, ApiError> {
-    for (k, _) in form_urlencoded::parse(query.as_bytes()) {
-        let paging = ["limit", "page", "sort", "pagination", "depth"];
-        if paging.contains(&k.as_ref()) || k.starts_with("select[") {
-            return Err(bad(format!(
-                "count takes where and the collection's filters only, not '{}'.",
-                shown(&k)
-            )));
-        }
-    }
-    let mut q = parse(query, coll, params, who)?;
+) -> Result<(ListQuery, P), ApiError> {
+    let only = "count takes where and the collection's filters only";
+    let sorted = sort_out(query, coll, CountParams::names(), P::names(), Some(only))?;
+    let _: CountParams = from_pairs(&sorted.standard)?;
+    let own: P = from_pairs(&sorted.own)?;
+    let mut q = list_query(sorted, ListParams::default(), coll, who)?;
     q.limit = 0;
-    q.page = 1;
-    q.pagination = true;
-    Ok(q)
+    Ok((q, own))
 }
 
 /// Payload's bulk `PATCH`/`DELETE /api/{collection}?where=..`: a filter is
 /// required (a bulk change of everything is refused), paging parameters
 /// are not taken; the listing asks for one more than the bulk maximum so
 /// that too many matches are refused, not cut.
-pub fn parse_bulk(
+pub fn parse_bulk<P: Params>(
     query: &str,
     coll: &Collection,
-    params: &[ParamSpec],
     who: &Principal,
     max: usize,
-) -> Result<ListQuery, ApiError> {
-    for (k, _) in form_urlencoded::parse(query.as_bytes()) {
-        let paging = ["limit", "page", "sort", "pagination", "depth"];
-        if paging.contains(&k.as_ref()) || k.starts_with("select[") {
-            return Err(bad(format!(
-                "a bulk change takes where and the collection's filters only, not '{}'.",
-                shown(&k)
-            )));
-        }
-    }
-    let mut q = parse(query, coll, params, who)?;
-    if q.filter.is_none() && q.near.is_none() && q.params.is_empty() {
+) -> Result<(ListQuery, P), ApiError> {
+    let only = "a bulk change takes where and the collection's filters only";
+    let sorted = sort_out(query, coll, BulkParams::names(), P::names(), Some(only))?;
+    let _: BulkParams = from_pairs(&sorted.standard)?;
+    let narrowed = !sorted.root.is_empty() || !sorted.own.is_empty();
+    let own: P = from_pairs(&sorted.own)?;
+    if !narrowed {
         return Err(bad(
             "a bulk change needs where (a change of every document is not taken).",
         ));
     }
+    let mut q = list_query(sorted, ListParams::default(), coll, who)?;
     q.limit = max as u32 + 1;
-    q.page = 1;
     q.pagination = false;
-    Ok(q)
-}
-
-/// The answer of a bulk change (Payload's `BulkOperationResult`). All or
-/// nothing: `errors` is always empty when the change is made.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Bulk<T> {
-    pub docs: Vec<T>,
-    pub errors: Vec<serde_json::Value>,
-    pub message: String,
-}
-
-/// The answer of `GET /api/{collection}/count`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Count {
-    pub total_docs: i64,
-    /// `true` when more match than `totalDocs` (see `Page`).
-    pub total_docs_capped: bool,
-}
-
-impl<T> From<Page<T>> for Count {
-    fn from(p: Page<T>) -> Self {
-        Self {
-            total_docs: p.total_docs,
-            total_docs_capped: p.total_docs_capped,
-        }
-    }
-}
-
-/// Payload's paginated list.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Page<T> {
-    pub docs: Vec<T>,
-    pub total_docs: i64,
-    pub limit: u32,
-    pub total_pages: i64,
-    pub page: u32,
-    pub paging_counter: i64,
-    pub has_prev_page: bool,
-    pub has_next_page: bool,
-    pub prev_page: Option<u32>,
-    pub next_page: Option<u32>,
-    /// Not Payload's: `true` when there are more matches than `totalDocs`.
-    /// Counts stop past the deepest page the caller may ask for (one that
-    /// starts 10,000 documents in; 1,000 without credentials), so every
-    /// page that may be asked for is counted exactly.
-    pub total_docs_capped: bool,
-}
-
-impl<T> Page<T> {
-    /// `total_docs` is ignored when the query asked for no pagination: the
-    /// page is then all that was looked at. `capped`: more matched.
-    pub fn new(docs: Vec<T>, total_docs: i64, capped: bool, q: &ListQuery) -> Self {
-        let (total_docs, capped) = if q.pagination {
-            (total_docs, capped)
-        } else {
-            (docs.len() as i64, false)
-        };
-        let limit = q.limit as i64;
-        // `limit` 0 is a count (`parse_count`): no pages.
-        let total_pages = if limit == 0 {
-            0
-        } else {
-            ((total_docs + limit - 1) / limit).max(1)
-        };
-        let page = q.page;
-        Self {
-            docs,
-            total_docs,
-            limit: q.limit,
-            total_pages,
-            page,
-            paging_counter: (page as i64 - 1) * limit + 1,
-            has_prev_page: page > 1,
-            has_next_page: (page as i64) < total_pages,
-            prev_page: (page > 1).then(|| page - 1),
-            next_page: ((page as i64) < total_pages).then(|| page + 1),
-            total_docs_capped: capped,
-        }
-    }
-
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            docs: self.docs.into_iter().map(f).collect(),
-            total_docs: self.total_docs,
-            limit: self.limit,
-            total_pages: self.total_pages,
-            page: self.page,
-            paging_counter: self.paging_counter,
-            has_prev_page: self.has_prev_page,
-            has_next_page: self.has_next_page,
-            prev_page: self.prev_page,
-            next_page: self.next_page,
-            total_docs_capped: self.total_docs_capped,
-        }
-    }
+    Ok((q, own))
 }
 
 #[cfg(test)]
@@ -1140,7 +1017,7 @@ mod tests {
     }
 
     fn q(s: &str) -> Result<ListQuery, ApiError> {
-        parse(s, &PRACTITIONERS, &[], &staff())
+        parse::<NoParams>(s, &PRACTITIONERS, &staff()).map(|(q, _)| q)
     }
 
     #[test]
@@ -1163,8 +1040,11 @@ mod tests {
 
     #[test]
     fn unknown_hidden_and_bad_values_are_named_never_quoted() {
-        let msg =
-            |s: &str, who: &Principal| parse(s, &PRACTITIONERS, &[], who).unwrap_err().to_string();
+        let msg = |s: &str, who: &Principal| {
+            parse::<NoParams>(s, &PRACTITIONERS, who)
+                .unwrap_err()
+                .to_string()
+        };
         assert!(msg("where[secret][equals]=1", &staff()).contains("cannot be queried: secret"));
         assert!(msg("where[name][regex]=1", &staff()).contains("'regex'"));
         assert!(
@@ -1178,7 +1058,7 @@ mod tests {
             msg("where[userId][equals]=users:1", &anon()).contains("cannot be queried: userId")
         );
         assert!(msg("where[email][equals]=a@b.c", &anon()).contains("cannot be queried: email"));
-        assert!(parse("where[email][equals]=a@b.c", &PRACTITIONERS, &[], &staff()).is_ok());
+        assert!(parse::<NoParams>("where[email][equals]=a@b.c", &PRACTITIONERS, &staff()).is_ok());
         let e = msg(
             "where[email][equals]=ann@example.org&where[email][like]=x",
             &staff(),
@@ -1212,10 +1092,19 @@ mod tests {
                 .to_string()
                 .contains("control character")
         );
-        let herbs = [repeatable("taste"), param("q")];
-        let lq = parse("taste=bitter&taste=sweet", &PRACTITIONERS, &herbs, &anon()).unwrap();
-        assert_eq!(lq.params_named("taste").count(), 2);
-        assert!(parse("q=a&q=b", &PRACTITIONERS, &herbs, &anon()).is_err());
+        // A route's own parameters: repeatable where its struct says so.
+        #[derive(Debug, serde::Deserialize, utoipa::IntoParams, validator::Validate)]
+        #[into_params(parameter_in = Query)]
+        struct Own {
+            #[serde(default)]
+            taste: Vec<String>,
+            q: Option<String>,
+        }
+        crate::query::params::params!(Own);
+        let (_, own) = parse::<Own>("taste=bitter&taste=sweet", &PRACTITIONERS, &anon()).unwrap();
+        assert_eq!((own.taste.len(), own.q), (2, None));
+        let e = parse::<Own>("q=a&q=b", &PRACTITIONERS, &anon()).unwrap_err();
+        assert!(e.to_string().contains("more than once"), "{e}");
     }
 
     #[test]
@@ -1258,7 +1147,7 @@ mod tests {
         );
         assert!(q("sort=name,-name").is_err());
         assert!(q("sort=modalities").is_err());
-        assert!(parse("sort=userId", &PRACTITIONERS, &[], &anon()).is_err());
+        assert!(parse::<NoParams>("sort=userId", &PRACTITIONERS, &anon()).is_err());
     }
 
     #[test]
@@ -1278,37 +1167,5 @@ mod tests {
                 .contains("max")
         );
         assert!(q("where[or][0][location][near]=0,51,10").is_err());
-    }
-
-    #[test]
-    fn pages_follow_payload() {
-        let lq = q("limit=10&page=2").unwrap();
-        let p = Page::new(vec![(); 10], 25, false, &lq);
-        assert_eq!(
-            (p.total_pages, p.paging_counter, p.prev_page, p.next_page),
-            (3, 11, Some(1), Some(3))
-        );
-        let lq = q("").unwrap();
-        let p: Page<()> = Page::new(vec![], 0, false, &lq);
-        assert_eq!(
-            (p.total_pages, p.has_next_page, p.has_prev_page),
-            (1, false, false)
-        );
-        // Without pagination a full page says only what it holds.
-        let lq = q("limit=10&pagination=false").unwrap();
-        assert!(!lq.pagination);
-        let p = Page::new(vec![(); 10], 999, true, &lq);
-        assert_eq!(
-            (
-                p.total_docs,
-                p.total_pages,
-                p.has_next_page,
-                p.next_page,
-                p.total_docs_capped
-            ),
-            (10, 1, false, None, false)
-        );
-        assert!(q("pagination=no").is_err());
-        assert!(q("pagination=false&page=2").is_err());
     }
 }

@@ -27,33 +27,14 @@ pub struct LimitSettings {
     pub auth_failure_burst: u32,
 }
 
-/// An address block, `10.0.0.0/8` or a single address.
+/// An address block, `10.0.0.0/8` or a single address (ipnet's `IpNet`;
+/// an IPv4-mapped IPv6 address is compared as the IPv4 address it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    bits: u8,
-}
+pub struct Cidr(ipnet::IpNet);
 
 impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => prefix_eq(&a.octets(), &b.octets(), self.bits),
-            (IpAddr::V6(a), IpAddr::V6(b)) => prefix_eq(&a.octets(), &b.octets(), self.bits),
-            _ => false,
-        }
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
-    let full = (bits / 8) as usize;
-    let rest = bits % 8;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    rest == 0 || {
-        let mask = 0xffu8 << (8 - rest);
-        a[full] & mask == b[full] & mask
+        self.0.contains(&ip.to_canonical())
     }
 }
 
@@ -61,26 +42,20 @@ impl std::str::FromStr for Cidr {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> anyhow::Result<Self> {
-        let (addr, bits) = match s.split_once('/') {
-            Some((a, b)) => (a, Some(b)),
-            None => (s, None),
+        let t = s.trim();
+        let net = match t.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) if !t.contains('/') => ipnet::IpNet::from(
+                t.parse::<IpAddr>()
+                    .with_context(|| format!("{s:?} is not an address or CIDR block"))?
+                    .to_canonical(),
+            ),
+            Err(_) => bail!(
+                "{s:?} is not a CIDR block (an address, then a prefix length of 0-32 for IPv4 or \
+                 0-128 for IPv6)"
+            ),
         };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .with_context(|| format!("{s:?} is not an address or CIDR block"))?;
-        let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let bits = match bits {
-            Some(b) => b
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|b| *b <= max)
-                .with_context(|| format!("{s:?}: the prefix length must be 0-{max}"))?,
-            None => max,
-        };
-        Ok(Cidr { addr, bits })
+        Ok(Cidr(net))
     }
 }
 

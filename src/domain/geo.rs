@@ -1,5 +1,9 @@
-//! Points on the earth, checked with the `geo` crate, and the Haversine
-//! distance the proximity tests use as their oracle.
+//! Points on the earth, checked with the `geo` crate, and distances: what
+//! the API calls a distance (a radius asked for, a `distanceM` answered) is
+//! the great-circle distance on the mean earth radius, computed by `geo`'s
+//! Haversine. PostgreSQL's earthdistance measures on a larger sphere; the
+//! store asks it for the same arcs (`on_earthdistance_sphere`), so that a
+//! practitioner answered within 25 km is within 25 km by `distanceM` too.
 
 use ::geo::{Distance, Haversine, Point};
 use serde::{Deserialize, Serialize};
@@ -54,9 +58,33 @@ pub fn haversine_m(a: Location, b: Location) -> f64 {
 /// longer than `haversine_m`; the proximity query uses it.
 pub const EARTHDISTANCE_RADIUS_M: f64 = 6_378_168.0;
 
+/// `geo`'s mean earth radius, which `haversine_m` measures on.
+pub const MEAN_EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// A distance on the mean earth radius as earthdistance measures the same
+/// arc (what the store binds for a radius).
+pub fn on_earthdistance_sphere(m: f64) -> f64 {
+    m * (EARTHDISTANCE_RADIUS_M / MEAN_EARTH_RADIUS_M)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_radius_is_the_same_arc_on_either_sphere() {
+        let a = Location {
+            lat: 51.5,
+            lon: -0.12,
+        };
+        let b = Location {
+            lat: 51.7,
+            lon: 0.1,
+        };
+        let arc = haversine_m(a, b) / MEAN_EARTH_RADIUS_M;
+        let on_earthdistance = arc * EARTHDISTANCE_RADIUS_M;
+        assert!((on_earthdistance_sphere(haversine_m(a, b)) - on_earthdistance).abs() < 1e-6);
+    }
 
     #[test]
     fn london_to_paris_is_about_344_km() {

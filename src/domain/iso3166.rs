@@ -1,6 +1,7 @@
 //! ISO 3166-1 alpha-2 country codes and ISO 3166-2 subdivision codes, sorted
 //! (generated from pycountry 26.2.16's copy of the ISO tables; 5295 codes).
 //! The region vocabulary of submissions: a code, never free text.
+//! Regenerate with `deploy/iso3166.sh`; do not edit by hand.
 
 pub const CODES: &[&str] = &[
     "AD", "AD-02", "AD-03", "AD-04", "AD-05", "AD-06", "AD-07", "AD-08", "AE", "AE-AJ", "AE-AZ",

@@ -175,7 +175,10 @@ pub fn from_pairs<T: Params>(pairs: &[(Cow<'_, str>, Cow<'_, str>)]) -> Result<T
         .iter()
         .find(|(k, v)| v.is_empty() && !T::spec().text.iter().any(|t| t == k))
     {
-        return Err(ApiError::invalid(k.as_ref(), "is empty: give a value, or leave it out"));
+        return Err(ApiError::invalid(
+            k.as_ref(),
+            "is empty: give a value, or leave it out",
+        ));
     }
     let encoded = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))

@@ -218,7 +218,18 @@ pub async fn list(
     let mut tx = svc.directory(who).begin(who).await?;
     let found = table::list(&mut tx, &q, false).await?;
     let (total, found_capped) = (found.total, found.capped);
-    let (docs, mut entries) = open_all(&c, who, found.rows, &q.select)?;
+    let (mut docs, mut entries) = open_all(&c, who, found.rows, &q.select)?;
+    if let Some(n) = q.near {
+        // What the API calls a distance: the great circle on the mean earth
+        // radius (`geo`), not earthdistance's larger sphere.
+        let origin = Location {
+            lat: n.lat,
+            lon: n.lon,
+        };
+        for d in &mut docs {
+            d.distance_m = Some(crate::domain::geo::haversine_m(origin, d.location));
+        }
+    }
     if who.is_staff() {
         // Staff lists disclose sealed contact fields (and may filter by
         // them): one entry per request, whatever it returned.

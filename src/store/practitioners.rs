@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::filter::order_by;
 use super::{Listing, Result, Rows, Tx, Value, list as page, update_returning};
 use crate::crypto::SealedField;
+use crate::domain::geo::on_earthdistance_sphere;
 use crate::query::{ListQuery, Near};
 use crate::schema::PRACTITIONERS;
 
@@ -224,16 +225,20 @@ fn origin(n: Near) -> String {
 /// point) and the distance, computed once per row from the stored point.
 fn push_near(qb: &mut QueryBuilder<'_, Postgres>, n: Near) {
     let o = origin(n);
+    let (min_m, max_m) = (
+        on_earthdistance_sphere(n.min_m),
+        on_earthdistance_sphere(n.max_m),
+    );
     qb.push(format!(" AND earth_box({o}, "))
-        .push_bind(n.max_m)
+        .push_bind(max_m)
         .push(format!(") @> earth AND earth_distance({o}, earth) "));
-    if n.min_m > 0.0 {
+    if min_m > 0.0 {
         qb.push("BETWEEN ")
-            .push_bind(n.min_m)
+            .push_bind(min_m)
             .push(" AND ")
-            .push_bind(n.max_m);
+            .push_bind(max_m);
     } else {
-        qb.push("<= ").push_bind(n.max_m);
+        qb.push("<= ").push_bind(max_m);
     }
 }
 
@@ -256,7 +261,7 @@ fn push_near(qb: &mut QueryBuilder<'_, Postgres>, n: Near) {
 pub async fn list(tx: &mut Tx, q: &ListQuery, own_only: bool) -> Result<Rows<PractitionerRow>> {
     let near = q.near;
     let knn_within_m = match (near, q.sort.is_empty()) {
-        (Some(n), true) if n.min_m <= 0.0 => Some(n.max_m),
+        (Some(n), true) if n.min_m <= 0.0 => Some(on_earthdistance_sphere(n.max_m)),
         _ => None,
     };
     let (select, order) = match near {

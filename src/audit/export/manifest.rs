@@ -1,0 +1,111 @@
+//! The manifest: what an export covers (window, positions, hashes, the
+//! signed checkpoint), signed with the audit signing key, and where it goes
+//! in each format.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::chain::{self, Checkpoint, hex};
+use crate::audit::signing::{SigningKeys, VerifyingKeys};
+
+const MANIFEST_DOMAIN: &[u8] = b"phi-gateway/audit-export-manifest/v1\n";
+pub const MANIFEST_KEY: &str = "phiGatewayManifest";
+
+/// What an export covers, signed as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    /// The window asked for (by the entries' own time), if any.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Every entry dated in the window before this time is in the export
+    /// (the earlier of `to` and a minute before the export's checkpoint).
+    #[serde(default)]
+    pub complete_before: Option<DateTime<Utc>>,
+    pub rows: u64,
+    pub first_pos: Option<i64>,
+    pub last_pos: Option<i64>,
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
+    /// The hash of the entry before the first exported one (zeros at the
+    /// genesis): where the range links into the chain.
+    pub first_prev_hash: Option<String>,
+    /// The hash of the last exported entry.
+    pub head_hash: Option<String>,
+    /// SHA-256 over every exported line (the CSV header included), as
+    /// written.
+    pub lines_sha256: String,
+    /// The chain's head, signed when the export began.
+    pub checkpoint: Option<Checkpoint>,
+    pub exported_at: DateTime<Utc>,
+}
+
+/// A manifest's exact text and its signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignedManifest {
+    /// The manifest as JSON text: the signature covers these bytes.
+    #[serde(rename = "phiGatewayManifest")]
+    pub manifest: String,
+    pub alg: String,
+    pub key_id: u32,
+    #[serde(with = "hex")]
+    pub signature: Vec<u8>,
+}
+
+impl SignedManifest {
+    pub fn sign(m: &Manifest, keys: &SigningKeys) -> Self {
+        let text = serde_json::to_string(m).expect("plain data");
+        let mut msg = MANIFEST_DOMAIN.to_vec();
+        msg.extend_from_slice(text.as_bytes());
+        let (key_id, sig) = keys.sign(&msg);
+        Self {
+            manifest: text,
+            alg: chain::ALG_ED25519.into(),
+            key_id,
+            signature: sig.to_vec(),
+        }
+    }
+
+    /// The manifest, if the signature holds (by a key that still signed
+    /// when the manifest says it was made).
+    pub fn open(&self, keys: &VerifyingKeys) -> anyhow::Result<Manifest> {
+        anyhow::ensure!(
+            self.alg == chain::ALG_ED25519,
+            "manifest signed with {:?}, expected ed25519",
+            self.alg
+        );
+        let m: Manifest = serde_json::from_str(&self.manifest)
+            .map_err(|_| anyhow::anyhow!("the manifest is not a manifest"))?;
+        let mut msg = MANIFEST_DOMAIN.to_vec();
+        msg.extend_from_slice(self.manifest.as_bytes());
+        anyhow::ensure!(
+            keys.verify(self.key_id, &msg, &self.signature, m.exported_at),
+            "the manifest's signature is not valid (altered, signed by another key, or by a key \
+             that had stopped signing before the date it bears)"
+        );
+        if let Some(end) = keys.not_after(self.key_id) {
+            anyhow::ensure!(
+                m.checkpoint.as_ref().is_none_or(|c| c.at <= end),
+                "the manifest's checkpoint is dated after its signing key stopped signing"
+            );
+        }
+        Ok(m)
+    }
+
+    /// The final line of an NDJSON export.
+    pub fn ndjson_line(&self) -> String {
+        serde_json::to_string(self).expect("plain data") + "\n"
+    }
+}
+
+/// Writes a file export (the CLI), with the CSV manifest beside it.
+pub fn write_csv_manifest(path: &std::path::Path, signed: &SignedManifest) -> anyhow::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(signed.ndjson_line().as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}

@@ -46,7 +46,7 @@ pub const MAX_POPULATE_DEPTH: u8 = 10;
 
 /// Payload's operators: the enum, its wire name and `ALL`, written once
 /// (the store compiles each by an exhaustive match: a new one does not
-/// build until it is compiled there, and `tests::every_operator_compiles`
+/// build until it is compiled there, and `store::filter::tests::every_operator_the_parser_takes_compiles`
 /// fails until the parser accepts it for some field).
 macro_rules! operators {
     ($($variant:ident = $name:literal),+ $(,)?) => {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor};
 
-use crate::helpers::{TestApp, json, spawn_app};
+use crate::helpers::{Caller, TestApp, json, spawn_app};
 
 type Who = Option<(&'static str, &'static [&'static str])>;
 
@@ -37,6 +37,17 @@ const ACTORS: &[(&str, Who)] = &[
     ("auditor", AUDITOR),
 ];
 
+/// The caller for an actor of the matrix: the admin with break-glass is the
+/// admin's token plus its reason header.
+fn actor<'a>(app: &'a TestApp, who: Who) -> Caller<'a> {
+    let caller = app.caller(who);
+    if who == ADMIN_BG {
+        caller.break_glass("incident 4711: patient unresponsive")
+    } else {
+        caller
+    }
+}
+
 async fn call(
     app: &TestApp,
     method: Method,
@@ -44,17 +55,7 @@ async fn call(
     who: Who,
     body: Option<&Value>,
 ) -> reqwest::Response {
-    let mut req = app.req(method, path, who);
-    if who == ADMIN_BG {
-        req = req.header(
-            "x-break-glass-reason",
-            "incident 4711: patient unresponsive",
-        );
-    }
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    req.send().await.unwrap()
+    actor(app, who).send(method, path, body).await
 }
 
 async fn id_of(res: reqwest::Response) -> String {
@@ -84,54 +85,53 @@ fn practitioner(slug: &str, status: &str, user: Option<&str>) -> Value {
 async fn world(app: &TestApp) -> World {
     // Linking a CMS user to a practitioner is an admin's act.
     let p1 = id_of(
-        app.post_json(
-            "/api/practitioners",
-            ADMIN,
-            &practitioner("p1", "published", Some("doc-yes")),
-        )
-        .await,
+        app.caller(ADMIN)
+            .post(
+                "/api/practitioners",
+                &practitioner("p1", "published", Some("doc-yes")),
+            )
+            .await,
     )
     .await;
     let _p2 = id_of(
-        app.post_json(
-            "/api/practitioners",
-            ADMIN,
-            &practitioner("p2", "published", Some("doc-no")),
-        )
-        .await,
+        app.caller(ADMIN)
+            .post(
+                "/api/practitioners",
+                &practitioner("p2", "published", Some("doc-no")),
+            )
+            .await,
     )
     .await;
     let p3_draft = id_of(
-        app.post_json(
-            "/api/practitioners",
-            EDITOR,
-            &practitioner("p3", "draft", None),
-        )
-        .await,
+        app.caller(EDITOR)
+            .post("/api/practitioners", &practitioner("p3", "draft", None))
+            .await,
     )
     .await;
     let mut p_del = Vec::new();
     for i in 0..3 {
         p_del.push(
             id_of(
-                app.post_json(
-                    "/api/practitioners",
-                    EDITOR,
-                    &practitioner(&format!("del-{i}"), "published", None),
-                )
-                .await,
+                app.caller(EDITOR)
+                    .post(
+                        "/api/practitioners",
+                        &practitioner(&format!("del-{i}"), "published", None),
+                    )
+                    .await,
             )
             .await,
         );
     }
     let herb = |slug: &str, status: &str| json!({"name": slug, "slug": slug, "status": status});
     let herb_pub = id_of(
-        app.post_json("/api/herbs", EDITOR, &herb("h-pub", "published"))
+        app.caller(EDITOR)
+            .post("/api/herbs", &herb("h-pub", "published"))
             .await,
     )
     .await;
     let herb_draft = id_of(
-        app.post_json("/api/herbs", EDITOR, &herb("h-draft", "draft"))
+        app.caller(EDITOR)
+            .post("/api/herbs", &herb("h-draft", "draft"))
             .await,
     )
     .await;
@@ -139,21 +139,29 @@ async fn world(app: &TestApp) -> World {
     for i in 0..3 {
         herb_del.push(
             id_of(
-                app.post_json(
-                    "/api/herbs",
-                    EDITOR,
-                    &herb(&format!("h-del-{i}"), "published"),
-                )
-                .await,
+                app.caller(EDITOR)
+                    .post("/api/herbs", &herb(&format!("h-del-{i}"), "published"))
+                    .await,
             )
             .await,
         );
     }
     let sub = json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}], "notes": "private"});
-    let sub_a = id_of(app.post_json("/api/symptom-submissions", PAT_A, &sub).await).await;
-    let sub_b = id_of(app.post_json("/api/symptom-submissions", PAT_B, &sub).await).await;
+    let sub_a = id_of(
+        app.caller(PAT_A)
+            .post("/api/symptom-submissions", &sub)
+            .await,
+    )
+    .await;
+    let sub_b = id_of(
+        app.caller(PAT_B)
+            .post("/api/symptom-submissions", &sub)
+            .await,
+    )
+    .await;
     let consent_a = id_of(
-        app.post_json("/api/consents", PAT_A, &json!({"practitionerId": p1}))
+        app.caller(PAT_A)
+            .post("/api/consents", &json!({"practitionerId": p1}))
             .await,
     )
     .await;
@@ -650,49 +658,65 @@ async fn the_access_matrix() {
 async fn revoking_or_expiring_consent_takes_effect_on_the_next_request() {
     let app = spawn_app().await;
     let p1 = id_of(
-        app.post_json(
-            "/api/practitioners",
-            ADMIN,
-            &practitioner("p1", "published", Some("doc-yes")),
-        )
-        .await,
+        app.caller(ADMIN)
+            .post(
+                "/api/practitioners",
+                &practitioner("p1", "published", Some("doc-yes")),
+            )
+            .await,
     )
     .await;
     let sub = json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}]});
-    let s1 = id_of(app.post_json("/api/symptom-submissions", PAT_A, &sub).await).await;
-    let s2 = id_of(app.post_json("/api/symptom-submissions", PAT_A, &sub).await).await;
+    let s1 = id_of(
+        app.caller(PAT_A)
+            .post("/api/symptom-submissions", &sub)
+            .await,
+    )
+    .await;
+    let s2 = id_of(
+        app.caller(PAT_A)
+            .post("/api/symptom-submissions", &sub)
+            .await,
+    )
+    .await;
     let path = |id: &str| format!("/api/symptom-submissions/{id}");
 
     // One submission only.
     let c = id_of(
-        app.post_json(
-            "/api/consents",
-            PAT_A,
-            &json!({"practitionerId": p1, "submissionId": s1}),
-        )
-        .await,
+        app.caller(PAT_A)
+            .post(
+                "/api/consents",
+                &json!({"practitionerId": p1, "submissionId": s1}),
+            )
+            .await,
     )
     .await;
-    assert_eq!(app.get_as(&path(&s1), DOC_YES).await.status(), 200);
-    assert_eq!(app.get_as(&path(&s2), DOC_YES).await.status(), 404);
+    assert_eq!(app.caller(DOC_YES).get(&path(&s1)).await.status(), 200);
+    assert_eq!(app.caller(DOC_YES).get(&path(&s2)).await.status(), 404);
     assert_eq!(
-        app.delete_as(&format!("/api/consents/{c}"), PAT_A)
+        app.caller(PAT_A)
+            .delete(&format!("/api/consents/{c}"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.get_as(&path(&s1), DOC_YES).await.status(),
+        app.caller(DOC_YES).get(&path(&s1)).await.status(),
         404,
         "revoked"
     );
 
     // Someone else's submission cannot be shared.
-    let sb = id_of(app.post_json("/api/symptom-submissions", PAT_B, &sub).await).await;
+    let sb = id_of(
+        app.caller(PAT_B)
+            .post("/api/symptom-submissions", &sub)
+            .await,
+    )
+    .await;
     let res = app
-        .post_json(
+        .caller(PAT_A)
+        .post(
             "/api/consents",
-            PAT_A,
             &json!({"practitionerId": p1, "submissionId": sb}),
         )
         .await;
@@ -700,29 +724,29 @@ async fn revoking_or_expiring_consent_takes_effect_on_the_next_request() {
     // Expiry in the past is refused; a near one lapses by itself.
     let past = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
     assert_eq!(
-        app.post_json(
-            "/api/consents",
-            PAT_A,
-            &json!({"practitionerId": p1, "expiresAt": past})
-        )
-        .await
-        .status(),
+        app.caller(PAT_A)
+            .post(
+                "/api/consents",
+                &json!({"practitionerId": p1, "expiresAt": past})
+            )
+            .await
+            .status(),
         400
     );
     let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
     id_of(
-        app.post_json(
-            "/api/consents",
-            PAT_A,
-            &json!({"practitionerId": p1, "expiresAt": soon}),
-        )
-        .await,
+        app.caller(PAT_A)
+            .post(
+                "/api/consents",
+                &json!({"practitionerId": p1, "expiresAt": soon}),
+            )
+            .await,
     )
     .await;
-    assert_eq!(app.get_as(&path(&s2), DOC_YES).await.status(), 200);
+    assert_eq!(app.caller(DOC_YES).get(&path(&s2)).await.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
     assert_eq!(
-        app.get_as(&path(&s2), DOC_YES).await.status(),
+        app.caller(DOC_YES).get(&path(&s2)).await.status(),
         404,
         "expired"
     );
@@ -736,8 +760,18 @@ fn principal(id: &str, roles: &[Role]) -> Principal {
 async fn isolation_holds_below_http_and_identity_never_outlives_its_transaction() {
     let app = spawn_app().await;
     let sub = json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}]});
-    let a = id_of(app.post_json("/api/symptom-submissions", PAT_A, &sub).await).await;
-    let b = id_of(app.post_json("/api/symptom-submissions", PAT_B, &sub).await).await;
+    let a = id_of(
+        app.caller(PAT_A)
+            .post("/api/symptom-submissions", &sub)
+            .await,
+    )
+    .await;
+    let b = id_of(
+        app.caller(PAT_B)
+            .post("/api/symptom-submissions", &sub)
+            .await,
+    )
+    .await;
 
     // Raw SQL as phi_app with A's settings sees only A's rows.
     let mut conn = sqlx::PgConnection::connect(&app.db.app_url())
@@ -854,7 +888,8 @@ async fn the_analytics_role_sees_only_de_identified_aggregates() {
         let body = json!({"symptoms": [{"name": "Neck pain", "severity": 3, "onset": "2026-02-01"}],
                           "dateOfBirth": "1990-01-01", "region": region, "notes": "secret"});
         let res = app
-            .post_json("/api/symptom-submissions", Some((owner.leak(), &[])), &body)
+            .caller(Some((owner.leak(), &[])))
+            .post("/api/symptom-submissions", &body)
             .await;
         assert_eq!(res.status(), 201);
     }
@@ -1003,7 +1038,8 @@ async fn an_analyst_cannot_difference_two_refreshes() {
                               "dateOfBirth": "1985-05-05", "region": "GB-SCT"});
             let owner: &'static str = format!("diff-{i}").leak();
             let res = app
-                .post_json("/api/symptom-submissions", Some((owner, &[])), &body)
+                .caller(Some((owner, &[])))
+                .post("/api/symptom-submissions", &body)
                 .await;
             assert_eq!(res.status(), 201);
         }

@@ -46,7 +46,8 @@ async fn entries(pool: &PgPool) -> Vec<EntryRow> {
 
 async fn create(app: &TestApp, notes: &str) -> String {
     let res = app
-        .req(reqwest::Method::POST, "/api/symptom-submissions", ANN)
+        .caller(ANN)
+        .req(reqwest::Method::POST, "/api/symptom-submissions")
         .header("x-request-id", "req-create-1")
         .json(&body(notes))
         .send()
@@ -91,28 +92,33 @@ async fn every_access_to_phi_is_recorded_without_values() {
     let app = spawn_app().await;
     let id = create(&app, "CANARY-AUDIT-NOTE").await;
     let path = format!("/api/symptom-submissions/{id}");
-    assert_eq!(app.get_as(&path, ANN).await.status(), 200);
+    assert_eq!(app.caller(ANN).get(&path).await.status(), 200);
     assert_eq!(
-        app.get_as("/api/symptom-submissions", ANN).await.status(),
-        200
-    );
-    assert_eq!(
-        app.patch_json(&path, ANN, &json!({"notes": "x", "status": "archived"}))
+        app.caller(ANN)
+            .get("/api/symptom-submissions")
             .await
             .status(),
         200
     );
-    assert_eq!(app.get_as(&path, BOB).await.status(), 404);
+    assert_eq!(
+        app.caller(ANN)
+            .patch(&path, &json!({"notes": "x", "status": "archived"}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.caller(BOB).get(&path).await.status(), 404);
     // Anonymous refusals are counted per client and minute, not one row each.
-    assert_eq!(app.get_as(&path, None).await.status(), 401);
+    assert_eq!(app.caller(None).get(&path).await.status(), 401);
     let res = app
-        .req(reqwest::Method::GET, &path, Some(("root", &["admin"])))
+        .caller(Some(("root", &["admin"])))
+        .req(reqwest::Method::GET, &path)
         .header("x-break-glass-reason", "ER admission 22:10")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(app.delete_as(&path, ANN).await.status(), 200);
+    assert_eq!(app.caller(ANN).delete(&path).await.status(), 200);
 
     let pool = app.db.admin_pool().await;
     let got = entries(&pool).await;
@@ -179,7 +185,8 @@ async fn a_failed_audit_write_fails_the_request_and_writes_nothing() {
         .await
         .unwrap();
     let res = app
-        .post_json("/api/symptom-submissions", ANN, &body("n"))
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("n"))
         .await;
     assert_eq!(res.status(), 500);
     let body = json(res).await;
@@ -589,20 +596,21 @@ async fn auditors_export_in_three_formats_that_verify_with_the_public_key() {
     }
     // A break-glass reason that a spreadsheet would run as a formula.
     let res = app
-        .req(
-            reqwest::Method::GET,
-            "/api/symptom-submissions",
-            Some(("root", &["admin"])),
-        )
+        .caller(Some(("root", &["admin"])))
+        .req(reqwest::Method::GET, "/api/symptom-submissions")
         .header("x-break-glass-reason", "=HYPERLINK(\"http://evil\")")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(app.get_as("/api/audit/export", ANN).await.status(), 403);
-    assert_eq!(app.get_as("/api/audit/export", None).await.status(), 401);
+    assert_eq!(app.caller(ANN).get("/api/audit/export").await.status(), 403);
     assert_eq!(
-        app.get_as("/api/audit/export?format=xml", AUDITOR)
+        app.caller(None).get("/api/audit/export").await.status(),
+        401
+    );
+    assert_eq!(
+        app.caller(AUDITOR)
+            .get("/api/audit/export?format=xml")
             .await
             .status(),
         400
@@ -610,7 +618,8 @@ async fn auditors_export_in_three_formats_that_verify_with_the_public_key() {
     let keys = public();
     for format in ["ndjson", "csv", "fhir"] {
         let res = app
-            .get_as(&format!("/api/audit/export?format={format}"), AUDITOR)
+            .caller(AUDITOR)
+            .get(&format!("/api/audit/export?format={format}"))
             .await;
         assert_eq!(res.status(), 200, "{format}");
         let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
@@ -618,10 +627,8 @@ async fn auditors_export_in_three_formats_that_verify_with_the_public_key() {
         let manifest: Option<export::SignedManifest> = if format == "csv" {
             // CSV carries no manifest inline: it is fetched by request id.
             let m = app
-                .get_as(
-                    &format!("/api/audit/exports/{request_id}/manifest"),
-                    AUDITOR,
-                )
+                .caller(AUDITOR)
+                .get(&format!("/api/audit/exports/{request_id}/manifest"))
                 .await;
             assert_eq!(m.status(), 200);
             Some(serde_json::from_value(json(m).await).unwrap())
@@ -677,10 +684,8 @@ async fn auditors_export_in_three_formats_that_verify_with_the_public_key() {
     }
     // A window is a contiguous range, signed like the rest.
     let res = app
-        .get_as(
-            "/api/audit/export?format=ndjson&from=2020-01-01&to=2100-01-01",
-            AUDITOR,
-        )
+        .caller(AUDITOR)
+        .get("/api/audit/export?format=ndjson&from=2020-01-01&to=2100-01-01")
         .await;
     let text = res.text().await.unwrap();
     assert!(export::verify_file(text.as_bytes(), None, &keys).is_ok());
@@ -743,7 +748,7 @@ async fn a_decrypt_failure_is_recorded_even_with_a_pool_of_one() {
         format!("/api/symptom-submissions/{id}"),
         "/api/symptom-submissions".to_string(),
     ] {
-        let res = app.get_as(&path, ANN).await;
+        let res = app.caller(ANN).get(&path).await;
         assert_eq!(res.status(), 500, "{path}");
         assert_eq!(
             json(res).await["errors"][0]["message"],
@@ -796,18 +801,16 @@ async fn the_fhir_export_is_valid_fhir_r4() {
     let app = spawn_app().await;
     create(&app, "n").await;
     let res = app
-        .req(
-            reqwest::Method::GET,
-            "/api/symptom-submissions",
-            Some(("root", &["admin"])),
-        )
+        .caller(Some(("root", &["admin"])))
+        .req(reqwest::Method::GET, "/api/symptom-submissions")
         .header("x-break-glass-reason", "ER admission")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(
-        app.get_as("/api/symptom-submissions/x", None)
+        app.caller(None)
+            .get("/api/symptom-submissions/x")
             .await
             .status(),
         404
@@ -1036,14 +1039,17 @@ async fn an_export_window_holds_every_entry_dated_in_it() {
     // detail the service writes) and a status change (the trigger's).
     open.execute("COMMIT").await.unwrap();
     assert_eq!(
-        app.get_as("/api/symptom-submissions", ANN).await.status(),
+        app.caller(ANN)
+            .get("/api/symptom-submissions")
+            .await
+            .status(),
         200
     );
     let id = create(&app, "to archive").await;
     let res = app
-        .patch_json(
+        .caller(ANN)
+        .patch(
             &format!("/api/symptom-submissions/{id}"),
-            ANN,
             &json!({"status": "archived"}),
         )
         .await;

@@ -85,19 +85,16 @@ async fn a_point_in_time_restore_brings_back_exactly_what_was_committed_before_t
     let mut before = Vec::new();
     for i in 0..5 {
         let res = app
-            .post_json(
-                "/api/symptom-submissions",
-                patient,
-                &body(&format!("before {i}")),
-            )
+            .caller(patient)
+            .post("/api/symptom-submissions", &body(&format!("before {i}")))
             .await;
         assert_eq!(res.status(), 201);
         before.push(json(res).await["doc"]["id"].as_str().unwrap().to_string());
     }
     let res = app
-        .post_json(
+        .caller(Some(("adm", &["admin"][..])))
+        .post(
             "/api/practitioners",
-            Some(("adm", &["admin"][..])),
             &json!({"name": "Dr Drill", "slug": "dr-drill", "status": "published",
                     "location": {"lat": 51.5, "lon": -0.12}}),
         )
@@ -113,11 +110,8 @@ async fn a_point_in_time_restore_brings_back_exactly_what_was_committed_before_t
     let mut after = Vec::new();
     for i in 0..3 {
         let res = app
-            .post_json(
-                "/api/symptom-submissions",
-                patient,
-                &body(&format!("after {i}")),
-            )
+            .caller(patient)
+            .post("/api/symptom-submissions", &body(&format!("after {i}")))
             .await;
         assert_eq!(res.status(), 201);
         after.push(json(res).await["doc"]["id"].as_str().unwrap().to_string());
@@ -161,23 +155,23 @@ async fn a_point_in_time_restore_brings_back_exactly_what_was_committed_before_t
     let address = start_server(test_settings(&dst.app("phi"), &settings)).await;
     let app = TestApp::at(&address, &client);
     let doc = json(
-        app.get_as(&format!("/api/symptom-submissions/{}", before[0]), patient)
+        app.caller(patient)
+            .get(&format!("/api/symptom-submissions/{}", before[0]))
             .await,
     )
     .await;
     assert_eq!(doc["notes"], "before 0");
     assert_eq!(
-        app.get_as(&format!("/api/symptom-submissions/{}", after[0]), patient)
+        app.caller(patient)
+            .get(&format!("/api/symptom-submissions/{}", after[0]))
             .await
             .status(),
         404
     );
     let near = json(
-        app.get_as(
-            "/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=5",
-            None,
-        )
-        .await,
+        app.caller(None)
+            .get("/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=5")
+            .await,
     )
     .await;
     assert_eq!(near["docs"][0]["name"], "Dr Drill");

@@ -54,7 +54,8 @@ async fn keys_reencrypt_and_audit_commands_work_end_to_end() {
     for i in 0..5 {
         let body = json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}], "notes": format!("n{i}")});
         assert_eq!(
-            app.post_json("/api/symptom-submissions", Some(("ann", &[])), &body)
+            app.caller(Some(("ann", &[])))
+                .post("/api/symptom-submissions", &body)
                 .await
                 .status(),
             201
@@ -90,7 +91,8 @@ async fn keys_reencrypt_and_audit_commands_work_end_to_end() {
     let fresh = start_server(test_settings(&db.app_url(), &extra)).await;
     let list = json(
         crate::helpers::TestApp::at(&fresh, &client)
-            .get_as("/api/symptom-submissions", Some(("ann", &[])))
+            .caller(Some(("ann", &[])))
+            .get("/api/symptom-submissions")
             .await,
     )
     .await;
@@ -238,7 +240,8 @@ async fn verify_without_a_checkpoint_or_an_anchor_is_not_an_ok() {
     let app = crate::helpers::TestApp::at(&address, &client);
     let body = json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}]});
     assert_eq!(
-        app.post_json("/api/symptom-submissions", Some(("ann", &[])), &body)
+        app.caller(Some(("ann", &[])))
+            .post("/api/symptom-submissions", &body)
             .await
             .status(),
         201

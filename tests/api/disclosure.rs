@@ -86,22 +86,19 @@ fn detail(row: &Row) -> Value {
 async fn break_glass_and_consent_searches_are_audited_even_when_empty() {
     let app = spawn_app().await;
     let p = created(
-        app.post_json(
-            "/api/practitioners",
-            ADMIN,
-            &practitioner("p", Some("users:doc")),
-        )
-        .await,
+        app.caller(ADMIN)
+            .post("/api/practitioners", &practitioner("p", Some("users:doc")))
+            .await,
     )
     .await;
     for i in 0..3 {
         created(
-            app.post_json(
-                "/api/symptom-submissions",
-                PAT,
-                &submission(&format!("pat{i}@example.org")),
-            )
-            .await,
+            app.caller(PAT)
+                .post(
+                    "/api/symptom-submissions",
+                    &submission(&format!("pat{i}@example.org")),
+                )
+                .await,
         )
         .await;
     }
@@ -157,11 +154,9 @@ async fn break_glass_and_consent_searches_are_audited_even_when_empty() {
     // The same for a practitioner searching with a consent.
     let since = last_seq(&pool).await;
     let page = json(
-        app.get_as(
-            "/api/symptom-submissions?where[contactEmail][equals]=nobody@example.org",
-            DOC,
-        )
-        .await,
+        app.caller(DOC)
+            .get("/api/symptom-submissions?where[contactEmail][equals]=nobody@example.org")
+            .await,
     )
     .await;
     assert_eq!(page["totalDocs"], 0);
@@ -192,18 +187,16 @@ async fn break_glass_and_consent_searches_are_audited_even_when_empty() {
 async fn a_patch_that_changes_nothing_is_an_audited_read() {
     let app = spawn_app().await;
     let id = created(
-        app.post_json(
-            "/api/symptom-submissions",
-            PAT,
-            &submission("p@example.org"),
-        )
-        .await,
+        app.caller(PAT)
+            .post("/api/symptom-submissions", &submission("p@example.org"))
+            .await,
     )
     .await;
     let pool = app.db.admin_pool().await;
     let since = last_seq(&pool).await;
     let res = app
-        .patch_json(&format!("/api/symptom-submissions/{id}"), PAT, &json!({}))
+        .caller(PAT)
+        .patch(&format!("/api/symptom-submissions/{id}"), &json!({}))
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(json(res).await["doc"]["notes"], "CANARY-NOTE");
@@ -218,12 +211,9 @@ async fn a_patch_that_changes_nothing_is_an_audited_read() {
 async fn contact_reads_consent_listings_and_cascades_are_audited() {
     let app = spawn_app().await;
     let p = created(
-        app.post_json(
-            "/api/practitioners",
-            ADMIN,
-            &practitioner("p", Some("users:doc")),
-        )
-        .await,
+        app.caller(ADMIN)
+            .post("/api/practitioners", &practitioner("p", Some("users:doc")))
+            .await,
     )
     .await;
     let pool = app.db.admin_pool().await;
@@ -300,21 +290,15 @@ async fn contact_reads_consent_listings_and_cascades_are_audited() {
 async fn a_consent_follows_the_person_not_a_record_an_editor_can_re_point() {
     let app = spawn_app().await;
     let p = created(
-        app.post_json(
-            "/api/practitioners",
-            ADMIN,
-            &practitioner("p", Some("users:doc")),
-        )
-        .await,
+        app.caller(ADMIN)
+            .post("/api/practitioners", &practitioner("p", Some("users:doc")))
+            .await,
     )
     .await;
     let s = created(
-        app.post_json(
-            "/api/symptom-submissions",
-            PAT,
-            &submission("p@example.org"),
-        )
-        .await,
+        app.caller(PAT)
+            .post("/api/symptom-submissions", &submission("p@example.org"))
+            .await,
     )
     .await;
     created(
@@ -330,7 +314,8 @@ async fn a_consent_follows_the_person_not_a_record_an_editor_can_re_point() {
     // The attack: an editor who is also a practitioner points the consented
     // record at themself, reads the shared submission, points it back.
     let res = app
-        .patch_json(&rec, ED_DOC, &json!({"userId": "users:ed-doc"}))
+        .caller(ED_DOC)
+        .patch(&rec, &json!({"userId": "users:ed-doc"}))
         .await;
     assert_eq!(res.status(), 403);
     assert_eq!(app.caller(ED_DOC).get(&sub).await.status(), 404);
@@ -362,7 +347,8 @@ async fn a_consent_follows_the_person_not_a_record_an_editor_can_re_point() {
     // Even an admin re-pointing the record carries nothing: the consent
     // bound the user linked when the patient gave it.
     let res = app
-        .patch_json(&rec, ADMIN, &json!({"userId": "users:ed-doc"}))
+        .caller(ADMIN)
+        .patch(&rec, &json!({"userId": "users:ed-doc"}))
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(
@@ -389,7 +375,8 @@ async fn a_consent_follows_the_person_not_a_record_an_editor_can_re_point() {
     );
     // So is a change of status.
     let res = app
-        .patch_json(&rec, EDITOR, &json!({"status": "draft"}))
+        .caller(EDITOR)
+        .patch(&rec, &json!({"status": "draft"}))
         .await;
     assert_eq!(res.status(), 200);
     let d: String = sqlx::query_scalar(
@@ -413,7 +400,10 @@ async fn hidden_fields_cannot_be_queried_by_those_who_cannot_see_them() {
         "sort=userId",
     ] {
         for who in [None, PAT, DOC] {
-            let res = app.get_as(&format!("/api/practitioners?{q}"), who).await;
+            let res = app
+                .caller(who)
+                .get(&format!("/api/practitioners?{q}"))
+                .await;
             assert_eq!(res.status(), 400, "{q} as {who:?}");
             let m = error_message(&json(res).await);
             assert!(
@@ -447,7 +437,8 @@ async fn the_operator_label_comes_from_nothing_a_request_can_send() {
     .await;
     // An admin's break-glass reason of "reencrypt" used to relabel writes.
     let res = app
-        .req(Method::PATCH, &format!("/api/practitioners/{p}"), ADMIN)
+        .caller(ADMIN)
+        .req(Method::PATCH, &format!("/api/practitioners/{p}"))
         .header("x-break-glass-reason", "reencrypt")
         .json(&json!({"email": "new@clinic.example"}))
         .send()
@@ -456,12 +447,9 @@ async fn the_operator_label_comes_from_nothing_a_request_can_send() {
     assert_eq!(res.status(), 200);
     // Raw SQL as the service's role cannot either.
     let s = created(
-        app.post_json(
-            "/api/symptom-submissions",
-            PAT,
-            &submission("p@example.org"),
-        )
-        .await,
+        app.caller(PAT)
+            .post("/api/symptom-submissions", &submission("p@example.org"))
+            .await,
     )
     .await;
     let mut conn = app.db.app_conn().await;
@@ -505,7 +493,8 @@ async fn floods_are_counted_per_client_and_minute_not_written_one_by_one() {
     }
     for _ in 0..20 {
         let res = app
-            .req(Method::GET, "/api/herbs", None)
+            .caller(None)
+            .req(Method::GET, "/api/herbs")
             .header("authorization", format!("JWT {forged}"))
             .send()
             .await
@@ -616,7 +605,7 @@ async fn nul_and_control_bytes_are_400s_never_500s() {
             json!({"name": "n", "slug": "n", "tcmProperties": {"actions": [nul]}}),
         ),
     ] {
-        let res = app.post_json(path, who, &body).await;
+        let res = app.caller(who).post(path, &body).await;
         assert_eq!(res.status(), 400, "{path} {body}");
         let text = res.text().await.unwrap();
         assert!(!text.contains('\u{0}'), "the value is not echoed: {text}");
@@ -631,7 +620,8 @@ async fn nul_and_control_bytes_are_400s_never_500s() {
     for id in [json!(nul), json!(1e21), json!(5.5)] {
         let t = v.sign(&json!({"id": id, "collection": "users", "iat": now, "exp": now + 60}));
         let res = app
-            .req(Method::GET, "/api/symptom-submissions", None)
+            .caller(None)
+            .req(Method::GET, "/api/symptom-submissions")
             .header("authorization", format!("JWT {t}"))
             .send()
             .await
@@ -657,17 +647,15 @@ async fn nul_and_control_bytes_are_400s_never_500s() {
 async fn bodies_are_one_json_object_with_each_key_once() {
     let app = spawn_app().await;
     let id = created(
-        app.post_json(
-            "/api/symptom-submissions",
-            PAT,
-            &submission("p@example.org"),
-        )
-        .await,
+        app.caller(PAT)
+            .post("/api/symptom-submissions", &submission("p@example.org"))
+            .await,
     )
     .await;
     let path = format!("/api/symptom-submissions/{id}");
     let send = |body: &'static str| {
-        app.req(Method::PATCH, &path, PAT)
+        app.caller(PAT)
+            .req(Method::PATCH, &path)
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -696,19 +684,17 @@ async fn bodies_are_one_json_object_with_each_key_once() {
 async fn break_glass_headers_are_checked_and_attempts_recorded() {
     let app = spawn_app().await;
     let id = created(
-        app.post_json(
-            "/api/symptom-submissions",
-            PAT,
-            &submission("p@example.org"),
-        )
-        .await,
+        app.caller(PAT)
+            .post("/api/symptom-submissions", &submission("p@example.org"))
+            .await,
     )
     .await;
     let path = format!("/api/symptom-submissions/{id}");
     // A reason that is not printable ASCII was silently dropped (a 404);
     // now it is a 400 that says why.
     let res = app
-        .req(Method::GET, &path, ADMIN)
+        .caller(ADMIN)
+        .req(Method::GET, &path)
         .header(
             "x-break-glass-reason",
             reqwest::header::HeaderValue::from_bytes("Notaufnahme, bewusstlos \u{fc}".as_bytes())
@@ -721,7 +707,8 @@ async fn break_glass_headers_are_checked_and_attempts_recorded() {
     assert!(error_message(&json(res).await).contains("printable ASCII"));
     // A non-admin's attempt is recorded as a break-glass attempt.
     let res = app
-        .req(Method::GET, &path, EDITOR)
+        .caller(EDITOR)
+        .req(Method::GET, &path)
         .header("x-break-glass-reason", "let me in")
         .send()
         .await
@@ -744,12 +731,9 @@ async fn break_glass_headers_are_checked_and_attempts_recorded() {
 async fn consents_and_relationships_leak_nothing_about_what_one_cannot_see() {
     let app = spawn_app().await;
     let p = created(
-        app.post_json(
-            "/api/practitioners",
-            ADMIN,
-            &practitioner("p", Some("users:doc")),
-        )
-        .await,
+        app.caller(ADMIN)
+            .post("/api/practitioners", &practitioner("p", Some("users:doc")))
+            .await,
     )
     .await;
     let mut draft = practitioner("draft", None);
@@ -779,12 +763,12 @@ async fn consents_and_relationships_leak_nothing_about_what_one_cannot_see() {
     // An expired consent leaves the practitioner's list.
     let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
     created(
-        app.post_json(
-            "/api/consents",
-            PAT,
-            &json!({"practitionerId": p, "expiresAt": soon}),
-        )
-        .await,
+        app.caller(PAT)
+            .post(
+                "/api/consents",
+                &json!({"practitionerId": p, "expiresAt": soon}),
+            )
+            .await,
     )
     .await;
     assert_eq!(
@@ -819,7 +803,7 @@ async fn repeated_parameters_are_refused_and_trickling_bodies_cut_off() {
         } else {
             PAT
         };
-        let res = app.get_as(path, who).await;
+        let res = app.caller(who).get(path).await;
         assert_eq!(res.status(), 400, "{path}");
         assert!(
             error_message(&json(res).await).contains("more than once"),

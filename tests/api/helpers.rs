@@ -112,52 +112,14 @@ impl TestApp {
 }
 
 impl Remote<'_> {
-    pub fn req(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        user: Option<(&str, &[&str])>,
-    ) -> reqwest::RequestBuilder {
-        let b = self
-            .client
-            .request(method, format!("{}{}", self.address, path));
-        match user {
-            Some((id, roles)) => b.header("authorization", bearer(id, roles)),
-            None => b,
+    /// A caller of this server (as `TestApp::caller`).
+    pub fn caller<'a>(&'a self, who: Who<'a>) -> Caller<'a> {
+        Caller {
+            address: &self.address,
+            client: self.client,
+            who,
+            headers: vec![],
         }
-    }
-
-    pub async fn post_json(
-        &self,
-        path: &str,
-        user: Option<(&str, &[&str])>,
-        body: &serde_json::Value,
-    ) -> reqwest::Response {
-        self.req(reqwest::Method::POST, path, user)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn patch_json(
-        &self,
-        path: &str,
-        user: Option<(&str, &[&str])>,
-        body: &serde_json::Value,
-    ) -> reqwest::Response {
-        self.req(reqwest::Method::PATCH, path, user)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn get_as(&self, path: &str, user: Option<(&str, &[&str])>) -> reqwest::Response {
-        self.req(reqwest::Method::GET, path, user)
-            .send()
-            .await
-            .unwrap()
     }
 }
 
@@ -258,42 +220,6 @@ impl TestApp {
             .unwrap()
     }
 
-    // The older form of the caller, kept for the tests written with it.
-    pub fn req(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        user: Who<'_>,
-    ) -> reqwest::RequestBuilder {
-        self.caller(user).req(method, path)
-    }
-
-    pub async fn post_json(
-        &self,
-        path: &str,
-        user: Who<'_>,
-        body: &serde_json::Value,
-    ) -> reqwest::Response {
-        self.caller(user).post(path, body).await
-    }
-
-    pub async fn patch_json(
-        &self,
-        path: &str,
-        user: Who<'_>,
-        body: &serde_json::Value,
-    ) -> reqwest::Response {
-        self.caller(user).patch(path, body).await
-    }
-
-    pub async fn get_as(&self, path: &str, user: Who<'_>) -> reqwest::Response {
-        self.caller(user).get(path).await
-    }
-
-    pub async fn delete_as(&self, path: &str, user: Who<'_>) -> reqwest::Response {
-        self.caller(user).delete(path).await
-    }
-
     /// A superuser connection to this test's database (to look under RLS).
     pub async fn admin(&self) -> PgConnection {
         PgConnection::connect(&self.db.admin_url()).await.unwrap()
@@ -361,6 +287,20 @@ impl<'a> Caller<'a> {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Any method, with a JSON body or none.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut b = self.req(method, path);
+        if let Some(body) = body {
+            b = b.json(body);
+        }
+        b.send().await.unwrap()
     }
 }
 

@@ -17,15 +17,11 @@ fn herb(slug: &str, status: &str, tcm: Value) -> Value {
 async fn herbs_crud_with_payload_shapes() {
     let app = spawn_app().await;
     let res = app
-        .post_json(
-            "/api/herbs",
-            EDITOR,
-            &json!({"name": "Huang Qin", "slug": "huang-qin", "scientificName": "Scutellaria baicalensis",
+        .caller(EDITOR).post("/api/herbs", &json!({"name": "Huang Qin", "slug": "huang-qin", "scientificName": "Scutellaria baicalensis",
                     "status": "published",
                     "tcmProperties": {"taste": ["bitter"], "temperature": "cold",
                                       "meridians": ["lung", "large intestine", "gallbladder"],
-                                      "actions": ["Clears heat", "clears heat"]}}),
-        )
+                                      "actions": ["Clears heat", "clears heat"]}}))
         .await;
     assert_eq!(res.status(), 201);
     let body = json(res).await;
@@ -45,9 +41,9 @@ async fn herbs_crud_with_payload_shapes() {
     assert_eq!(json(res).await["slug"], "huang-qin");
 
     let res = app
-        .patch_json(
+        .caller(EDITOR)
+        .patch(
             &format!("/api/herbs/{id}"),
-            EDITOR,
             &json!({"status": "draft", "description": null}),
         )
         .await;
@@ -60,13 +56,15 @@ async fn herbs_crud_with_payload_shapes() {
     // Drafts are invisible to anonymous callers and patients.
     assert_eq!(app.get(&format!("/api/herbs/{id}")).await.status(), 404);
     assert_eq!(
-        app.get_as(&format!("/api/herbs/{id}"), Some(("p-1", &[])))
+        app.caller(Some(("p-1", &[])))
+            .get(&format!("/api/herbs/{id}"))
             .await
             .status(),
         404
     );
     assert_eq!(
-        app.get_as(&format!("/api/herbs/{id}"), EDITOR)
+        app.caller(EDITOR)
+            .get(&format!("/api/herbs/{id}"))
             .await
             .status(),
         200
@@ -74,31 +72,31 @@ async fn herbs_crud_with_payload_shapes() {
 
     // Only staff write.
     let res = app
-        .post_json(
-            "/api/herbs",
-            Some(("p-1", &[])),
-            &herb("x", "draft", json!({})),
-        )
+        .caller(Some(("p-1", &[])))
+        .post("/api/herbs", &herb("x", "draft", json!({})))
         .await;
     assert_eq!(res.status(), 403);
     assert_eq!(
-        app.post_json("/api/herbs", None, &herb("x", "draft", json!({})))
+        app.caller(None)
+            .post("/api/herbs", &herb("x", "draft", json!({})))
             .await
             .status(),
         401
     );
 
-    let res = app.delete_as(&format!("/api/herbs/{id}"), EDITOR).await;
+    let res = app.caller(EDITOR).delete(&format!("/api/herbs/{id}")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(json(res).await["message"], "Deleted successfully.");
     assert_eq!(
-        app.get_as(&format!("/api/herbs/{id}"), EDITOR)
+        app.caller(EDITOR)
+            .get(&format!("/api/herbs/{id}"))
             .await
             .status(),
         404
     );
     assert_eq!(
-        app.delete_as(&format!("/api/herbs/{id}"), EDITOR)
+        app.caller(EDITOR)
+            .delete(&format!("/api/herbs/{id}"))
             .await
             .status(),
         404
@@ -109,21 +107,15 @@ async fn herbs_crud_with_payload_shapes() {
 async fn duplicate_slug_is_a_validation_error_on_slug() {
     let app = spawn_app().await;
     assert_eq!(
-        app.post_json(
-            "/api/herbs",
-            EDITOR,
-            &herb("gan-cao", "published", json!({}))
-        )
-        .await
-        .status(),
+        app.caller(EDITOR)
+            .post("/api/herbs", &herb("gan-cao", "published", json!({})))
+            .await
+            .status(),
         201
     );
     let res = app
-        .post_json(
-            "/api/herbs",
-            EDITOR,
-            &herb("gan-cao", "published", json!({})),
-        )
+        .caller(EDITOR)
+        .post("/api/herbs", &herb("gan-cao", "published", json!({})))
         .await;
     assert_eq!(res.status(), 400);
     let body = json(res).await;
@@ -137,9 +129,9 @@ async fn listing_paginates_filters_and_sorts() {
     for i in 0..25 {
         let status = if i % 5 == 0 { "draft" } else { "published" };
         let res = app
-            .post_json(
+            .caller(EDITOR)
+            .post(
                 "/api/herbs",
-                EDITOR,
                 &herb(&format!("herb-{i:02}"), status, json!({})),
             )
             .await;
@@ -160,11 +152,9 @@ async fn listing_paginates_filters_and_sorts() {
 
     // The editor sees drafts; where + sort.
     let body = json(
-        app.get_as(
-            "/api/herbs?where[status][equals]=draft&sort=-slug&limit=3",
-            EDITOR,
-        )
-        .await,
+        app.caller(EDITOR)
+            .get("/api/herbs?where[status][equals]=draft&sort=-slug&limit=3")
+            .await,
     )
     .await;
     let slugs: Vec<&str> = body["docs"]

@@ -226,12 +226,14 @@ async fn a_transit_wrapped_keyring_serves_and_its_file_holds_no_key_bytes() {
     let client = crate::helpers::http_client();
     let app = TestApp::at(&address, &client);
     let res = app
-        .post_json("/api/symptom-submissions", ANN, &body("wrapped"))
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("wrapped"))
         .await;
     assert_eq!(res.status(), 201);
     let id = json(res).await["doc"]["id"].as_str().unwrap().to_string();
     let doc = json(
-        app.get_as(&format!("/api/symptom-submissions/{id}"), ANN)
+        app.caller(ANN)
+            .get(&format!("/api/symptom-submissions/{id}"))
             .await,
     )
     .await;
@@ -266,7 +268,8 @@ async fn rewrap_follows_a_rotated_transit_key_and_moves_to_another_without_touch
     let client = crate::helpers::http_client();
     let address = start_server(test_settings(&db.app_url(), &settings)).await;
     let res = TestApp::at(&address, &client)
-        .post_json("/api/symptom-submissions", ANN, &body("before rewrap"))
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("before rewrap"))
         .await;
     assert_eq!(res.status(), 201);
     let id = json(res).await["doc"]["id"].as_str().unwrap().to_string();
@@ -316,7 +319,8 @@ async fn rewrap_follows_a_rotated_transit_key_and_moves_to_another_without_touch
     let address = start_server(test_settings(&db.app_url(), &settings)).await;
     let doc = json(
         TestApp::at(&address, &client)
-            .get_as(&format!("/api/symptom-submissions/{id}"), ANN)
+            .caller(ANN)
+            .get(&format!("/api/symptom-submissions/{id}"))
             .await,
     )
     .await;
@@ -383,7 +387,8 @@ async fn production_refuses_keys_in_the_clear_and_keys_wrap_migrates_them() {
     let address = start_server(test_settings(&db.app_url(), &settings)).await;
     let client = crate::helpers::http_client();
     let res = TestApp::at(&address, &client)
-        .post_json("/api/symptom-submissions", ANN, &body("from before"))
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("from before"))
         .await;
     assert_eq!(res.status(), 201);
     let id = json(res).await["doc"]["id"].as_str().unwrap().to_string();
@@ -432,7 +437,8 @@ async fn production_refuses_keys_in_the_clear_and_keys_wrap_migrates_them() {
     let address = start_server(test_settings(&db.app_url(), &settings)).await;
     let doc = json(
         TestApp::at(&address, &client)
-            .get_as(&format!("/api/symptom-submissions/{id}"), ANN)
+            .caller(ANN)
+            .get(&format!("/api/symptom-submissions/{id}"))
             .await,
     )
     .await;
@@ -545,7 +551,8 @@ async fn sighup_loads_a_new_keyring_and_a_broken_one_keeps_the_old() {
     let client = crate::helpers::http_client();
     let app = TestApp::at(&gw.address, &client);
     let res = app
-        .post_json("/api/symptom-submissions", ANN, &body("under v1"))
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("under v1"))
         .await;
     assert_eq!(res.status(), 201);
     let first = json(res).await["doc"]["id"].as_str().unwrap().to_string();
@@ -561,7 +568,8 @@ async fn sighup_loads_a_new_keyring_and_a_broken_one_keeps_the_old() {
     let mut under_v2 = 0i64;
     for _ in 0..200 {
         let res = app
-            .post_json("/api/symptom-submissions", ANN, &body("after reload"))
+            .caller(ANN)
+            .post("/api/symptom-submissions", &body("after reload"))
             .await;
         assert_eq!(res.status(), 201);
         under_v2 = sqlx::query_scalar(
@@ -602,13 +610,15 @@ async fn sighup_loads_a_new_keyring_and_a_broken_one_keeps_the_old() {
     }
     assert!(refused, "{}", gw.log());
     let doc = json(
-        app.get_as(&format!("/api/symptom-submissions/{first}"), ANN)
+        app.caller(ANN)
+            .get(&format!("/api/symptom-submissions/{first}"))
             .await,
     )
     .await;
     assert_eq!(doc["notes"], "under v1");
     let res = app
-        .post_json("/api/symptom-submissions", ANN, &body("still serving"))
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("still serving"))
         .await;
     assert_eq!(res.status(), 201);
     // The log names no key material.

@@ -37,7 +37,7 @@ async fn call(
     who: Who,
     body: Option<&Value>,
 ) -> reqwest::Response {
-    let mut b = app.req(m, path, who);
+    let mut b = app.caller(who).req(m, path);
     if let Some(body) = body {
         b = b.json(body);
     }
@@ -81,27 +81,23 @@ async fn count_answers_like_a_list_and_is_audited_where_it_touches_phi() {
     let app = spawn_app().await;
     for i in 0..3 {
         created(
-            app.post_json(
-                "/api/symptom-submissions",
-                PAT,
-                &submission(&format!("n{i}")),
-            )
-            .await,
+            app.caller(PAT)
+                .post("/api/symptom-submissions", &submission(&format!("n{i}")))
+                .await,
         )
         .await;
     }
     created(
-        app.post_json("/api/symptom-submissions", OTHER, &submission("theirs"))
+        app.caller(OTHER)
+            .post("/api/symptom-submissions", &submission("theirs"))
             .await,
     )
     .await;
     let pool = app.db.admin_pool().await;
     let since = last_seq(&pool).await;
     let res = app
-        .get_as(
-            "/api/symptom-submissions/count?where[status][equals]=submitted",
-            PAT,
-        )
+        .caller(PAT)
+        .get("/api/symptom-submissions/count?where[status][equals]=submitted")
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(
@@ -123,10 +119,8 @@ async fn count_answers_like_a_list_and_is_audited_where_it_touches_phi() {
     // submission is not counted for this one.
     let since = last_seq(&pool).await;
     let res = app
-        .get_as(
-            "/api/symptom-submissions/count?where[contactEmail][equals]=nobody@example.org",
-            PAT,
-        )
+        .caller(PAT)
+        .get("/api/symptom-submissions/count?where[contactEmail][equals]=nobody@example.org")
         .await;
     assert_eq!(json(res).await["totalDocs"], 0);
     assert_eq!(log_since(&pool, since).await.len(), 1);
@@ -140,7 +134,8 @@ async fn count_answers_like_a_list_and_is_audited_where_it_touches_phi() {
         "depth=1",
     ] {
         let res = app
-            .get_as(&format!("/api/symptom-submissions/count?{q}"), PAT)
+            .caller(PAT)
+            .get(&format!("/api/symptom-submissions/count?{q}"))
             .await;
         assert_eq!(res.status(), 400, "{q}");
         assert!(
@@ -150,18 +145,19 @@ async fn count_answers_like_a_list_and_is_audited_where_it_touches_phi() {
     }
     // No credentials: no count of PHI.
     assert_eq!(
-        app.get_as("/api/symptom-submissions/count", None)
+        app.caller(None)
+            .get("/api/symptom-submissions/count")
             .await
             .status(),
         401
     );
     // The public collections count for anyone; consents for their owner.
     assert_eq!(
-        json(app.get_as("/api/herbs/count", None).await).await["totalDocs"],
+        json(app.caller(None).get("/api/herbs/count").await).await["totalDocs"],
         0
     );
     assert_eq!(
-        json(app.get_as("/api/consents/count", PAT).await).await,
+        json(app.caller(PAT).get("/api/consents/count").await).await,
         json!({"totalDocs": 0, "totalDocsCapped": false})
     );
 }
@@ -172,16 +168,21 @@ async fn select_opens_and_names_only_what_it_shows_and_depth_populates_under_the
     let p = practitioner(&app, "dr-select", Some("users:doc")).await;
     let mut body = submission("NOTE-SELECT");
     body["practitionerId"] = json!(p);
-    let s = created(app.post_json("/api/symptom-submissions", PAT, &body).await).await;
+    let s = created(
+        app.caller(PAT)
+            .post("/api/symptom-submissions", &body)
+            .await,
+    )
+    .await;
     let pool = app.db.admin_pool().await;
 
     let since = last_seq(&pool).await;
     let doc = json(
-        app.get_as(
-            &format!("/api/symptom-submissions/{s}?select[status]=true&select[region]=true"),
-            PAT,
-        )
-        .await,
+        app.caller(PAT)
+            .get(&format!(
+                "/api/symptom-submissions/{s}?select[status]=true&select[region]=true"
+            ))
+            .await,
     )
     .await;
     let keys: Vec<&str> = doc
@@ -201,11 +202,9 @@ async fn select_opens_and_names_only_what_it_shows_and_depth_populates_under_the
     // Hiding fields: the rest shows, the hidden are neither shown nor named.
     let since = last_seq(&pool).await;
     let doc = json(
-        app.get_as(
-            "/api/symptom-submissions?select[notes]=false&select[contactEmail]=false",
-            PAT,
-        )
-        .await,
+        app.caller(PAT)
+            .get("/api/symptom-submissions?select[notes]=false&select[contactEmail]=false")
+            .await,
     )
     .await;
     let d = &doc["docs"][0];
@@ -227,14 +226,16 @@ async fn select_opens_and_names_only_what_it_shows_and_depth_populates_under_the
         "select[notes]=yes",
     ] {
         let res = app
-            .get_as(&format!("/api/symptom-submissions?{q}"), PAT)
+            .caller(PAT)
+            .get(&format!("/api/symptom-submissions?{q}"))
             .await;
         assert_eq!(res.status(), 400, "{q}");
     }
 
     // A response that carries PHI is never cached, by browsers or proxies.
     let res = app
-        .get_as(&format!("/api/symptom-submissions/{s}"), PAT)
+        .caller(PAT)
+        .get(&format!("/api/symptom-submissions/{s}"))
         .await;
     assert_eq!(res.headers()["cache-control"], "no-store");
     assert_eq!(res.headers()["pragma"], "no-cache");
@@ -242,13 +243,15 @@ async fn select_opens_and_names_only_what_it_shows_and_depth_populates_under_the
     // depth: 0 (default) an id, 1 the practitioner's document as the caller
     // may see it (the patient sees no sealed contact fields).
     let doc = json(
-        app.get_as(&format!("/api/symptom-submissions/{s}"), PAT)
+        app.caller(PAT)
+            .get(&format!("/api/symptom-submissions/{s}"))
             .await,
     )
     .await;
     assert_eq!(doc["practitionerId"], json!(p));
     let doc = json(
-        app.get_as(&format!("/api/symptom-submissions/{s}?depth=1"), PAT)
+        app.caller(PAT)
+            .get(&format!("/api/symptom-submissions/{s}?depth=1"))
             .await,
     )
     .await;
@@ -261,7 +264,8 @@ async fn select_opens_and_names_only_what_it_shows_and_depth_populates_under_the
         "{doc}"
     );
     assert_eq!(
-        app.get_as(&format!("/api/symptom-submissions/{s}?depth=11"), PAT)
+        app.caller(PAT)
+            .get(&format!("/api/symptom-submissions/{s}?depth=11"))
             .await
             .status(),
         400
@@ -269,10 +273,10 @@ async fn select_opens_and_names_only_what_it_shows_and_depth_populates_under_the
     // Payload's other parameters: accepted where they mean nothing here,
     // else a 400 that says why.
     let ok = app
-        .get_as(
-            &format!("/api/symptom-submissions/{s}?locale=en&fallback-locale=en&draft=false"),
-            PAT,
-        )
+        .caller(PAT)
+        .get(&format!(
+            "/api/symptom-submissions/{s}?locale=en&fallback-locale=en&draft=false"
+        ))
         .await;
     assert_eq!(ok.status(), 200);
     for (q, why) in [
@@ -281,7 +285,8 @@ async fn select_opens_and_names_only_what_it_shows_and_depth_populates_under_the
         ("trash=true", "no trash"),
     ] {
         let res = app
-            .get_as(&format!("/api/symptom-submissions?{q}"), PAT)
+            .caller(PAT)
+            .get(&format!("/api/symptom-submissions?{q}"))
             .await;
         assert_eq!(res.status(), 400, "{q}");
         assert!(error_message(&json(res).await).contains(why), "{q}");
@@ -309,7 +314,7 @@ async fn sort_takes_several_fields() {
         )
         .await;
     }
-    let page = json(app.get_as("/api/herbs?sort=-status,name", EDITOR).await).await;
+    let page = json(app.caller(EDITOR).get("/api/herbs?sort=-status,name").await).await;
     let names: Vec<&str> = page["docs"]
         .as_array()
         .unwrap()
@@ -317,7 +322,7 @@ async fn sort_takes_several_fields() {
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["a2", "b", "c", "a"]);
-    let page = json(app.get_as("/api/herbs?sort=status,-name", EDITOR).await).await;
+    let page = json(app.caller(EDITOR).get("/api/herbs?sort=status,-name").await).await;
     let names: Vec<&str> = page["docs"]
         .as_array()
         .unwrap()
@@ -335,18 +340,16 @@ async fn bulk_changes_are_all_or_nothing_capped_and_audited() {
     for i in 0..3 {
         mine.push(
             created(
-                app.post_json(
-                    "/api/symptom-submissions",
-                    PAT,
-                    &submission(&format!("b{i}")),
-                )
-                .await,
+                app.caller(PAT)
+                    .post("/api/symptom-submissions", &submission(&format!("b{i}")))
+                    .await,
             )
             .await,
         );
     }
     let theirs = created(
-        app.post_json("/api/symptom-submissions", OTHER, &submission("theirs"))
+        app.caller(OTHER)
+            .post("/api/symptom-submissions", &submission("theirs"))
             .await,
     )
     .await;
@@ -398,7 +401,8 @@ async fn bulk_changes_are_all_or_nothing_capped_and_audited() {
         "{actions:?}"
     );
     let other = json(
-        app.get_as(&format!("/api/symptom-submissions/{theirs}"), OTHER)
+        app.caller(OTHER)
+            .get(&format!("/api/symptom-submissions/{theirs}"))
             .await,
     )
     .await;
@@ -409,12 +413,14 @@ async fn bulk_changes_are_all_or_nothing_capped_and_audited() {
     // changes.
     let p = practitioner(&app, "dr-bulk", Some("users:doc")).await;
     created(
-        app.post_json("/api/consents", OTHER, &json!({"practitionerId": p}))
+        app.caller(OTHER)
+            .post("/api/consents", &json!({"practitionerId": p}))
             .await,
     )
     .await;
     let own = created(
-        app.post_json("/api/symptom-submissions", DOC, &submission("doc's own"))
+        app.caller(DOC)
+            .post("/api/symptom-submissions", &submission("doc's own"))
             .await,
     )
     .await;
@@ -428,13 +434,15 @@ async fn bulk_changes_are_all_or_nothing_capped_and_audited() {
     .await;
     assert_eq!(res.status(), 403);
     let own_doc = json(
-        app.get_as(&format!("/api/symptom-submissions/{own}"), DOC)
+        app.caller(DOC)
+            .get(&format!("/api/symptom-submissions/{own}"))
             .await,
     )
     .await;
     assert_eq!(own_doc["notes"], "doc's own", "rolled back");
     let shared = json(
-        app.get_as(&format!("/api/symptom-submissions/{theirs}"), OTHER)
+        app.caller(OTHER)
+            .get(&format!("/api/symptom-submissions/{theirs}"))
             .await,
     )
     .await;
@@ -471,7 +479,8 @@ async fn bulk_changes_are_all_or_nothing_capped_and_audited() {
     assert_eq!(bad.status(), 400);
     assert_eq!(
         json(
-            app.get_as(&format!("/api/symptom-submissions/{}", mine[0]), PAT)
+            app.caller(PAT)
+                .get(&format!("/api/symptom-submissions/{}", mine[0]))
                 .await
         )
         .await["region"],
@@ -502,7 +511,8 @@ async fn bulk_changes_are_all_or_nothing_capped_and_audited() {
     assert_eq!(deletes, 3);
     for id in &mine {
         assert_eq!(
-            app.get_as(&format!("/api/symptom-submissions/{id}"), PAT)
+            app.caller(PAT)
+                .get(&format!("/api/symptom-submissions/{id}"))
                 .await
                 .status(),
             404
@@ -534,7 +544,8 @@ async fn bulk_changes_are_all_or_nothing_capped_and_audited() {
     assert_eq!(res.status(), 400);
     assert!(error_message(&json(res).await).contains("at most 100"));
     let published = json(
-        app.get_as("/api/herbs/count?where[status][equals]=published", EDITOR)
+        app.caller(EDITOR)
+            .get("/api/herbs/count?where[status][equals]=published")
             .await,
     )
     .await;
@@ -569,7 +580,8 @@ async fn the_payload_cookie_is_honoured_only_from_allowed_origins_with_cors_for_
     ])
     .await;
     created(
-        app.post_json("/api/symptom-submissions", PAT, &submission("cookie"))
+        app.caller(PAT)
+            .post("/api/symptom-submissions", &submission("cookie"))
             .await,
     )
     .await;
@@ -682,14 +694,15 @@ async fn writes_check_their_parameters_and_never_take_null_for_a_required_field(
     let mut reviewed = submission("x");
     reviewed["status"] = json!("reviewed");
     let res = app
-        .post_json("/api/symptom-submissions", PAT, &reviewed)
+        .caller(PAT)
+        .post("/api/symptom-submissions", &reviewed)
         .await;
     assert_eq!(res.status(), 403);
     // A write's answer honours select; depth and unknown parameters are 400s.
     let res = app
-        .post_json(
+        .caller(PAT)
+        .post(
             "/api/symptom-submissions?select[status]=true",
-            PAT,
             &submission("sel"),
         )
         .await;
@@ -705,17 +718,14 @@ async fn writes_check_their_parameters_and_never_take_null_for_a_required_field(
     let id = doc["id"].as_str().unwrap().to_string();
     for q in ["depth=1", "foo=bar"] {
         let res = app
-            .post_json(
-                &format!("/api/symptom-submissions?{q}"),
-                PAT,
-                &submission("q"),
-            )
+            .caller(PAT)
+            .post(&format!("/api/symptom-submissions?{q}"), &submission("q"))
             .await;
         assert_eq!(res.status(), 400, "{q}");
         let res = app
-            .patch_json(
+            .caller(PAT)
+            .patch(
                 &format!("/api/symptom-submissions/{id}?{q}"),
-                PAT,
                 &json!({"notes": "n"}),
             )
             .await;
@@ -724,7 +734,8 @@ async fn writes_check_their_parameters_and_never_take_null_for_a_required_field(
     // null for a field that can only be changed, not cleared: 400, naming it.
     for body in [json!({"status": null}), json!({"symptoms": null})] {
         let res = app
-            .patch_json(&format!("/api/symptom-submissions/{id}"), PAT, &body)
+            .caller(PAT)
+            .patch(&format!("/api/symptom-submissions/{id}"), &body)
             .await;
         assert_eq!(res.status(), 400, "{body}");
         let msg = json(res).await;
@@ -759,12 +770,14 @@ async fn writes_check_their_parameters_and_never_take_null_for_a_required_field(
     // 404: they know it exists).
     let p = practitioner(&app, "dr-del", Some("users:doc")).await;
     created(
-        app.post_json("/api/consents", PAT, &json!({"practitionerId": p}))
+        app.caller(PAT)
+            .post("/api/consents", &json!({"practitionerId": p}))
             .await,
     )
     .await;
     assert_eq!(
-        app.get_as(&format!("/api/symptom-submissions/{id}"), DOC)
+        app.caller(DOC)
+            .get(&format!("/api/symptom-submissions/{id}"))
             .await
             .status(),
         200
@@ -788,7 +801,8 @@ async fn writes_check_their_parameters_and_never_take_null_for_a_required_field(
     .await;
     assert_eq!(res.status(), 403);
     assert_eq!(
-        app.get_as(&format!("/api/symptom-submissions/{id}"), PAT)
+        app.caller(PAT)
+            .get(&format!("/api/symptom-submissions/{id}"))
             .await
             .status(),
         200

@@ -22,7 +22,7 @@ async fn contact_fields_are_sealed_and_shown_only_to_staff_and_self() {
     let app = spawn_app().await;
     let mut body = practitioner("li-wei", "Li.Wei@Example.org", 51.5, -0.12);
     body["userId"] = json!("users:user-li");
-    let res = app.post_json("/api/practitioners", ADMIN, &body).await;
+    let res = app.caller(ADMIN).post("/api/practitioners", &body).await;
     assert_eq!(res.status(), 201);
     let doc = json(res).await["doc"].clone();
     let id = doc["id"].as_str().unwrap().to_string();
@@ -35,31 +35,27 @@ async fn contact_fields_are_sealed_and_shown_only_to_staff_and_self() {
         assert!(public.get(private).is_none(), "{private} leaked: {public}");
     }
     let own = json(
-        app.get_as(
-            &format!("/api/practitioners/{id}"),
-            Some(("user-li", &["practitioner"])),
-        )
-        .await,
+        app.caller(Some(("user-li", &["practitioner"])))
+            .get(&format!("/api/practitioners/{id}"))
+            .await,
     )
     .await;
     assert_eq!(own["phone"], "+44 20 7946 0000");
 
     // Email lookup through the blind index, case-insensitively.
     let found = json(
-        app.get_as(
-            "/api/practitioners?where[email][equals]=li.wei@example.ORG",
-            ADMIN,
-        )
-        .await,
+        app.caller(ADMIN)
+            .get("/api/practitioners?where[email][equals]=li.wei@example.ORG")
+            .await,
     )
     .await;
     assert_eq!(found["totalDocs"], 1);
     assert_eq!(found["docs"][0]["id"], id.as_str());
     // Emails are unique (through the blind index).
     let res = app
-        .post_json(
+        .caller(ADMIN)
+        .post(
             "/api/practitioners",
-            ADMIN,
             &practitioner("other", "li.wei@example.org", 1.0, 1.0),
         )
         .await;
@@ -72,28 +68,25 @@ async fn contact_fields_are_sealed_and_shown_only_to_staff_and_self() {
     // The linked practitioner edits their bio but not their status.
     let me = Some(("user-li", &["practitioner"][..]));
     let res = app
-        .patch_json(
+        .caller(me)
+        .patch(
             &format!("/api/practitioners/{id}"),
-            me,
             &json!({"bio": "Twenty years of practice."}),
         )
         .await;
     assert_eq!(res.status(), 200);
     let res = app
-        .patch_json(
+        .caller(me)
+        .patch(
             &format!("/api/practitioners/{id}"),
-            me,
             &json!({"status": "draft"}),
         )
         .await;
     assert_eq!(res.status(), 403);
     // Someone else cannot edit it at all.
     let res = app
-        .patch_json(
-            &format!("/api/practitioners/{id}"),
-            Some(("user-x", &[])),
-            &json!({"bio": "x"}),
-        )
+        .caller(Some(("user-x", &[])))
+        .patch(&format!("/api/practitioners/{id}"), &json!({"bio": "x"}))
         .await;
     assert_eq!(res.status(), 403);
 
@@ -146,7 +139,7 @@ async fn bad_practitioner_bodies_are_rejected_with_paths_and_nothing_is_written(
         ),
     ];
     for (body, path) in cases {
-        let res = app.post_json("/api/practitioners", ADMIN, &body).await;
+        let res = app.caller(ADMIN).post("/api/practitioners", &body).await;
         assert_eq!(res.status(), 400, "{body}");
         let err = json(res).await;
         assert_eq!(err["errors"][0]["name"], "ValidationError", "{err}");
@@ -160,7 +153,8 @@ async fn bad_practitioner_bodies_are_rejected_with_paths_and_nothing_is_written(
     }
     // NaN is not JSON: a syntax error, 400.
     let res = app
-        .req(reqwest::Method::POST, "/api/practitioners", ADMIN)
+        .caller(ADMIN)
+        .req(reqwest::Method::POST, "/api/practitioners")
         .header("content-type", "application/json")
         .body(r#"{"name":"A","slug":"a","location":{"lat":NaN,"lon":0}}"#)
         .send()
@@ -406,7 +400,7 @@ async fn a_listings_website_is_an_http_address() {
         "ftp://example.org/",
     ] {
         body["website"] = json!(bad);
-        let res = app.post_json("/api/practitioners", ADMIN, &body).await;
+        let res = app.caller(ADMIN).post("/api/practitioners", &body).await;
         assert_eq!(res.status(), 400, "{bad}");
         let b = json(res).await;
         assert_eq!(
@@ -422,7 +416,7 @@ async fn a_listings_website_is_an_http_address() {
         body["website"] = json!(good);
         body["slug"] = json!(format!("web-{}", good.len()));
         body["email"] = json!(format!("web{}@example.org", good.len()));
-        let res = app.post_json("/api/practitioners", ADMIN, &body).await;
+        let res = app.caller(ADMIN).post("/api/practitioners", &body).await;
         assert_eq!(res.status(), 201, "{good}");
     }
 }

@@ -29,7 +29,7 @@ impl Drop for Replica {
 }
 
 async fn names(app: &Remote<'_>, who: Option<(&str, &[&str])>) -> Vec<String> {
-    let page = json(app.get_as("/api/herbs?limit=100", who).await).await;
+    let page = json(app.caller(who).get("/api/herbs?limit=100").await).await;
     page["docs"]
         .as_array()
         .unwrap()
@@ -79,7 +79,8 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
     let herb = |name: &str| json!({"name": name, "slug": name.to_lowercase().replace(' ', "-"), "status": "published"});
 
     let res = app
-        .post_json("/api/herbs", editor, &herb("First herb"))
+        .caller(editor)
+        .post("/api/herbs", &herb("First herb"))
         .await;
     assert_eq!(res.status(), 201);
     eventually("the replica has the first herb", async || {
@@ -96,7 +97,8 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
         .await
         .unwrap();
     let res = app
-        .post_json("/api/herbs", editor, &herb("Second herb"))
+        .caller(editor)
+        .post("/api/herbs", &herb("Second herb"))
         .await;
     assert_eq!(res.status(), 201);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -109,16 +111,17 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
     // PHI stays on the primary: a patient's write is read back at once,
     // and the read's audit entry is written (the replica takes no write).
     let res = app
-        .post_json(
+        .caller(patient)
+        .post(
             "/api/symptom-submissions",
-            patient,
             &json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-02-01"}]}),
         )
         .await;
     assert_eq!(res.status(), 201);
     let id = json(res).await["doc"]["id"].as_str().unwrap().to_string();
     assert_eq!(
-        app.get_as(&format!("/api/symptom-submissions/{id}"), patient)
+        app.caller(patient)
+            .get(&format!("/api/symptom-submissions/{id}"))
             .await
             .status(),
         200

@@ -51,7 +51,8 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
     let mut ids = Vec::new();
     for i in 0..30 {
         let res = app(&v1)
-            .post_json("/api/symptom-submissions", ANN, &body(&format!("note {i}")))
+            .caller(ANN)
+            .post("/api/symptom-submissions", &body(&format!("note {i}")))
             .await;
         assert_eq!(res.status(), 201);
         ids.push(json(res).await["doc"]["id"].as_str().unwrap().to_string());
@@ -65,13 +66,15 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
     ring.write_file(&path, true).unwrap();
     let v2 = start_server(test_settings(&db.app_url(), &no_env_keys)).await;
     let res = app(&v2)
-        .post_json("/api/symptom-submissions", ANN, &body("fresh"))
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("fresh"))
         .await;
     assert_eq!(res.status(), 201);
     assert_eq!(key_ids(&admin).await, vec![(1, 30), (2, 1)]);
     let old = json(
         app(&v2)
-            .get_as(&format!("/api/symptom-submissions/{}", ids[0]), ANN)
+            .caller(ANN)
+            .get(&format!("/api/symptom-submissions/{}", ids[0]))
             .await,
     )
     .await;
@@ -92,16 +95,17 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
             while !stop.load(Ordering::Relaxed) || n < 20 {
                 n += 1;
                 let res = app
-                    .post_json("/api/symptom-submissions", ANN, &body(&format!("live {n}")))
+                    .caller(ANN)
+                    .post("/api/symptom-submissions", &body(&format!("live {n}")))
                     .await;
                 assert_eq!(res.status(), 201);
                 created += 1;
                 let id = &ids[n % ids.len()];
                 let value = format!("patched {n}");
                 let res = app
-                    .patch_json(
+                    .caller(ANN)
+                    .patch(
                         &format!("/api/symptom-submissions/{id}"),
-                        ANN,
                         &json!({"notes": value}),
                     )
                     .await;
@@ -129,10 +133,8 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
     loop {
         let list = json(
             app(&v2)
-                .get_as(
-                    &format!("/api/symptom-submissions?limit=100&page={page}"),
-                    ANN,
-                )
+                .caller(ANN)
+                .get(&format!("/api/symptom-submissions?limit=100&page={page}"))
                 .await,
         )
         .await;
@@ -156,10 +158,8 @@ async fn rotate_then_reencrypt_online_loses_nothing() {
     // Blind-index lookups still work, and v1 can now be retired.
     let found = json(
         app(&v2)
-            .get_as(
-                "/api/symptom-submissions?where[contactEmail][equals]=ann@example.org&limit=1",
-                ANN,
-            )
+            .caller(ANN)
+            .get("/api/symptom-submissions?where[contactEmail][equals]=ann@example.org&limit=1")
             .await,
     )
     .await;
@@ -193,7 +193,8 @@ async fn index_key_rotation_reindexes_and_lookups_work_throughout() {
     let before = start_server(test_settings(&db.app_url(), &extra)).await;
     let a = crate::helpers::TestApp::at(&before, &client);
     assert_eq!(
-        a.post_json("/api/symptom-submissions", ANN, &body("x"))
+        a.caller(ANN)
+            .post("/api/symptom-submissions", &body("x"))
             .await
             .status(),
         201
@@ -206,17 +207,18 @@ async fn index_key_rotation_reindexes_and_lookups_work_throughout() {
     let b = crate::helpers::TestApp::at(&after, &client);
     let q = "/api/symptom-submissions?where[contactEmail][equals]=ann@example.org";
     assert_eq!(
-        json(b.get_as(q, ANN).await).await["totalDocs"],
+        json(b.caller(ANN).get(q).await).await["totalDocs"],
         1,
         "old index found by the new gateway"
     );
     assert_eq!(
-        b.post_json("/api/symptom-submissions", ANN, &body("y"))
+        b.caller(ANN)
+            .post("/api/symptom-submissions", &body("y"))
             .await
             .status(),
         201
     );
-    assert_eq!(json(b.get_as(q, ANN).await).await["totalDocs"], 2);
+    assert_eq!(json(b.caller(ANN).get(q).await).await["totalDocs"], 2);
 
     let admin = db.admin_pool().await;
     // The library refuses to retire a key that values still use.
@@ -237,7 +239,7 @@ async fn index_key_rotation_reindexes_and_lookups_work_throughout() {
     ring.write_file(&path, true).unwrap();
     let last = start_server(test_settings(&db.app_url(), &extra)).await;
     let c = crate::helpers::TestApp::at(&last, &client);
-    assert_eq!(json(c.get_as(q, ANN).await).await["totalDocs"], 2);
+    assert_eq!(json(c.caller(ANN).get(q).await).await["totalDocs"], 2);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -272,7 +274,8 @@ async fn a_keyring_with_the_same_ids_but_other_keys_is_refused() {
     let client = crate::helpers::http_client();
     let gw = crate::helpers::TestApp::at(&address, &client);
     let res = gw
-        .post_json("/api/symptom-submissions", ANN, &body("first"))
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("first"))
         .await;
     assert_eq!(res.status(), 201);
     let id = json(res).await["doc"]["id"].as_str().unwrap().to_string();
@@ -301,7 +304,8 @@ async fn a_keyring_with_the_same_ids_but_other_keys_is_refused() {
         "{err:#}"
     );
     let res = gw
-        .get_as(&format!("/api/symptom-submissions/{id}"), ANN)
+        .caller(ANN)
+        .get(&format!("/api/symptom-submissions/{id}"))
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(json(res).await["notes"], "first");

@@ -64,7 +64,8 @@ fn body(n: &str) -> serde_json::Value {
 
 async fn create(app: &Remote<'_>, n: &str) -> String {
     let res = app
-        .post_json("/api/symptom-submissions", PAT, &body(n))
+        .caller(PAT)
+        .post("/api/symptom-submissions", &body(n))
         .await;
     let status = res.status();
     let b = json(res).await;
@@ -74,7 +75,8 @@ async fn create(app: &Remote<'_>, n: &str) -> String {
 
 async fn read(app: &Remote<'_>, id: &str) -> (u16, serde_json::Value) {
     let res = app
-        .get_as(&format!("/api/symptom-submissions/{id}"), PAT)
+        .caller(PAT)
+        .get(&format!("/api/symptom-submissions/{id}"))
         .await;
     (res.status().as_u16(), json(res).await)
 }

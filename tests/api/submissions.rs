@@ -30,9 +30,9 @@ async fn count(app: &crate::helpers::TestApp) -> i64 {
 async fn owners_create_read_update_and_delete_their_own() {
     let app = spawn_app().await;
     let res = app
-        .post_json(
+        .caller(ANN)
+        .post(
             "/api/symptom-submissions",
-            ANN,
             &submission("Started after a fall.", "ann@example.org"),
         )
         .await;
@@ -51,16 +51,17 @@ async fn owners_create_read_update_and_delete_their_own() {
     assert_eq!(doc["symptoms"][0]["notes"], "worse at night");
 
     let got = json(
-        app.get_as(&format!("/api/symptom-submissions/{id}"), ANN)
+        app.caller(ANN)
+            .get(&format!("/api/symptom-submissions/{id}"))
             .await,
     )
     .await;
     assert_eq!(got["contactEmail"], "ann@example.org");
 
     let res = app
-        .patch_json(
+        .caller(ANN)
+        .patch(
             &format!("/api/symptom-submissions/{id}"),
-            ANN,
             &json!({"notes": null, "status": "archived"}),
         )
         .await;
@@ -75,23 +76,23 @@ async fn owners_create_read_update_and_delete_their_own() {
     );
 
     let list = json(
-        app.get_as(
-            "/api/symptom-submissions?where[contactEmail][equals]=ANN@example.org",
-            ANN,
-        )
-        .await,
+        app.caller(ANN)
+            .get("/api/symptom-submissions?where[contactEmail][equals]=ANN@example.org")
+            .await,
     )
     .await;
     assert_eq!(list["totalDocs"], 1);
 
     assert_eq!(
-        app.delete_as(&format!("/api/symptom-submissions/{id}"), ANN)
+        app.caller(ANN)
+            .delete(&format!("/api/symptom-submissions/{id}"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.get_as(&format!("/api/symptom-submissions/{id}"), ANN)
+        app.caller(ANN)
+            .get(&format!("/api/symptom-submissions/{id}"))
             .await
             .status(),
         404
@@ -103,12 +104,12 @@ async fn owners_create_read_update_and_delete_their_own() {
 async fn nobody_else_learns_a_submission_exists() {
     let app = spawn_app().await;
     let body = json(
-        app.post_json(
-            "/api/symptom-submissions",
-            ANN,
-            &submission("n", "a@example.org"),
-        )
-        .await,
+        app.caller(ANN)
+            .post(
+                "/api/symptom-submissions",
+                &submission("n", "a@example.org"),
+            )
+            .await,
     )
     .await;
     let id = body["doc"]["id"].as_str().unwrap().to_string();
@@ -118,24 +119,26 @@ async fn nobody_else_learns_a_submission_exists() {
         Some(("ed", &["editor"][..])),
         Some(("root", &["admin"][..])),
     ] {
-        assert_eq!(app.get_as(&path, who).await.status(), 404, "{who:?}");
+        assert_eq!(app.caller(who).get(&path).await.status(), 404, "{who:?}");
         assert_eq!(
-            app.patch_json(&path, who, &json!({"notes": "x"}))
+            app.caller(who)
+                .patch(&path, &json!({"notes": "x"}))
                 .await
                 .status(),
             404
         );
-        assert_eq!(app.delete_as(&path, who).await.status(), 404);
-        let list = json(app.get_as("/api/symptom-submissions", who).await).await;
+        assert_eq!(app.caller(who).delete(&path).await.status(), 404);
+        let list = json(app.caller(who).get("/api/symptom-submissions").await).await;
         assert_eq!(list["totalDocs"], 0, "{who:?}");
     }
-    assert_eq!(app.get_as(&path, None).await.status(), 401);
+    assert_eq!(app.caller(None).get(&path).await.status(), 401);
     // The owner's record is untouched.
-    let doc = json(app.get_as(&path, ANN).await).await;
+    let doc = json(app.caller(ANN).get(&path).await).await;
     assert_eq!(doc["notes"], "n");
     // An admin with a break-glass reason can read it.
     let res = app
-        .req(reqwest::Method::GET, &path, Some(("root", &["admin"])))
+        .caller(Some(("root", &["admin"])))
+        .req(reqwest::Method::GET, &path)
         .header("x-break-glass-reason", "patient unconscious in ER")
         .send()
         .await
@@ -154,7 +157,8 @@ async fn phi_is_never_stored_in_clear() {
     let mut body = submission(canaries[0], canaries[1]);
     body["symptoms"][0]["name"] = json!(canaries[2]);
     assert_eq!(
-        app.post_json("/api/symptom-submissions", ANN, &body)
+        app.caller(ANN)
+            .post("/api/symptom-submissions", &body)
             .await
             .status(),
         201
@@ -219,7 +223,10 @@ async fn bad_submissions_get_clear_errors_and_write_nothing() {
         (json!({"notes": "only notes"}), "symptoms"),
     ];
     for (body, path) in cases {
-        let res = app.post_json("/api/symptom-submissions", ANN, &body).await;
+        let res = app
+            .caller(ANN)
+            .post("/api/symptom-submissions", &body)
+            .await;
         assert_eq!(res.status(), 400, "{path}");
         let err = json(res).await;
         let text = err.to_string();
@@ -237,7 +244,8 @@ async fn bad_submissions_get_clear_errors_and_write_nothing() {
     }
     // Wrong content type, malformed JSON, oversize body, bad id.
     let res = app
-        .req(reqwest::Method::POST, "/api/symptom-submissions", ANN)
+        .caller(ANN)
+        .req(reqwest::Method::POST, "/api/symptom-submissions")
         .header("content-type", "text/plain")
         .body("{}")
         .send()
@@ -249,7 +257,8 @@ async fn bad_submissions_get_clear_errors_and_write_nothing() {
         "Content-Type must be application/json."
     );
     let res = app
-        .req(reqwest::Method::POST, "/api/symptom-submissions", ANN)
+        .caller(ANN)
+        .req(reqwest::Method::POST, "/api/symptom-submissions")
         .header("content-type", "application/json")
         .body("{\"symptoms\": [")
         .send()
@@ -261,7 +270,10 @@ async fn bad_submissions_get_clear_errors_and_write_nothing() {
         "The request body is not valid JSON."
     );
     let huge = json!({"symptoms": [{"name": "a", "severity": 1, "onset": "2026-01-01"}], "notes": "y".repeat(70_000)});
-    let res = app.post_json("/api/symptom-submissions", ANN, &huge).await;
+    let res = app
+        .caller(ANN)
+        .post("/api/symptom-submissions", &huge)
+        .await;
     assert_eq!(res.status(), 413);
     assert_eq!(
         error_message(&json(res).await),
@@ -272,7 +284,8 @@ async fn bad_submissions_get_clear_errors_and_write_nothing() {
         serde_json::to_vec(&huge).unwrap(),
     )]);
     let res = app
-        .req(reqwest::Method::POST, "/api/symptom-submissions", ANN)
+        .caller(ANN)
+        .req(reqwest::Method::POST, "/api/symptom-submissions")
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(stream))
         .send()
@@ -280,13 +293,15 @@ async fn bad_submissions_get_clear_errors_and_write_nothing() {
         .unwrap();
     assert_eq!(res.status(), 413);
     assert_eq!(
-        app.get_as("/api/symptom-submissions/not-a-uuid", ANN)
+        app.caller(ANN)
+            .get("/api/symptom-submissions/not-a-uuid")
             .await
             .status(),
         404
     );
     let res = app
-        .get_as("/api/symptom-submissions?limit=100000", ANN)
+        .caller(ANN)
+        .get("/api/symptom-submissions?limit=100000")
         .await;
     assert_eq!(res.status(), 400);
     assert_eq!(count(&app).await, 0);

@@ -82,7 +82,7 @@ psql "$admin" -tAXc "SELECT id FROM bench_ids ORDER BY n" >"$work/ids"
 # cannot say: those scripts have it inline.
 script() { # name anonymous
   if [ "$2" = anonymous ]; then
-    sed -e "s/:user_id/''/; s/:roles/''/; s/:collection/''/" bench/http/begin.sql
+    sed -e "s/:user_id/''/; s/:roles/''/; s/:collection/''/; s/:purpose/''/" bench/http/begin.sql
   else
     cat bench/http/begin.sql
   fi >"$work/begin-$1.sql"
@@ -98,7 +98,8 @@ script near anonymous
 pgbench_vars=(-D user_id=users:bench -D roles=patient -D collection=users -D status=submitted
   -D request_id=01a2305c-51de-70d4-b979-dda6ae39d446 -D client_addr=127.0.0.1
   -D 'actions={READ}' -D 'tables={symptom_submissions}' -D 'ids={01a2305c-51de-70d4-b979-dda6ae39d446}'
-  -D 'outcomes={success}' -D 'fields={""}' -D 'nulls={NULL}')
+  -D 'outcomes={success}' -D 'nulls={NULL}' -D 'subjects={users:bench}' -D purpose=patient-request
+  -D 'fields={"id,owner,status,practitionerId,symptoms,notes,contactEmail,dateOfBirth,ageBand,region,symptomCategories,createdAt,updatedAt"}')
 
 # The children's line of bash's `times` ("0m1.234s 0m0.567s") -> clock ticks.
 cpu_of_times() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the gateway benchmarks against a private PostgreSQL cluster of their
 # own (.local/pg-bench, fsync on, as in production), then removes it.
-#   bench/run.sh [audit|reads|sealer|export|proximity|all]     (default all)
+#   bench/run.sh [audit|subject-index|reads|sealer|export|proximity|all] (default all)
+#   bench/run.sh report  a patient's access report in a log of millions (bench/report.sh)
 #   bench/run.sh http    the gateway through HTTP against pgbench (bench/http.sh)
 #   bench/run.sh ab OLD NEW   two gateway binaries side by side (bench/ab.sh)
 #   BENCH_PRACTITIONERS=1000000 sets the proximity data set size,
@@ -21,6 +22,8 @@ cargo build --locked --release --bin phi-gateway
 export PHI_BENCH_BIN=$root/target/release/phi-gateway
 if [ "${1:-all}" = http ]; then
   bench/http.sh
+elif [ "${1:-all}" = report ]; then
+  bench/report.sh
 elif [ "${1:-all}" = ab ]; then
   bench/ab.sh "$2" "$3"
 else

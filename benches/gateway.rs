@@ -144,17 +144,13 @@ async fn run_clients(
 /// alternating order), so drift in the machine (fsync, CPU frequency,
 /// neighbours) falls on both sides alike instead of on whichever round was
 /// running when it happened.
-async fn ab_services(name: &str) -> (Arc<Services>, Arc<Services>) {
+async fn ab_services(without: &str) -> (Arc<Services>, Arc<Services>) {
     let keyring = Arc::new(KeyringHandle::new(Keyring::generate(false).unwrap()));
     let mut sides = Vec::new();
-    let _ = name;
     for audited in [true, false] {
         let (db, admin) = fresh_db().await;
         if !audited {
-            admin
-                .execute("ALTER TABLE symptom_submissions DISABLE TRIGGER zz_audit_changes")
-                .await
-                .unwrap();
+            admin.execute(without).await.unwrap();
         }
         // BENCH_SYNC_COMMIT=off takes the WAL flush out of both sides, to
         // tell CPU cost from commit (flush) cost.
@@ -182,7 +178,7 @@ fn ab_report(label: &str, with: &mut [Duration], without: &mut [Duration], diffs
     diffs.sort_by(f64::total_cmp);
     let (p50w, p50o) = (percentile(with, 0.5), percentile(without, 0.5));
     println!(
-        "{label}, 1 client, {} pairs: p50 with audit {:.3} ms, without {:.3} ms, overhead {:+.1}% \
+        "{label}, 1 client, {} pairs: p50 with {:.3} ms, without {:.3} ms, overhead {:+.1}% \
          (median paired difference {:+.1} us; p99 {:.3} / {:.3} ms)",
         with.len(),
         p50w.as_secs_f64() * 1e3,
@@ -194,40 +190,70 @@ fn ab_report(label: &str, with: &mut [Duration], without: &mut [Duration], diffs
     );
 }
 
+/// `pairs` single creates on each side, alternating: (with, without,
+/// paired differences in us).
+async fn paired_creates(
+    on: &Services,
+    off: &Services,
+    pairs: usize,
+    full: bool,
+) -> (Vec<Duration>, Vec<Duration>, Vec<f64>) {
+    let who = Principal::user("users", "bench-0", &[]);
+    // Warm up both sides (connections, plans, caches).
+    for i in 0..300 {
+        create_once(on, &who, i, full).await;
+        create_once(off, &who, i, full).await;
+    }
+    let (mut with, mut without, mut diffs) = (vec![], vec![], vec![]);
+    for i in 0..pairs {
+        let order = if i % 2 == 0 { [on, off] } else { [off, on] };
+        let mut took = [Duration::ZERO; 2];
+        for (k, svc) in order.into_iter().enumerate() {
+            let t = Instant::now();
+            create_once(svc, &who, i, full).await;
+            took[k] = t.elapsed();
+        }
+        let (w, o) = if i % 2 == 0 {
+            (took[0], took[1])
+        } else {
+            (took[1], took[0])
+        };
+        with.push(w);
+        without.push(o);
+        diffs.push((w.as_secs_f64() - o.as_secs_f64()) * 1e6);
+    }
+    (with, without, diffs)
+}
+
+fn pairs() -> usize {
+    std::env::var("BENCH_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000)
+}
+
+/// What the index a patient's access report reads (`audit_log_subject`,
+/// migration 0016) costs a create: the same paired creates with and
+/// without it.
+async fn subject_index_bench() {
+    let (on, off) = ab_services("DROP INDEX audit.audit_log_subject").await;
+    let (mut with, mut without, mut diffs) = paired_creates(&on, &off, pairs(), true).await;
+    ab_report(
+        "submissions::create (full path) with the subject index vs without",
+        &mut with,
+        &mut without,
+        &mut diffs,
+    );
+}
+
 async fn audit_bench() {
-    let (on, off) = ab_services("bench_audit").await;
+    let (on, off) =
+        ab_services("ALTER TABLE symptom_submissions DISABLE TRIGGER zz_audit_changes").await;
     if std::env::var("BENCH_SYNC_COMMIT").is_ok_and(|v| v == "off") {
         println!("(synchronous_commit = off)");
     }
-    let pairs: usize = std::env::var("BENCH_PAIRS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4000);
-    let who = Principal::user("users", "bench-0", &[]);
     for full in [false, true] {
-        // Warm up both sides (connections, plans, caches).
-        for i in 0..300 {
-            create_once(&on, &who, i, full).await;
-            create_once(&off, &who, i, full).await;
-        }
-        let (mut with, mut without, mut diffs) = (vec![], vec![], vec![]);
-        for i in 0..pairs {
-            let order = if i % 2 == 0 { [&on, &off] } else { [&off, &on] };
-            let mut took = [Duration::ZERO; 2];
-            for (k, svc) in order.into_iter().enumerate() {
-                let t = Instant::now();
-                create_once(svc, &who, i, full).await;
-                took[k] = t.elapsed();
-            }
-            let (w, o) = if i % 2 == 0 {
-                (took[0], took[1])
-            } else {
-                (took[1], took[0])
-            };
-            with.push(w);
-            without.push(o);
-            diffs.push((w.as_secs_f64() - o.as_secs_f64()) * 1e6);
-        }
+        let (mut with, mut without, mut diffs) = paired_creates(&on, &off, pairs(), full).await;
         let label = if full {
             "submissions::create (full path)"
         } else {
@@ -422,7 +448,8 @@ async fn reads_bench() {
                      CREATE OR REPLACE FUNCTION audit.append(p_actor_user text, p_actor_collection text, \
                        p_actor_roles text, p_api_key_id uuid, p_request_id text, p_client_request_id text, \
                        p_client_addr text, p_actions audit.action[], p_entity_types text[], p_entity_ids text[], \
-                       p_outcomes text[], p_reasons text[], p_fields text[], p_details text[]) RETURNS void \
+                       p_outcomes text[], p_reasons text[], p_fields text[], p_details text[], \
+                       p_subjects text[]) RETURNS void \
                        LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN END $$;",
                 )
                 .await
@@ -690,6 +717,9 @@ fn main() {
     rt.block_on(async {
         if what == "all" || what == "audit" {
             audit_bench().await;
+        }
+        if what == "all" || what == "subject-index" {
+            subject_index_bench().await;
         }
         if what == "all" || what == "reads" {
             reads_bench().await;

@@ -46,6 +46,66 @@ impl Role {
     }
 }
 
+/// Why PHI is accessed (HIPAA's purposes of use; FHIR's
+/// `AuditEvent.purposeOfEvent`): the `X-Purpose-Of-Use` header's
+/// vocabulary, the API's spelling, and HL7 v3 PurposeOfUse codes. Written
+/// once: `ALL`, the spelling and the code come from one list.
+macro_rules! purposes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal, $code:literal, $display:literal;)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum PurposeOfUse { $($(#[doc = $doc])* $variant),+ }
+
+        impl PurposeOfUse {
+            pub const ALL: &'static [PurposeOfUse] = &[$(PurposeOfUse::$variant),+];
+
+            /// The header's and the audit log's spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $(PurposeOfUse::$variant => $name),+ }
+            }
+
+            /// The HL7 v3 PurposeOfUse code (system
+            /// `http://terminology.hl7.org/CodeSystem/v3-ActReason`).
+            pub fn hl7(self) -> &'static str {
+                match self { $(PurposeOfUse::$variant => $code),+ }
+            }
+
+            /// The code's display text.
+            pub fn display(self) -> &'static str {
+                match self { $(PurposeOfUse::$variant => $display),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($name => Some(PurposeOfUse::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+purposes! {
+    Treatment = "treatment", "TREAT", "treatment";
+    Payment = "payment", "HPAYMT", "healthcare payment";
+    Operations = "operations", "HOPERAT", "healthcare operations";
+    Research = "research", "HRESCH", "healthcare research";
+    /// Emergency treatment (what break-glass is for).
+    Emergency = "emergency", "ETREAT", "Emergency Treatment";
+    /// The patient's own request: the default for a record's owner.
+    PatientRequest = "patient-request", "PATRQT", "patient requested";
+}
+
+impl PurposeOfUse {
+    /// `treatment, payment, ...`: for error messages and documentation.
+    pub fn vocabulary() -> String {
+        Self::ALL
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Why a caller may not go on; the HTTP layer turns it into 401 or 403.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
@@ -72,6 +132,9 @@ pub struct Principal {
     pub client_addr: Option<String>,
     /// Set when the caller presented a service API key.
     pub api_key_id: Option<uuid::Uuid>,
+    /// The `X-Purpose-Of-Use` the caller gave, if any (`purpose()` says
+    /// what is recorded).
+    pub purpose_of_use: Option<PurposeOfUse>,
 }
 
 impl Principal {
@@ -130,6 +193,23 @@ impl Principal {
         !self.has(Role::Admin) && self.break_glass_reason.is_some()
     }
 
+    /// Practitioners and admins must say why they access PHI.
+    pub fn owes_purpose(&self) -> bool {
+        self.has(Role::Practitioner) || self.has(Role::Admin)
+    }
+
+    /// The purpose recorded with this caller's accesses: the one given;
+    /// else, for a caller who owes none (a patient with their own records),
+    /// the patient's own request; else none (a request that touches no
+    /// PHI, for which nobody asked).
+    pub fn purpose(&self) -> Option<PurposeOfUse> {
+        match self.purpose_of_use {
+            Some(p) => Some(p),
+            None if self.is_anonymous() || self.owes_purpose() => None,
+            None => Some(PurposeOfUse::PatientRequest),
+        }
+    }
+
     /// The user id, or `NotLoggedIn`.
     pub fn require_user(&self) -> Result<&str, Denied> {
         self.user_id.as_deref().ok_or(Denied::NotLoggedIn)
@@ -178,6 +258,22 @@ mod tests {
                 .as_deref(),
             Some("operator:seed")
         );
+    }
+
+    #[test]
+    fn purposes_are_recorded_as_given_or_owed() {
+        let mut p = Principal::user("users", "1", &[]);
+        assert_eq!(p.purpose(), Some(PurposeOfUse::PatientRequest));
+        p.roles.insert(Role::Practitioner);
+        assert!(p.owes_purpose());
+        assert_eq!(p.purpose(), None);
+        p.purpose_of_use = Some(PurposeOfUse::Treatment);
+        assert_eq!(p.purpose(), Some(PurposeOfUse::Treatment));
+        assert_eq!(Principal::anonymous().purpose(), None);
+        for purpose in PurposeOfUse::ALL {
+            assert_eq!(PurposeOfUse::parse(purpose.as_str()), Some(*purpose));
+        }
+        assert_eq!(PurposeOfUse::Emergency.hl7(), "ETREAT");
     }
 
     #[test]

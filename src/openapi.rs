@@ -31,19 +31,21 @@ use crate::page::{Count, Page};
         crate::routes::health::audit,
         crate::routes::audit::export,
         crate::routes::audit::manifest,
+        crate::routes::audit::my_access_report,
     ),
     components(schemas(
         ErrorBody, ErrorItem, ValidationData, FieldError, Location, Status, Contact,
         TcmProperties, Taste, Temperature, Meridian, SubmissionStatus, Symptom, Region,
         ConsentDoc, ConsentInput, Page<ConsentDoc>, Count,
         crate::domain::time::Instant, crate::audit::export::Format,
+        crate::routes::audit::ReportFormat, crate::domain::consent::ConsentScope,
     )),
     tags(
         (name = "practitioners", description = "Public directory; contact fields sealed"),
         (name = "herbs", description = "Reference data with TCM properties"),
         (name = "symptom-submissions", description = "PHI, sealed per field, visible to its owner"),
         (name = "consents", description = "A patient's sharing with practitioners"),
-        (name = "audit", description = "Compliance export"),
+        (name = "audit", description = "Compliance export, and a patient's report of who accessed their records"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]
@@ -249,6 +251,42 @@ fn not_null(prop: &mut serde_json::Value) {
 
 /// The OpenAPI 3.1 document: generated from the code, with the create
 /// bodies made exact.
+/// Every operation on patients' data takes `X-Purpose-Of-Use`, which
+/// practitioners and admins must send (`Services::begin_phi`).
+fn purpose_header(doc: &mut serde_json::Value) {
+    let vocabulary: Vec<&str> = crate::identity::PurposeOfUse::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    let param = serde_json::json!({
+        "name": "X-Purpose-Of-Use",
+        "in": "header",
+        "required": false,
+        "description": "Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). \
+                        Required of practitioners and admins (400 without it); a patient's own \
+                        access is recorded as patient-request.",
+        "schema": {"type": "string", "enum": vocabulary},
+    });
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !(path.starts_with("/api/symptom-submissions") || path.starts_with("/api/consents")) {
+            continue;
+        }
+        for method in ["get", "post", "patch", "delete"] {
+            if let Some(op) = item.get_mut(method).and_then(|o| o.as_object_mut()) {
+                let params = op
+                    .entry("parameters")
+                    .or_insert_with(|| serde_json::json!([]));
+                if let Some(list) = params.as_array_mut() {
+                    list.push(param.clone());
+                }
+            }
+        }
+    }
+}
+
 pub fn document() -> serde_json::Value {
     use utoipa::Modify;
     let mut api = ApiDoc::openapi();
@@ -264,6 +302,7 @@ pub fn document() -> serde_json::Value {
             not_null(&mut doc["components"]["schemas"][*schema]["properties"][*field]);
         }
     }
+    purpose_header(&mut doc);
     // At depth 1 or more, a submission's practitioner is their document.
     doc["components"]["schemas"]["SubmissionDoc"]["properties"]["practitionerId"] = serde_json::json!({
         "description": "The practitioner it is shared with: an id at depth 0 (the default), \

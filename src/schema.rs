@@ -474,6 +474,7 @@ pub const CONSENTS: Collection = Collection {
         "practitionerId",
         "submissionId",
         "expiresAt",
+        "scope",
         "createdAt",
     ],
     default_order: &[("created_at", true)],
@@ -482,6 +483,8 @@ pub const CONSENTS: Collection = Collection {
         audited("practitioner_id", "practitionerId"),
         audited("submission_id", "submissionId"),
         audited("expires_at", "expiresAt"),
+        // Which parts are shared: no value of the patient's.
+        with_values(audited("scope", "scope")),
     ],
 };
 

@@ -52,6 +52,12 @@ pub struct AuditRow {
     /// object it holds (`detail_json`).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "detail_json")]
     pub detail: Option<String>,
+    /// Why PHI was accessed (`X-Purpose-Of-Use`; migration 0016).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// The patient the entry concerns (migration 0016).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// An entry's `detail` in an export: the JSON object its text holds, when
@@ -87,7 +93,7 @@ pub mod detail_json {
     }
 }
 
-const ROW_COLUMNS: [&str; 16] = [
+const ROW_COLUMNS: [&str; 18] = [
     "seq",
     "at",
     "actor_user",
@@ -104,6 +110,8 @@ const ROW_COLUMNS: [&str; 16] = [
     "fields",
     "client_request_id",
     "detail",
+    "purpose",
+    "subject",
 ];
 
 /// The select list of an `AuditRow`, each column qualified with `table`
@@ -135,7 +143,7 @@ fn put(out: &mut Vec<u8>, tag: u8, value: Option<&[u8]>) {
 
 /// A canonical, unambiguous encoding: every field tagged and length-prefixed
 /// (absent distinct from empty), times in UTC microseconds. Fields added
-/// after v1 (16, 17) are encoded only when present, so entries written
+/// after v1 (16 to 19) are encoded only when present, so entries written
 /// before them hash as they always did.
 pub fn canonical(r: &AuditRow) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
@@ -175,6 +183,12 @@ pub fn canonical(r: &AuditRow) -> Vec<u8> {
     }
     if let Some(d) = &r.detail {
         put(&mut out, 17, Some(d.as_bytes()));
+    }
+    if let Some(p) = &r.purpose {
+        put(&mut out, 18, Some(p.as_bytes()));
+    }
+    if let Some(s) = &r.subject {
+        put(&mut out, 19, Some(s.as_bytes()));
     }
     out
 }
@@ -315,6 +329,8 @@ mod tests {
             fields: vec!["notes".into()],
             client_request_id: None,
             detail: None,
+            purpose: None,
+            subject: None,
         }
     }
 
@@ -343,6 +359,14 @@ mod tests {
         let mut r = row(1);
         r.client_request_id = Some("c".into());
         assert!(canonical(&r).len() > enc.len());
+        // And so are 18 (purpose) and 19 (subject), each in the hash.
+        let base = link(&GENESIS, &row(1));
+        let mut r = row(1);
+        r.purpose = Some("treatment".into());
+        assert_ne!(link(&GENESIS, &r), base);
+        let mut p = row(1);
+        p.subject = Some("treatment".into());
+        assert_ne!(link(&GENESIS, &p), link(&GENESIS, &r), "tagged apart");
     }
 
     #[test]

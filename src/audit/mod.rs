@@ -127,6 +127,9 @@ pub struct Entry {
     pub reason: Option<String>,
     pub fields: Vec<&'static str>,
     pub detail: Option<serde_json::Value>,
+    /// The patient it concerns (the record's owner), so their access
+    /// report finds it.
+    pub subject: Option<String>,
 }
 
 impl Entry {
@@ -139,6 +142,7 @@ impl Entry {
             reason: None,
             fields: vec![],
             detail: None,
+            subject: None,
         }
     }
 
@@ -165,6 +169,11 @@ impl Entry {
         self
     }
 
+    pub fn subject(mut self, owner: &str) -> Self {
+        self.subject = Some(owner.to_string());
+        self
+    }
+
     pub fn detail(mut self, d: serde_json::Value) -> Self {
         self.detail = Some(d);
         self
@@ -188,6 +197,7 @@ pub async fn record(
             fields: e.fields.join(","),
             // serde_json's maps are sorted: the text is the same each time.
             detail: e.detail.as_ref().map(|d| d.to_string()),
+            subject: e.subject.as_deref(),
         })
         .collect();
     crate::store::audit::append(tx, who, &records).await
@@ -200,6 +210,9 @@ pub async fn record(
 pub async fn record_alone(db: &Db, who: &Principal, entry: Entry) {
     let result = async {
         let mut tx = db.begin_plain().await?;
+        if let Some(p) = who.purpose() {
+            crate::store::audit::set_purpose(&mut tx, p.as_str()).await?;
+        }
         record(&mut tx, who, std::slice::from_ref(&entry)).await?;
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(())

@@ -17,7 +17,7 @@ use actix_web::http::header::{AUTHORIZATION, COOKIE, HeaderMap, ORIGIN};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
 pub use self::jwt::{JwtVerifier, TokenError, payload_signing_key};
-pub use crate::identity::{Principal, Role};
+pub use crate::identity::{Principal, PurposeOfUse, Role};
 
 use crate::apikeys::ApiKeys;
 use crate::audit::refusals::Kind;
@@ -91,6 +91,30 @@ fn break_glass_reason(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// `X-Purpose-Of-Use`: one of the vocabulary, once; absent means none
+/// given (whether one is owed is the service's question).
+fn purpose_of_use(headers: &HeaderMap) -> Result<Option<PurposeOfUse>, ApiError> {
+    let mut all = headers.get_all("x-purpose-of-use");
+    let Some(v) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(ApiError::bad_request(
+            "X-Purpose-Of-Use is given more than once: give one purpose.",
+        ));
+    }
+    v.to_str()
+        .ok()
+        .and_then(|t| PurposeOfUse::parse(t.trim()))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "X-Purpose-Of-Use must be one of: {}.",
+                PurposeOfUse::vocabulary()
+            ))
+        })
+}
+
 /// Everything identification needs, one value per worker: the token
 /// verifier (none without `PAYLOAD_SECRET`), the cookie rule, the API keys'
 /// lookup, and where refusals and attempts are counted and written.
@@ -136,6 +160,7 @@ pub async fn principal_of(
         .map(|r| r.0.clone());
     p.client_addr = client_addr;
     p.break_glass_reason = break_glass_reason(req.headers())?;
+    p.purpose_of_use = purpose_of_use(req.headers())?;
     if p.break_glass_attempt() {
         if p.is_anonymous() {
             auth.refusals

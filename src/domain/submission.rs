@@ -272,6 +272,11 @@ pub struct SubmissionDoc {
     pub symptom_categories: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The fields the caller's consent does not grant: never opened, and
+    /// left out of the answer (`routes::shape`), not shown as null.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub withheld: Vec<&'static str>,
 }
 
 #[cfg(test)]

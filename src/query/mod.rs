@@ -269,6 +269,27 @@ impl Selection {
         }
     }
 
+    /// This selection less `withheld` (fields a consent does not grant).
+    pub fn without(&self, withheld: &[&'static str]) -> Selection {
+        if withheld.is_empty() {
+            return self.clone();
+        }
+        match self {
+            Selection::All => Selection::Except(withheld.to_vec()),
+            Selection::Only(f) => Selection::Only(
+                f.iter()
+                    .copied()
+                    .filter(|x| !withheld.contains(x))
+                    .collect(),
+            ),
+            Selection::Except(f) => {
+                let mut all = f.clone();
+                all.extend(withheld.iter().copied().filter(|x| !f.contains(x)));
+                Selection::Except(all)
+            }
+        }
+    }
+
     /// The fields shown, for a READ entry: every one of `every` the
     /// selection keeps, named (never an empty list standing for "all").
     pub fn shown(&self, every: &[&'static str]) -> Vec<&'static str> {

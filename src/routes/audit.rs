@@ -1,7 +1,9 @@
 //! `GET /api/audit/export?from=&to=&format=ndjson|csv|fhir`: auditors only,
 //! streamed with constant memory through a bounded channel; and
 //! `GET /api/audit/exports/{requestId}/manifest`: an export's signed
-//! manifest (how a CSV export's is fetched).
+//! manifest (how a CSV export's is fetched); and
+//! `GET /api/audit/my-access-report`: a patient's report of who accessed
+//! their records.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -31,7 +33,40 @@ pub struct ExportParams {
     pub format: Option<Format>,
 }
 
-params!(ExportParams);
+params!(ExportParams, ReportParams);
+
+/// The access report's answer: JSON (default) or CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    Json,
+    Csv,
+}
+
+/// The access report's window, page and format.
+#[derive(Debug, Deserialize, IntoParams, Validate)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReportParams {
+    /// Date or RFC 3339 time (inclusive); six years before `to` unless given.
+    #[param(value_type = Option<Instant>)]
+    pub from: Option<Instant>,
+    /// Date or RFC 3339 time (exclusive); now unless given.
+    #[param(value_type = Option<Instant>)]
+    pub to: Option<Instant>,
+    /// json (default) or csv.
+    pub format: Option<ReportFormat>,
+    /// Also list your own accesses (default: only others').
+    pub include_own: Option<bool>,
+    /// The `nextAfter` of the previous page.
+    #[param(minimum = 0)]
+    #[validate(range(min = 0, message = "must be a position (0 or more)"))]
+    pub after: Option<i64>,
+    /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    #[validate(range(min = 1, max = 1000, message = "must be from 1 to 1000"))]
+    pub limit: Option<u32>,
+}
 
 /// Auditors only (anyone else's attempt goes on the record in `gate`).
 fn require_auditor(who: &Principal) -> Result<(), ApiError> {
@@ -85,6 +120,44 @@ pub async fn export(
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())
         .streaming(body))
+}
+
+#[utoipa::path(get, path = "/api/audit/my-access-report", tag = "audit", params(ReportParams), responses(
+    (status = 200, description = "Who accessed your submissions and consents: when, who, what, why, and whether in an emergency (CSV with format=csv)", body = crate::service::report::AccessReport),
+    (status = 400, description = "Bad time, page or format", body = crate::error::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+))]
+pub async fn my_access_report(
+    svc: web::Data<Services>,
+    who: Principal,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let ReportParams {
+        from,
+        to,
+        format,
+        include_own,
+        after,
+        limit,
+    } = crate::query::parse_params(req.query_string())?;
+    let report = crate::service::report::my_access_report(
+        &svc,
+        &who,
+        crate::service::report::ReportQuery {
+            from: from.map(|t| t.0),
+            to: to.map(|t| t.0),
+            include_own: include_own.unwrap_or(false),
+            after: after.unwrap_or(0),
+            limit: limit.unwrap_or(0),
+        },
+    )
+    .await?;
+    Ok(match format.unwrap_or(ReportFormat::Json) {
+        ReportFormat::Json => crate::routes::respond::ok(&report),
+        ReportFormat::Csv => HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(crate::service::report::csv(&report)),
+    })
 }
 
 #[utoipa::path(get, path = "/api/audit/exports/{requestId}/manifest", tag = "audit", params(("requestId" = String, Path, description = "The export's X-Request-Id")), responses(

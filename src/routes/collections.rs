@@ -44,10 +44,16 @@ fn deleted<T: Serialize>(doc: T) -> HttpResponse {
     })
 }
 
-fn bulk<T: Serialize>(docs: Vec<T>, verb: &str, coll: &Collection) -> HttpResponse {
+/// A bulk change's answer: each document shaped (what a consent does not
+/// grant left out, as everywhere).
+fn bulk<T: shape::Parts>(docs: Vec<T>, verb: &str, coll: &Collection) -> HttpResponse {
+    static ALL: crate::query::Selection = crate::query::Selection::All;
     let message = format!("{verb} {} {} successfully.", docs.len(), coll.plural);
     respond::ok(&Bulk {
-        docs,
+        docs: docs
+            .into_iter()
+            .map(|d| shape::one(d, &ALL))
+            .collect::<Vec<_>>(),
         errors: vec![],
         message,
     })

@@ -28,6 +28,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::scope("/audit")
                         .service(web::resource("/export").route(web::get().to(audit::export)))
                         .service(
+                            web::resource("/my-access-report")
+                                .route(web::get().to(audit::my_access_report)),
+                        )
+                        .service(
                             web::resource("/exports/{request_id}/manifest")
                                 .route(web::get().to(audit::manifest)),
                         ),

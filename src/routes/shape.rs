@@ -17,6 +17,11 @@ pub trait Parts {
     type Doc: Serialize;
     type Rel: Serialize;
     fn parts(self) -> (Self::Doc, Option<(&'static str, Self::Rel)>);
+    /// Fields the document must leave out whatever the selection says
+    /// (what a consent does not grant).
+    fn withheld(_doc: &Self::Doc) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 macro_rules! plain {
@@ -34,9 +39,19 @@ macro_rules! plain {
 plain!(
     crate::domain::herb::HerbDoc,
     crate::domain::practitioner::PractitionerDoc,
-    crate::domain::submission::SubmissionDoc,
     crate::domain::consent::ConsentDoc
 );
+
+impl Parts for crate::domain::submission::SubmissionDoc {
+    type Doc = Self;
+    type Rel = ();
+    fn parts(self) -> (Self::Doc, Option<(&'static str, ())>) {
+        (self, None)
+    }
+    fn withheld(doc: &Self) -> Vec<&'static str> {
+        doc.withheld.clone()
+    }
+}
 
 impl Parts
     for crate::service::Related<
@@ -49,15 +64,20 @@ impl Parts
     fn parts(self) -> (Self::Doc, Option<(&'static str, Self::Rel)>) {
         (self.doc, self.related.map(|r| ("practitionerId", r)))
     }
+    fn withheld(doc: &Self::Doc) -> Vec<&'static str> {
+        doc.withheld.clone()
+    }
 }
 
 /// One document, shaped.
 pub fn one<T: Parts>(item: T, select: &Selection) -> Shaped<'_, T::Doc, T::Rel> {
     let (doc, populated) = item.parts();
+    let withheld = T::withheld(&doc);
     Shaped {
         doc,
         select,
         populated,
+        withheld,
     }
 }
 
@@ -76,30 +96,49 @@ pub struct Shaped<'a, T, R = ()> {
     /// The relationship field to replace, and the document that replaces
     /// its id (`depth >= 1`).
     pub populated: Option<(&'static str, R)>,
+    /// Left out whatever `select` says.
+    pub withheld: Vec<&'static str>,
 }
 
 impl<T: Serialize, R: Serialize> Serialize for Shaped<'_, T, R> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.select.is_all() && self.populated.is_none() {
+        if self.select.is_all() && self.populated.is_none() && self.withheld.is_empty() {
             return self.doc.serialize(serializer);
         }
         self.doc.serialize(ShapeSer {
             inner: serializer,
-            select: self.select,
+            show: Show {
+                select: self.select,
+                withheld: &self.withheld,
+            },
             populated: self.populated.as_ref().map(|(k, r)| (*k, r)),
         })
     }
 }
 
+/// Which keys a shaped document writes: `id` always; others if selected
+/// and not withheld.
+#[derive(Clone, Copy)]
+struct Show<'a> {
+    select: &'a Selection,
+    withheld: &'a [&'static str],
+}
+
+impl Show<'_> {
+    fn keeps(&self, key: &str) -> bool {
+        key == "id" || (self.select.keeps(key) && !self.withheld.contains(&key))
+    }
+}
+
 struct ShapeSer<'a, S, R> {
     inner: S,
-    select: &'a Selection,
+    show: Show<'a>,
     populated: Option<(&'static str, &'a R)>,
 }
 
 struct ShapeStruct<'a, S, R> {
     inner: S,
-    select: &'a Selection,
+    show: Show<'a>,
     populated: Option<(&'static str, &'a R)>,
 }
 
@@ -112,7 +151,7 @@ impl<S: SerializeStruct, R: Serialize> SerializeStruct for ShapeStruct<'_, S, R>
         key: &'static str,
         value: &T,
     ) -> Result<(), S::Error> {
-        if key != "id" && !self.select.keeps(key) {
+        if !self.show.keeps(key) {
             return Ok(());
         }
         match self.populated {
@@ -130,7 +169,7 @@ impl<S: SerializeStruct, R: Serialize> SerializeStruct for ShapeStruct<'_, S, R>
 /// key.
 struct ShapeMap<'a, S, R> {
     inner: S,
-    select: &'a Selection,
+    show: Show<'a>,
     populated: Option<(&'static str, &'a R)>,
     /// The key just written was left out; so is its value.
     skipping: bool,
@@ -154,7 +193,7 @@ impl<S: ser::SerializeMap, R: Serialize> ser::SerializeMap for ShapeMap<'_, S, R
         value: &V,
     ) -> Result<(), S::Error> {
         let name = key_name(key).unwrap_or_default();
-        if name != "id" && !self.select.keeps(&name) {
+        if !self.show.keeps(&name) {
             return Ok(());
         }
         match self.populated {
@@ -165,7 +204,7 @@ impl<S: ser::SerializeMap, R: Serialize> ser::SerializeMap for ShapeMap<'_, S, R
 
     fn serialize_key<K: ?Sized + Serialize>(&mut self, key: &K) -> Result<(), S::Error> {
         let name = key_name(key).unwrap_or_default();
-        self.skipping = name != "id" && !self.select.keeps(&name);
+        self.skipping = !self.show.keeps(&name);
         if self.skipping {
             return Ok(());
         }
@@ -212,7 +251,7 @@ impl<'a, S: Serializer, R: Serialize> Serializer for ShapeSer<'a, S, R> {
     ) -> Result<Self::SerializeStruct, S::Error> {
         Ok(ShapeStruct {
             inner: self.inner.serialize_struct(name, len)?,
-            select: self.select,
+            show: self.show,
             populated: self.populated,
         })
     }
@@ -282,7 +321,7 @@ impl<'a, S: Serializer, R: Serialize> Serializer for ShapeSer<'a, S, R> {
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
         Ok(ShapeMap {
             inner: self.inner.serialize_map(len)?,
-            select: self.select,
+            show: self.show,
             populated: self.populated,
             skipping: false,
         })
@@ -340,7 +379,8 @@ mod tests {
             json(&Shaped {
                 doc: doc(),
                 select: &all,
-                populated: none
+                populated: none,
+                withheld: vec![],
             }),
             r#"{"id":7,"status":"submitted","notes":null,"practitionerId":3}"#
         );
@@ -348,7 +388,8 @@ mod tests {
             json(&Shaped {
                 doc: doc(),
                 select: &only,
-                populated: none
+                populated: none,
+                withheld: vec![],
             }),
             r#"{"id":7,"status":"submitted"}"#
         );
@@ -356,9 +397,21 @@ mod tests {
             json(&Shaped {
                 doc: doc(),
                 select: &except,
-                populated: none
+                populated: none,
+                withheld: vec![],
             }),
             r#"{"id":7,"practitionerId":3}"#
+        );
+        // Withheld (a consent does not grant it): absent, whatever the
+        // selection says.
+        assert_eq!(
+            json(&Shaped {
+                doc: doc(),
+                select: &all,
+                populated: none,
+                withheld: vec!["notes"],
+            }),
+            r#"{"id":7,"status":"submitted","practitionerId":3}"#
         );
     }
 
@@ -390,6 +443,7 @@ mod tests {
             },
             select: &only,
             populated: None::<(&'static str, ())>,
+            withheld: vec![],
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
@@ -410,6 +464,7 @@ mod tests {
                     name: "Dr A",
                 },
             )),
+            withheld: vec![],
         };
         assert_eq!(
             json(&s),

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{Services, client_error, list_entry, new_id};
 use crate::audit::{self, Action, Entry};
-use crate::domain::consent::{ConsentDoc, ConsentInput};
+use crate::domain::consent::{ConsentDoc, ConsentInput, ConsentScope};
 use crate::error::ApiError;
 use crate::identity::Principal;
 use crate::page::Page;
@@ -30,6 +30,12 @@ impl From<ConsentRow> for ConsentDoc {
             practitioner_id: r.practitioner_id,
             submission_id: r.submission_id,
             expires_at: r.expires_at,
+            // The database holds only the vocabulary (a CHECK constraint).
+            scope: r
+                .scope
+                .iter()
+                .filter_map(|s| ConsentScope::parse(s))
+                .collect(),
             created_at: r.created_at,
         }
     }
@@ -53,7 +59,8 @@ pub async fn create(
     input: ConsentInput,
 ) -> Result<(ConsentDoc, bool), ApiError> {
     let me = who.require_user()?.to_string();
-    let mut tx = svc.pool.begin(who).await?;
+    let scope: Vec<&str> = input.scope().iter().map(|s| s.as_str()).collect();
+    let mut tx = svc.begin_phi(who).await?;
     if table::practitioner_linked(&mut tx, input.practitioner_id).await? != Some(true) {
         return Err(cannot_share());
     }
@@ -72,11 +79,17 @@ pub async fn create(
         input.practitioner_id,
         input.submission_id,
         input.expires_at,
+        &scope,
     )
     .await?
     {
         // Shown again: a read of the caller's own consent.
-        audit::record(&mut tx, who, &[Entry::new(Action::Read, TABLE, same.id)]).await?;
+        audit::record(
+            &mut tx,
+            who,
+            &[Entry::new(Action::Read, TABLE, same.id).subject(&same.owner_id)],
+        )
+        .await?;
         tx.commit().await?;
         return Ok((same.into(), false));
     }
@@ -87,6 +100,7 @@ pub async fn create(
         input.practitioner_id,
         input.submission_id,
         input.expires_at,
+        &scope,
     )
     .await
     .map_err(|e| client_error(&CONSENTS, e))?
@@ -106,7 +120,7 @@ pub async fn list(
             "Consents take only limit, page and pagination.",
         ));
     }
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     let rows = table::list(&mut tx, q.limit as i64, q.offset()).await?;
     let short = (rows.len() as i64) < q.limit as i64 && (!rows.is_empty() || q.page == 1);
     let total = if q.pagination && !short {
@@ -115,7 +129,10 @@ pub async fn list(
         q.offset() + rows.len() as i64
     };
     let mut entries = vec![list_entry(TABLE, &q, rows.len(), total)];
-    entries.extend(rows.iter().map(|r| Entry::new(Action::Read, TABLE, r.id)));
+    entries.extend(
+        rows.iter()
+            .map(|r| Entry::new(Action::Read, TABLE, r.id).subject(&r.owner_id)),
+    );
     audit::record(&mut tx, who, &entries).await?;
     tx.commit().await?;
     Ok(Page::new(
@@ -128,7 +145,7 @@ pub async fn list(
 
 pub async fn revoke(svc: &Services, who: &Principal, id: Uuid) -> Result<ConsentDoc, ApiError> {
     who.require_user()?;
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     let Some(row) = table::delete(&mut tx, id).await? else {
         return Err(ApiError::NotFound);
     };

@@ -14,6 +14,7 @@ pub mod health;
 pub mod herbs;
 pub mod keycheck;
 pub mod practitioners;
+pub mod report;
 pub mod submissions;
 pub mod upkeep;
 
@@ -64,6 +65,20 @@ pub struct Services {
 }
 
 impl Services {
+    /// The transaction of a request that touches patients' data: a
+    /// practitioner or an admin must first say why (`X-Purpose-Of-Use`),
+    /// which every entry of the transaction records (`store::begin`).
+    pub async fn begin_phi(&self, who: &Principal) -> Result<crate::store::Tx, ApiError> {
+        if who.owes_purpose() && who.purpose_of_use.is_none() {
+            return Err(ApiError::bad_request(format!(
+                "X-Purpose-Of-Use is required of practitioners and admins reading or \
+                 changing patients' data: one of {}.",
+                crate::identity::PurposeOfUse::vocabulary()
+            )));
+        }
+        Ok(self.pool.begin(who).await?)
+    }
+
     pub fn new(pool: Db, audit_pool: Db, keyring: Arc<KeyringHandle>) -> Self {
         Self {
             pool,

@@ -14,6 +14,7 @@ use super::{Crypt, Related, Services, client_error, list_entry, new_id};
 use crate::audit::{self, Action, Entry, Outcome};
 use crate::crypto::Place;
 use crate::domain::Named;
+use crate::domain::consent::ConsentScope;
 use crate::domain::practitioner::PractitionerDoc;
 use crate::domain::region::Region;
 use crate::domain::submission::{
@@ -34,11 +35,37 @@ fn place(column: &'static str, id: Uuid) -> Place<'static> {
     Place::new(TABLE, column, id)
 }
 
-/// Opens what the selection shows (all of it for a write's answer): a
-/// field left out is never decrypted. The derived fields need their
-/// sources: `symptomCategories` opens the symptoms, `ageBand` the date of
-/// birth, without showing them.
-fn to_doc(c: &Crypt, row: &SubmissionRow, sel: &Selection) -> Result<SubmissionDoc, ApiError> {
+/// The fields of `row` the caller may not see: for someone else's row
+/// read through consents, what their scopes do not grant (all the scoped
+/// parts when the database says none does); nothing for the owner, or for
+/// an admin's recorded break-glass read (which sees all, on the record).
+fn withheld(who: &Principal, row: &SubmissionRow) -> Vec<&'static str> {
+    match &row.scope {
+        None => vec![],
+        Some(_) if who.break_glass() => vec![],
+        Some(granted) => {
+            let granted: Vec<ConsentScope> = granted
+                .iter()
+                .filter_map(|s| ConsentScope::parse(s))
+                .collect();
+            ConsentScope::withheld(&granted)
+        }
+    }
+}
+
+/// Opens what the selection shows (all of it for a write's answer) and the
+/// caller's consent grants: a field left out is never decrypted. The
+/// derived fields need their sources: `symptomCategories` opens the
+/// symptoms, `ageBand` the date of birth, without showing them.
+fn to_doc(
+    c: &Crypt,
+    who: &Principal,
+    row: &SubmissionRow,
+    sel: &Selection,
+) -> Result<SubmissionDoc, ApiError> {
+    let withheld = withheld(who, row);
+    let narrowed = sel.without(&withheld);
+    let sel = &narrowed;
     let id = row.id;
     let symptoms: Vec<Symptom> = if sel.keeps("symptoms") || sel.keeps("symptomCategories") {
         let symptoms_json = c.open(&row.symptoms, place("symptoms", id))?;
@@ -91,6 +118,7 @@ fn to_doc(c: &Crypt, row: &SubmissionRow, sel: &Selection) -> Result<SubmissionD
         region,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        withheld,
     })
 }
 
@@ -106,13 +134,15 @@ async fn open_read(
 ) -> Result<(Tx, Vec<SubmissionDoc>), ApiError> {
     let mut docs = Vec::with_capacity(rows.len());
     for row in rows {
-        match to_doc(c, row, sel) {
+        match to_doc(c, who, row, sel) {
             Ok(d) => docs.push(d),
             Err(e) => {
                 audit::record(
                     &mut tx,
                     who,
-                    &[Entry::new(Action::DecryptFailure, TABLE, row.id).outcome(Outcome::Failure)],
+                    &[Entry::new(Action::DecryptFailure, TABLE, row.id)
+                        .outcome(Outcome::Failure)
+                        .subject(&row.owner_id)],
                 )
                 .await?;
                 tx.commit().await?;
@@ -132,14 +162,16 @@ async fn open_written(
     who: &Principal,
     row: &SubmissionRow,
 ) -> Result<(Tx, SubmissionDoc), ApiError> {
-    match to_doc(c, row, &Selection::All) {
+    match to_doc(c, who, row, &Selection::All) {
         Ok(d) => Ok((tx, d)),
         Err(e) => {
             tx.rollback().await.map_err(store::StoreError::from)?;
             audit::record_alone(
                 &svc.audit_pool,
                 who,
-                Entry::new(Action::DecryptFailure, TABLE, row.id).outcome(Outcome::Failure),
+                Entry::new(Action::DecryptFailure, TABLE, row.id)
+                    .outcome(Outcome::Failure)
+                    .subject(&row.owner_id),
             )
             .await;
             Err(e)
@@ -148,16 +180,23 @@ async fn open_written(
 }
 
 /// The READ entries for documents a caller was shown, each naming the
-/// fields the answer showed; an admin's emergency read of someone else's
+/// fields the answer showed (what the selection kept and the consent
+/// granted) and the patient; an admin's emergency read of someone else's
 /// record is also a BREAK_GLASS entry with the reason.
 fn read_entries(who: &Principal, docs: &[SubmissionDoc], sel: &Selection) -> Vec<Entry> {
     let mut out = Vec::with_capacity(docs.len());
-    let fields = sel.shown(SUBMISSIONS.document);
     for d in docs {
-        out.push(Entry::new(Action::Read, TABLE, d.id).fields(fields.clone()));
+        let fields = sel.without(&d.withheld).shown(SUBMISSIONS.document);
+        out.push(
+            Entry::new(Action::Read, TABLE, d.id)
+                .fields(fields)
+                .subject(&d.owner),
+        );
         if who.break_glass() && who.user_id.as_deref() != Some(d.owner.as_str()) {
             out.push(
-                Entry::new(Action::BreakGlass, TABLE, d.id).reason(who.break_glass_reason.clone()),
+                Entry::new(Action::BreakGlass, TABLE, d.id)
+                    .reason(who.break_glass_reason.clone())
+                    .subject(&d.owner),
             );
         }
     }
@@ -244,7 +283,7 @@ pub async fn create(
         )?,
     };
     let f = facts(&c, id, &input.symptoms, dob, input.region);
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     check_practitioner(&mut tx, input.practitioner_id).await?;
     let row = table::insert(&mut tx, row, &f)
         .await
@@ -264,7 +303,7 @@ pub async fn get(
 ) -> Result<Related<SubmissionDoc, PractitionerDoc>, ApiError> {
     who.require_user()?;
     let c = Crypt::new(svc);
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     let Some(row) = table::get(&mut tx, id).await? else {
         return Err(ApiError::NotFound);
     };
@@ -328,7 +367,7 @@ pub async fn list(
     } else {
         table::Owners::Own
     };
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     let found = table::list(&mut tx, &q, owners).await?;
     let (mut tx, docs) = open_read(&c, tx, who, &found.rows, &q.select).await?;
     let mut entries = vec![list_entry(TABLE, &q, docs.len(), found.total)];
@@ -433,7 +472,7 @@ pub async fn update_many(
         return Err(ApiError::bad_request("The body names no field to change."));
     }
     let c = Crypt::new(svc);
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     check_practitioner(&mut tx, f.practitioner_id.flatten()).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
     let mut docs = Vec::with_capacity(rows.len());
@@ -482,7 +521,7 @@ pub async fn delete_many(
 ) -> Result<Vec<SubmissionDoc>, ApiError> {
     who.require_user()?;
     let c = Crypt::new(svc);
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     let rows = bulk_rows(&c, &mut tx, who, &mut q).await?;
     let mut docs = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -518,7 +557,7 @@ pub async fn update(
     }
     let touches_facts = f.touches_facts();
     let patch = patch_for(&c, id, &f)?;
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     check_practitioner(&mut tx, f.practitioner_id.flatten()).await?;
     let updated = table::update(&mut tx, id, patch)
         .await
@@ -548,7 +587,7 @@ pub async fn delete(svc: &Services, who: &Principal, id: Uuid) -> Result<Submiss
     who.require_user()?;
     let c = Crypt::new(svc);
     let (_, fact_keys) = c.id_refs(SUBMISSION_FACTS.table, "submission", id);
-    let mut tx = svc.pool.begin(who).await?;
+    let mut tx = svc.begin_phi(who).await?;
     let Some(row) = table::delete(&mut tx, id, &fact_keys).await? else {
         return Err(not_deletable(&mut tx, who, id).await?);
     };

@@ -15,6 +15,8 @@ pub struct Record<'a> {
     /// Field names, joined with commas (text[][] must be rectangular).
     pub fields: String,
     pub detail: Option<String>,
+    /// The patient the entry is about (the record's owner), if one.
+    pub subject: Option<&'a str>,
 }
 
 pub async fn append(tx: &mut Tx, who: &Principal, records: &[Record<'_>]) -> Result<()> {
@@ -28,6 +30,7 @@ pub async fn append(tx: &mut Tx, who: &Principal, records: &[Record<'_>]) -> Res
     let mut reasons = Vec::with_capacity(records.len());
     let mut fields = Vec::with_capacity(records.len());
     let mut details = Vec::with_capacity(records.len());
+    let mut subjects = Vec::with_capacity(records.len());
     for r in records {
         actions.push(r.action);
         types.push(r.entity_type);
@@ -36,8 +39,9 @@ pub async fn append(tx: &mut Tx, who: &Principal, records: &[Record<'_>]) -> Res
         reasons.push(r.reason);
         fields.push(r.fields.as_str());
         details.push(r.detail.as_deref());
+        subjects.push(r.subject);
     }
-    tx.q("SELECT audit.append($1, $2, $3, $4, $5, $6, $7, $8::text[]::audit.action[], $9, $10, $11, $12, $13, $14)")
+    tx.q("SELECT audit.append($1, $2, $3, $4, $5, $6, $7, $8::text[]::audit.action[], $9, $10, $11, $12, $13, $14, $15)")
         .bind(who.user_id.as_deref())
         .bind(who.collection.as_deref())
         .bind(who.roles_csv())
@@ -52,6 +56,18 @@ pub async fn append(tx: &mut Tx, who: &Principal, records: &[Record<'_>]) -> Res
         .bind(reasons)
         .bind(fields)
         .bind(details)
+        .bind(subjects)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Sets the purpose the entries of a transaction without an identity
+/// record (a refusal written on the audit pool): the log's `purpose`
+/// column takes it from `app.purpose`, as `begin` sets it for requests.
+pub async fn set_purpose(tx: &mut Tx, purpose: &str) -> Result<()> {
+    tx.q("SELECT set_config('app.purpose', $1, true)")
+        .bind(purpose)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -67,5 +83,43 @@ pub async fn export_manifest(tx: &mut Tx, request_id: &str) -> Result<Option<Str
         )
         .bind(request_id)
         .fetch_optional(&mut **tx)
+        .await?)
+}
+
+/// One line of a patient's access report (`audit.access_report`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct ReportRow {
+    pub seq: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor_user: Option<String>,
+    pub actor_roles: Option<String>,
+    pub practitioner_name: Option<String>,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: Option<String>,
+    pub fields: Vec<String>,
+    pub purpose: Option<String>,
+    pub reason: Option<String>,
+    pub break_glass: bool,
+}
+
+/// The calling patient's entries (the transaction's identity), through the
+/// one function that reads only those: never the log at large.
+pub async fn access_report(
+    tx: &mut Tx,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    include_own: bool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ReportRow>> {
+    Ok(tx
+        .q_as("SELECT * FROM audit.access_report($1, $2, $3, $4, $5::integer)")
+        .bind(from)
+        .bind(to)
+        .bind(include_own)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut **tx)
         .await?)
 }

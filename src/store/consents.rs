@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Result, Tx};
 
-const COLUMNS: &str = "id, owner_id, practitioner_id, submission_id, expires_at, created_at";
+const COLUMNS: &str = "id, owner_id, practitioner_id, submission_id, expires_at, scope, created_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ConsentRow {
@@ -15,6 +15,8 @@ pub struct ConsentRow {
     pub practitioner_id: Uuid,
     pub submission_id: Option<Uuid>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The parts of the submissions granted, in the database's spelling.
+    pub scope: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -37,10 +39,11 @@ pub async fn insert(
     practitioner_id: Uuid,
     submission_id: Option<Uuid>,
     expires_at: Option<DateTime<Utc>>,
+    scope: &[&str],
 ) -> Result<Option<ConsentRow>> {
     let sql = format!(
-        "INSERT INTO consents (id, owner_id, practitioner_id, practitioner_user, submission_id, expires_at) \
-         SELECT $1, $2, p.id, p.user_id, $4, $5 FROM practitioners p \
+        "INSERT INTO consents (id, owner_id, practitioner_id, practitioner_user, submission_id, expires_at, scope) \
+         SELECT $1, $2, p.id, p.user_id, $4, $5, $6 FROM practitioners p \
          WHERE p.id = $3 AND p.user_id IS NOT NULL RETURNING {COLUMNS}"
     );
     Ok(tx
@@ -50,6 +53,7 @@ pub async fn insert(
         .bind(practitioner_id)
         .bind(submission_id)
         .bind(expires_at)
+        .bind(scope)
         .fetch_optional(&mut **tx)
         .await?)
 }
@@ -62,11 +66,13 @@ pub async fn find_same(
     practitioner_id: Uuid,
     submission_id: Option<Uuid>,
     expires_at: Option<DateTime<Utc>>,
+    scope: &[&str],
 ) -> Result<Option<ConsentRow>> {
     let sql = format!(
         "SELECT {} FROM consents c JOIN practitioners p ON p.id = c.practitioner_id \
          WHERE c.owner_id = $1 AND c.practitioner_id = $2 AND c.practitioner_user = p.user_id \
            AND c.submission_id IS NOT DISTINCT FROM $3 AND c.expires_at IS NOT DISTINCT FROM $4 \
+           AND c.scope @> $5 AND c.scope <@ $5 \
          ORDER BY c.created_at LIMIT 1",
         COLUMNS
             .split(", ")
@@ -80,6 +86,7 @@ pub async fn find_same(
         .bind(practitioner_id)
         .bind(submission_id)
         .bind(expires_at)
+        .bind(scope)
         .fetch_optional(&mut **tx)
         .await?)
 }

@@ -162,7 +162,8 @@ pub async fn begin(pool: &PgPool, mode: Mode, who: &Principal) -> Result<Tx> {
               set_config('app.api_key_id', $7, true), \
               set_config('app.reason', $8, true), \
               set_config('app.client_request_id', $9, true), \
-              set_config('statement_timeout', $10, true)")
+              set_config('app.purpose', $10, true), \
+              set_config('statement_timeout', $11, true)")
         .bind(who.user_id.as_deref().unwrap_or(""))
         .bind(who.roles_csv())
         .bind(if who.break_glass() { "on" } else { "" })
@@ -176,6 +177,7 @@ pub async fn begin(pool: &PgPool, mode: Mode, who: &Principal) -> Result<Tx> {
             ""
         })
         .bind(who.client_request_id.as_deref().unwrap_or(""))
+        .bind(who.purpose().map(|p| p.as_str()).unwrap_or(""))
         .bind(timeout.to_string())
         .execute(&mut *tx)
         .await?;

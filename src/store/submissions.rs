@@ -12,8 +12,13 @@ use crate::crypto::SealedField;
 use crate::query::ListQuery;
 use crate::schema::SUBMISSIONS;
 
+/// `scope`: for a row not the caller's own, the parts of it the consents
+/// naming the caller grant (NULL for their own rows; empty when no consent
+/// does, as for a break-glass read).
 const COLUMNS: &str = "id, owner_id, status, practitioner_id, symptoms, notes, contact_email, \
-    date_of_birth, region, created_at, updated_at";
+    date_of_birth, region, created_at, updated_at, \
+    CASE WHEN owner_id = (SELECT app_user_id()) THEN NULL \
+         ELSE coalesce(consent_scope(owner_id, id), '{}') END AS scope";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct SubmissionRow {
@@ -28,6 +33,8 @@ pub struct SubmissionRow {
     pub region: Option<SealedField>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What consents grant the caller of someone else's row (`COLUMNS`).
+    pub scope: Option<Vec<String>>,
 }
 
 pub struct NewRow {

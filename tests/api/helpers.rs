@@ -119,6 +119,7 @@ impl Remote<'_> {
             client: self.client,
             who,
             headers: vec![],
+            purpose: default_purpose(who),
         }
     }
 }
@@ -236,12 +237,35 @@ pub struct Caller<'a> {
     client: &'a reqwest::Client,
     who: Who<'a>,
     headers: Vec<(&'static str, String)>,
+    /// `X-Purpose-Of-Use`: `treatment` for practitioners and admins unless
+    /// a test says otherwise (`purpose`, `without_purpose`), none for others.
+    purpose: Option<&'static str>,
+}
+
+/// The purpose a caller sends unless a test says: what practitioners and
+/// admins owe, nothing for anyone else.
+fn default_purpose(who: Who<'_>) -> Option<&'static str> {
+    let owes =
+        who.is_some_and(|(_, roles)| roles.iter().any(|r| *r == "practitioner" || *r == "admin"));
+    owes.then_some("treatment")
 }
 
 impl<'a> Caller<'a> {
     /// Adds an `X-Break-Glass-Reason`.
     pub fn break_glass(self, reason: &str) -> Self {
         self.header("x-break-glass-reason", reason)
+    }
+
+    /// Sends `X-Purpose-Of-Use: <purpose>`.
+    pub fn purpose(mut self, purpose: &'static str) -> Self {
+        self.purpose = Some(purpose);
+        self
+    }
+
+    /// Sends no `X-Purpose-Of-Use`.
+    pub fn without_purpose(mut self) -> Self {
+        self.purpose = None;
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
@@ -255,6 +279,9 @@ impl<'a> Caller<'a> {
             .request(method, format!("{}{}", self.address, path));
         if let Some((id, roles)) = self.who {
             b = b.header("authorization", bearer(id, roles));
+        }
+        if let Some(p) = self.purpose {
+            b = b.header("x-purpose-of-use", p);
         }
         for (k, v) in &self.headers {
             b = b.header(*k, v);
@@ -311,6 +338,7 @@ impl TestApp {
             client: &self.client,
             who,
             headers: vec![],
+            purpose: default_purpose(who),
         }
     }
 

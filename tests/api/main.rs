@@ -5,6 +5,7 @@ mod helpers;
 mod testdb;
 
 mod access;
+mod accounting;
 mod audit;
 mod backup;
 mod cli;

@@ -11,7 +11,7 @@
  * keep copies (versions, drafts, logs). Read and write it through the gateway
  * from server code, as in `example/`.
  */
-import { PayloadSDK } from '@payloadcms/sdk'
+import { PayloadSDK, PayloadSDKError } from '@payloadcms/sdk'
 import type { SelectExcludeType, SelectIncludeType } from 'payload'
 
 export { PayloadSDKError } from '@payloadcms/sdk'
@@ -32,6 +32,9 @@ export type Consent = Schemas['ConsentDoc']
 export type ConsentInput = Schemas['ConsentInput']
 export type GatewayError = Schemas['ErrorBody']
 export type GatewayCount = Schemas['Count']
+/** A page of a patient's access report, and one access in it. */
+export type AccessReport = Schemas['AccessReport']
+export type Access = Schemas['Access']
 
 /** Fields the gateway sets itself and refuses in a body: optional for the SDK's `create`/`update` data. */
 type ServerSet<D, K extends keyof D> = Omit<D, K> & Partial<Pick<D, K>>
@@ -96,7 +99,17 @@ export interface GatewayOptions {
   headers?: Record<string, string>
   /** Payload's `cookiePrefix` (the cookie is `<prefix>-token`). Default `payload`. */
   cookiePrefix?: string
+  /**
+   * Why the user accesses patients' data (`X-Purpose-Of-Use`, recorded in
+   * each audit entry and exported as FHIR `purposeOfEvent`). The gateway
+   * requires it of practitioners and admins on submissions and consents
+   * (400 without it); a patient's own access is `patient-request`.
+   */
+  purposeOfUse?: PurposeOfUse
 }
+
+/** The gateway's purposes of use (HL7 v3 PurposeOfUse: TREAT, HPAYMT, HOPERAT, HRESCH, ETREAT, PATRQT). */
+export type PurposeOfUse = 'treatment' | 'payment' | 'operations' | 'research' | 'emergency' | 'patient-request'
 
 /** The parts of a Payload request this needs (a `PayloadRequest` fits, so does a fetch `Request`). */
 export interface RequestWithToken {
@@ -171,6 +184,7 @@ export function gatewayWithToken(token: string, options: GatewayOptions): Gatewa
     }
     headers[k] = v
   }
+  if (options.purposeOfUse) headers['X-Purpose-Of-Use'] = options.purposeOfUse
   headers.Authorization = `JWT ${token}`
   return new PayloadSDK<GatewayTypes>({
     baseURL: options.baseURL.replace(/\/+$/, ''),
@@ -189,6 +203,11 @@ export function gatewayWithToken(token: string, options: GatewayOptions): Gatewa
  * anyone's rights, and there is no fallback to a service token.
  */
 export function gatewayFor(req: RequestWithToken, options: GatewayOptions): GatewaySDK {
+  return gatewayWithToken(userToken(req, options), options)
+}
+
+/** The logged-in user's own token from a Payload request, checked against Payload's user (see `gatewayFor`). */
+function userToken(req: RequestWithToken, options: GatewayOptions): string {
   if (req.user === null) {
     throw new NoUserTokenError('phi-gateway: the request has no logged-in user')
   }
@@ -202,5 +221,57 @@ export function gatewayFor(req: RequestWithToken, options: GatewayOptions): Gate
       throw new NoUserTokenError("phi-gateway: the request's token is not the logged-in user's")
     }
   }
-  return gatewayWithToken(token, options)
+  return token
+}
+
+/** What a page of the access report covers. Times are dates or RFC 3339. */
+export interface AccessReportQuery {
+  from?: string
+  to?: string
+  /** Also the patient's own accesses. */
+  includeOwn?: boolean
+  /** 1 to 1000 (default 100). */
+  limit?: number
+  /** The `nextAfter` of the previous page. */
+  after?: number
+}
+
+/**
+ * The logged-in patient's report of who accessed their records
+ * (`GET /api/audit/my-access-report`): when, who, what, why, and whether in
+ * an emergency. Errors are `PayloadSDKError`s, as the SDK's.
+ */
+export async function myAccessReport(
+  req: RequestWithToken,
+  options: GatewayOptions,
+  query: AccessReportQuery = {},
+): Promise<AccessReport> {
+  const token = userToken(req, options)
+  if (!options?.baseURL) throw new Error('phi-gateway: options.baseURL (the gateway API root) is required')
+  const params = new URLSearchParams()
+  for (const [k, v] of Object.entries(query)) {
+    if (v !== undefined) params.set(k, String(v))
+  }
+  const headers: Record<string, string> = {}
+  for (const [k, v] of Object.entries(options.headers ?? {})) {
+    if (FORBIDDEN_EXTRA.has(k.toLowerCase())) {
+      throw new Error(`phi-gateway: options.headers may not set ${k}; the identity is the user's token`)
+    }
+    headers[k] = v
+  }
+  headers.Authorization = `JWT ${token}`
+  const qs = params.toString()
+  const url = `${options.baseURL.replace(/\/+$/, '')}/audit/my-access-report${qs ? `?${qs}` : ''}`
+  const response = await (options.fetch ?? fetch)(url, { headers, cache: 'no-store' })
+  const body = (await response.json()) as AccessReport | GatewayError
+  if (!response.ok) {
+    const errors = 'errors' in body ? body.errors : []
+    throw new PayloadSDKError({
+      errors: errors as never,
+      message: errors[0]?.message ?? `phi-gateway: ${response.status}`,
+      response,
+      status: response.status,
+    })
+  }
+  return body as AccessReport
 }

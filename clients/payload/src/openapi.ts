@@ -36,6 +36,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/audit/my-access-report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["my_access_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/consents": {
         parameters: {
             query?: never;
@@ -306,6 +322,51 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description One access to one of the caller's records. */
+        Access: {
+            /** @description READ, UPDATE, CREATE, DELETE, BREAK_GLASS, ... */
+            action: string;
+            /** Format: date-time */
+            at: string;
+            breakGlass: boolean;
+            /** @description The collection's slug (`symptom-submissions`, `consents`). */
+            collection: string;
+            /** @description The fields shown or changed (names only). */
+            fields: string[];
+            /**
+             * Format: int64
+             * @description The entry's position in the log (the page's cursor).
+             */
+            position: number;
+            /** @description The purpose of use the accessor gave (`X-Purpose-Of-Use`). */
+            purpose?: string | null;
+            /** @description The emergency's stated reason (break-glass only). */
+            reason?: string | null;
+            recordId?: string | null;
+            who: components["schemas"]["Accessor"];
+        };
+        /** @description A page of the report. */
+        AccessReport: {
+            docs: components["schemas"]["Access"][];
+            /** Format: date-time */
+            from: string;
+            hasNextPage: boolean;
+            /**
+             * Format: int64
+             * @description Pass as `after` for the next page.
+             */
+            nextAfter?: number | null;
+            /** Format: date-time */
+            to: string;
+        };
+        /** @description Who accessed. */
+        Accessor: {
+            /** @description The practitioner record linked to that user, when there is one. */
+            practitionerName?: string | null;
+            roles: string[];
+            /** @description The namespaced user id (`users:7`), or the operator command. */
+            user?: string | null;
+        };
         /**
          * @description The answer of a bulk change (Payload's `BulkOperationResult`). All or
          *     nothing: `errors` is always empty when the change is made.
@@ -403,6 +464,8 @@ export interface components {
             owner: string;
             /** Format: uuid */
             practitionerId: string;
+            /** @description The parts of the submissions it grants. */
+            scope: components["schemas"]["ConsentScope"][];
             /** Format: uuid */
             submissionId?: string | null;
         };
@@ -411,12 +474,21 @@ export interface components {
             expiresAt?: string | null;
             /** Format: uuid */
             practitionerId: string;
+            /** @description The parts shared; absent shares all of them. */
+            scope?: components["schemas"]["ConsentScope"][] | null;
             /**
              * Format: uuid
              * @description One submission; absent shares them all.
              */
             submissionId?: string | null;
         };
+        /**
+         * @description A part of a submission a consent may grant (minimum necessary: HIPAA
+         *     164.514(d)). What is not granted is never opened for the practitioner
+         *     and is absent from their answers.
+         * @enum {string}
+         */
+        ConsentScope: "symptoms" | "notes" | "contact" | "dateOfBirth" | "region";
         /** @description The sealed contact fields, opened (only for callers allowed to see them). */
         Contact: {
             email?: string | null;
@@ -442,6 +514,8 @@ export interface components {
                 owner: string;
                 /** Format: uuid */
                 practitionerId: string;
+                /** @description The parts of the submissions it grants. */
+                scope: components["schemas"]["ConsentScope"][];
                 /** Format: uuid */
                 submissionId?: string | null;
             };
@@ -606,6 +680,8 @@ export interface components {
                 owner: string;
                 /** Format: uuid */
                 practitionerId: string;
+                /** @description The parts of the submissions it grants. */
+                scope: components["schemas"]["ConsentScope"][];
                 /** Format: uuid */
                 submissionId?: string | null;
             }[];
@@ -864,6 +940,11 @@ export interface components {
         };
         /** @description ISO 3166-1 alpha-2 country or ISO 3166-2 subdivision code (e.g. CA-ON) */
         Region: string;
+        /**
+         * @description The access report's answer: JSON (default) or CSV.
+         * @enum {string}
+         */
+        ReportFormat: "json" | "csv";
         /** @enum {string} */
         Status: "draft" | "published";
         /**
@@ -1120,6 +1201,75 @@ export interface operations {
             };
         };
     };
+    my_access_report: {
+        parameters: {
+            query?: {
+                /** @description Date or RFC 3339 time (inclusive); six years before `to` unless given. */
+                from?: components["schemas"]["Instant"];
+                /** @description Date or RFC 3339 time (exclusive); now unless given. */
+                to?: components["schemas"]["Instant"];
+                /** @description json (default) or csv. */
+                format?: components["schemas"]["ReportFormat"];
+                /** @description Also list your own accesses (default: only others'). */
+                includeOwn?: boolean;
+                /** @description The `nextAfter` of the previous page. */
+                after?: number;
+                /** @description Entries per page, 1 to 1000 (default 100). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Who accessed your submissions and consents: when, who, what, why, and whether in an emergency (CSV with format=csv) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessReport"];
+                };
+            };
+            /** @description Bad time, page or format */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests without credentials from this client (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable, or the anonymous share of it is in use (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     consents_list: {
         parameters: {
             query?: {
@@ -1159,7 +1309,10 @@ export interface operations {
                  */
                 depth?: number;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path?: never;
             cookie?: never;
         };
@@ -1215,7 +1368,10 @@ export interface operations {
     consents_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path?: never;
             cookie?: never;
         };
@@ -1302,7 +1458,10 @@ export interface operations {
     consents_count: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path?: never;
             cookie?: never;
         };
@@ -1358,7 +1517,10 @@ export interface operations {
     consents_revoke: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path: {
                 id: string;
             };
@@ -2928,7 +3090,10 @@ export interface operations {
                  */
                 depth?: number;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path?: never;
             cookie?: never;
         };
@@ -2992,7 +3157,10 @@ export interface operations {
                  */
                 depth?: number;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path?: never;
             cookie?: never;
         };
@@ -3082,7 +3250,10 @@ export interface operations {
                 /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
                 where?: Record<string, never>;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path?: never;
             cookie?: never;
         };
@@ -3150,7 +3321,10 @@ export interface operations {
                 /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
                 where?: Record<string, never>;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path?: never;
             cookie?: never;
         };
@@ -3240,7 +3414,10 @@ export interface operations {
                 /** @description As for the list: `where[field][operator]=value`, nested `or`/`and`. */
                 where?: Record<string, never>;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path?: never;
             cookie?: never;
         };
@@ -3304,7 +3481,10 @@ export interface operations {
                  */
                 depth?: number;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path: {
                 id: string;
             };
@@ -3379,7 +3559,10 @@ export interface operations {
                  */
                 depth?: number;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path: {
                 id: string;
             };
@@ -3463,7 +3646,10 @@ export interface operations {
                  */
                 depth?: number;
             };
-            header?: never;
+            header?: {
+                /** @description Why you access patients' data (HIPAA purpose of use; FHIR purposeOfEvent). Required of practitioners and admins (400 without it); a patient's own access is recorded as patient-request. */
+                "X-Purpose-Of-Use"?: "treatment" | "payment" | "operations" | "research" | "emergency" | "patient-request";
+            };
             path: {
                 id: string;
             };

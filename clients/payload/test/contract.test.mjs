@@ -13,7 +13,7 @@ import { test, describe, before } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { PayloadSDK } from '@payloadcms/sdk'
-import { gatewayFor, PayloadSDKError } from '../dist/index.js'
+import { gatewayFor, myAccessReport, PayloadSDKError } from '../dist/index.js'
 
 const NEEDED = ['GATEWAY_URL', 'PHI_TOKEN_PAT', 'PHI_TOKEN_OTHER', 'PHI_TOKEN_DOC', 'PHI_TOKEN_EDITOR', 'PHI_TOKEN_ADMIN']
 const missing = NEEDED.filter((k) => !process.env[k])
@@ -48,8 +48,12 @@ function payloadRequest(who, via = 'header') {
   const headers = new Headers(via === 'cookie' ? { cookie: `payload-token=${token}` } : { authorization: `JWT ${token}` })
   return { headers }
 }
-/** The SDK as `who`, made by the helper from a Payload request. */
-const as = (who, via) => gatewayFor(payloadRequest(who, via), { baseURL: BASE })
+/** The SDK as `who`, made by the helper from a Payload request; practitioners and admins say why (treatment). */
+const as = (who, via) =>
+  gatewayFor(payloadRequest(who, via), {
+    baseURL: BASE,
+    ...(who === 'doc' || who === 'admin' ? { purposeOfUse: 'treatment' } : {}),
+  })
 /** The SDK without a user: the public directory only. (The helper refuses to make one.) */
 const anonymous = () => new PayloadSDK({ baseURL: BASE })
 
@@ -476,6 +480,15 @@ describe('errors for bad input, as the SDK surfaces them', () => {
     assert.equal(f.message, 'You are not allowed to perform this action.')
     await sdkError(pat.create({ collection: 'practitioners', data: { name: 'No', slug: unique('no'), status: 'draft', location } }), 403)
   })
+
+  test('practitioners and admins say why they access patients\' data: without purposeOfUse, 400 naming the header', async () => {
+    for (const who of ['doc', 'admin']) {
+      const bare = gatewayFor(payloadRequest(who), { baseURL: BASE })
+      const e = await sdkError(bare.find({ collection: 'symptom-submissions' }), 400)
+      assert.match(e.message, /X-Purpose-Of-Use/)
+      assert.match(e.message, /treatment, payment, operations, research, emergency, patient-request/)
+    }
+  })
 })
 
 describe('identity: the gateway sees the Payload user', () => {
@@ -484,6 +497,21 @@ describe('identity: the gateway sees the Payload user', () => {
     const s = await viaCookie.create({ collection: 'symptom-submissions', data: { symptoms: symptoms() } })
     assert.equal(s.owner, userIdOf(TOKENS.pat))
     assert.equal((await pat.findByID({ collection: 'symptom-submissions', id: s.id })).id, s.id)
+  })
+
+  test('the patient\'s access report shows the practitioner\'s read, with its purpose', async () => {
+    const pr = await practitioner({ userId: userIdOf(TOKENS.doc) })
+    const s = await pat.create({ collection: 'symptom-submissions', data: { symptoms: symptoms() } })
+    await pat.create({ collection: 'consents', data: { practitionerId: pr.id, submissionId: s.id, scope: ['symptoms'] } })
+    const seen = await doc.findByID({ collection: 'symptom-submissions', id: s.id })
+    assert.ok(seen.symptoms && !('notes' in seen) && !('contactEmail' in seen), 'only the consented parts')
+    const report = await myAccessReport(payloadRequest('pat'), { baseURL: BASE }, { limit: 1000 })
+    const read = report.docs.find((d) => d.recordId === s.id && d.action === 'READ')
+    assert.ok(read, 'the read is in the report')
+    assert.equal(read.purpose, 'treatment')
+    assert.equal(read.who.user, userIdOf(TOKENS.doc))
+    assert.equal(read.breakGlass, false)
+    await assert.rejects(myAccessReport(payloadRequest('pat'), { baseURL: BASE }, { limit: 0 }), (e) => e instanceof PayloadSDKError && e.status === 400)
   })
 
   test('a practitioner sees a submission once the patient consents', async () => {

@@ -79,8 +79,15 @@ struct Entity<'a> {
     what: Who<'a>,
     #[serde(rename = "type")]
     kind: Coding<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Coding<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     detail: Vec<Detail<'a>>,
+}
+
+#[derive(Serialize)]
+struct Concept<'a> {
+    coding: [Coding<'a>; 1],
 }
 
 #[derive(Serialize)]
@@ -105,9 +112,11 @@ struct AuditEvent<'a> {
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome_desc: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    purpose_of_event: Vec<Concept<'a>>,
     agent: [Agent<'a>; 1],
     source: Source<'a>,
-    entity: [Entity<'a>; 1],
+    entity: Vec<Entity<'a>>,
     extension: [Extension; 2],
 }
 
@@ -150,6 +159,23 @@ fn audit_event<'a>(r: &'a AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Audit
         recorded: r.at.to_rfc3339_opts(SecondsFormat::Micros, true),
         outcome,
         outcome_desc: r.reason.as_deref(),
+        // The purpose the caller gave (HL7 v3 PurposeOfUse); a value this
+        // build does not know is carried as it was written.
+        purpose_of_event: r
+            .purpose
+            .as_deref()
+            .map(|p| {
+                let known = crate::identity::PurposeOfUse::parse(p);
+                Concept {
+                    coding: [Coding {
+                        system: "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                        code: known.map(|k| k.hl7()).unwrap_or(p),
+                        display: known.map(|k| k.display()),
+                    }],
+                }
+            })
+            .into_iter()
+            .collect(),
         agent: [Agent {
             who: Who {
                 identifier: Identifier {
@@ -184,7 +210,7 @@ fn audit_event<'a>(r: &'a AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Audit
                 display: None,
             }],
         },
-        entity: [Entity {
+        entity: std::iter::once(Entity {
             what: Who {
                 identifier: Identifier {
                     system: format!("urn:phi-gateway:{}", r.entity_type),
@@ -196,6 +222,7 @@ fn audit_event<'a>(r: &'a AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Audit
                 code: &r.entity_type,
                 display: None,
             },
+            role: None,
             detail: r
                 .fields
                 .iter()
@@ -204,7 +231,28 @@ fn audit_event<'a>(r: &'a AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> Audit
                     value: f,
                 })
                 .collect(),
-        }],
+        })
+        // The patient the record is about.
+        .chain(r.subject.as_deref().map(|subject| Entity {
+            what: Who {
+                identifier: Identifier {
+                    system: "urn:phi-gateway:patient".into(),
+                    value: subject,
+                },
+            },
+            kind: Coding {
+                system: "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                code: "1",
+                display: Some("Person"),
+            },
+            role: Some(Coding {
+                system: "http://terminology.hl7.org/CodeSystem/object-role",
+                code: "1",
+                display: Some("Patient"),
+            }),
+            detail: vec![],
+        }))
+        .collect(),
         // The entry itself rides along so the export verifies offline.
         extension: [
             Extension {
@@ -309,4 +357,45 @@ pub fn from_provenance(v: &Value) -> anyhow::Result<SignedManifest> {
 
 fn hex_bytes(v: &str) -> anyhow::Result<Vec<u8>> {
     hex::decode(v).ok_or_else(|| anyhow::anyhow!("bad hex"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> AuditRow {
+        serde_json::from_value(json!({
+            "seq": 9, "at": "2026-03-04T05:06:07.000008Z", "actorUser": "users:doc",
+            "actorCollection": "users", "actorRoles": "patient,practitioner",
+            "apiKeyId": null, "action": "READ", "entityType": "symptom_submissions",
+            "entityId": "01", "requestId": "r", "clientAddr": null, "outcome": "success",
+            "reason": null, "fields": ["notes"],
+        }))
+        .unwrap()
+    }
+
+    /// The purpose is `purposeOfEvent` in HL7 v3 PurposeOfUse codes, the
+    /// patient an entity of role Patient; absent, neither is written.
+    #[test]
+    fn purpose_and_patient_are_fhir_elements() {
+        let plain = fhir_event(&row(), 1, &[0; 32], &[1; 32]);
+        assert!(plain.get("purposeOfEvent").is_none());
+        assert_eq!(plain["entity"].as_array().unwrap().len(), 1);
+        let mut r = row();
+        r.purpose = Some("treatment".into());
+        r.subject = Some("users:pat".into());
+        let e = fhir_event(&r, 1, &[0; 32], &[1; 32]);
+        let coding = &e["purposeOfEvent"][0]["coding"][0];
+        assert_eq!(
+            coding["system"],
+            "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+        );
+        assert_eq!(coding["code"], "TREAT");
+        let patient = &e["entity"][1];
+        assert_eq!(patient["what"]["identifier"]["value"], "users:pat");
+        assert_eq!(patient["role"]["code"], "1");
+        // And the entry read back from the event is the one hashed.
+        let (back, ..) = parse_line(&line(&r, 1, &[0; 32], &[1; 32])).unwrap();
+        assert_eq!(back, r);
+    }
 }

@@ -65,8 +65,12 @@ impl Format {
     }
 }
 
-pub const CSV_HEADER: &str = "seq,at,actor_user,actor_collection,actor_roles,api_key_id,action,entity_type,entity_id,request_id,client_addr,outcome,reason,fields,client_request_id,detail,pos,prev_hash,hash\n";
-const CSV_COLUMNS: usize = 19;
+pub const CSV_HEADER: &str = "seq,at,actor_user,actor_collection,actor_roles,api_key_id,action,entity_type,entity_id,request_id,client_addr,outcome,reason,fields,client_request_id,detail,purpose,subject,pos,prev_hash,hash\n";
+const CSV_COLUMNS: usize = 21;
+/// The header of exports written before entries had a purpose and a
+/// subject (migration 0016): still read, for their verification.
+pub const CSV_HEADER_V1: &str = "seq,at,actor_user,actor_collection,actor_roles,api_key_id,action,entity_type,entity_id,request_id,client_addr,outcome,reason,fields,client_request_id,detail,pos,prev_hash,hash\n";
+const CSV_COLUMNS_V1: usize = 19;
 
 /// A cell that a spreadsheet would run as a formula (or that starts with
 /// the escape itself) gets a leading `'`; readers strip exactly one.
@@ -85,7 +89,7 @@ fn unneutralise(s: String) -> String {
     }
 }
 
-fn csv_field(out: &mut String, v: Option<&str>) {
+pub fn csv_field(out: &mut String, v: Option<&str>) {
     match v {
         None => {}
         Some(s) => {
@@ -126,6 +130,8 @@ pub fn csv_line(r: &AuditRow, pos: i64, prev: &[u8], hash: &[u8]) -> String {
         Some(&fields),
         r.client_request_id.as_deref(),
         r.detail.as_deref(),
+        r.purpose.as_deref(),
+        r.subject.as_deref(),
         Some(&pos),
         Some(&prev),
         Some(&hash),
@@ -189,10 +195,17 @@ fn parse_ndjson_line(line: &str) -> anyhow::Result<(AuditRow, i64, Vec<u8>, Vec<
 fn parse_csv_line(line: &str) -> anyhow::Result<(AuditRow, i64, Vec<u8>, Vec<u8>)> {
     let cols = parse_csv_record(line)?;
     anyhow::ensure!(
-        cols.len() == CSV_COLUMNS,
+        cols.len() == CSV_COLUMNS || cols.len() == CSV_COLUMNS_V1,
         "expected {CSV_COLUMNS} columns, found {}",
         cols.len()
     );
+    // After `detail`: `purpose` and `subject`, unless the line is from an
+    // export written before them.
+    let (purpose, subject, rest) = if cols.len() == CSV_COLUMNS {
+        (cols[16].clone(), cols[17].clone(), 18)
+    } else {
+        (None, None, 16)
+    };
     let opt = |i: usize| cols[i].clone().map(unneutralise);
     let req = |i: usize| opt(i).ok_or_else(|| anyhow::anyhow!("column {i} is empty"));
     let row = AuditRow {
@@ -215,12 +228,14 @@ fn parse_csv_line(line: &str) -> anyhow::Result<(AuditRow, i64, Vec<u8>, Vec<u8>
             .unwrap_or_default(),
         client_request_id: opt(14),
         detail: opt(15),
+        purpose: purpose.map(unneutralise),
+        subject: subject.map(unneutralise),
     };
     Ok((
         row,
-        req(16)?.parse()?,
-        hex_field(&req(17)?)?,
-        hex_field(&req(18)?)?,
+        req(rest)?.parse()?,
+        hex_field(&req(rest + 1)?)?,
+        hex_field(&req(rest + 2)?)?,
     ))
 }
 
@@ -311,6 +326,8 @@ mod tests {
             fields: vec!["notes".into(), "symptoms".into()],
             client_request_id: None,
             detail: Some(r#"{"a":"=1,\"x\""}"#.into()),
+            purpose: client.map(|_| "treatment".to_string()),
+            subject: client.map(|_| "users:pat".to_string()),
         }
     }
 

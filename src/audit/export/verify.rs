@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::fhir;
-use super::format::{CSV_HEADER, Format};
+use super::format::{CSV_HEADER, CSV_HEADER_V1, Format};
 use super::manifest::{MANIFEST_KEY, Manifest, SignedManifest};
 use crate::audit::chain::{self, VerifyKeys, hex};
 use crate::audit::signing::VerifyingKeys;
@@ -35,11 +35,11 @@ pub fn verify_file(
     let mut pending = lines.next().transpose()?;
     if format == Some(Format::Csv) {
         let header = pending.take().map(|l| l + "\n");
-        anyhow::ensure!(
-            header.as_deref() == Some(CSV_HEADER),
-            "CSV header missing or changed"
-        );
-        sha.update(CSV_HEADER.as_bytes());
+        let header = header
+            .as_deref()
+            .filter(|h| *h == CSV_HEADER || *h == CSV_HEADER_V1)
+            .ok_or_else(|| anyhow::anyhow!("CSV header missing or changed"))?;
+        sha.update(header.as_bytes());
         pending = lines.next().transpose()?;
     }
     let mut trailer: Option<SignedManifest> = csv_manifest.cloned();

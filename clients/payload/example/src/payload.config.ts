@@ -2,6 +2,7 @@
 // also names its database adapter, editor, admin settings ...).
 import { buildConfig } from 'payload'
 import { Users } from './collections/Users'
+import { accessReport } from './endpoints/myAccessReport'
 import { mySubmissions } from './endpoints/mySubmissions'
 
 export default buildConfig({
@@ -15,6 +16,6 @@ export default buildConfig({
     // No collection for submissions, consents or anything else holding PHI:
     // they live in the gateway only.
   ],
-  endpoints: [mySubmissions],
+  endpoints: [mySubmissions, accessReport],
   db: undefined as never, // your adapter here
 })

@@ -1,0 +1,197 @@
+//! A patient's report of who accessed their records (issue 22): every
+//! entry whose subject is the caller (their submissions and consents), by
+//! anyone else unless they ask for their own too: when, who (user, roles,
+//! the practitioner's name when the user is linked to one), what (the
+//! record and the fields), why (the purpose given) and whether it was an
+//! emergency (break-glass) access. It reads the log only through
+//! `audit.access_report`, which sees the caller's entries and nothing
+//! else; the request is itself on the record.
+
+use chrono::{DateTime, Months, Utc};
+use serde::Serialize;
+
+use super::Services;
+use crate::audit::{self, Action, Entry};
+use crate::error::ApiError;
+use crate::identity::Principal;
+use crate::schema;
+
+/// How far back a report reaches unless asked: HIPAA's six years
+/// (45 CFR 164.528(a)).
+pub const DEFAULT_YEARS: u32 = 6;
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ReportQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub include_own: bool,
+    /// The position after which the page starts (`nextAfter` of the last).
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// Who accessed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accessor {
+    /// The namespaced user id (`users:7`), or the operator command.
+    pub user: Option<String>,
+    pub roles: Vec<String>,
+    /// The practitioner record linked to that user, when there is one.
+    pub practitioner_name: Option<String>,
+}
+
+/// One access to one of the caller's records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Access {
+    /// The entry's position in the log (the page's cursor).
+    pub position: i64,
+    pub at: DateTime<Utc>,
+    pub who: Accessor,
+    /// READ, UPDATE, CREATE, DELETE, BREAK_GLASS, ...
+    pub action: String,
+    /// The collection's slug (`symptom-submissions`, `consents`).
+    pub collection: String,
+    pub record_id: Option<String>,
+    /// The fields shown or changed (names only).
+    pub fields: Vec<String>,
+    /// The purpose of use the accessor gave (`X-Purpose-Of-Use`).
+    pub purpose: Option<String>,
+    pub break_glass: bool,
+    /// The emergency's stated reason (break-glass only).
+    pub reason: Option<String>,
+}
+
+/// A page of the report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessReport {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub docs: Vec<Access>,
+    pub has_next_page: bool,
+    /// Pass as `after` for the next page.
+    pub next_after: Option<i64>,
+}
+
+fn slug(entity_type: &str) -> String {
+    schema::ALL
+        .iter()
+        .find(|c| c.table == entity_type)
+        .map(|c| c.slug)
+        .unwrap_or(entity_type)
+        .to_string()
+}
+
+pub async fn my_access_report(
+    svc: &Services,
+    who: &Principal,
+    q: ReportQuery,
+) -> Result<AccessReport, ApiError> {
+    let me = who.require_user()?.to_string();
+    let to = q.to.unwrap_or_else(Utc::now);
+    let from = match q.from {
+        Some(f) => f,
+        None => to
+            .checked_sub_months(Months::new(12 * DEFAULT_YEARS))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+    };
+    if from >= to {
+        return Err(ApiError::invalid("to", "must be after from"));
+    }
+    let limit = if q.limit == 0 { DEFAULT_LIMIT } else { q.limit };
+    let mut tx = svc.pool.begin(who).await?;
+    let mut rows = crate::store::audit::access_report(
+        &mut tx,
+        from,
+        to,
+        q.include_own,
+        q.after,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let has_next_page = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    audit::record(
+        &mut tx,
+        who,
+        &[Entry::about(Action::Export, "access_report")
+            .subject(&me)
+            .detail(serde_json::json!({
+                "returned": rows.len(),
+                "includeOwn": q.include_own,
+            }))],
+    )
+    .await?;
+    tx.commit().await?;
+    let next_after = rows.last().map(|r| r.seq).filter(|_| has_next_page);
+    Ok(AccessReport {
+        from,
+        to,
+        docs: rows
+            .into_iter()
+            .map(|r| Access {
+                position: r.seq,
+                at: r.at,
+                who: Accessor {
+                    user: r.actor_user,
+                    roles: r
+                        .actor_roles
+                        .as_deref()
+                        .unwrap_or("")
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    practitioner_name: r.practitioner_name,
+                },
+                action: r.action,
+                collection: slug(&r.entity_type),
+                record_id: r.entity_id,
+                fields: r.fields,
+                purpose: r.purpose,
+                break_glass: r.break_glass,
+                reason: r.reason,
+            })
+            .collect(),
+        has_next_page,
+        next_after,
+    })
+}
+
+pub const CSV_HEADER: &str = "position,at,user,roles,practitionerName,action,collection,recordId,fields,purpose,breakGlass,reason\n";
+
+/// The page as CSV (fields joined with `;`, roles with `,` inside one
+/// quoted cell), each cell neutralised against spreadsheet formulas.
+pub fn csv(report: &AccessReport) -> String {
+    use crate::audit::export::csv_field;
+    let mut out = String::from(CSV_HEADER);
+    for a in &report.docs {
+        let cells = [
+            Some(a.position.to_string()),
+            Some(a.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            a.who.user.clone(),
+            Some(a.who.roles.join(",")),
+            a.who.practitioner_name.clone(),
+            Some(a.action.clone()),
+            Some(a.collection.clone()),
+            a.record_id.clone(),
+            Some(a.fields.join(";")),
+            a.purpose.clone(),
+            Some(a.break_glass.to_string()),
+            a.reason.clone(),
+        ];
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            csv_field(&mut out, c.as_deref());
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -49,7 +49,7 @@ SELECT now() - interval '1 second' * ((g * 9973) % (86400 * 365 * 3)),
        md5(g::text), md5((g * 7)::text), '10.0.0.' || (g % 200), 'success',
        '{id,owner,status,symptoms,notes}', 'treatment',
        CASE WHEN g % $every = 0 THEN 'users:bench' ELSE 'users:p' || (g % 1000000) END
-FROM generate_series(1, $total) AS g;
+FROM generate_series(1::bigint, $total) AS g;
 VACUUM ANALYZE audit.log;
 SQL
 echo "written in $(( $(date +%s) - started )) s" >&2

@@ -2,6 +2,7 @@
 # Runs the gateway benchmarks against a private PostgreSQL cluster of their
 # own (.local/pg-bench, fsync on, as in production), then removes it.
 #   bench/run.sh [audit|subject-index|reads|sealer|export|proximity|all] (default all)
+#   bench/run.sh verify  a full and a one-day incremental verify on a 10M-entry log
 #   bench/run.sh report  a patient's access report in a log of millions (bench/report.sh)
 #   bench/run.sh http    the gateway through HTTP against pgbench (bench/http.sh)
 #   bench/run.sh ab OLD NEW   two gateway binaries side by side (bench/ab.sh)

@@ -273,6 +273,91 @@ async fn audit_bench() {
     }
 }
 
+/// A daily verification on top of a long log: BENCH_VERIFY_ENTRIES (10
+/// million) sealed and anchored, then BENCH_VERIFY_DAY (100,000) more; the
+/// full verification against the incremental one from the anchored
+/// checkpoint.
+async fn verify_bench() {
+    let (_, pool) = fresh_db().await;
+    let env = |k: &str, d: i64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (n, day) = (
+        env("BENCH_VERIFY_ENTRIES", 10_000_000),
+        env("BENCH_VERIFY_DAY", 100_000),
+    );
+    let insert = |k: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO audit.log (actor_user, actor_roles, action, entity_type, entity_id, request_id, \
+                 outcome, fields, purpose, subject) \
+                 SELECT 'users:doc' || (i % 500), 'patient,practitioner', 'READ', 'symptom_submissions', \
+                        md5(i::text), md5((i * 7)::text), 'success', '{notes,symptoms}', 'treatment', \
+                        'users:p' || (i % 100000) FROM generate_series(1::bigint, $1) i",
+            )
+            .bind(k)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("phi-bench-anchor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let anchor_path = dir.join("anchor.jsonl");
+    let signing = phi_gateway::audit::signing::SigningKeys::generate().unwrap();
+    let public = signing.public();
+    let sealing = sealer::Sealer {
+        pool: pool.clone(),
+        signing: Arc::new(signing),
+        anchor: Some(phi_gateway::audit::anchor::Anchor::new(&anchor_path)),
+    };
+    let t = Instant::now();
+    insert(n).await;
+    sealer::seal_all(&pool).await.unwrap();
+    sealing.checkpoint().await.unwrap();
+    println!("verify: {n} entries written and sealed in {:.0} s", t.elapsed().as_secs_f64());
+    insert(day).await;
+    sealer::seal_all(&pool).await.unwrap();
+    sealing.checkpoint().await.unwrap();
+    sqlx::query("VACUUM ANALYZE audit.log").execute(&pool).await.unwrap();
+    let anchored = phi_gateway::audit::anchor::Anchor::read(&anchor_path).unwrap();
+    let keys = chain::VerifyKeys {
+        public: Some(&public),
+        keyring: None,
+    };
+    // The newest anchored checkpoint covers the day; start from the one
+    // before it, as the next day's run would.
+    let since = anchored.iter().min_by_key(|c| c.pos).unwrap();
+    for (label, since) in [("incremental (one day)", Some(since)), ("full", None)] {
+        let t = Instant::now();
+        let v = verify::verify_with(
+            &pool,
+            keys,
+            verify::Options {
+                anchor: Some(&anchored),
+                from: None,
+                to: None,
+                since,
+                progress: &phi_gateway::progress::Quiet,
+            },
+        )
+        .await
+        .unwrap();
+        println!(
+            "verify, {label}: {} entries in {:.2} s = {:.0} entries/s ({:?})",
+            v.entries_checked,
+            t.elapsed().as_secs_f64(),
+            v.entries_checked as f64 / t.elapsed().as_secs_f64(),
+            v.first_problem
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 async fn sealer_bench() {
     let (_, pool) = fresh_db().await;
     let n = 100_000;
@@ -723,6 +808,9 @@ fn main() {
         }
         if what == "all" || what == "reads" {
             reads_bench().await;
+        }
+        if what == "verify" {
+            verify_bench().await;
         }
         if what == "all" || what == "sealer" {
             sealer_bench().await;

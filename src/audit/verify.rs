@@ -47,6 +47,57 @@ pub async fn verify(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Verification> {
+    verify_with(
+        pool,
+        keys,
+        Options {
+            anchor,
+            from,
+            to,
+            since: None,
+            progress: &crate::progress::Quiet,
+        },
+    )
+    .await
+}
+
+/// What a verification covers.
+pub struct Options<'a> {
+    /// Checkpoints anchored outside the database, each to be reached.
+    pub anchor: Option<&'a [Checkpoint]>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Verify incrementally from this checkpoint (anchored, so trusted once
+    /// its signature and the chain's hash at its position agree): only the
+    /// entries after it are recomputed, and only the checkpoints after it
+    /// checked. What is before it was verified when it was the head; a
+    /// full verification (`None`) recomputes everything.
+    pub since: Option<&'a Checkpoint>,
+    pub progress: &'a dyn crate::progress::Progress,
+}
+
+/// The newest anchored checkpoint whose signature verifies: where an
+/// incremental verification starts.
+pub fn newest_trusted<'a>(keys: VerifyKeys<'_>, anchored: &'a [Checkpoint]) -> Option<&'a Checkpoint> {
+    anchored
+        .iter()
+        .filter(|c| verify_checkpoint(keys, c))
+        .max_by_key(|c| c.pos)
+}
+
+/// `verify`, with what it covers spelled out (`Options`).
+pub async fn verify_with(
+    pool: &PgPool,
+    keys: VerifyKeys<'_>,
+    opts: Options<'_>,
+) -> anyhow::Result<Verification> {
+    let Options {
+        anchor,
+        from,
+        to,
+        since,
+        progress,
+    } = opts;
     let mut v = Verification::default();
     let mut last_pos: Option<i64> = None;
     let mut prev_hash: Option<Vec<u8>> = None;
@@ -55,6 +106,25 @@ pub async fn verify(
     // hash of the whole remaining log.
     let page = 2_000i64;
     let mut after = 0i64;
+    // From a trusted checkpoint: it must match the chain, and the walk
+    // starts after it with its hash as the previous one.
+    let mut since_at: Option<DateTime<Utc>> = None;
+    if let Some(c) = since {
+        let before = v.problems;
+        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(pos), 0) FROM audit.chain")
+            .fetch_one(pool)
+            .await?;
+        check_against_chain(pool, keys, c, head, "starting checkpoint", &mut v).await?;
+        if v.problems > before {
+            return Ok(v);
+        }
+        v.anchored_checked += 1;
+        after = c.pos;
+        last_pos = Some(c.pos);
+        prev_hash = Some(c.hash.clone());
+        since_at = Some(c.at);
+        latest_at = Some(c.at);
+    }
     let first: Option<i64> = sqlx::query_scalar("SELECT min(pos) FROM audit.chain")
         .fetch_one(pool)
         .await?;
@@ -69,7 +139,10 @@ pub async fn verify(
     let head: i64 = sqlx::query_scalar("SELECT coalesce(max(pos), 0) FROM audit.chain")
         .fetch_one(pool)
         .await?;
+    progress.begin("entries", (head - after).max(0) as u64);
+    let start = after;
     while after < head {
+        progress.at((after - start) as u64);
         // A bounded range of positions: the plan stays a nested loop on the
         // log's index, whatever the log's size.
         let rows = sqlx::query(&format!(
@@ -136,6 +209,7 @@ pub async fn verify(
             latest_at = Some(latest_at.map_or(row.at, |l| l.max(row.at)));
         }
     }
+    progress.end();
     // Entries the sealer has passed (txid below its horizon) but that are not
     // in the chain: inserted behind the log's back.
     let orphans: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
@@ -146,7 +220,12 @@ pub async fn verify(
            AND ($1::timestamptz IS NULL OR l.at >= $1) AND ($2::timestamptz IS NULL OR l.at < $2) \
          ORDER BY l.seq LIMIT 10",
     )
-    .bind(from)
+    // Incrementally: the entries since the starting checkpoint was signed
+    // (less the tolerance an entry may be sealed late by).
+    .bind(match (from, since_at) {
+        (Some(f), Some(s)) => Some(f.max(s - chrono::Duration::seconds(BACKDATING_TOLERANCE_SECS))),
+        (f, s) => f.or(s.map(|s| s - chrono::Duration::seconds(BACKDATING_TOLERANCE_SECS))),
+    })
     .bind(to)
     .fetch_all(pool)
     .await?;
@@ -164,9 +243,13 @@ pub async fn verify(
             "entry seq {seq} is quarantined ({reason}): inserted behind the log's back?"
         ));
     }
+    // Incrementally, only the checkpoints after the starting one (there
+    // is one per sealing round: years of them).
+    let since_pos = since.map_or(0, |c| c.pos);
     let checkpoints: Vec<CheckpointRow> = sqlx::query_as(
-        "SELECT pos, hash, at, alg, key_id, signature FROM audit.checkpoints ORDER BY id",
+        "SELECT pos, hash, at, alg, key_id, signature FROM audit.checkpoints WHERE pos > $1 ORDER BY id",
     )
+    .bind(since_pos)
     .fetch_all(pool)
     .await?;
     let mut stored = Vec::with_capacity(checkpoints.len());
@@ -184,12 +267,12 @@ pub async fn verify(
     // HMAC checkpoints (under the keyring) predate migration 0009's Ed25519
     // ones. One after the first Ed25519 checkpoint was made by whoever holds
     // the keyring, not by the sealer: refused, whatever its MAC says.
-    let first_signed = stored
-        .iter()
-        .filter(|c| c.alg == ALG_ED25519)
-        .map(|c| c.pos)
-        .min();
-    for c in &stored {
+    let first_signed: Option<i64> =
+        sqlx::query_scalar("SELECT min(pos) FROM audit.checkpoints WHERE alg = $1")
+            .bind(ALG_ED25519)
+            .fetch_one(pool)
+            .await?;
+    for c in stored.iter().filter(|c| c.pos > since_pos) {
         if c.alg == ALG_HMAC && first_signed.is_some_and(|p| c.pos >= p) {
             v.problem(format!(
                 "checkpoint at position {} is an HMAC checkpoint made after the Ed25519 ones began \
@@ -201,7 +284,7 @@ pub async fn verify(
         }
         check_against_chain(pool, keys, c, head, "checkpoint", &mut v).await?;
     }
-    for c in anchor.unwrap_or_default() {
+    for c in anchor.unwrap_or_default().iter().filter(|c| c.pos > since_pos) {
         v.anchored_checked += 1;
         check_against_chain(pool, keys, c, head, "anchored checkpoint", &mut v).await?;
     }

@@ -57,6 +57,12 @@ pub enum OnlineAudit {
         /// The public signing key (default: PHI_AUDIT_VERIFY_KEY).
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// Verify incrementally: from the newest anchored checkpoint whose
+        /// signature verifies (it must match the chain), recompute only the
+        /// entries after it. What is before it was verified when it was the
+        /// head; run a full verification (without this) now and then.
+        #[arg(long)]
+        since_anchor: bool,
     },
     /// Export entries, with a signed manifest, to a file (CSV: the
     /// manifest beside it, FILE.manifest.json).
@@ -141,6 +147,7 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
             to,
             anchor,
             public_key,
+            since_anchor,
         } => {
             sealer::seal_all(&pool).await?;
             let public = public_key
@@ -155,15 +162,38 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
                 .or_else(|| settings.audit.anchor.clone())
                 .map(|p| Anchor::read(&p))
                 .transpose()?;
-            let v = verify::verify(
+            let keys = VerifyKeys {
+                public: public.as_ref(),
+                keyring: ring.as_ref(),
+            };
+            let since = if since_anchor {
+                let anchored = anchored.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--since-anchor needs the anchor file (--anchor FILE, or PHI_AUDIT_ANCHOR)"
+                    )
+                })?;
+                let c = verify::newest_trusted(keys, anchored).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no anchored checkpoint verifies with the public key: nothing to start from \
+                         (run a full verification)"
+                    )
+                })?;
+                eprintln!("from the anchored checkpoint at position {} ({})", c.pos, c.at);
+                Some(c)
+            } else {
+                None
+            };
+            let progress = super::progress::Shown::new();
+            let v = verify::verify_with(
                 &pool,
-                VerifyKeys {
-                    public: public.as_ref(),
-                    keyring: ring.as_ref(),
+                keys,
+                verify::Options {
+                    anchor: anchored.as_deref(),
+                    from: from.map(|t| t.0),
+                    to: to.map(|t| t.0),
+                    since,
+                    progress: &progress,
                 },
-                anchored.as_deref(),
-                from.map(|t| t.0),
-                to.map(|t| t.0),
             )
             .await?;
             if let Some(p) = v.first_problem {

@@ -303,6 +303,12 @@ async fn verify_bench() {
             .execute(&pool)
             .await
             .unwrap();
+            // As autovacuum would before long: without statistics the
+            // sealer's page query is planned for an empty log.
+            sqlx::query("ANALYZE audit.log")
+                .execute(&pool)
+                .await
+                .unwrap();
         }
     };
     let dir = std::env::temp_dir().join(format!("phi-bench-anchor-{}", std::process::id()));
@@ -319,11 +325,17 @@ async fn verify_bench() {
     insert(n).await;
     sealer::seal_all(&pool).await.unwrap();
     sealing.checkpoint().await.unwrap();
-    println!("verify: {n} entries written and sealed in {:.0} s", t.elapsed().as_secs_f64());
+    println!(
+        "verify: {n} entries written and sealed in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
     insert(day).await;
     sealer::seal_all(&pool).await.unwrap();
     sealing.checkpoint().await.unwrap();
-    sqlx::query("VACUUM ANALYZE audit.log").execute(&pool).await.unwrap();
+    sqlx::query("VACUUM ANALYZE audit.log")
+        .execute(&pool)
+        .await
+        .unwrap();
     let anchored = phi_gateway::audit::anchor::Anchor::read(&anchor_path).unwrap();
     let keys = chain::VerifyKeys {
         public: Some(&public),

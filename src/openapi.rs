@@ -32,6 +32,7 @@ use crate::page::{Count, Page};
         crate::routes::audit::export,
         crate::routes::audit::manifest,
         crate::routes::audit::my_access_report,
+        crate::routes::audit::disclosures,
     ),
     components(schemas(
         ErrorBody, ErrorItem, ValidationData, FieldError, Location, Status, Contact,

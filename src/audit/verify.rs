@@ -78,7 +78,10 @@ pub struct Options<'a> {
 
 /// The newest anchored checkpoint whose signature verifies: where an
 /// incremental verification starts.
-pub fn newest_trusted<'a>(keys: VerifyKeys<'_>, anchored: &'a [Checkpoint]) -> Option<&'a Checkpoint> {
+pub fn newest_trusted<'a>(
+    keys: VerifyKeys<'_>,
+    anchored: &'a [Checkpoint],
+) -> Option<&'a Checkpoint> {
     anchored
         .iter()
         .filter(|c| verify_checkpoint(keys, c))
@@ -284,7 +287,11 @@ pub async fn verify_with(
         }
         check_against_chain(pool, keys, c, head, "checkpoint", &mut v).await?;
     }
-    for c in anchor.unwrap_or_default().iter().filter(|c| c.pos > since_pos) {
+    for c in anchor
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.pos > since_pos)
+    {
         v.anchored_checked += 1;
         check_against_chain(pool, keys, c, head, "anchored checkpoint", &mut v).await?;
     }

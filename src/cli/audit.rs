@@ -76,12 +76,44 @@ pub enum OnlineAudit {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The accounting of disclosures of one patient's records (45 CFR
+    /// 164.528): every access by anyone else, by recipient and purpose, to
+    /// standard output. Itself an audit entry.
+    Disclosures {
+        /// The patient's namespaced user id (`users:5`).
+        #[arg(long)]
+        patient: String,
+        /// Default: six years before --to.
+        #[arg(long)]
+        from: Option<Instant>,
+        /// Default: now.
+        #[arg(long)]
+        to: Option<Instant>,
+        /// json or csv.
+        #[arg(long, default_value = "json", value_parser = accounting_format)]
+        format: AccountingFormat,
+    },
     /// Seal pending entries now and sign a checkpoint; with --follow, keep
     /// sealing (for deployments where no gateway seals).
     Seal {
         #[arg(long)]
         follow: bool,
     },
+}
+
+/// How the accounting is printed.
+#[derive(Clone, Copy)]
+pub enum AccountingFormat {
+    Json,
+    Csv,
+}
+
+fn accounting_format(s: &str) -> Result<AccountingFormat, String> {
+    match s {
+        "json" => Ok(AccountingFormat::Json),
+        "csv" => Ok(AccountingFormat::Csv),
+        _ => Err(format!("{s:?}: one of json, csv")),
+    }
 }
 
 fn format_named(s: &str) -> Result<Format, String> {
@@ -178,7 +210,10 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
                          (run a full verification)"
                     )
                 })?;
-                eprintln!("from the anchored checkpoint at position {} ({})", c.pos, c.at);
+                eprintln!(
+                    "from the anchored checkpoint at position {} ({})",
+                    c.pos, c.at
+                );
                 Some(c)
             } else {
                 None
@@ -214,6 +249,29 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
                 "ok: {} entries, {} checkpoints and {} anchored checkpoints verified",
                 v.entries_checked, v.checkpoints_checked, v.anchored_checked
             );
+        }
+        OnlineAudit::Disclosures {
+            patient,
+            from,
+            to,
+            format,
+        } => {
+            let db =
+                crate::store::Db::new(pool.clone(), crate::store::Mode::of(&settings.database));
+            let who = Principal::operator("disclosures", &[Role::Auditor]);
+            let a = crate::service::report::disclosures(
+                &db,
+                &who,
+                &patient,
+                from.map(|t| t.0),
+                to.map(|t| t.0),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match format {
+                AccountingFormat::Json => println!("{}", serde_json::to_string_pretty(&a)?),
+                AccountingFormat::Csv => print!("{}", crate::service::report::disclosures_csv(&a)),
+            }
         }
         OnlineAudit::Export {
             from,

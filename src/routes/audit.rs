@@ -33,7 +33,25 @@ pub struct ExportParams {
     pub format: Option<Format>,
 }
 
-params!(ExportParams, ReportParams);
+params!(ExportParams, ReportParams, DisclosureParams);
+
+/// The accounting's patient, window and format.
+#[derive(Debug, Deserialize, IntoParams, Validate)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureParams {
+    /// The patient's namespaced user id (`users:5`).
+    #[validate(length(min = 1, max = 200, message = "must name the patient (users:5)"))]
+    pub patient: String,
+    /// Date or RFC 3339 time (inclusive); six years before `to` unless given.
+    #[param(value_type = Option<Instant>)]
+    pub from: Option<Instant>,
+    /// Date or RFC 3339 time (exclusive); now unless given.
+    #[param(value_type = Option<Instant>)]
+    pub to: Option<Instant>,
+    /// json (default) or csv.
+    pub format: Option<ReportFormat>,
+}
 
 /// The access report's answer: JSON (default) or CSV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -157,6 +175,42 @@ pub async fn my_access_report(
         ReportFormat::Csv => HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
             .body(crate::service::report::csv(&report)),
+    })
+}
+
+#[utoipa::path(get, path = "/api/audit/disclosures", tag = "audit", params(DisclosureParams), responses(
+    (status = 200, description = "The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv", body = crate::service::report::Accounting),
+    (status = 400, description = "No patient, or a bad time or format", body = crate::error::ErrorBody),
+    (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+    (status = 403, description = "Not an auditor", body = crate::error::ErrorBody),
+))]
+pub async fn disclosures(
+    svc: web::Data<Services>,
+    who: Principal,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    // The role first: anyone else's attempt is refused (and recorded) as
+    // such, whatever its parameters.
+    require_auditor(&who)?;
+    let DisclosureParams {
+        patient,
+        from,
+        to,
+        format,
+    } = crate::query::parse_params(req.query_string())?;
+    let a = crate::service::report::disclosures(
+        &svc.pool,
+        &who,
+        &patient,
+        from.map(|t| t.0),
+        to.map(|t| t.0),
+    )
+    .await?;
+    Ok(match format.unwrap_or(ReportFormat::Json) {
+        ReportFormat::Json => crate::routes::respond::ok(&a),
+        ReportFormat::Csv => HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(crate::service::report::disclosures_csv(&a)),
     })
 }
 

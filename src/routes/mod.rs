@@ -28,6 +28,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::scope("/audit")
                         .service(web::resource("/export").route(web::get().to(audit::export)))
                         .service(
+                            web::resource("/disclosures").route(web::get().to(audit::disclosures)),
+                        )
+                        .service(
                             web::resource("/my-access-report")
                                 .route(web::get().to(audit::my_access_report)),
                         )

@@ -123,3 +123,55 @@ pub async fn access_report(
         .fetch_all(&mut **tx)
         .await?)
 }
+
+/// One recipient's disclosures of one patient's records for one purpose
+/// (45 CFR 164.528(b)(3): repeated disclosures summarised).
+#[derive(Debug, sqlx::FromRow)]
+pub struct DisclosureRow {
+    pub actor_user: Option<String>,
+    pub actor_roles: Option<String>,
+    pub practitioner_name: Option<String>,
+    pub purpose: Option<String>,
+    pub first_at: chrono::DateTime<chrono::Utc>,
+    pub last_at: chrono::DateTime<chrono::Utc>,
+    pub count: i64,
+    /// Every field disclosed, each once.
+    pub fields: Vec<String>,
+    pub collections: Vec<String>,
+    pub break_glass: bool,
+}
+
+/// The accesses to `patient`'s records by anyone else in [from, to),
+/// grouped by recipient and purpose, oldest first (by the patient's index).
+pub async fn disclosures(
+    tx: &mut Tx,
+    patient: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<DisclosureRow>> {
+    Ok(tx
+        .q_as(
+            "WITH d AS ( \
+               SELECT l.at, l.actor_user, l.actor_roles, l.purpose, l.action, l.entity_type, l.fields \
+               FROM audit.log l \
+               WHERE l.subject = $1 AND l.at >= $2 AND l.at < $3 \
+                 AND l.actor_user IS DISTINCT FROM l.subject \
+                 AND l.action IN ('READ', 'CREATE', 'UPDATE', 'DELETE', 'BREAK_GLASS', 'EXPORT')) \
+             SELECT d.actor_user, d.actor_roles, \
+                    (SELECT p.name FROM practitioners p WHERE p.user_id = d.actor_user \
+                     ORDER BY p.id LIMIT 1) AS practitioner_name, \
+                    d.purpose, min(d.at) AS first_at, max(d.at) AS last_at, count(*) AS count, \
+                    coalesce((SELECT array_agg(DISTINCT f ORDER BY f) FROM d d2, unnest(d2.fields) f \
+                              WHERE d2.actor_user IS NOT DISTINCT FROM d.actor_user \
+                                AND d2.actor_roles IS NOT DISTINCT FROM d.actor_roles \
+                                AND d2.purpose IS NOT DISTINCT FROM d.purpose), '{}') AS fields, \
+                    array_agg(DISTINCT d.entity_type ORDER BY d.entity_type) AS collections, \
+                    bool_or(d.action = 'BREAK_GLASS') AS break_glass \
+             FROM d GROUP BY d.actor_user, d.actor_roles, d.purpose ORDER BY min(d.at)",
+        )
+        .bind(patient)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut **tx)
+        .await?)
+}

@@ -562,3 +562,159 @@ async fn a_patient_sees_who_accessed_their_records_and_nothing_of_anyone_elses()
         401
     );
 }
+
+/// The auditor's accounting of disclosures of one patient's records: every
+/// access by anyone else, by recipient and purpose (first, last, how many,
+/// which fields), through the API and the command line alike, each on the
+/// record; nobody but an auditor gets it.
+#[tokio::test]
+async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
+    let app = spawn_app().await;
+    let p = linked_practitioner(&app, "Dr Account").await;
+    let s = id_of(
+        app.as_patient(PAT)
+            .post("/api/symptom-submissions", &full_submission())
+            .await,
+    )
+    .await;
+    id_of(
+        app.as_patient(PAT)
+            .post(
+                "/api/consents",
+                &json!({"practitionerId": p, "scope": ["symptoms"]}),
+            )
+            .await,
+    )
+    .await;
+    let path = format!("/api/symptom-submissions/{s}");
+    for _ in 0..3 {
+        assert_eq!(
+            app.caller(Some(DOC))
+                .purpose("treatment")
+                .get(&path)
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        app.caller(Some(DOC))
+            .purpose("payment")
+            .get(&path)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.caller(Some(ADMIN))
+            .purpose("emergency")
+            .break_glass("ER")
+            .get(&path)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.as_patient(PAT).get(&path).await.status(), 200);
+    let me = format!("users:{PAT}");
+
+    let res = app
+        .as_auditor()
+        .get(&format!("/api/audit/disclosures?patient={me}"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let a = json(res).await;
+    assert_eq!(a["patient"], me.as_str());
+    let ds = a["disclosures"].as_array().unwrap();
+    let find = |user: &str, purpose: &str| {
+        ds.iter()
+            .find(|d| d["recipient"]["user"] == user && d["purpose"] == purpose)
+            .unwrap_or_else(|| panic!("no {user} for {purpose}: {a}"))
+    };
+    let doc = format!("users:{}", DOC.0);
+    let t = find(&doc, "treatment");
+    assert_eq!(t["count"], 3, "repeated disclosures summarised: {t}");
+    assert!(t["first"].as_str().unwrap() <= t["last"].as_str().unwrap());
+    assert_eq!(t["recipient"]["practitionerName"], "Dr Account");
+    let fields: Vec<&str> = t["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"symptoms") && !fields.contains(&"notes"),
+        "{fields:?}"
+    );
+    assert_eq!(t["collections"], json!(["symptom-submissions"]));
+    assert_eq!(find(&doc, "payment")["count"], 1);
+    let e = find(&format!("users:{}", ADMIN.0), "emergency");
+    assert_eq!(e["breakGlass"], true);
+    // The patient's own accesses are not disclosures.
+    assert!(
+        ds.iter().all(|d| d["recipient"]["user"] != me.as_str()),
+        "{a}"
+    );
+
+    let res = app
+        .as_auditor()
+        .get(&format!("/api/audit/disclosures?patient={me}&format=csv"))
+        .await;
+    let text = res.text().await.unwrap();
+    assert!(
+        text.starts_with("recipient,roles,practitionerName,purpose,first,last,count,"),
+        "{text}"
+    );
+    assert!(text.contains("Dr Account"), "{text}");
+
+    // Only auditors; a patient must be named.
+    for caller in [app.as_patient(PAT), app.caller(Some(DOC)), app.as_admin()] {
+        let res = caller
+            .get(&format!("/api/audit/disclosures?patient={me}"))
+            .await;
+        assert_eq!(res.status(), 403);
+    }
+    assert_eq!(
+        app.as_auditor()
+            .get("/api/audit/disclosures")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.as_auditor()
+            .get("/api/audit/disclosures?patient=")
+            .await
+            .status(),
+        400
+    );
+
+    // The command line gives the same accounting.
+    let (ok, out) = crate::cli::cli(
+        &app.db,
+        "/nonexistent/keyring.json",
+        &["audit", "disclosures", "--patient", &me, "--format", "json"],
+    );
+    assert!(ok, "{out}");
+    let start = out.find('{').expect("JSON");
+    let cli: Value = serde_json::from_str(&out[start..]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    // The same, and the auditor's own two accountings since: an accounting
+    // shows something of the patient, so it is one of their accesses too.
+    let later = cli["disclosures"].as_array().unwrap();
+    assert_eq!(later.len(), ds.len() + 1, "{out}");
+    let audits = later
+        .iter()
+        .find(|d| d["recipient"]["user"] == "users:aud")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(audits["count"], 2, "{out}");
+
+    // Each accounting is on the record, about the patient.
+    let mut conn = app.admin().await;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.log WHERE action = 'EXPORT' AND entity_type = 'disclosures' AND subject = $1",
+    )
+    .bind(&me)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(n, 3, "two through the API, one from the command line");
+}

@@ -1137,7 +1137,10 @@ async fn an_incremental_verify_starts_at_the_newest_anchored_checkpoint() {
     assert_eq!(full.first_problem, None);
     let inc = incremental(Some(since)).await;
     assert_eq!(inc.first_problem, None, "{inc:?}");
-    assert_eq!(inc.entries_checked, 2, "only the entries after the checkpoint");
+    assert_eq!(
+        inc.entries_checked, 2,
+        "only the entries after the checkpoint"
+    );
     assert!(full.entries_checked >= 10);
 
     // Altered before the checkpoint: the incremental one does not look
@@ -1146,7 +1149,11 @@ async fn an_incremental_verify_starts_at_the_newest_anchored_checkpoint() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    tamper(&pool, &format!("UPDATE audit.log SET actor_user = 'mallory' WHERE seq = {old}")).await;
+    tamper(
+        &pool,
+        &format!("UPDATE audit.log SET actor_user = 'mallory' WHERE seq = {old}"),
+    )
+    .await;
     assert_eq!(incremental(Some(since)).await.first_problem, None);
     assert!(verify(&pool, Some(&anchored)).await.first_problem.is_some());
 
@@ -1155,13 +1162,23 @@ async fn an_incremental_verify_starts_at_the_newest_anchored_checkpoint() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    tamper(&pool, &format!("UPDATE audit.log SET actor_user = 'mallory' WHERE seq = {new}")).await;
-    let p = incremental(Some(since)).await.first_problem.expect("caught");
+    tamper(
+        &pool,
+        &format!("UPDATE audit.log SET actor_user = 'mallory' WHERE seq = {new}"),
+    )
+    .await;
+    let p = incremental(Some(since))
+        .await
+        .first_problem
+        .expect("caught");
     assert!(p.contains(&format!("entry seq {new} was altered")), "{p}");
 
     // A starting checkpoint that is not the chain's: nothing is trusted.
     let mut forged = since.clone();
     forged.hash = vec![7; 32];
-    let p = incremental(Some(&forged)).await.first_problem.expect("refused");
+    let p = incremental(Some(&forged))
+        .await
+        .first_problem
+        .expect("refused");
     assert!(p.contains("starting checkpoint"), "{p}");
 }

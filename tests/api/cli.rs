@@ -7,7 +7,7 @@ use sqlx::Connection;
 
 use crate::helpers::{TestDb, json, signing, start_server, test_settings};
 
-fn cli(db: &TestDb, keyring: &str, args: &[&str]) -> (bool, String) {
+pub fn cli(db: &TestDb, keyring: &str, args: &[&str]) -> (bool, String) {
     cli_in(db, keyring, "development", args)
 }
 

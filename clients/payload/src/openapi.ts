@@ -4,6 +4,22 @@
  */
 
 export interface paths {
+    "/api/audit/disclosures": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["disclosures"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/audit/export": {
         parameters: {
             query?: never;
@@ -367,6 +383,15 @@ export interface components {
             /** @description The namespaced user id (`users:7`), or the operator command. */
             user?: string | null;
         };
+        /** @description The accounting of disclosures of one patient's records. */
+        Accounting: {
+            disclosures: components["schemas"]["Disclosure"][];
+            /** Format: date-time */
+            from: string;
+            patient: string;
+            /** Format: date-time */
+            to: string;
+        };
         /**
          * @description The answer of a bulk change (Payload's `BulkOperationResult`). All or
          *     nothing: `errors` is always empty when the change is made.
@@ -501,6 +526,27 @@ export interface components {
             totalDocs: number;
             /** @description `true` when more match than `totalDocs` (see `Page`). */
             totalDocsCapped: boolean;
+        };
+        /**
+         * @description One recipient's disclosures for one purpose, summarised as 45 CFR
+         *     164.528(b)(3) allows: the first and the last, how many, and what they
+         *     covered.
+         */
+        Disclosure: {
+            /** @description Some of them were emergency (break-glass) accesses. */
+            breakGlass: boolean;
+            /** @description The collections' slugs. */
+            collections: string[];
+            /** Format: int64 */
+            count: number;
+            /** @description Every field disclosed, each once. */
+            fields: string[];
+            /** Format: date-time */
+            first: string;
+            /** Format: date-time */
+            last: string;
+            purpose?: string | null;
+            recipient: components["schemas"]["Accessor"];
         };
         /** @description `{"doc":{..},"message":".."}`: the answer to a create, update or delete. */
         DocResponse_ConsentDoc: {
@@ -1047,6 +1093,80 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    disclosures: {
+        parameters: {
+            query: {
+                /** @description The patient's namespaced user id (`users:5`). */
+                patient: string;
+                /** @description Date or RFC 3339 time (inclusive); six years before `to` unless given. */
+                from?: components["schemas"]["Instant"];
+                /** @description Date or RFC 3339 time (exclusive); now unless given. */
+                to?: components["schemas"]["Instant"];
+                /** @description json (default) or csv. */
+                format?: components["schemas"]["ReportFormat"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Accounting"];
+                };
+            };
+            /** @description No patient, or a bad time or format */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an auditor */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests without credentials from this client (Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable, or the anonymous share of it is in use (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     export: {
         parameters: {
             query?: {

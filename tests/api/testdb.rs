@@ -98,9 +98,20 @@ async fn ensure_template() {
             .unwrap();
         MIGRATOR.run(&pool).await.expect("migrations apply");
         pool.close().await;
-        // The closed pool's backend may take a moment to leave.
+        // The closed pool's backend may take a moment to leave, and has
+        // been seen to stay (idle after the migrator's unlock) until
+        // PostgreSQL's rename gave up: nothing else may be connected to
+        // the half-built template, so whatever is goes.
         let mut tries = 0;
         loop {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&building)
+            .execute(&mut admin)
+            .await
+            .unwrap();
             match admin
                 .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
                 .await

@@ -40,6 +40,7 @@ use crate::page::{Count, Page};
         ConsentDoc, ConsentInput, Page<ConsentDoc>, Count,
         crate::domain::time::Instant, crate::audit::export::Format,
         crate::routes::audit::ReportFormat, crate::domain::consent::ConsentScope,
+        crate::service::report::AccountingFormat,
     )),
     tags(
         (name = "practitioners", description = "Public directory; contact fields sealed"),

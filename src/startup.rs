@@ -354,6 +354,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             header::ACCEPT,
             header::HeaderName::from_static("x-request-id"),
             header::HeaderName::from_static("x-break-glass-reason"),
+            header::HeaderName::from_static("x-purpose-of-use"),
         ])
         .expose_headers([header::HeaderName::from_static("x-request-id")])
         .supports_credentials()

@@ -19,6 +19,7 @@ use crate::db;
 use crate::domain::time::Instant;
 use crate::identity::{Principal, Role};
 use crate::service::export::Exporter;
+use crate::service::report::AccountingFormat;
 
 /// `audit ..`: verifying an export needs its files alone; the others the
 /// settings and the database (told apart by type).
@@ -89,7 +90,8 @@ pub enum OnlineAudit {
         /// Default: now.
         #[arg(long)]
         to: Option<Instant>,
-        /// json or csv.
+        /// json or csv (the summary), or fhir (every disclosure as a FHIR
+        /// R4 AuditEvent, NDJSON; sealed entries only).
         #[arg(long, default_value = "json", value_parser = accounting_format)]
         format: AccountingFormat,
     },
@@ -101,19 +103,8 @@ pub enum OnlineAudit {
     },
 }
 
-/// How the accounting is printed.
-#[derive(Clone, Copy)]
-pub enum AccountingFormat {
-    Json,
-    Csv,
-}
-
 fn accounting_format(s: &str) -> Result<AccountingFormat, String> {
-    match s {
-        "json" => Ok(AccountingFormat::Json),
-        "csv" => Ok(AccountingFormat::Csv),
-        _ => Err(format!("{s:?}: one of json, csv")),
-    }
+    AccountingFormat::parse(s).ok_or_else(|| format!("{s:?}: one of json, csv, fhir"))
 }
 
 fn format_named(s: &str) -> Result<Format, String> {
@@ -259,18 +250,28 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
             let db =
                 crate::store::Db::new(pool.clone(), crate::store::Mode::of(&settings.database));
             let who = Principal::operator("disclosures", &[Role::Auditor]);
-            let a = crate::service::report::disclosures(
-                &db,
-                &who,
-                &patient,
-                from.map(|t| t.0),
-                to.map(|t| t.0),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (from, to) = (from.map(|t| t.0), to.map(|t| t.0));
+            let report = crate::service::report::disclosures;
+            let failed = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
             match format {
-                AccountingFormat::Json => println!("{}", serde_json::to_string_pretty(&a)?),
-                AccountingFormat::Csv => print!("{}", crate::service::report::disclosures_csv(&a)),
+                AccountingFormat::Fhir => print!(
+                    "{}",
+                    crate::service::report::disclosures_fhir(&db, &who, &patient, from, to)
+                        .await
+                        .map_err(failed)?
+                ),
+                AccountingFormat::Json => {
+                    let a = report(&db, &who, &patient, from, to)
+                        .await
+                        .map_err(failed)?;
+                    println!("{}", serde_json::to_string_pretty(&a)?);
+                }
+                AccountingFormat::Csv => {
+                    let a = report(&db, &who, &patient, from, to)
+                        .await
+                        .map_err(failed)?;
+                    print!("{}", crate::service::report::disclosures_csv(&a));
+                }
             }
         }
         OnlineAudit::Export {

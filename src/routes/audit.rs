@@ -49,8 +49,8 @@ pub struct DisclosureParams {
     /// Date or RFC 3339 time (exclusive); now unless given.
     #[param(value_type = Option<Instant>)]
     pub to: Option<Instant>,
-    /// json (default) or csv.
-    pub format: Option<ReportFormat>,
+    /// json (default), csv, or fhir (each disclosure a FHIR R4 AuditEvent, NDJSON).
+    pub format: Option<crate::service::report::AccountingFormat>,
 }
 
 /// The access report's answer: JSON (default) or CSV.
@@ -179,7 +179,7 @@ pub async fn my_access_report(
 }
 
 #[utoipa::path(get, path = "/api/audit/disclosures", tag = "audit", params(DisclosureParams), responses(
-    (status = 200, description = "The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv", body = crate::service::report::Accounting),
+    (status = 200, description = "The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv; every disclosure as a FHIR R4 AuditEvent (NDJSON, sealed entries) with format=fhir", body = crate::service::report::Accounting),
     (status = 400, description = "No patient, or a bad time or format", body = crate::error::ErrorBody),
     (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
     (status = 403, description = "Not an auditor", body = crate::error::ErrorBody),
@@ -198,19 +198,21 @@ pub async fn disclosures(
         to,
         format,
     } = crate::query::parse_params(req.query_string())?;
-    let a = crate::service::report::disclosures(
-        &svc.pool,
-        &who,
-        &patient,
-        from.map(|t| t.0),
-        to.map(|t| t.0),
-    )
-    .await?;
-    Ok(match format.unwrap_or(ReportFormat::Json) {
-        ReportFormat::Json => crate::routes::respond::ok(&a),
-        ReportFormat::Csv => HttpResponse::Ok()
+    use crate::service::report::{self, AccountingFormat};
+    let (from, to) = (from.map(|t| t.0), to.map(|t| t.0));
+    let format = format.unwrap_or(AccountingFormat::Json);
+    if format == AccountingFormat::Fhir {
+        let lines = report::disclosures_fhir(&svc.pool, &who, &patient, from, to).await?;
+        return Ok(HttpResponse::Ok()
+            .content_type(Format::Fhir.content_type())
+            .body(lines));
+    }
+    let a = report::disclosures(&svc.pool, &who, &patient, from, to).await?;
+    Ok(match format {
+        AccountingFormat::Csv => HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
-            .body(crate::service::report::disclosures_csv(&a)),
+            .body(report::disclosures_csv(&a)),
+        AccountingFormat::Json | AccountingFormat::Fhir => crate::routes::respond::ok(&a),
     })
 }
 

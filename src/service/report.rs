@@ -286,6 +286,61 @@ pub async fn disclosures(
     })
 }
 
+/// How an accounting is given: the summary as JSON or CSV, or every
+/// disclosure as a FHIR R4 AuditEvent (NDJSON, sealed entries only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountingFormat {
+    Json,
+    Csv,
+    Fhir,
+}
+
+impl AccountingFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "json" => Some(Self::Json),
+            "csv" => Some(Self::Csv),
+            "fhir" => Some(Self::Fhir),
+            _ => None,
+        }
+    }
+}
+
+/// The accounting of disclosures entry by entry, as FHIR R4 AuditEvent
+/// NDJSON (purposeOfEvent, the patient as an entity, and each entry's chain
+/// position and hashes in its extensions). Only sealed entries: one not in
+/// the chain yet waits for the next accounting. On the record like the
+/// summary.
+pub async fn disclosures_fhir(
+    db: &crate::store::Db,
+    who: &Principal,
+    patient: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<String, ApiError> {
+    who.require(crate::identity::Role::Auditor)?;
+    let (from, to) = window(from, to)?;
+    let entries = crate::audit::export::disclosure_entries(&db.pool, patient, from, to)
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    let mut tx = db.begin(who).await?;
+    audit::record(
+        &mut tx,
+        who,
+        &[Entry::about(Action::Export, "disclosures")
+            .subject(patient)
+            .detail(serde_json::json!({"entries": entries.len(), "format": "fhir"}))],
+    )
+    .await?;
+    tx.commit().await?;
+    let mut out = String::new();
+    for (row, pos, prev, hash) in &entries {
+        out.push_str(&crate::audit::export::Format::Fhir.line(row, *pos, prev, hash));
+    }
+    Ok(out)
+}
+
 pub const DISCLOSURES_CSV_HEADER: &str =
     "recipient,roles,practitionerName,purpose,first,last,count,fields,collections,breakGlass\n";
 

@@ -124,6 +124,11 @@ pub async fn access_report(
         .await?)
 }
 
+/// The actions that disclose something of a patient's record to whoever
+/// took them (for the accounting of disclosures).
+pub const DISCLOSING_ACTIONS: &str =
+    "('READ', 'CREATE', 'UPDATE', 'DELETE', 'BREAK_GLASS', 'EXPORT')";
+
 /// One recipient's disclosures of one patient's records for one purpose
 /// (45 CFR 164.528(b)(3): repeated disclosures summarised).
 #[derive(Debug, sqlx::FromRow)]
@@ -150,13 +155,13 @@ pub async fn disclosures(
     to: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<DisclosureRow>> {
     Ok(tx
-        .q_as(
+        .q_as(&format!(
             "WITH d AS ( \
                SELECT l.at, l.actor_user, l.actor_roles, l.purpose, l.action, l.entity_type, l.fields \
                FROM audit.log l \
                WHERE l.subject = $1 AND l.at >= $2 AND l.at < $3 \
                  AND l.actor_user IS DISTINCT FROM l.subject \
-                 AND l.action IN ('READ', 'CREATE', 'UPDATE', 'DELETE', 'BREAK_GLASS', 'EXPORT')) \
+                 AND l.action IN {DISCLOSING_ACTIONS}) \
              SELECT d.actor_user, d.actor_roles, \
                     (SELECT p.name FROM practitioners p WHERE p.user_id = d.actor_user \
                      ORDER BY p.id LIMIT 1) AS practitioner_name, \
@@ -164,11 +169,11 @@ pub async fn disclosures(
                     coalesce((SELECT array_agg(DISTINCT f ORDER BY f) FROM d d2, unnest(d2.fields) f \
                               WHERE d2.actor_user IS NOT DISTINCT FROM d.actor_user \
                                 AND d2.actor_roles IS NOT DISTINCT FROM d.actor_roles \
-                                AND d2.purpose IS NOT DISTINCT FROM d.purpose), '{}') AS fields, \
+                                AND d2.purpose IS NOT DISTINCT FROM d.purpose), '{{}}') AS fields, \
                     array_agg(DISTINCT d.entity_type ORDER BY d.entity_type) AS collections, \
                     bool_or(d.action = 'BREAK_GLASS') AS break_glass \
-             FROM d GROUP BY d.actor_user, d.actor_roles, d.purpose ORDER BY min(d.at)",
-        )
+             FROM d GROUP BY d.actor_user, d.actor_roles, d.purpose ORDER BY min(d.at)"
+        ))
         .bind(patient)
         .bind(from)
         .bind(to)

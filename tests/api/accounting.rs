@@ -688,6 +688,41 @@ async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
         400
     );
 
+    // Entry by entry, as FHIR R4 AuditEvents (sealed entries): each names
+    // the patient and its purpose, and passes a real FHIR validator.
+    let pool = app.db.admin_pool().await;
+    phi_gateway::audit::sealer::seal_all(&pool).await.unwrap();
+    let res = app
+        .as_auditor()
+        .get(&format!("/api/audit/disclosures?patient={me}&format=fhir"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Four reads by the practitioner, the admin's read and its break-glass
+    // entry, and the two accountings before this one.
+    assert_eq!(events.len(), 8, "{text}");
+    for e in &events {
+        assert_eq!(e["resourceType"], "AuditEvent");
+        assert!(
+            e["entity"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["what"]["identifier"]["value"] == me.as_str()),
+            "{e}"
+        );
+    }
+    let treat = events
+        .iter()
+        .filter(|e| e["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT")
+        .count();
+    assert_eq!(treat, 3, "{text}");
+    crate::audit::fhir_validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
     // The command line gives the same accounting.
     let (ok, out) = crate::cli::cli(
         &app.db,
@@ -697,7 +732,7 @@ async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
     assert!(ok, "{out}");
     let start = out.find('{').expect("JSON");
     let cli: Value = serde_json::from_str(&out[start..]).unwrap_or_else(|e| panic!("{e}: {out}"));
-    // The same, and the auditor's own two accountings since: an accounting
+    // The same, and the auditor's own three accountings since: an accounting
     // shows something of the patient, so it is one of their accesses too.
     let later = cli["disclosures"].as_array().unwrap();
     assert_eq!(later.len(), ds.len() + 1, "{out}");
@@ -705,7 +740,7 @@ async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
         .iter()
         .find(|d| d["recipient"]["user"] == "users:aud")
         .unwrap_or_else(|| panic!("{out}"));
-    assert_eq!(audits["count"], 2, "{out}");
+    assert_eq!(audits["count"], 3, "{out}");
 
     // Each accounting is on the record, about the patient.
     let mut conn = app.admin().await;
@@ -716,5 +751,5 @@ async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!(n, 3, "two through the API, one from the command line");
+    assert_eq!(n, 4, "three through the API, one from the command line");
 }

@@ -770,7 +770,7 @@ async fn a_decrypt_failure_is_recorded_even_with_a_pool_of_one() {
     );
 }
 
-fn fhir_validate(text: &str) -> Result<String, String> {
+pub fn fhir_validate(text: &str) -> Result<String, String> {
     let python = std::env::var("PHI_TEST_PYTHON")
         .expect("PHI_TEST_PYTHON (deploy/test.sh installs the FHIR validator)");
     let file = std::env::temp_dir().join(format!("fhir-{}.ndjson", uuid::Uuid::new_v4().simple()));

@@ -654,7 +654,10 @@ async fn the_payload_cookie_is_honoured_only_from_allowed_origins_with_cors_for_
                 )
                 .header("origin", origin)
                 .header("access-control-request-method", "PATCH")
-                .header("access-control-request-headers", "content-type")
+                .header(
+                    "access-control-request-headers",
+                    "content-type,x-purpose-of-use,x-break-glass-reason",
+                )
                 .send()
                 .await
                 .unwrap()
@@ -667,6 +670,12 @@ async fn the_payload_cookie_is_honoured_only_from_allowed_origins_with_cors_for_
         "https://cms.example"
     );
     assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    // A practitioner's page sends its purpose of use from the browser.
+    let allowed = ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-purpose-of-use"), "{allowed}");
     let no = pre("https://evil.example").await;
     assert!(no.headers().get("access-control-allow-origin").is_none());
 }

@@ -393,6 +393,12 @@ export interface components {
             to: string;
         };
         /**
+         * @description How an accounting is given: the summary as JSON or CSV, or every
+         *     disclosure as a FHIR R4 AuditEvent (NDJSON, sealed entries only).
+         * @enum {string}
+         */
+        AccountingFormat: "json" | "csv" | "fhir";
+        /**
          * @description The answer of a bulk change (Payload's `BulkOperationResult`). All or
          *     nothing: `errors` is always empty when the change is made.
          */
@@ -1102,8 +1108,8 @@ export interface operations {
                 from?: components["schemas"]["Instant"];
                 /** @description Date or RFC 3339 time (exclusive); now unless given. */
                 to?: components["schemas"]["Instant"];
-                /** @description json (default) or csv. */
-                format?: components["schemas"]["ReportFormat"];
+                /** @description json (default), csv, or fhir (each disclosure a FHIR R4 AuditEvent, NDJSON). */
+                format?: components["schemas"]["AccountingFormat"];
             };
             header?: never;
             path?: never;
@@ -1111,7 +1117,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv */
+            /** @description The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv; every disclosure as a FHIR R4 AuditEvent (NDJSON, sealed entries) with format=fhir */
             200: {
                 headers: {
                     [name: string]: unknown;

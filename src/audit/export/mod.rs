@@ -37,5 +37,5 @@ mod verify;
 pub use fhir::fhir_event;
 pub use format::{Format, csv_field};
 pub use manifest::{MANIFEST_KEY, Manifest, SignedManifest, write_csv_manifest};
-pub use stream::{Plan, PlanError, plan, stream};
+pub use stream::{Plan, PlanError, disclosure_entries, plan, stream};
 pub use verify::verify_file;

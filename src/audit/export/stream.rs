@@ -183,3 +183,38 @@ pub async fn stream(
     }
     Ok(signed)
 }
+
+/// The sealed entries about `patient` by anyone else in [from, to), in
+/// chain order, each with its position and the hashes before and of it:
+/// the accounting of disclosures entry by entry, as FHIR AuditEvent lines
+/// carry them (each line's link can be recomputed from what it carries).
+/// Entries not sealed yet are not among them.
+pub async fn disclosure_entries(
+    pool: &PgPool,
+    patient: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(AuditRow, i64, Vec<u8>, Vec<u8>)>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT c.pos, c.prev_hash, c.hash, {} \
+         FROM audit.log l JOIN audit.chain c ON c.seq = l.seq AND c.txid = l.txid \
+         WHERE l.subject = $1 AND l.at >= $2 AND l.at < $3 \
+           AND l.actor_user IS DISTINCT FROM l.subject AND l.action IN {} \
+         ORDER BY c.pos",
+        row_columns("l."),
+        crate::store::audit::DISCLOSING_ACTIONS
+    ))
+    .bind(patient)
+    .bind(from)
+    .bind(to)
+    .try_map(|r: sqlx::postgres::PgRow| {
+        Ok((
+            AuditRow::from_row(&r)?,
+            r.try_get("pos")?,
+            r.try_get("prev_hash")?,
+            r.try_get("hash")?,
+        ))
+    })
+    .fetch_all(pool)
+    .await
+}

@@ -108,6 +108,10 @@ type Source = Box<dyn std::error::Error + Send + Sync>;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// Patients' data asked for without the purpose of use a practitioner
+    /// or an admin owes: a 400, and a refusal on the record.
+    #[error("{0}")]
+    PurposeRequired(String),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("{0}")]
@@ -212,7 +216,9 @@ impl From<Denied> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::PurposeRequired(_) | ApiError::Validation(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,

@@ -353,11 +353,11 @@ pub async fn gate(
         }
     }
     let res = next.call(req).await?.map_into_boxed_body();
-    if is_refusal(res.request(), res.status()) {
-        let error = res
-            .response()
-            .error()
-            .and_then(|e| e.as_error::<ApiError>());
+    let error = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>());
+    if is_refusal(res.request(), res.status(), error) {
         on_the_record(res.request(), &who, res.status(), error).await;
     }
     Ok(res)
@@ -389,9 +389,11 @@ fn attempt(req: &HttpRequest) -> Option<(Action, &'static str)> {
     Some((action, table))
 }
 
-fn is_refusal(req: &HttpRequest, status: StatusCode) -> bool {
+fn is_refusal(req: &HttpRequest, status: StatusCode, error: Option<&ApiError>) -> bool {
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => true,
+        // Patients' data refused for want of a purpose of use.
+        StatusCode::BAD_REQUEST => matches!(error, Some(ApiError::PurposeRequired(_))),
         StatusCode::NOT_FOUND => {
             req.match_info().get("id").is_some()
                 && attempt(req).is_some_and(|(_, table)| personal(table))
@@ -434,6 +436,9 @@ async fn on_the_record(
     let why = match error {
         Some(ApiError::Forbidden(m)) if m != crate::error::FORBIDDEN => {
             format!("{} refused: {m}", action.as_str())
+        }
+        Some(ApiError::PurposeRequired(_)) => {
+            format!("{} refused: no purpose of use given", action.as_str())
         }
         _ if status == StatusCode::NOT_FOUND => {
             format!(

@@ -70,7 +70,7 @@ impl Services {
     /// which every entry of the transaction records (`store::begin`).
     pub async fn begin_phi(&self, who: &Principal) -> Result<crate::store::Tx, ApiError> {
         if who.owes_purpose() && who.purpose_of_use.is_none() {
-            return Err(ApiError::bad_request(format!(
+            return Err(ApiError::PurposeRequired(format!(
                 "X-Purpose-Of-Use is required of practitioners and admins reading or \
                  changing patients' data: one of {}.",
                 crate::identity::PurposeOfUse::vocabulary()

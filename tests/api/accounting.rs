@@ -115,6 +115,10 @@ async fn practitioners_and_admins_say_why_and_every_entry_records_it() {
     ] {
         let res = caller.get(&path).await;
         assert_eq!(res.status(), 400);
+        // A refusal of patients' data: on the record, like any other.
+        let e = entries_of(&app, &request_id(&res)).await;
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "ACCESS_DENIED");
         let msg = error_message(&json(res).await);
         assert!(msg.contains("X-Purpose-Of-Use"), "{msg}");
         assert!(

@@ -149,12 +149,23 @@ pub async fn my_access_report(
     })
 }
 
+/// One CSV record of these cells (each neutralised and quoted as the
+/// export's are), with its newline.
+fn csv_row(out: &mut String, cells: &[Option<String>]) {
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        crate::audit::export::csv_field(out, c.as_deref());
+    }
+    out.push('\n');
+}
+
 pub const CSV_HEADER: &str = "position,at,user,roles,practitionerName,action,collection,recordId,fields,purpose,breakGlass,reason\n";
 
 /// The page as CSV (fields joined with `;`, roles with `,` inside one
 /// quoted cell), each cell neutralised against spreadsheet formulas.
 pub fn csv(report: &AccessReport) -> String {
-    use crate::audit::export::csv_field;
     let mut out = String::from(CSV_HEADER);
     for a in &report.docs {
         let cells = [
@@ -171,13 +182,7 @@ pub fn csv(report: &AccessReport) -> String {
             Some(a.break_glass.to_string()),
             a.reason.clone(),
         ];
-        for (i, c) in cells.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            csv_field(&mut out, c.as_deref());
-        }
-        out.push('\n');
+        csv_row(&mut out, &cells);
     }
     out
 }
@@ -346,7 +351,6 @@ pub const DISCLOSURES_CSV_HEADER: &str =
 
 /// The accounting as CSV.
 pub fn disclosures_csv(a: &Accounting) -> String {
-    use crate::audit::export::csv_field;
     let mut out = String::from(DISCLOSURES_CSV_HEADER);
     let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     for d in &a.disclosures {
@@ -362,13 +366,7 @@ pub fn disclosures_csv(a: &Accounting) -> String {
             Some(d.collections.join(";")),
             Some(d.break_glass.to_string()),
         ];
-        for (i, c) in cells.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            csv_field(&mut out, c.as_deref());
-        }
-        out.push('\n');
+        csv_row(&mut out, &cells);
     }
     out
 }

@@ -49,6 +49,16 @@ async fn id_of(res: reqwest::Response) -> String {
     body["doc"]["id"].as_str().unwrap().to_string()
 }
 
+/// A submission of every field, made by patient `who`; its id.
+async fn submit(app: &TestApp, who: &str) -> String {
+    id_of(
+        app.as_patient(who)
+            .post("/api/symptom-submissions", &full_submission())
+            .await,
+    )
+    .await
+}
+
 /// A published practitioner linked to the practitioner user of the tests.
 async fn linked_practitioner(app: &TestApp, name: &str) -> String {
     id_of(
@@ -93,12 +103,7 @@ fn keys(doc: &Value) -> BTreeSet<String> {
 async fn practitioners_and_admins_say_why_and_every_entry_records_it() {
     let app = spawn_app().await;
     let p = linked_practitioner(&app, "Dr Purpose").await;
-    let s = id_of(
-        app.as_patient(PAT)
-            .post("/api/symptom-submissions", &full_submission())
-            .await,
-    )
-    .await;
+    let s = submit(&app, PAT).await;
     id_of(
         app.as_patient(PAT)
             .post("/api/consents", &json!({"practitionerId": p}))
@@ -254,12 +259,7 @@ async fn a_consent_shares_only_its_scope_and_the_log_names_only_what_was_shown()
             )
             .map(String::from)
             .collect();
-        let s = id_of(
-            app.as_patient(PAT)
-                .post("/api/symptom-submissions", &full_submission())
-                .await,
-        )
-        .await;
+        let s = submit(&app, PAT).await;
         let res = app
             .as_patient(PAT)
             .post(
@@ -311,12 +311,7 @@ async fn a_consent_shares_only_its_scope_and_the_log_names_only_what_was_shown()
 
     // Two consents: the union of their scopes. A consent without a scope
     // grants all (as every consent given before scopes existed does).
-    let s = id_of(
-        app.as_patient(OTHER)
-            .post("/api/symptom-submissions", &full_submission())
-            .await,
-    )
-    .await;
+    let s = submit(&app, OTHER).await;
     for scope in [json!(["notes"]), json!(["region"])] {
         let res = app
             .as_patient(OTHER)
@@ -347,12 +342,7 @@ async fn a_consent_shares_only_its_scope_and_the_log_names_only_what_was_shown()
     );
 
     // Break-glass sees all, recorded as such.
-    let s = id_of(
-        app.as_patient(PAT)
-            .post("/api/symptom-submissions", &full_submission())
-            .await,
-    )
-    .await;
+    let s = submit(&app, PAT).await;
     let res = app
         .caller(Some(ADMIN))
         .purpose("emergency")
@@ -374,18 +364,8 @@ async fn a_consent_shares_only_its_scope_and_the_log_names_only_what_was_shown()
 async fn a_patient_sees_who_accessed_their_records_and_nothing_of_anyone_elses() {
     let app = spawn_app().await;
     let p = linked_practitioner(&app, "Dr Report").await;
-    let mine = id_of(
-        app.as_patient(PAT)
-            .post("/api/symptom-submissions", &full_submission())
-            .await,
-    )
-    .await;
-    let theirs = id_of(
-        app.as_patient(OTHER)
-            .post("/api/symptom-submissions", &full_submission())
-            .await,
-    )
-    .await;
+    let mine = submit(&app, PAT).await;
+    let theirs = submit(&app, OTHER).await;
     for who in [PAT, OTHER] {
         id_of(
             app.as_patient(who)
@@ -575,12 +555,7 @@ async fn a_patient_sees_who_accessed_their_records_and_nothing_of_anyone_elses()
 async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
     let app = spawn_app().await;
     let p = linked_practitioner(&app, "Dr Account").await;
-    let s = id_of(
-        app.as_patient(PAT)
-            .post("/api/symptom-submissions", &full_submission())
-            .await,
-    )
-    .await;
+    let s = submit(&app, PAT).await;
     id_of(
         app.as_patient(PAT)
             .post(

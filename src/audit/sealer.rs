@@ -24,7 +24,9 @@ const SEALER_LOCK: i64 = 0x7068_695f_6175_6474; // "phi_audt"
 /// Entries are sealed once every transaction that could still add an entry
 /// before them has finished: those whose `txid` is below the snapshot's
 /// `xmin`. Each round takes the range `[lo, hi)` of transaction ids (`hi`
-/// fixed when the range opens) and walks it in `seq` order; its progress is
+/// fixed when the range opens, so that it holds at most `batch` entries or
+/// one transaction's: a backlog of millions is sealed at the same cost per
+/// entry as a quiet day's) and walks it in `seq` order; its progress is
 /// saved in `audit.sealer_state` in the same transaction as the links. An
 /// entry whose sequence number is already in the chain (only a superuser
 /// can insert one) can never be sealed: it is quarantined, reported, and
@@ -52,22 +54,62 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
         sqlx::query_as("SELECT lo, hi, after_seq FROM audit.sealer_state")
             .fetch_one(&mut *tx)
             .await?;
-    let hi = match hi {
-        Some(h) => h,
+    let (lo, hi) = match hi {
+        Some(h) => (lo, h),
         None => {
-            let h: i64 =
+            let xmin: i64 =
                 sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
                     .fetch_one(&mut *tx)
                     .await?;
-            if h <= lo {
+            if xmin <= lo {
                 tx.commit().await?;
                 return Ok(0);
             }
-            h
+            // A window of at most `batch` entries (or one transaction's),
+            // so that a page costs its own size however far behind the
+            // sealer is: the first `batch + 1` finished entries in index
+            // order say where it ends.
+            let (n, first, last): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+                "SELECT count(*), min(txid), max(txid) FROM (SELECT txid FROM audit.log \
+                 WHERE txid >= $1 AND txid < $2 ORDER BY txid, seq LIMIT $3) w",
+            )
+            .bind(lo)
+            .bind(xmin)
+            .bind(batch as i64 + 1)
+            .fetch_one(&mut *tx)
+            .await?;
+            match (first, last) {
+                (Some(first), Some(last)) => {
+                    // Nothing was written by the finished transactions in
+                    // [lo, first): the window may start at `first`.
+                    if n <= batch as i64 {
+                        (first, xmin)
+                    } else if first == last {
+                        (first, first + 1)
+                    } else {
+                        (first, last)
+                    }
+                }
+                _ => {
+                    sqlx::query("UPDATE audit.sealer_state SET lo = $1, hi = NULL, after_seq = 0")
+                        .bind(xmin)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(0);
+                }
+            }
         }
     };
+    // One transaction's entries are in the index in `seq` order: read them
+    // by equality, which the index serves without a sort.
+    let window = if hi == lo + 1 {
+        "txid = $1 AND $2::bigint IS NOT NULL"
+    } else {
+        "txid >= $1 AND txid < $2"
+    };
     let rows: Vec<(i64, AuditRow)> = sqlx::query(&format!(
-        "SELECT txid, {} FROM audit.log WHERE txid >= $1 AND txid < $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        "SELECT txid, {} FROM audit.log WHERE {window} AND seq > $3 ORDER BY seq LIMIT $4",
         row_columns("")
     ))
     .bind(lo)
@@ -83,7 +125,8 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
             .execute(&mut *tx)
             .await?;
     } else {
-        sqlx::query("UPDATE audit.sealer_state SET hi = $1, after_seq = $2")
+        sqlx::query("UPDATE audit.sealer_state SET lo = $1, hi = $2, after_seq = $3")
+            .bind(lo)
             .bind(hi)
             .bind(rows.last().map(|(_, r)| r.seq).unwrap_or(after_seq))
             .execute(&mut *tx)

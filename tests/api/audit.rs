@@ -1182,3 +1182,71 @@ async fn an_incremental_verify_starts_at_the_newest_anchored_checkpoint() {
         .expect("refused");
     assert!(p.contains("starting checkpoint"), "{p}");
 }
+
+/// A backlog is sealed a page at a time in windows of at most one page's
+/// entries (or one transaction's, however many it wrote), every entry
+/// exactly once, and the chain verifies.
+#[tokio::test]
+async fn a_backlog_is_sealed_page_by_page_whatever_its_transactions() {
+    let db = crate::testdb::TestDb::migrated().await;
+    let admin = db.admin_pool().await;
+    let insert = |n: i64, who: &str| {
+        format!(
+            "INSERT INTO audit.log (actor_user, action, entity_type, outcome) \
+             SELECT '{who}', 'READ', 'symptom_submissions', 'success' FROM generate_series(1, {n})"
+        )
+    };
+    // Transactions of one and two entries, one of eleven, then more small
+    // ones: a window opened at the big one holds it alone.
+    for (n, who) in [
+        (1, "a"),
+        (2, "b"),
+        (1, "c"),
+        (11, "big"),
+        (2, "d"),
+        (1, "e"),
+        (1, "f"),
+    ] {
+        sqlx::query(&insert(n, who)).execute(&admin).await.unwrap();
+    }
+    let pool = db.sealer_pool().await;
+    let mut rounds = 0;
+    loop {
+        let n = sealer::seal_pending(&pool, 3).await.unwrap();
+        assert!(n <= 3, "a round seals at most its batch");
+        // The open window holds at most a page, or one transaction's entries.
+        let (entries, txids): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT txid) FROM audit.log, audit.sealer_state s \
+             WHERE s.hi IS NOT NULL AND txid >= s.lo AND txid < s.hi",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        assert!(entries <= 3 || txids == 1, "a window of {entries} entries");
+        rounds += 1;
+        assert!(rounds < 40, "sealing does not finish");
+        let (sealed, distinct): (i64, i64) =
+            sqlx::query_as("SELECT count(*), count(DISTINCT seq) FROM audit.chain")
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+        assert_eq!(sealed, distinct, "an entry sealed twice");
+        if sealed == 19 {
+            break;
+        }
+    }
+    // The big transaction's entries are one run, in sequence order.
+    let big: Vec<i64> = sqlx::query_scalar(
+        "SELECT c.pos FROM audit.chain c JOIN audit.log l ON l.seq = c.seq AND l.txid = c.txid \
+         WHERE l.actor_user = 'big' ORDER BY l.seq",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(big.len(), 11);
+    assert!(big.windows(2).all(|w| w[1] == w[0] + 1), "{big:?}");
+    assert_eq!(sealer::seal_pending(&pool, 3).await.unwrap(), 0);
+    let v = verify(&admin, None).await;
+    assert_eq!(v.first_problem, None, "{v:?}");
+    assert_eq!(v.entries_checked, 19);
+}

@@ -10,6 +10,7 @@
 //! `export` streams them out. No code here updates or deletes an entry.
 
 pub mod anchor;
+pub mod archive;
 pub mod chain;
 pub mod export;
 pub mod refusals;

@@ -273,9 +273,16 @@ impl Sealer {
         let Some((pos, hash)) = head else {
             return Ok(None);
         };
+        Ok(Some(self.sign_at(pos, hash).await?.1))
+    }
+
+    /// Signs the chain's hash at `pos` as a checkpoint: stored (its id is
+    /// returned) and appended to the anchor.
+    pub async fn sign_at(&self, pos: i64, hash: Vec<u8>) -> anyhow::Result<(i64, Checkpoint)> {
         let c = sign_checkpoint(&self.signing, pos, hash);
-        sqlx::query(
-            "INSERT INTO audit.checkpoints (pos, hash, at, alg, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)",
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit.checkpoints (pos, hash, at, alg, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING id",
         )
         .bind(c.pos)
         .bind(&c.hash)
@@ -283,12 +290,12 @@ impl Sealer {
         .bind(&c.alg)
         .bind(c.key_id as i32)
         .bind(&c.signature)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
         if let Some(a) = &self.anchor {
             a.append(&c)?;
         }
-        Ok(Some(c))
+        Ok((id, c))
     }
 
     /// The background sealer: seals every `interval`, signs a checkpoint

@@ -1,4 +1,4 @@
-//! `phi-gateway audit verify|export|verify-export|seal`.
+//! `phi-gateway audit verify|export|verify-export|seal|disclosures|archive|hold|release|holds`.
 
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use crate::audit::anchor::Anchor;
+use crate::audit::archive;
 use crate::audit::chain::VerifyKeys;
 use crate::audit::export::{self, Format, SignedManifest};
 use crate::audit::sealer::{self, Sealer};
@@ -95,6 +96,45 @@ pub enum OnlineAudit {
         #[arg(long, default_value = "json", value_parser = accounting_format)]
         format: AccountingFormat,
     },
+    /// Move the oldest monthly partitions past the retention
+    /// (PHI_AUDIT_RETENTION_YEARS, six years at least) and not under a legal
+    /// hold to a signed export file in DIR, verify it, then drop them. The
+    /// live chain's verification starts where the archive ends; the file is
+    /// checked with `audit verify-export`.
+    Archive {
+        /// Where the archive file is written (kept: on WORM storage).
+        #[arg(long)]
+        out: PathBuf,
+        /// Say what would be archived, and what stops it, without doing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Place a legal hold: while in force, no partition holding the
+    /// patient's entries (in the range, if given) or dated in the range is
+    /// archived.
+    Hold {
+        /// The patient's namespaced user id (`users:5`).
+        #[arg(long)]
+        patient: Option<String>,
+        #[arg(long)]
+        from: Option<Instant>,
+        #[arg(long)]
+        to: Option<Instant>,
+        /// Why (the matter, the request): required.
+        #[arg(long)]
+        reason: String,
+        /// Who places it (recorded on the hold).
+        #[arg(long)]
+        by: String,
+    },
+    /// Release a legal hold (recorded on it; holds are never deleted).
+    Release {
+        id: i64,
+        #[arg(long)]
+        by: String,
+    },
+    /// Every legal hold, in force or released, and the archives made.
+    Holds,
     /// Seal pending entries now and sign a checkpoint; with --follow, keep
     /// sealing (for deployments where no gateway seals).
     Seal {
@@ -240,6 +280,12 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
                 "ok: {} entries, {} checkpoints and {} anchored checkpoints verified",
                 v.entries_checked, v.checkpoints_checked, v.anchored_checked
             );
+            if let Some(p) = v.archived_through {
+                println!(
+                    "positions 1 to {p} are archived: the chain was verified from the archive's signed cut \
+                     (check each archive file with `audit verify-export`)"
+                );
+            }
         }
         OnlineAudit::Disclosures {
             patient,
@@ -324,6 +370,67 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
                 .public(),
             )?;
             println!("exported {} rows to {}", m.rows, out.display());
+        }
+        OnlineAudit::Archive { out, dry_run } => {
+            let years = settings.audit.retention_years;
+            let parts = archive::partitions(&pool).await?;
+            let (take, stop) = archive::eligible(&parts, years, chrono::Utc::now());
+            for p in &take {
+                println!(
+                    "{}: {} to {}",
+                    p.name,
+                    p.from.date_naive(),
+                    p.to.date_naive()
+                );
+            }
+            if let Some(why) = &stop {
+                println!("stops there: {why}");
+            }
+            if take.is_empty() {
+                println!("nothing to archive (retention {years} years)");
+            } else if dry_run {
+                println!("dry run: {} partition(s) would be archived", take.len());
+            } else {
+                let sealer = operator_sealer(settings, pool.clone())?;
+                let a = archive::archive(&sealer, &take, years, &out, "operator:archive").await?;
+                println!(
+                    "archived {} entries (positions {}..{}) of {} to {}; the cut is signed at position {}. \
+                     Check it with: phi-gateway audit verify-export {} --public-key <the audit public key>",
+                    a.rows,
+                    a.first_pos,
+                    a.last_pos,
+                    a.partitions.join(", "),
+                    a.file.display(),
+                    a.checkpoint.pos,
+                    a.file.display()
+                );
+            }
+        }
+        OnlineAudit::Hold {
+            patient,
+            from,
+            to,
+            reason,
+            by,
+        } => {
+            let id = archive::place_hold(
+                &pool,
+                patient.as_deref(),
+                from.map(|t| t.0),
+                to.map(|t| t.0),
+                &reason,
+                &by,
+            )
+            .await?;
+            println!("legal hold {id} placed");
+        }
+        OnlineAudit::Release { id, by } => {
+            archive::release_hold(&pool, id, &by).await?;
+            println!("legal hold {id} released");
+        }
+        OnlineAudit::Holds => {
+            let holds = archive::holds(&pool).await?;
+            println!("{}", serde_json::to_string_pretty(&holds)?);
         }
         OnlineAudit::Seal { follow } => {
             let sealer = operator_sealer(settings, pool.clone())?;

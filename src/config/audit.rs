@@ -8,6 +8,10 @@ use serde::Deserialize;
 use super::database::DatabaseUrl;
 use super::env::{Env, parse_env, secs};
 
+/// The floor of the audit log's retention, in years: 45 CFR 164.316(b)(2)
+/// and 164.530(j) keep documentation six years.
+pub const MIN_RETENTION_YEARS: u32 = 6;
+
 /// The audit chain: who seals it, what signs it, where checkpoints are
 /// anchored.
 #[derive(Debug, Clone)]
@@ -28,6 +32,9 @@ pub struct AuditSettings {
     pub max_seal_lag: Duration,
     /// Refusals are written per client every this long.
     pub refusal_flush: Duration,
+    /// How long entries stay in the log before `audit archive` may move
+    /// them to a file: six years at least (the default).
+    pub retention_years: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +47,7 @@ pub(super) struct FileAudit {
     checkpoint_every: Option<u64>,
     max_seal_lag_secs: Option<u64>,
     refusal_flush_secs: Option<u64>,
+    retention_years: Option<u32>,
 }
 
 impl AuditSettings {
@@ -70,8 +78,15 @@ impl AuditSettings {
                 file.refusal_flush_secs,
                 60,
             )?,
+            retention_years: parse_env(env, "PHI_AUDIT_RETENTION_YEARS")?
+                .or(file.retention_years)
+                .unwrap_or(MIN_RETENTION_YEARS),
         };
-
+        anyhow::ensure!(
+            audit.retention_years >= MIN_RETENTION_YEARS,
+            "PHI_AUDIT_RETENTION_YEARS is {}: the audit log is kept six years at least",
+            audit.retention_years
+        );
         Ok(audit)
     }
 }

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-pub use audit::AuditSettings;
+pub use audit::{AuditSettings, MIN_RETENTION_YEARS};
 pub use auth::AuthSettings;
 pub use database::{DatabaseSettings, DatabaseUrl, TlsMode};
 pub use env::{Env, ProcessEnv};

@@ -75,6 +75,11 @@ pub struct AccessReport {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub docs: Vec<Access>,
+    /// Entries dated before this were archived after the retention period
+    /// and are not in this answer: the window is covered from this date
+    /// on. Absent when the whole window is covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_before: Option<DateTime<Utc>>,
     pub has_next_page: bool,
     /// Pass as `after` for the next page.
     pub next_after: Option<i64>,
@@ -109,6 +114,9 @@ pub async fn my_access_report(
     .await?;
     let has_next_page = rows.len() > limit as usize;
     rows.truncate(limit as usize);
+    let archived_before = crate::store::audit::archived_before(&mut tx)
+        .await?
+        .filter(|b| *b > from);
     audit::record(
         &mut tx,
         who,
@@ -144,6 +152,7 @@ pub async fn my_access_report(
                 reason: r.reason,
             })
             .collect(),
+        archived_before,
         has_next_page,
         next_after,
     })
@@ -213,6 +222,11 @@ pub struct Accounting {
     pub patient: String,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// Entries dated before this were archived after the retention period
+    /// and are not in this answer: the window is covered from this date
+    /// on. Absent when the whole window is covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_before: Option<DateTime<Utc>>,
     pub disclosures: Vec<Disclosure>,
 }
 
@@ -258,6 +272,9 @@ pub async fn disclosures(
     let (from, to) = window(from, to)?;
     let mut tx = db.begin(who).await?;
     let rows = crate::store::audit::disclosures(&mut tx, patient, from, to).await?;
+    let archived_before = crate::store::audit::archived_before(&mut tx)
+        .await?
+        .filter(|b| *b > from);
     audit::record(
         &mut tx,
         who,
@@ -271,6 +288,7 @@ pub async fn disclosures(
         patient: patient.to_string(),
         from,
         to,
+        archived_before,
         disclosures: rows
             .into_iter()
             .map(|r| Disclosure {

@@ -124,6 +124,15 @@ pub async fn access_report(
         .await?)
 }
 
+/// Entries dated before this are archived (`audit archive`), not in the
+/// log; None while nothing is.
+pub async fn archived_before(tx: &mut Tx) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    Ok(tx
+        .q_scalar("SELECT audit.archived_before()")
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
 /// The actions that disclose something of a patient's record to whoever
 /// took them (for the accounting of disclosures).
 pub const DISCLOSING_ACTIONS: &str =

@@ -27,6 +27,7 @@ mod pooler;
 mod practitioners;
 mod refusals;
 mod replica;
+mod retention;
 mod rotation;
 mod scale;
 mod schema;

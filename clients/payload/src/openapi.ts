@@ -363,6 +363,13 @@ export interface components {
         };
         /** @description A page of the report. */
         AccessReport: {
+            /**
+             * Format: date-time
+             * @description Entries dated before this were archived after the retention period
+             *     and are not in this answer: the window is covered from this date
+             *     on. Absent when the whole window is covered.
+             */
+            archivedBefore?: string | null;
             docs: components["schemas"]["Access"][];
             /** Format: date-time */
             from: string;
@@ -385,6 +392,13 @@ export interface components {
         };
         /** @description The accounting of disclosures of one patient's records. */
         Accounting: {
+            /**
+             * Format: date-time
+             * @description Entries dated before this were archived after the retention period
+             *     and are not in this answer: the window is covered from this date
+             *     on. Absent when the whole window is covered.
+             */
+            archivedBefore?: string | null;
             disclosures: components["schemas"]["Disclosure"][];
             /** Format: date-time */
             from: string;

@@ -95,6 +95,11 @@ pub enum OnlineAudit {
         /// R4 AuditEvent, NDJSON; sealed entries only).
         #[arg(long, default_value = "json", value_parser = accounting_format)]
         format: AccountingFormat,
+        /// Write it to this file (JSON and CSV: with the signed manifest
+        /// beside it, FILE.manifest.json; FHIR ends with it), for
+        /// `audit verify-export`. Default: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Move the oldest monthly partitions past the retention
     /// (PHI_AUDIT_RETENTION_YEARS, six years at least) and not under a legal
@@ -164,12 +169,49 @@ pub fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<()> {
         manifest,
     } = args;
     let keys = VerifyingKeys::load_file(public_key)?;
+    let detached_path = manifest.clone().unwrap_or_else(|| csv_manifest_path(file));
+    let detached: Option<SignedManifest> = match std::fs::read_to_string(&detached_path) {
+        Ok(text) => Some(
+            serde_json::from_str(&text).context("the manifest file is not a signed manifest")?,
+        ),
+        Err(_) if manifest.is_none() => None,
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("reading the manifest {}", detached_path.display()));
+        }
+    };
+    // An accounting of disclosures: small, read whole.
+    let last_line = last_line(file)?;
+    if detached.as_ref().is_some_and(SignedManifest::is_accounting)
+        || (detached.is_none() && export::ends_with_accounting(&last_line))
+    {
+        let content =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let m = export::verify_accounting(&content, detached.as_ref(), &keys)
+            .context("the accounting does not verify")?;
+        println!(
+            "ok: the accounting of disclosures of {} from {} to {} ({}), {} rows, signed {}{}",
+            m.patient,
+            m.from,
+            m.to,
+            m.format,
+            m.rows,
+            m.made_at,
+            m.checkpoint
+                .as_ref()
+                .map(|c| format!(", the chain's head at position {}", c.pos))
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
     let is_csv = file.extension().is_some_and(|e| e == "csv") || manifest.is_some();
-    let csv_manifest: Option<SignedManifest> = if is_csv {
-        let path = manifest.clone().unwrap_or_else(|| csv_manifest_path(file));
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the CSV export's manifest {}", path.display()))?;
-        Some(serde_json::from_str(&text).context("the manifest file is not a signed manifest")?)
+    let csv_manifest = if is_csv {
+        Some(detached.with_context(|| {
+            format!(
+                "reading the CSV export's manifest {}",
+                detached_path.display()
+            )
+        })?)
     } else {
         None
     };
@@ -187,6 +229,25 @@ pub fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<()> {
         m.checkpoint.as_ref().map(|c| c.pos),
     );
     Ok(())
+}
+
+/// The last non-empty line of a file (read from its end: exports are
+/// large).
+fn last_line(file: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let len = f.metadata()?.len();
+    let tail = len.min(1 << 20);
+    f.seek(SeekFrom::Start(len - tail))?;
+    let mut buf = Vec::with_capacity(tail as usize);
+    f.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    Ok(text
+        .trim_end_matches('\n')
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .to_string())
 }
 
 fn operator_sealer(settings: &Settings, pool: sqlx::PgPool) -> anyhow::Result<Sealer> {
@@ -292,32 +353,50 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
             from,
             to,
             format,
+            out,
         } => {
             let db =
                 crate::store::Db::new(pool.clone(), crate::store::Mode::of(&settings.database));
             let who = Principal::operator("disclosures", &[Role::Auditor]);
-            let (from, to) = (from.map(|t| t.0), to.map(|t| t.0));
-            let report = crate::service::report::disclosures;
-            let failed = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
-            match format {
-                AccountingFormat::Fhir => print!(
-                    "{}",
-                    crate::service::report::disclosures_fhir(&db, &who, &patient, from, to)
-                        .await
-                        .map_err(failed)?
-                ),
-                AccountingFormat::Json => {
-                    let a = report(&db, &who, &patient, from, to)
-                        .await
-                        .map_err(failed)?;
-                    println!("{}", serde_json::to_string_pretty(&a)?);
+            let signer = match &settings.audit.signing_key {
+                Some(_) => Some(operator_sealer(settings, pool.clone())?),
+                None => {
+                    eprintln!(
+                        "WARNING: no audit signing key (PHI_AUDIT_SIGNING_KEY): the accounting is not signed"
+                    );
+                    None
                 }
-                AccountingFormat::Csv => {
-                    let a = report(&db, &who, &patient, from, to)
-                        .await
-                        .map_err(failed)?;
-                    print!("{}", crate::service::report::disclosures_csv(&a));
+            };
+            let a = crate::service::report::accounting(
+                &db,
+                &who,
+                &patient,
+                from.map(|t| t.0),
+                to.map(|t| t.0),
+                format,
+                signer.as_ref(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            use crate::service::report::AccountingBody;
+            let text = match a.body {
+                AccountingBody::Json(a) => serde_json::to_string(&a)?,
+                AccountingBody::Csv(t) | AccountingBody::Fhir(t) => t,
+            };
+            match out {
+                Some(out) => {
+                    std::fs::write(&out, &text)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    // JSON and CSV keep the manifest beside them; FHIR
+                    // ends with it (the Provenance).
+                    if let (Some(m), false) = (&a.manifest, format == AccountingFormat::Fhir) {
+                        let path = csv_manifest_path(&out);
+                        export::write_csv_manifest(&path, m)?;
+                        println!("manifest written to {}", path.display());
+                    }
+                    println!("accounting written to {}", out.display());
                 }
+                None => print!("{text}"),
             }
         }
         OnlineAudit::Export {

@@ -249,6 +249,28 @@ mod tests {
         assert!(format!("{err:#}").contains("CA file"));
         let err = Settings::from_parts("[server]\nprot = 1\n", None, &env(&[])).unwrap_err();
         assert!(format!("{err:#}").contains("prot"), "{err:#}");
+        // The audit log is kept six years at least, however asked.
+        let err = Settings::from_parts(
+            "[audit]\nretention_years = 5\n",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("PHI_ENVIRONMENT", "development"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("six years"), "{err:#}");
+        let ok = Settings::from_parts(
+            "",
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("PHI_ENVIRONMENT", "development"),
+                ("PHI_AUDIT_RETENTION_YEARS", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(ok.audit.retention_years, 10);
     }
 
     #[test]

@@ -179,13 +179,14 @@ pub async fn my_access_report(
 }
 
 #[utoipa::path(get, path = "/api/audit/disclosures", tag = "audit", params(DisclosureParams), responses(
-    (status = 200, description = "The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv; every disclosure as a FHIR R4 AuditEvent (NDJSON, sealed entries) with format=fhir", body = crate::service::report::Accounting),
+    (status = 200, description = "The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv; every disclosure as a FHIR R4 AuditEvent (NDJSON, sealed entries) with format=fhir. Signed when this gateway seals (as an export is): FHIR ends with a Provenance that signs it, JSON and CSV have their manifest at /api/audit/exports/{requestId}/manifest; `phi-gateway audit verify-export` checks either offline", body = crate::service::report::Accounting),
     (status = 400, description = "No patient, or a bad time or format", body = crate::error::ErrorBody),
     (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
     (status = 403, description = "Not an auditor", body = crate::error::ErrorBody),
 ))]
 pub async fn disclosures(
     svc: web::Data<Services>,
+    ex: Option<web::Data<Exporter>>,
     who: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -198,21 +199,19 @@ pub async fn disclosures(
         to,
         format,
     } = crate::query::parse_params(req.query_string())?;
-    use crate::service::report::{self, AccountingFormat};
+    use crate::service::report::{self, AccountingBody, AccountingFormat};
     let (from, to) = (from.map(|t| t.0), to.map(|t| t.0));
     let format = format.unwrap_or(AccountingFormat::Json);
-    if format == AccountingFormat::Fhir {
-        let lines = report::disclosures_fhir(&svc.pool, &who, &patient, from, to).await?;
-        return Ok(HttpResponse::Ok()
+    let signer = ex.as_ref().map(|e| &e.sealer);
+    let a = report::accounting(&svc.pool, &who, &patient, from, to, format, signer).await?;
+    Ok(match a.body {
+        AccountingBody::Fhir(lines) => HttpResponse::Ok()
             .content_type(Format::Fhir.content_type())
-            .body(lines));
-    }
-    let a = report::disclosures(&svc.pool, &who, &patient, from, to).await?;
-    Ok(match format {
-        AccountingFormat::Csv => HttpResponse::Ok()
+            .body(lines),
+        AccountingBody::Csv(text) => HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
-            .body(report::disclosures_csv(&a)),
-        AccountingFormat::Json | AccountingFormat::Fhir => crate::routes::respond::ok(&a),
+            .body(text),
+        AccountingBody::Json(a) => crate::routes::respond::ok(&a),
     })
 }
 

@@ -12,7 +12,11 @@
 use chrono::{DateTime, Months, Utc};
 use serde::Serialize;
 
+use sha2::{Digest, Sha256};
+
 use super::Services;
+use crate::audit::export::{ACCOUNTING_KIND, AccountingManifest, SignedManifest};
+use crate::audit::sealer::Sealer;
 use crate::audit::{self, Action, Entry};
 use crate::error::ApiError;
 use crate::identity::Principal;
@@ -257,55 +261,134 @@ fn roles(csv: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// An accounting as given: the summary (JSON or CSV) or every disclosure
+/// (FHIR AuditEvent lines, ending with the signed Provenance when signed),
+/// and its signed manifest when this gateway holds the audit signing key.
+pub struct SignedAccounting {
+    pub body: AccountingBody,
+    pub manifest: Option<SignedManifest>,
+}
+
+pub enum AccountingBody {
+    Json(Accounting),
+    Csv(String),
+    Fhir(String),
+}
+
 /// The accounting of disclosures of `patient`'s records (an auditor's, or
 /// an operator's from the command line): every access by anyone else in
-/// the window, by recipient and purpose. The request is on the record,
-/// about the patient.
-pub async fn disclosures(
+/// the window, by recipient and purpose (json, csv), or each disclosure as
+/// a FHIR R4 AuditEvent with its chain position and hashes (fhir: sealed
+/// entries only; one not in the chain yet waits for the next accounting).
+/// With `signer`, the chain's head is sealed and signed first, and the
+/// accounting gets a manifest signed like an export's (`audit
+/// verify-export` checks it). The request is on the record, about the
+/// patient, with the manifest (so it can be fetched by request id).
+pub async fn accounting(
     db: &crate::store::Db,
     who: &Principal,
     patient: &str,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-) -> Result<Accounting, ApiError> {
+    format: AccountingFormat,
+    signer: Option<&Sealer>,
+) -> Result<SignedAccounting, ApiError> {
     who.require(crate::identity::Role::Auditor)?;
     let (from, to) = window(from, to)?;
+    let checkpoint = match signer {
+        Some(s) => s
+            .checkpoint()
+            .await
+            .map_err(|e| ApiError::internal("signing the chain's head for an accounting", e))?,
+        None => None,
+    };
+    let (body, rows) = if format == AccountingFormat::Fhir {
+        let upto = checkpoint.as_ref().map(|c| c.pos);
+        let entries = crate::audit::export::disclosure_entries(&db.pool, patient, from, to, upto)
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let mut out = String::new();
+        for (row, pos, prev, hash) in &entries {
+            out.push_str(&crate::audit::export::Format::Fhir.line(row, *pos, prev, hash));
+        }
+        (AccountingBody::Fhir(out), entries.len())
+    } else {
+        let mut tx = db.begin(who).await?;
+        let rows = crate::store::audit::disclosures(&mut tx, patient, from, to).await?;
+        let archived_before = crate::store::audit::archived_before(&mut tx)
+            .await?
+            .filter(|b| *b > from);
+        tx.commit().await?;
+        let n = rows.len();
+        let a = Accounting {
+            patient: patient.to_string(),
+            from,
+            to,
+            archived_before,
+            disclosures: rows
+                .into_iter()
+                .map(|r| Disclosure {
+                    recipient: Accessor {
+                        user: r.actor_user,
+                        roles: roles(r.actor_roles.as_deref()),
+                        practitioner_name: r.practitioner_name,
+                    },
+                    purpose: r.purpose,
+                    first: r.first_at,
+                    last: r.last_at,
+                    count: r.count,
+                    fields: r.fields,
+                    collections: r.collections.iter().map(|c| slug(c)).collect(),
+                    break_glass: r.break_glass,
+                })
+                .collect(),
+        };
+        if format == AccountingFormat::Csv {
+            (AccountingBody::Csv(disclosures_csv(&a)), n)
+        } else {
+            (AccountingBody::Json(a), n)
+        }
+    };
+    let manifest = signer.map(|s| {
+        let content = match &body {
+            AccountingBody::Json(a) => serde_json::to_string(a).expect("plain data"),
+            AccountingBody::Csv(t) | AccountingBody::Fhir(t) => t.clone(),
+        };
+        let m = AccountingManifest {
+            kind: ACCOUNTING_KIND.into(),
+            patient: patient.to_string(),
+            from,
+            to,
+            format: format.name().into(),
+            rows: rows as u64,
+            content_sha256: crate::audit::chain::hex::encode(&Sha256::digest(content.as_bytes())),
+            checkpoint: checkpoint.clone(),
+            made_at: DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).expect("now"),
+        };
+        (SignedManifest::sign_accounting(&m, &s.signing), m.made_at)
+    });
+    let entry = match &manifest {
+        Some((signed, _)) => Entry::new(Action::Export, "disclosures", "manifest")
+            .detail(serde_json::to_value(signed).expect("plain data")),
+        None => Entry::about(Action::Export, "disclosures")
+            .detail(serde_json::json!({"rows": rows, "format": format.name()})),
+    };
     let mut tx = db.begin(who).await?;
-    let rows = crate::store::audit::disclosures(&mut tx, patient, from, to).await?;
-    let archived_before = crate::store::audit::archived_before(&mut tx)
-        .await?
-        .filter(|b| *b > from);
-    audit::record(
-        &mut tx,
-        who,
-        &[Entry::about(Action::Export, "disclosures")
-            .subject(patient)
-            .detail(serde_json::json!({"recipients": rows.len()}))],
-    )
-    .await?;
+    audit::record(&mut tx, who, &[entry.subject(patient)]).await?;
     tx.commit().await?;
-    Ok(Accounting {
-        patient: patient.to_string(),
-        from,
-        to,
-        archived_before,
-        disclosures: rows
-            .into_iter()
-            .map(|r| Disclosure {
-                recipient: Accessor {
-                    user: r.actor_user,
-                    roles: roles(r.actor_roles.as_deref()),
-                    practitioner_name: r.practitioner_name,
-                },
-                purpose: r.purpose,
-                first: r.first_at,
-                last: r.last_at,
-                count: r.count,
-                fields: r.fields,
-                collections: r.collections.iter().map(|c| slug(c)).collect(),
-                break_glass: r.break_glass,
-            })
-            .collect(),
+    let body = match (body, &manifest) {
+        (AccountingBody::Fhir(mut lines), Some((signed, at))) => {
+            let target = format!("phi-gateway accounting of disclosures of {patient}");
+            lines.push_str(
+                &(crate::audit::export::provenance_of(signed, *at, target).to_string() + "\n"),
+            );
+            AccountingBody::Fhir(lines)
+        }
+        (b, _) => b,
+    };
+    Ok(SignedAccounting {
+        body,
+        manifest: manifest.map(|(s, _)| s),
     })
 }
 
@@ -328,40 +411,14 @@ impl AccountingFormat {
             _ => None,
         }
     }
-}
 
-/// The accounting of disclosures entry by entry, as FHIR R4 AuditEvent
-/// NDJSON (purposeOfEvent, the patient as an entity, and each entry's chain
-/// position and hashes in its extensions). Only sealed entries: one not in
-/// the chain yet waits for the next accounting. On the record like the
-/// summary.
-pub async fn disclosures_fhir(
-    db: &crate::store::Db,
-    who: &Principal,
-    patient: &str,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> Result<String, ApiError> {
-    who.require(crate::identity::Role::Auditor)?;
-    let (from, to) = window(from, to)?;
-    let entries = crate::audit::export::disclosure_entries(&db.pool, patient, from, to)
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    let mut tx = db.begin(who).await?;
-    audit::record(
-        &mut tx,
-        who,
-        &[Entry::about(Action::Export, "disclosures")
-            .subject(patient)
-            .detail(serde_json::json!({"entries": entries.len(), "format": "fhir"}))],
-    )
-    .await?;
-    tx.commit().await?;
-    let mut out = String::new();
-    for (row, pos, prev, hash) in &entries {
-        out.push_str(&crate::audit::export::Format::Fhir.line(row, *pos, prev, hash));
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Csv => "csv",
+            Self::Fhir => "fhir",
+        }
     }
-    Ok(out)
 }
 
 pub const DISCLOSURES_CSV_HEADER: &str =

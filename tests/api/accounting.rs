@@ -634,6 +634,36 @@ async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
         "{a}"
     );
 
+    // Its signed manifest is fetched by the request's id, and holds it.
+    let res = app
+        .as_auditor()
+        .get(&format!("/api/audit/disclosures?patient={me}"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = res.text().await.unwrap();
+    let signed = json(
+        app.as_auditor()
+            .get(&format!("/api/audit/exports/{request_id}/manifest"))
+            .await,
+    )
+    .await;
+    let signed: phi_gateway::audit::export::SignedManifest =
+        serde_json::from_value(signed.clone()).unwrap_or_else(|e| panic!("{e}: {signed}"));
+    let keys = crate::helpers::verifying_keys();
+    let m = phi_gateway::audit::export::verify_accounting(&body, Some(&signed), &keys)
+        .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert_eq!(m.format, "json");
+    let now: Value = serde_json::from_str(&body).unwrap();
+    // The auditor's first accounting is one recipient more.
+    assert_eq!(
+        m.rows as usize,
+        now["disclosures"].as_array().unwrap().len()
+    );
+    assert_eq!(m.rows as usize, ds.len() + 1);
+    let other = body.replacen("\"count\":3", "\"count\":2", 1);
+    assert!(phi_gateway::audit::export::verify_accounting(&other, Some(&signed), &keys).is_err());
+
     let res = app
         .as_auditor()
         .get(&format!("/api/audit/disclosures?patient={me}&format=csv"))
@@ -677,13 +707,25 @@ async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
         .await;
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
-    let events: Vec<Value> = text
+    let mut events: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // It ends with the Provenance that signs it; the file verifies offline
+    // with the public key, and not once a line is changed.
+    let provenance = events.pop().unwrap();
+    assert_eq!(provenance["resourceType"], "Provenance", "{text}");
+    let keys = crate::helpers::verifying_keys();
+    let m = phi_gateway::audit::export::verify_accounting(&text, None, &keys)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!((m.patient.as_str(), m.rows), (me.as_str(), 9));
+    let altered = text.replacen("\"TREAT\"", "\"HPAYMT\"", 1);
+    assert!(phi_gateway::audit::export::verify_accounting(&altered, None, &keys).is_err());
+    let dropped: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    assert!(phi_gateway::audit::export::verify_accounting(&dropped, None, &keys).is_err());
     // Four reads by the practitioner, the admin's read and its break-glass
-    // entry, and the two accountings before this one.
-    assert_eq!(events.len(), 8, "{text}");
+    // entry, and the three accountings before this one.
+    assert_eq!(events.len(), 9, "{text}");
     for e in &events {
         assert_eq!(e["resourceType"], "AuditEvent");
         assert!(
@@ -719,7 +761,50 @@ async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
         .iter()
         .find(|d| d["recipient"]["user"] == "users:aud")
         .unwrap_or_else(|| panic!("{out}"));
-    assert_eq!(audits["count"], 3, "{out}");
+    assert_eq!(audits["count"], 4, "{out}");
+
+    // To a file, signed: the manifest beside it, checked by verify-export.
+    let dir =
+        std::env::temp_dir().join(format!("phi-accounting-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for format in ["csv", "json", "fhir"] {
+        let file = dir.join(format!("accounting.{format}"));
+        let file_s = file.to_str().unwrap();
+        let (ok, out) = crate::cli::cli(
+            &app.db,
+            "/nonexistent/keyring.json",
+            &[
+                "audit",
+                "disclosures",
+                "--patient",
+                &me,
+                "--format",
+                format,
+                "--out",
+                file_s,
+            ],
+        );
+        assert!(ok, "{out}");
+        let public = crate::helpers::signing().public.to_str().unwrap();
+        let (ok, out) = crate::cli::cli(
+            &app.db,
+            "/nonexistent/keyring.json",
+            &["audit", "verify-export", file_s, "--public-key", public],
+        );
+        assert!(
+            ok && out.contains("the accounting of disclosures of"),
+            "{format}: {out}"
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replacen("users:", "users:x", 1)).unwrap();
+        let (ok, out) = crate::cli::cli(
+            &app.db,
+            "/nonexistent/keyring.json",
+            &["audit", "verify-export", file_s, "--public-key", public],
+        );
+        assert!(!ok, "{format}: an altered accounting verified: {out}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 
     // Each accounting is on the record, about the patient.
     let mut conn = app.admin().await;
@@ -730,5 +815,5 @@ async fn an_auditor_accounts_for_every_disclosure_of_a_patients_records() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert_eq!(n, 4, "three through the API, one from the command line");
+    assert_eq!(n, 8, "four through the API, four from the command line");
 }

@@ -1131,7 +1131,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv; every disclosure as a FHIR R4 AuditEvent (NDJSON, sealed entries) with format=fhir */
+            /** @description The accounting of disclosures of one patient's records: every access by anyone else, by recipient and purpose (first, last, how many, which fields); CSV with format=csv; every disclosure as a FHIR R4 AuditEvent (NDJSON, sealed entries) with format=fhir. Signed when this gateway seals (as an export is): FHIR ends with a Provenance that signs it, JSON and CSV have their manifest at /api/audit/exports/{requestId}/manifest; `phi-gateway audit verify-export` checks either offline */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -4,7 +4,7 @@
 //! `Provenance` at the end.
 
 use base64::Engine;
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -308,12 +308,27 @@ pub fn parse_line(line: &str) -> anyhow::Result<(AuditRow, i64, Vec<u8>, Vec<u8>
 /// The final resource of a FHIR export: a Provenance whose signature
 /// signs the manifest (carried in an extension).
 pub fn provenance(signed: &SignedManifest, m: &Manifest) -> Value {
-    let when = m.exported_at.to_rfc3339_opts(SecondsFormat::Micros, true);
+    provenance_of(
+        signed,
+        m.exported_at,
+        format!(
+            "phi-gateway audit export, chain positions {}..{}",
+            m.first_pos
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            m.last_pos
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into())
+        ),
+    )
+}
+
+/// A Provenance signing a manifest made at `at`, about `target`.
+pub fn provenance_of(signed: &SignedManifest, at: DateTime<Utc>, target: String) -> Value {
+    let when = at.to_rfc3339_opts(SecondsFormat::Micros, true);
     json!({
         "resourceType": "Provenance",
-        "target": [{"display": format!("phi-gateway audit export, chain positions {}..{}",
-            m.first_pos.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            m.last_pos.map(|p| p.to_string()).unwrap_or_else(|| "-".into()))}],
+        "target": [{"display": target}],
         "recorded": when,
         "agent": [{"who": {"display": "phi-gateway"}}],
         "signature": [{

@@ -11,6 +11,10 @@ use crate::audit::chain::{self, Checkpoint, hex};
 use crate::audit::signing::{SigningKeys, VerifyingKeys};
 
 const MANIFEST_DOMAIN: &[u8] = b"phi-gateway/audit-export-manifest/v1\n";
+const ACCOUNTING_DOMAIN: &[u8] = b"phi-gateway/accounting-manifest/v1\n";
+/// What an accounting's manifest says it is (and how `verify-export` tells
+/// it from an export's).
+pub const ACCOUNTING_KIND: &str = "accounting-of-disclosures";
 pub const MANIFEST_KEY: &str = "phiGatewayManifest";
 
 /// What an export covers, signed as a whole.
@@ -43,6 +47,27 @@ pub struct Manifest {
     pub exported_at: DateTime<Utc>,
 }
 
+/// What a signed accounting of disclosures covers: one patient, a window,
+/// a format, the content's hash, and the chain's head signed when it was
+/// made (a FHIR accounting holds entries up to it, each with its link).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccountingManifest {
+    pub kind: String,
+    pub patient: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// json, csv or fhir.
+    pub format: String,
+    /// Recipients (json, csv) or disclosures (fhir).
+    pub rows: u64,
+    /// SHA-256 of the content: the whole file (json, csv), or every line
+    /// before the Provenance (fhir).
+    pub content_sha256: String,
+    pub checkpoint: Option<Checkpoint>,
+    pub made_at: DateTime<Utc>,
+}
+
 /// A manifest's exact text and its signature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -57,9 +82,8 @@ pub struct SignedManifest {
 }
 
 impl SignedManifest {
-    pub fn sign(m: &Manifest, keys: &SigningKeys) -> Self {
-        let text = serde_json::to_string(m).expect("plain data");
-        let mut msg = MANIFEST_DOMAIN.to_vec();
+    fn sign_text(domain: &[u8], text: String, keys: &SigningKeys) -> Self {
+        let mut msg = domain.to_vec();
         msg.extend_from_slice(text.as_bytes());
         let (key_id, sig) = keys.sign(&msg);
         Self {
@@ -70,29 +94,72 @@ impl SignedManifest {
         }
     }
 
-    /// The manifest, if the signature holds (by a key that still signed
-    /// when the manifest says it was made).
-    pub fn open(&self, keys: &VerifyingKeys) -> anyhow::Result<Manifest> {
+    /// The signature holds over `domain` and the text, by a key that still
+    /// signed at `made_at`, whose checkpoint (if any) is not dated after the
+    /// key stopped signing.
+    fn check(
+        &self,
+        domain: &[u8],
+        keys: &VerifyingKeys,
+        made_at: DateTime<Utc>,
+        checkpoint: Option<&Checkpoint>,
+    ) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.alg == chain::ALG_ED25519,
             "manifest signed with {:?}, expected ed25519",
             self.alg
         );
-        let m: Manifest = serde_json::from_str(&self.manifest)
-            .map_err(|_| anyhow::anyhow!("the manifest is not a manifest"))?;
-        let mut msg = MANIFEST_DOMAIN.to_vec();
+        let mut msg = domain.to_vec();
         msg.extend_from_slice(self.manifest.as_bytes());
         anyhow::ensure!(
-            keys.verify(self.key_id, &msg, &self.signature, m.exported_at),
+            keys.verify(self.key_id, &msg, &self.signature, made_at),
             "the manifest's signature is not valid (altered, signed by another key, or by a key \
              that had stopped signing before the date it bears)"
         );
         if let Some(end) = keys.not_after(self.key_id) {
             anyhow::ensure!(
-                m.checkpoint.as_ref().is_none_or(|c| c.at <= end),
+                checkpoint.is_none_or(|c| c.at <= end),
                 "the manifest's checkpoint is dated after its signing key stopped signing"
             );
         }
+        Ok(())
+    }
+
+    pub fn sign(m: &Manifest, keys: &SigningKeys) -> Self {
+        let text = serde_json::to_string(m).expect("plain data");
+        Self::sign_text(MANIFEST_DOMAIN, text, keys)
+    }
+
+    /// The manifest, if the signature holds (by a key that still signed
+    /// when the manifest says it was made).
+    pub fn open(&self, keys: &VerifyingKeys) -> anyhow::Result<Manifest> {
+        let m: Manifest = serde_json::from_str(&self.manifest)
+            .map_err(|_| anyhow::anyhow!("the manifest is not a manifest"))?;
+        self.check(MANIFEST_DOMAIN, keys, m.exported_at, m.checkpoint.as_ref())?;
+        Ok(m)
+    }
+
+    pub fn sign_accounting(m: &AccountingManifest, keys: &SigningKeys) -> Self {
+        let text = serde_json::to_string(m).expect("plain data");
+        Self::sign_text(ACCOUNTING_DOMAIN, text, keys)
+    }
+
+    /// Whether this manifest is an accounting's (it says so; its signature
+    /// is checked by `open_accounting`).
+    pub fn is_accounting(&self) -> bool {
+        serde_json::from_str::<serde_json::Value>(&self.manifest)
+            .is_ok_and(|v| v["kind"] == ACCOUNTING_KIND)
+    }
+
+    /// An accounting's manifest, if the signature holds.
+    pub fn open_accounting(&self, keys: &VerifyingKeys) -> anyhow::Result<AccountingManifest> {
+        let m: AccountingManifest = serde_json::from_str(&self.manifest)
+            .map_err(|_| anyhow::anyhow!("the manifest is not an accounting's manifest"))?;
+        anyhow::ensure!(
+            m.kind == ACCOUNTING_KIND,
+            "the manifest is not an accounting's"
+        );
+        self.check(ACCOUNTING_DOMAIN, keys, m.made_at, m.checkpoint.as_ref())?;
         Ok(m)
     }
 

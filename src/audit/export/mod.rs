@@ -34,8 +34,10 @@ mod manifest;
 mod stream;
 mod verify;
 
-pub use fhir::fhir_event;
+pub use fhir::{fhir_event, provenance_of};
 pub use format::{Format, csv_field};
-pub use manifest::{MANIFEST_KEY, Manifest, SignedManifest, write_csv_manifest};
+pub use manifest::{
+    ACCOUNTING_KIND, AccountingManifest, MANIFEST_KEY, Manifest, SignedManifest, write_csv_manifest,
+};
 pub use stream::{Plan, PlanError, disclosure_entries, plan, stream};
-pub use verify::verify_file;
+pub use verify::{ends_with_accounting, verify_accounting, verify_file};

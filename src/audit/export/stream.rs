@@ -197,18 +197,21 @@ pub async fn stream(
 /// chain order, each with its position and the hashes before and of it:
 /// the accounting of disclosures entry by entry, as FHIR AuditEvent lines
 /// carry them (each line's link can be recomputed from what it carries).
-/// Entries not sealed yet are not among them.
+/// Entries not sealed yet (or sealed after position `upto`) are not among
+/// them.
 pub async fn disclosure_entries(
     pool: &PgPool,
     patient: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    upto: Option<i64>,
 ) -> Result<Vec<(AuditRow, i64, Vec<u8>, Vec<u8>)>, sqlx::Error> {
     sqlx::query(&format!(
         "SELECT c.pos, c.prev_hash, c.hash, {} \
          FROM audit.log l JOIN audit.chain c ON c.seq = l.seq AND c.txid = l.txid \
          WHERE l.subject = $1 AND l.at >= $2 AND l.at < $3 \
            AND l.actor_user IS DISTINCT FROM l.subject AND l.action IN {} \
+           AND ($4::bigint IS NULL OR c.pos <= $4) \
          ORDER BY c.pos",
         row_columns("l."),
         crate::store::audit::DISCLOSING_ACTIONS
@@ -216,6 +219,7 @@ pub async fn disclosure_entries(
     .bind(patient)
     .bind(from)
     .bind(to)
+    .bind(upto)
     .try_map(|r: sqlx::postgres::PgRow| {
         Ok((
             AuditRow::from_row(&r)?,

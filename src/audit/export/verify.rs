@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::fhir;
 use super::format::{CSV_HEADER, CSV_HEADER_V1, Format};
-use super::manifest::{MANIFEST_KEY, Manifest, SignedManifest};
+use super::manifest::{AccountingManifest, MANIFEST_KEY, Manifest, SignedManifest};
 use crate::audit::chain::{self, VerifyKeys, hex};
 use crate::audit::signing::VerifyingKeys;
 
@@ -164,6 +164,117 @@ pub fn verify_file(
         anyhow::ensure!(
             m.last_pos.is_none_or(|p| p <= c.pos),
             "the export reaches past its checkpoint"
+        );
+    }
+    Ok(m)
+}
+
+/// Whether `text` ends with a FHIR accounting's Provenance (the last line
+/// of a file, read by `verify-export` to choose the check).
+pub fn ends_with_accounting(last_line: &str) -> bool {
+    serde_json::from_str::<Value>(last_line)
+        .ok()
+        .and_then(|v| fhir::from_provenance(&v).ok())
+        .is_some_and(|s| s.is_accounting())
+}
+
+/// Checks a signed accounting of disclosures offline, with the public key
+/// alone: the manifest's signature (and its checkpoint's), the content's
+/// hash and its count; for FHIR also every AuditEvent against the hashes
+/// it carries (altered, it does not match), each about the patient, dated
+/// in the window, in chain order and sealed before the signed head. The
+/// manifest is detached (`FILE.manifest.json`) for JSON and CSV, and the
+/// final Provenance for FHIR.
+pub fn verify_accounting(
+    content: &str,
+    detached: Option<&SignedManifest>,
+    keys: &VerifyingKeys,
+) -> anyhow::Result<AccountingManifest> {
+    let (body, signed) = match detached {
+        Some(s) => (content, s.clone()),
+        None => {
+            let trimmed = content.strip_suffix('\n').unwrap_or(content);
+            let (body, last) = match trimmed.rfind('\n') {
+                Some(i) => (&content[..=i], &trimmed[i + 1..]),
+                None => ("", trimmed),
+            };
+            let v: Value = serde_json::from_str(last).map_err(|_| {
+                anyhow::anyhow!("the accounting has no signed Provenance (truncated?)")
+            })?;
+            (body, fhir::from_provenance(&v)?)
+        }
+    };
+    let m = signed.open_accounting(keys)?;
+    anyhow::ensure!(
+        hex::encode(&Sha256::digest(body.as_bytes())) == m.content_sha256,
+        "the content differs from what the manifest signed"
+    );
+    let rows = match m.format.as_str() {
+        "json" => {
+            let v: Value = serde_json::from_str(body)
+                .map_err(|_| anyhow::anyhow!("the accounting is not JSON"))?;
+            anyhow::ensure!(
+                v["patient"] == m.patient.as_str(),
+                "the accounting is about another patient than its manifest says"
+            );
+            v["disclosures"].as_array().map_or(0, |d| d.len()) as u64
+        }
+        "csv" => (body.lines().count() as u64).saturating_sub(1),
+        "fhir" => {
+            let mut last: Option<i64> = None;
+            let mut n = 0u64;
+            for (i, line) in body.lines().enumerate() {
+                let (row, pos, prev, hash) = Format::Fhir
+                    .read_line(line)
+                    .map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?;
+                anyhow::ensure!(
+                    chain::link(&prev, &row).as_slice() == hash.as_slice(),
+                    "line {}: entry seq {} does not match its hash (altered)",
+                    i + 1,
+                    row.seq
+                );
+                anyhow::ensure!(
+                    row.subject.as_deref() == Some(m.patient.as_str()),
+                    "line {}: an entry about someone else",
+                    i + 1
+                );
+                anyhow::ensure!(
+                    row.at >= m.from && row.at < m.to,
+                    "line {}: an entry dated outside the window",
+                    i + 1
+                );
+                anyhow::ensure!(
+                    last.is_none_or(|l| pos > l),
+                    "line {}: out of chain order",
+                    i + 1
+                );
+                anyhow::ensure!(
+                    m.checkpoint.as_ref().is_none_or(|c| pos <= c.pos),
+                    "line {}: sealed after the signed head",
+                    i + 1
+                );
+                last = Some(pos);
+                n += 1;
+            }
+            n
+        }
+        f => anyhow::bail!("the manifest is for format {f}"),
+    };
+    anyhow::ensure!(
+        rows == m.rows,
+        "manifest says {} rows, the content has {rows}",
+        m.rows
+    );
+    if let Some(c) = &m.checkpoint {
+        anyhow::ensure!(
+            chain::verify_checkpoint(
+                VerifyKeys {
+                    public: Some(keys),
+                    keyring: None
+                },
+                c
+            ),
+            "the checkpoint's signature is not valid"
         );
     }
     Ok(m)

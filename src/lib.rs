@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod identity;
+pub mod import;
 pub mod keyreload;
 pub mod metrics;
 pub mod openapi;

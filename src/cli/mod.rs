@@ -4,6 +4,7 @@
 mod analytics;
 mod apikeys;
 mod audit;
+mod import;
 mod keys;
 mod progress;
 mod seed;
@@ -58,6 +59,9 @@ enum Command {
     /// The analysts' de-identified aggregates.
     #[command(subcommand)]
     Analytics(analytics::AnalyticsCommand),
+    /// Import existing records from a source database (a Payload CMS's
+    /// tables, in the clear or pgcrypto-encrypted), resumable; or undo one.
+    Import(import::ImportArgs),
     /// Print the OpenAPI document (what `/api/openapi.json` serves), for
     /// generating clients (clients/payload).
     Openapi,
@@ -98,6 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apikeys(cmd) => apikeys::run(cmd, &settings()?).await,
         Command::Audit(audit::AuditCommand::Online(cmd)) => audit::run(cmd, &settings()?).await,
         Command::Analytics(cmd) => analytics::run(cmd, &settings()?).await,
+        Command::Import(args) => import::run(args, &settings()?).await,
     }
 }
 

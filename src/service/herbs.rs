@@ -71,6 +71,17 @@ fn to_doc(row: HerbRow) -> Result<HerbDoc, ApiError> {
 
 pub async fn create(svc: &Services, who: &Principal, input: NewHerb) -> Result<HerbDoc, ApiError> {
     who.require_staff()?;
+    let mut tx = svc.pool.begin(who).await?;
+    let row = insert_in(&mut tx, input).await?;
+    tx.commit().await?;
+    to_doc(row)
+}
+
+/// Inserts a new herb on the caller's transaction.
+pub(crate) async fn insert_in(
+    tx: &mut crate::store::Tx,
+    input: NewHerb,
+) -> Result<HerbRow, ApiError> {
     let row = NewRow {
         id: new_id(),
         slug: input.slug,
@@ -80,12 +91,9 @@ pub async fn create(svc: &Services, who: &Principal, input: NewHerb) -> Result<H
         status: input.status.as_str(),
         tcm_properties: serde_json::to_value(input.tcm_properties).expect("plain data"),
     };
-    let mut tx = svc.pool.begin(who).await?;
-    let row = table::insert(&mut tx, row)
+    table::insert(tx, row)
         .await
-        .map_err(|e| client_error(&HERBS, e))?;
-    tx.commit().await?;
-    to_doc(row)
+        .map_err(|e| client_error(&HERBS, e))
 }
 
 /// `item`: a herb has no sealed field and no relationship; its `select` is

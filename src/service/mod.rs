@@ -12,6 +12,7 @@ pub mod consents;
 pub mod export;
 pub mod health;
 pub mod herbs;
+pub mod import;
 pub mod keycheck;
 pub mod practitioners;
 pub mod report;

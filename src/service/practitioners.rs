@@ -126,7 +126,11 @@ fn open_all(
 /// `gate`, with the fields the body named), and a link to a collection
 /// whose users cannot call this service (the id would name nobody who
 /// could ever use it, or someone else's namespace).
-fn check_link(svc: &Services, who: &Principal, link: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_link(
+    svc: &Services,
+    who: &Principal,
+    link: Option<&str>,
+) -> Result<(), ApiError> {
     if !who.has(Role::Admin) {
         return Err(ApiError::Forbidden(
             "Only an admin may link a CMS user to a practitioner record.".into(),
@@ -157,10 +161,26 @@ pub async fn create(
         check_link(svc, who, Some(link))?;
     }
     let c = Crypt::new(svc);
+    let row = new_row(&c, input)?;
+    let mut tx = svc.pool.begin(who).await?;
+    let row = insert_in(&mut tx, row).await?;
+    let doc = to_doc(&c, who, row, &Selection::All)?;
+    // The CREATE entry (sealed fields, the link) is written by the table's
+    // audit trigger on this transaction.
+    tx.commit().await?;
+    Ok(doc)
+}
+
+/// A new practitioner's row, sealed.
+pub(crate) fn new_row(c: &Crypt, input: NewPractitioner) -> Result<NewRow, ApiError> {
     let id = new_id();
     let email = input.email.as_ref();
-    let row = NewRow {
+    Ok(NewRow {
         id,
+        email_bidx: email.map(|e| c.blind(TABLE, "email", e.as_str())),
+        email: c.seal_text(email, place("email", id))?,
+        phone: c.seal_text(input.phone.as_ref(), place("phone", id))?,
+        licence_number: c.seal_text(input.licence_number.as_ref(), place("licence_number", id))?,
         slug: input.slug,
         name: input.name,
         modalities: input.modalities,
@@ -174,20 +194,14 @@ pub async fn create(
         lat: input.location.lat,
         lon: input.location.lon,
         user_id: input.user_id,
-        email_bidx: email.map(|e| c.blind(TABLE, "email", e.as_str())),
-        email: c.seal_text(email, place("email", id))?,
-        phone: c.seal_text(input.phone.as_ref(), place("phone", id))?,
-        licence_number: c.seal_text(input.licence_number.as_ref(), place("licence_number", id))?,
-    };
-    let mut tx = svc.pool.begin(who).await?;
-    let row = table::insert(&mut tx, row)
+    })
+}
+
+/// Inserts a new practitioner (`new_row`) on the caller's transaction.
+pub(crate) async fn insert_in(tx: &mut Tx, row: NewRow) -> Result<PractitionerRow, ApiError> {
+    table::insert(tx, row)
         .await
-        .map_err(|e| client_error(&PRACTITIONERS, e))?;
-    let doc = to_doc(&c, who, row, &Selection::All)?;
-    // The CREATE entry (sealed fields, the link) is written by the table's
-    // audit trigger on this transaction.
-    tx.commit().await?;
-    Ok(doc)
+        .map_err(|e| client_error(&PRACTITIONERS, e))
 }
 
 pub async fn get(

@@ -261,6 +261,22 @@ pub async fn create(
         ));
     }
     let c = Crypt::new(svc);
+    let new = new_row(&c, owner, &input)?;
+    let mut tx = svc.begin_phi(who).await?;
+    let row = insert_in(&mut tx, new).await?;
+    let (tx, doc) = open_written(svc, &c, tx, who, &row).await?;
+    // The CREATE entry is written by the table's audit trigger, on this
+    // transaction.
+    tx.commit().await?;
+    Ok(doc)
+}
+
+/// A new submission of `owner`'s: its row, sealed, and its facts.
+pub(crate) fn new_row(
+    c: &Crypt,
+    owner: String,
+    input: &NewSubmission,
+) -> Result<(NewRow, crate::store::facts::Facts), ApiError> {
     let id = new_id();
     let email = input.contact_email.as_ref();
     let dob = input.date_of_birth;
@@ -269,7 +285,7 @@ pub async fn create(
         owner_id: owner,
         status: input.status.as_str(),
         practitioner_id: input.practitioner_id,
-        symptoms: seal_symptoms(&c, &input.symptoms, id)?,
+        symptoms: seal_symptoms(c, &input.symptoms, id)?,
         notes: c.seal_text(input.notes.as_ref(), place("notes", id))?,
         contact_email_bidx: email.map(|e| c.blind(TABLE, "contact_email", e.as_str())),
         contact_email: c.seal_text(email, place("contact_email", id))?,
@@ -282,17 +298,20 @@ pub async fn create(
             place("region", id),
         )?,
     };
-    let f = facts(&c, id, &input.symptoms, dob, input.region);
-    let mut tx = svc.begin_phi(who).await?;
-    check_practitioner(&mut tx, input.practitioner_id).await?;
-    let row = table::insert(&mut tx, row, &f)
+    let f = facts(c, id, &input.symptoms, dob, input.region);
+    Ok((row, f))
+}
+
+/// Inserts a new submission (`new_row`) on the caller's transaction: the
+/// practitioner it names must be one the caller sees.
+pub(crate) async fn insert_in(
+    tx: &mut Tx,
+    (row, f): (NewRow, crate::store::facts::Facts),
+) -> Result<SubmissionRow, ApiError> {
+    check_practitioner(tx, row.practitioner_id).await?;
+    table::insert(tx, row, &f)
         .await
-        .map_err(|e| client_error(&SUBMISSIONS, e))?;
-    let (tx, doc) = open_written(svc, &c, tx, who, &row).await?;
-    // The CREATE entry is written by the table's audit trigger, on this
-    // transaction.
-    tx.commit().await?;
-    Ok(doc)
+        .map_err(|e| client_error(&SUBMISSIONS, e))
 }
 
 pub async fn get(

@@ -15,6 +15,7 @@ pub mod facts;
 pub mod filter;
 pub mod health;
 pub mod herbs;
+pub mod imports;
 pub mod keys;
 pub mod practitioners;
 pub mod submissions;

@@ -12,6 +12,17 @@ pub fn cli(db: &TestDb, keyring: &str, args: &[&str]) -> (bool, String) {
 }
 
 fn cli_in(db: &TestDb, keyring: &str, environment: &str, args: &[&str]) -> (bool, String) {
+    cli_env(db, keyring, environment, args, &[])
+}
+
+/// The command with more environment (after the tests' own).
+pub fn cli_env(
+    db: &TestDb,
+    keyring: &str,
+    environment: &str,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
         .args(args)
         .env_clear()
@@ -25,6 +36,7 @@ fn cli_in(db: &TestDb, keyring: &str, environment: &str, args: &[&str]) -> (bool
         .env("PHI_AUDIT_VERIFY_KEY", &signing().public)
         .env("PAYLOAD_SECRET", "cli-test-secret")
         .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
         .output()
         .unwrap();
     let text = crate::helpers::output_text(&out);

@@ -2,6 +2,7 @@
 //! (the private cluster started by `deploy/test.sh`), a fresh database per test.
 
 mod helpers;
+mod import;
 mod testdb;
 
 mod access;

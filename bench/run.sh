@@ -4,6 +4,7 @@
 #   bench/run.sh [audit|subject-index|reads|sealer|export|proximity|all] (default all)
 #   bench/run.sh verify  a full and a one-day incremental verify on a 10M-entry log
 #   bench/run.sh report  a patient's access report in a log of millions (bench/report.sh)
+#   bench/run.sh import  importing 100,000 pgcrypto-encrypted submissions (bench/import.sh)
 #   bench/run.sh http    the gateway through HTTP against pgbench (bench/http.sh)
 #   bench/run.sh ab OLD NEW   two gateway binaries side by side (bench/ab.sh)
 #   BENCH_PRACTITIONERS=1000000 sets the proximity data set size,
@@ -25,6 +26,8 @@ if [ "${1:-all}" = http ]; then
   bench/http.sh
 elif [ "${1:-all}" = report ]; then
   bench/report.sh
+elif [ "${1:-all}" = import ]; then
+  bench/import.sh
 elif [ "${1:-all}" = ab ]; then
   bench/ab.sh "$2" "$3"
 else

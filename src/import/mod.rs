@@ -207,11 +207,17 @@ pub async fn run(
                 .and_then(Value::as_str)
                 .map(str::to_string);
             let mut done_here = 0u64;
+            let mut rows =
+                source::page(&src, sql, after.as_deref(), batch as i64, opts.old_key.as_ref()).await?;
             loop {
-                let rows = source::page(&src, sql, after.as_deref(), batch as i64, opts.old_key.as_ref()).await?;
                 let Some(last) = rows.last().map(|r| r.key.clone()) else {
                     break;
                 };
+                // The next page is read (and decrypted, by the source) while
+                // this one is validated, sealed and written.
+                let next_after = last.clone();
+                let next = source::page(&src, sql, Some(&next_after), batch as i64, opts.old_key.as_ref());
+                let this = async {
                 s.read += rows.len() as u64;
                 done_here += rows.len() as u64;
                 let keys: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
@@ -285,6 +291,11 @@ pub async fn run(
                         opts.report.display()
                     );
                 }
+                Ok(())
+                };
+                let (next, this) = tokio::join!(next, this);
+                this?;
+                rows = next?;
             }
             progress.end();
         }

@@ -209,10 +209,7 @@ pub async fn run(
             let mut done_here = 0u64;
             let mut rows =
                 source::page(&src, sql, after.as_deref(), batch as i64, opts.old_key.as_ref()).await?;
-            loop {
-                let Some(last) = rows.last().map(|r| r.key.clone()) else {
-                    break;
-                };
+            while let Some(last) = rows.last().map(|r| r.key.clone()) {
                 // The next page is read (and decrypted, by the source) while
                 // this one is validated, sealed and written.
                 let next_after = last.clone();

@@ -16,9 +16,16 @@ use crate::store::{Db, Mode};
 
 #[derive(Args)]
 pub struct ImportArgs {
-    /// The source database's URL (read-only: the import never changes it).
-    /// Encrypted columns are decrypted with the key in PHI_IMPORT_SOURCE_KEY.
-    #[arg(long, required_unless_present = "undo")]
+    /// The source database's URL (read-only: the import never changes it);
+    /// better in PHI_IMPORT_SOURCE_URL than on a command line others can
+    /// list. Encrypted columns are decrypted with the key in
+    /// PHI_IMPORT_SOURCE_KEY.
+    #[arg(
+        long,
+        env = "PHI_IMPORT_SOURCE_URL",
+        hide_env_values = true,
+        required_unless_present = "undo"
+    )]
     source: Option<String>,
     /// The mapping file (TOML): source tables to collections, columns to
     /// fields (deploy/import/*.toml are examples).
@@ -43,7 +50,7 @@ pub struct ImportArgs {
     verify: bool,
     /// Undo an import run as a whole (refused once any of its records has
     /// changed since).
-    #[arg(long, value_name = "RUN", conflicts_with_all = ["source", "map", "dry_run", "verify"])]
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["map", "dry_run", "verify"])]
     undo: Option<uuid::Uuid>,
 }
 

@@ -212,11 +212,16 @@ pub async fn seal_all(pool: &PgPool) -> Result<usize, sqlx::Error> {
     let mut total = 0;
     loop {
         total += seal_available(pool).await?;
-        let unsealed: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM audit.log l WHERE l.txid >= (SELECT lo FROM audit.sealer_state) \
+        // The horizon as a literal: a parameter (or a subquery) is planned
+        // for any value, as a scan of the whole log (a second at 10 million).
+        let lo: i64 = sqlx::query_scalar("SELECT lo FROM audit.sealer_state")
+            .fetch_one(pool)
+            .await?;
+        let unsealed: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM audit.log l WHERE l.txid >= {lo} \
              AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq) \
-             AND NOT EXISTS (SELECT 1 FROM audit.quarantine q WHERE q.seq = l.seq AND q.txid = l.txid))",
-        )
+             AND NOT EXISTS (SELECT 1 FROM audit.quarantine q WHERE q.seq = l.seq AND q.txid = l.txid))"
+        ))
         .fetch_one(pool)
         .await?;
         if !unsealed || std::time::Instant::now() > deadline {

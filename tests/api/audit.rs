@@ -1181,6 +1181,25 @@ async fn an_incremental_verify_starts_at_the_newest_anchored_checkpoint() {
         .first_problem
         .expect("refused");
     assert!(p.contains("starting checkpoint"), "{p}");
+
+    // An entry slipped in after it and passed over by the sealer (never
+    // chained): the incremental one finds it too (one problem more than the
+    // altered entry above).
+    let before = incremental(Some(since)).await.problems;
+    let txid: i64 = sqlx::query_scalar(
+        "INSERT INTO audit.log (actor_user, action, entity_type, outcome) \
+         VALUES ('mallory', 'READ', 'symptom_submissions', 'success') RETURNING txid",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE audit.sealer_state SET lo = $1, hi = NULL, after_seq = 0")
+        .bind(txid + 1)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let after = incremental(Some(since)).await;
+    assert_eq!(after.problems, before + 1, "{after:?}");
 }
 
 /// A backlog is sealed a page at a time in windows of at most one page's

@@ -219,16 +219,21 @@ pub fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<()> {
     let m = export::verify_file(BufReader::new(f), csv_manifest.as_ref(), &keys)
         .context("the export does not verify")?;
     println!(
-        "ok: {} rows, positions {:?}..{:?}, seq {:?}..{:?}, head {}, checkpoint at position {:?}",
+        "ok: {} rows, positions {}..{}, seq {}..{}, head {}, checkpoint at position {}",
         m.rows,
-        m.first_pos,
-        m.last_pos,
-        m.first_seq,
-        m.last_seq,
+        shown(m.first_pos),
+        shown(m.last_pos),
+        shown(m.first_seq),
+        shown(m.last_seq),
         m.head_hash.as_deref().unwrap_or("-"),
-        m.checkpoint.as_ref().map(|c| c.pos),
+        shown(m.checkpoint.as_ref().map(|c| c.pos)),
     );
     Ok(())
+}
+
+/// A figure, or `-` when there is none (an empty export).
+fn shown(v: Option<i64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// The last non-empty line of a file (read from its end: exports are

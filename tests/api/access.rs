@@ -1107,3 +1107,44 @@ async fn an_analyst_cannot_difference_two_refreshes() {
         assert_eq!(code, "42501", "{sql}: {err}");
     }
 }
+
+/// The audit routes in the matrix: a caller's own access report is any
+/// signed-in user's (it holds only entries about them); the accounting of
+/// one patient's disclosures and the export are an auditor's; nothing
+/// without credentials. Each refusal is on the record.
+#[tokio::test]
+async fn the_audit_routes_of_the_access_matrix() {
+    let app = spawn_app().await;
+    // The matrix's records and consents, so that there is something to report.
+    let _world = world(&app).await;
+    let report = "/api/audit/my-access-report";
+    let accounting = "/api/audit/disclosures?patient=users:pat-a";
+    let export = "/api/audit/export?format=ndjson";
+    // (actor, report, accounting, export)
+    let expected: &[(&str, u16, u16, u16)] = &[
+        ("anonymous", 401, 401, 401),
+        ("patient A", 200, 403, 403),
+        ("patient B", 200, 403, 403),
+        ("practitioner with consent", 200, 403, 403),
+        ("practitioner without", 200, 403, 403),
+        ("editor", 200, 403, 403),
+        ("admin", 200, 403, 403),
+        ("admin with break-glass", 200, 403, 403),
+        ("auditor", 200, 200, 200),
+    ];
+    for (name, who) in ACTORS {
+        let (_, r, a, e) = expected.iter().find(|x| x.0 == *name).unwrap();
+        for (path, want) in [(report, r), (accounting, a), (export, e)] {
+            let got = call(&app, Method::GET, path, *who, None).await.status();
+            assert_eq!(got, *want, "{name}: GET {path}");
+        }
+    }
+    let mut conn = app.admin().await;
+    let denied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.log WHERE action = 'ACCESS_DENIED' AND entity_type IN ('audit_log', 'disclosures', 'access_report')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(denied >= 14, "every 403 on the record: {denied}");
+}

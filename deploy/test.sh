@@ -32,6 +32,14 @@ if [ "$(cat "$pkg/node_modules/.stamp" 2>/dev/null)" != "$lock" ]; then
   (cd "$pkg" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
   echo "$lock" >"$pkg/node_modules/.stamp"
 fi
+# The example Payload app (real payload and @payloadcms/db-postgres; its
+# test installs the client package from the tarball npm pack makes).
+ex=$root/examples/payload-app
+lock=$(sha256sum "$ex/package-lock.json" | cut -c1-16)
+if [ "$(cat "$ex/node_modules/.stamp" 2>/dev/null)" != "$lock" ]; then
+  (cd "$ex" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  echo "$lock" >"$ex/node_modules/.stamp"
+fi
 
 bao=$root/.local/bao-test
 deploy/bao.sh stop "$bao" 2>/dev/null || true

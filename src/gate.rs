@@ -377,6 +377,10 @@ fn attempt(req: &HttpRequest) -> Option<(Action, &'static str)> {
     if slug == "audit" {
         return Some((Action::Export, "audit_log"));
     }
+    if slug == "auth" {
+        // A session's logout, refused (logged out already).
+        return Some((Action::Login, "sessions"));
+    }
     let table = crate::schema::ALL.iter().find(|c| c.slug == slug)?.table;
     let item = tail == "{id}";
     let action = match *req.method() {

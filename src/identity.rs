@@ -135,6 +135,19 @@ pub struct Principal {
     /// The `X-Purpose-Of-Use` the caller gave, if any (`purpose()` says
     /// what is recorded).
     pub purpose_of_use: Option<PurposeOfUse>,
+    /// The login session a Payload token belongs to (none for API keys,
+    /// operators and the anonymous): refused once logged out.
+    pub session: Option<Session>,
+}
+
+/// A Payload login session, as the gateway keys it: the user and Payload's
+/// session id (`sid`), or, for a token of a collection without sessions,
+/// the token's own signature digest; and until when the token would be
+/// accepted (its expiry and the verifier's leeway, Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub key: String,
+    pub expires_at: i64,
 }
 
 impl Principal {

@@ -33,6 +33,7 @@ use crate::page::{Count, Page};
         crate::routes::audit::manifest,
         crate::routes::audit::my_access_report,
         crate::routes::audit::disclosures,
+        crate::routes::sessions::logout,
     ),
     components(schemas(
         ErrorBody, ErrorItem, ValidationData, FieldError, Location, Status, Contact,
@@ -40,7 +41,7 @@ use crate::page::{Count, Page};
         ConsentDoc, ConsentInput, Page<ConsentDoc>, Count,
         crate::domain::time::Instant, crate::audit::export::Format,
         crate::routes::audit::ReportFormat, crate::domain::consent::ConsentScope,
-        crate::service::report::AccountingFormat,
+        crate::service::report::AccountingFormat, crate::routes::sessions::LoggedOut,
     )),
     tags(
         (name = "practitioners", description = "Public directory; contact fields sealed"),
@@ -49,6 +50,7 @@ use crate::page::{Count, Page};
         (name = "consents", description = "A patient's sharing with practitioners"),
         (name = "audit", description = "Compliance export, and a patient's report of who accessed their records"),
         (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "auth", description = "Ending a Payload session at the gateway too"),
     )
 )]
 pub struct ApiDoc;
@@ -84,8 +86,8 @@ impl utoipa::Modify for Security {
 }
 
 /// Answers any route may give, added to every operation: 400 for a query
-/// parameter it does not take, 429 and 503 from the gate and the pool, and
-/// for bodies 413 and 415. Written once here rather than on each route.
+/// parameter it does not take, 401 for refused credentials (API routes),
+/// 429 and 503 from the gate and the pool, and for bodies 413 and 415. Written once here rather than on each route.
 struct CommonResponses;
 
 impl utoipa::Modify for CommonResponses {
@@ -163,7 +165,8 @@ impl utoipa::Modify for CommonResponses {
                 }
             }
         }
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
             for op in [
                 &mut item.get,
                 &mut item.post,
@@ -191,6 +194,14 @@ impl utoipa::Modify for CommonResponses {
                     "503",
                     "The database is unavailable, or the anonymous share of it is in use (Retry-After)",
                 );
+                if api {
+                    // Anonymous callers are welcome on some routes; a
+                    // credential that is presented is checked everywhere.
+                    add(
+                        "401",
+                        "Credentials were presented and refused: a bad, expired or logged-out token, or an unknown API key",
+                    );
+                }
                 if has_body {
                     add("413", "Body too large");
                     add("415", "Not application/json");

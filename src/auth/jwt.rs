@@ -72,6 +72,8 @@ struct Claims {
     iat: Option<i64>,
     nbf: Option<i64>,
     roles: Option<RolesClaim>,
+    /// Payload's login session (collections with `useSessions`, the default).
+    sid: Option<String>,
 }
 
 /// Verifies Payload's JWTs.
@@ -203,7 +205,28 @@ impl JwtVerifier {
             // from API keys only.
             .filter(|r| !matches!(r, Role::Service))
             .collect();
-        Ok(Principal::user(&collection, &id, &roles))
+        let mut p = Principal::user(&collection, &id, &roles);
+        // The session a logout ends: Payload's own id for it, else this
+        // very token (its signature's digest).
+        let session = match claims.sid {
+            Some(sid)
+                if !sid.is_empty()
+                    && sid.len() <= 128
+                    && sid.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                format!("sid:{sid}")
+            }
+            _ => format!(
+                "sig:{}",
+                crate::audit::chain::hex::encode(&Sha256::digest(&sig)[..16])
+            ),
+        };
+        p.session = Some(crate::identity::Session {
+            key: format!("{}#{session}", p.user_id.as_deref().unwrap_or_default()),
+            // Accepted until then (the leeway included).
+            expires_at: exp.saturating_add(self.leeway_secs),
+        });
+        Ok(p)
     }
 }
 
@@ -249,6 +272,39 @@ mod tests {
         let p = v.verify(&v.sign(&c), NOW).unwrap();
         assert_eq!(p.user_id.as_deref(), Some("users:64f1c0ffee"));
         assert!(p.has(Role::Editor));
+    }
+
+    #[test]
+    fn a_token_names_the_session_a_logout_ends() {
+        let v = verifier();
+        let mut c = claims();
+        c["sid"] = json!("d3aa1c26-47be-4302-b532-fb5de1132173");
+        let s = v.verify(&v.sign(&c), NOW).unwrap().session.unwrap();
+        assert_eq!(s.key, "users:42#sid:d3aa1c26-47be-4302-b532-fb5de1132173");
+        // Accepted until the expiry and the leeway: kept that long.
+        assert_eq!(s.expires_at, NOW + 3600 + 30);
+        // Two tokens of the same session share it.
+        c["iat"] = json!(NOW - 60);
+        assert_eq!(v.verify(&v.sign(&c), NOW).unwrap().session.unwrap(), s);
+        // Without a session id (or with one that is not plain text): the
+        // token itself, so no two tokens share it.
+        for sid in [json!(null), json!(""), json!("a b"), json!(7)] {
+            let mut c = claims();
+            c["sid"] = sid;
+            let Ok(p) = v.verify(&v.sign(&c), NOW) else {
+                continue;
+            };
+            let key = p.session.unwrap().key;
+            assert!(
+                key.starts_with("users:42#sig:") && key.len() == 13 + 32,
+                "{key}"
+            );
+            c["iat"] = json!(NOW - 1);
+            assert_ne!(
+                v.verify(&v.sign(&c), NOW).unwrap().session.unwrap().key,
+                key
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod collections;
 pub mod health;
 pub mod respond;
+pub mod sessions;
 pub mod shape;
 
 use actix_web::middleware::from_fn;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api")
                 .wrap(from_fn(crate::gate::gate))
                 .configure(collections::configure)
+                .service(web::resource("/auth/logout").route(web::post().to(sessions::logout)))
                 .service(
                     web::scope("/audit")
                         .service(web::resource("/export").route(web::get().to(audit::export)))

@@ -16,6 +16,7 @@ pub mod import;
 pub mod keycheck;
 pub mod practitioners;
 pub mod report;
+pub mod sessions;
 pub mod submissions;
 pub mod upkeep;
 
@@ -252,6 +253,9 @@ impl From<StoreError> for ApiError {
                 ApiError::invalid("body", "refers to a record that does not exist")
             }
             StoreError::RlsDenied => ApiError::forbidden(),
+            StoreError::SessionEnded => ApiError::Unauthorized(
+                "Unauthorized: this token's session was logged out; log in again.".into(),
+            ),
             StoreError::Forbidden(message) => ApiError::Forbidden(Cow::Owned(message)),
             StoreError::Timeout => ApiError::Unavailable {
                 what: "database (the query took too long)",

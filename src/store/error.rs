@@ -17,6 +17,9 @@ pub enum StoreError {
     Forbidden(String),
     #[error("statement timeout")]
     Timeout,
+    /// The caller's token belongs to a session that was logged out.
+    #[error("the session was logged out")]
+    SessionEnded,
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
     #[error("database error")]

@@ -18,6 +18,7 @@ pub mod herbs;
 pub mod imports;
 pub mod keys;
 pub mod practitioners;
+pub mod sessions;
 pub mod submissions;
 mod tx;
 
@@ -26,7 +27,7 @@ pub use tx::{Tx, held, hold_connections_on_this_thread};
 
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::{Query, QueryAs, QueryScalar};
-use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::crypto::SealedField;
@@ -153,8 +154,12 @@ pub async fn begin(pool: &PgPool, mode: Mode, who: &Principal) -> Result<Tx> {
         t.statement_ms
     };
     // The policies read user, roles and break-glass; the audit triggers
-    // read the rest.
-    tx.q("SELECT set_config('app.user_id', $1, true), \
+    // read the rest. A Payload user's token also asks whether its session
+    // was logged out (0019); nobody else's request names the function (a
+    // health check works on a database without the migrations).
+    macro_rules! set {
+        () => {
+            "SELECT set_config('app.user_id', $1, true), \
               set_config('app.roles', $2, true), \
               set_config('app.break_glass', $3, true), \
               set_config('app.collection', $4, true), \
@@ -164,7 +169,18 @@ pub async fn begin(pool: &PgPool, mode: Mode, who: &Principal) -> Result<Tx> {
               set_config('app.reason', $8, true), \
               set_config('app.client_request_id', $9, true), \
               set_config('app.purpose', $10, true), \
-              set_config('statement_timeout', $11, true)")
+              set_config('statement_timeout', $11, true)"
+        };
+    }
+    const SET: &str = set!();
+    const SET_AND_CHECK: &str = concat!(set!(), ", app_session_ended($12)");
+    let session = who.session.as_ref().map(|s| s.key.as_str());
+    let q = tx
+        .q(if session.is_some() {
+            SET_AND_CHECK
+        } else {
+            SET
+        })
         .bind(who.user_id.as_deref().unwrap_or(""))
         .bind(who.roles_csv())
         .bind(if who.break_glass() { "on" } else { "" })
@@ -179,9 +195,16 @@ pub async fn begin(pool: &PgPool, mode: Mode, who: &Principal) -> Result<Tx> {
         })
         .bind(who.client_request_id.as_deref().unwrap_or(""))
         .bind(who.purpose().map(|p| p.as_str()).unwrap_or(""))
-        .bind(timeout.to_string())
-        .execute(&mut *tx)
-        .await?;
+        .bind(timeout.to_string());
+    let Some(session) = session else {
+        q.execute(&mut *tx).await?;
+        return Ok(tx);
+    };
+    let row = q.bind(session).fetch_one(&mut *tx).await?;
+    // A logged-out session's token (the same round trip): refused.
+    if row.try_get::<bool, _>(11)? {
+        return Err(StoreError::SessionEnded);
+    }
     Ok(tx)
 }
 

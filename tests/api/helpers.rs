@@ -384,3 +384,11 @@ pub fn error_message(body: &serde_json::Value) -> String {
         .unwrap_or_else(|| panic!("no message: {body}"))
         .to_string()
 }
+
+/// Held while a test builds clients/payload's `dist` (its `npm test`, and
+/// `npm pack` for the example app): two builds at once would write the
+/// same files.
+pub fn client_build_lock() -> &'static tokio::sync::Mutex<()> {
+    static LOCK: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+    LOCK.get_or_init(|| tokio::sync::Mutex::new(()))
+}

@@ -64,10 +64,11 @@ async fn the_collection_descriptions_match_the_live_schema() {
     // `key_checks` holds the keyring's check values (migration 0013): key
     // metadata, no document. `import_runs` and `import_rows` (0018) say
     // which source key became which record: bookkeeping, no value.
+    // `auth_logouts` (0019): logged-out sessions' keys, no value.
     let described: BTreeSet<String> = ALL
         .iter()
         .map(|c| c.table)
-        .chain(["key_checks", "import_runs", "import_rows"])
+        .chain(["key_checks", "import_runs", "import_rows", "auth_logouts"])
         .map(String::from)
         .collect();
     assert_eq!(

@@ -66,7 +66,10 @@ async fn payloads_sdk_works_against_the_gateway() {
         .env("PHI_TOKEN_DOC", token("doc", &["practitioner"]))
         .env("PHI_TOKEN_EDITOR", token("ed", &["editor"]))
         .env("PHI_TOKEN_ADMIN", token("adm", &["admin"]));
-    let (ok, out) = run(cmd).await;
+    let (ok, out) = {
+        let _building = crate::helpers::client_build_lock().lock().await;
+        run(cmd).await
+    };
     assert!(ok, "the SDK contract tests failed:\n{out}");
     assert!(out.contains("# fail 0"), "{out}");
 }

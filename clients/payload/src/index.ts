@@ -46,7 +46,7 @@ type ServerSet<D, K extends keyof D> = Omit<D, K> & Partial<Pick<D, K>>
  * OpenAPI document gives only the id.)
  */
 export type SymptomSubmissionWithRelations = Omit<
-  ServerSet<SymptomSubmission, 'owner' | 'symptomCategories' | 'ageBand'>,
+  ServerSet<SymptomSubmission, 'owner' | 'symptomCategories' | 'ageBand' | 'status'>,
   'practitionerId'
 > & { practitionerId?: string | Practitioner | null }
 
@@ -62,10 +62,12 @@ export type GatewayTypes = {
   auth: Record<string, never>
   blocks: Record<string, never>
   collections: {
-    practitioners: Practitioner
-    herbs: Herb
+    // Fields the gateway defaults (a status, an empty list, all scopes)
+    // are optional in `create` data, as in the API.
+    practitioners: ServerSet<Practitioner, 'status' | 'modalities'>
+    herbs: ServerSet<Herb, 'status'>
     'symptom-submissions': SymptomSubmissionWithRelations
-    consents: ServerSet<Consent, 'owner'>
+    consents: ServerSet<Consent, 'owner' | 'scope'>
   }
   collectionsJoins: Record<string, never>
   collectionsSelect: {
@@ -275,3 +277,11 @@ export async function myAccessReport(
   }
   return body as AccessReport
 }
+
+export {
+  phiGateway,
+  gatewayConfigProblems,
+  gatewayEndpoints,
+  logoutAtGateway,
+  type PhiGatewayPluginOptions,
+} from './plugin.js'

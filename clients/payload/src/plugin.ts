@@ -1,0 +1,226 @@
+/**
+ * `phiGateway({ baseURL })`, for `payload.config.ts`: the endpoints a
+ * Payload app needs to show patients' data it never stores itself, a check
+ * at start that the app's users reach the gateway with the claims it needs,
+ * and the gateway told when a user logs out (so the logged-out token stops
+ * working there too).
+ */
+import type { CollectionAfterLogoutHook, CollectionConfig, Config, Endpoint, Field, PayloadRequest } from 'payload'
+import { PayloadSDKError } from '@payloadcms/sdk'
+import { gatewayFor, myAccessReport, NoUserTokenError, tokenOf, type GatewayOptions, type PurposeOfUse } from './index.js'
+
+export interface PhiGatewayPluginOptions {
+  /** The gateway's API root, reachable from the Payload server, e.g. `http://phi-gateway.internal:8080/api`. */
+  baseURL: string
+  /** The auth collection whose users call the gateway (the gateway's `PHI_USER_COLLECTIONS`). Default `users`. */
+  userCollection?: string
+  /**
+   * The gateway's `PHI_MAX_TOKEN_AGE_SECS`: the collection's `tokenExpiration`
+   * must not be longer, or users would be logged out of the gateway while
+   * still logged in to Payload. Default: `PHI_MAX_TOKEN_AGE_SECS` from the
+   * environment, else 3600.
+   */
+  maxTokenAgeSecs?: number
+  /** Register the endpoints below (default true). */
+  endpoints?: boolean
+  /** A custom fetch (tests, mTLS). */
+  fetch?: typeof fetch
+}
+
+/** Payload's default `tokenExpiration` (seconds), when a collection sets none. */
+const PAYLOAD_DEFAULT_TOKEN_EXPIRATION = 7200
+
+function isField(f: Field, name: string): f is Field & { name: string; saveToJWT?: boolean | string } {
+  return 'name' in f && f.name === name
+}
+
+/**
+ * What is wrong with `config` for the gateway, in words an operator can act
+ * on (empty: nothing). `phiGateway` throws with these at start.
+ */
+export function gatewayConfigProblems(config: Config, options: PhiGatewayPluginOptions): string[] {
+  const problems: string[] = []
+  if (!options?.baseURL || !/^https?:\/\//.test(options.baseURL)) {
+    problems.push('baseURL must be the gateway API root, e.g. http://phi-gateway.internal:8080/api')
+  }
+  const slug = options.userCollection ?? 'users'
+  const users = config.collections?.find((c) => c.slug === slug)
+  if (!users) {
+    problems.push(`there is no collection "${slug}" (userCollection): the gateway names users "${slug}:<id>"`)
+    return problems
+  }
+  if (!users.auth) {
+    problems.push(`collection "${slug}" has no auth: its users cannot log in`)
+    return problems
+  }
+  const roles = users.fields.find((f) => isField(f, 'roles'))
+  if (!roles) {
+    problems.push(
+      `collection "${slug}" has no "roles" field: the gateway reads practitioner, editor, admin and auditor from the token's roles claim`,
+    )
+  } else if (!('saveToJWT' in roles) || !roles.saveToJWT || roles.saveToJWT !== true) {
+    problems.push(
+      `the "roles" field of "${slug}" must have saveToJWT: true, or the gateway sees every user as a patient only`,
+    )
+  }
+  const auth = users.auth === true ? {} : users.auth
+  const expiration = auth.tokenExpiration ?? PAYLOAD_DEFAULT_TOKEN_EXPIRATION
+  const envMax = Number(process.env.PHI_MAX_TOKEN_AGE_SECS)
+  const max = options.maxTokenAgeSecs ?? (Number.isInteger(envMax) && envMax > 0 ? envMax : 3600)
+  if (expiration > max) {
+    problems.push(
+      `"${slug}" tokens last ${expiration} s (auth.tokenExpiration${auth.tokenExpiration === undefined ? ", Payload's default" : ''}) ` +
+        `but the gateway refuses tokens older than ${max} s (PHI_MAX_TOKEN_AGE_SECS): set tokenExpiration to ${max} or less`,
+    )
+  }
+  return problems
+}
+
+const noStore = { 'Cache-Control': 'no-store' }
+
+/** A gateway refusal or a missing login as the answer Payload would give. */
+function refusal(e: unknown, req: PayloadRequest): Response {
+  if (e instanceof NoUserTokenError) {
+    return Response.json({ errors: [{ message: 'You must be logged in to make this request.' }] }, { status: 401, headers: noStore })
+  }
+  if (e instanceof PayloadSDKError) {
+    // The gateway's own status and Payload-shaped errors; the body is never logged (it may hold PHI).
+    req.payload.logger.warn({ msg: 'phi-gateway refused', status: e.status })
+    return Response.json({ errors: e.errors }, { status: e.status, headers: noStore })
+  }
+  throw e
+}
+
+function optionsFor(req: PayloadRequest, o: PhiGatewayPluginOptions, purposeOfUse?: PurposeOfUse): GatewayOptions {
+  return {
+    baseURL: o.baseURL,
+    fetch: o.fetch,
+    cookiePrefix: req.payload.config.cookiePrefix,
+    purposeOfUse,
+    // The gateway records our request id in its audit entry beside its own.
+    headers: { 'X-Request-Id': req.headers.get('x-request-id') ?? crypto.randomUUID() },
+  }
+}
+
+function page(req: PayloadRequest): number {
+  const n = Number(req.query?.page ?? 1)
+  return Number.isInteger(n) && n > 0 ? n : 1
+}
+
+/** The endpoints the plugin registers (under Payload's `/api`). */
+export function gatewayEndpoints(o: PhiGatewayPluginOptions): Endpoint[] {
+  return [
+    {
+      // The logged-in user's own submissions (a patient's view).
+      path: '/my-submissions',
+      method: 'get',
+      handler: async (req) => {
+        try {
+          const found = await gatewayFor(req, optionsFor(req, o)).find({
+            collection: 'symptom-submissions',
+            where: { status: { not_equals: 'archived' } },
+            sort: ['-createdAt'],
+            limit: 10,
+            page: page(req),
+            // Only what the page shows is opened (and named in the audit entry).
+            select: { status: true, symptoms: true, practitionerId: true, createdAt: true },
+            depth: 1,
+          })
+          return Response.json(found, { headers: noStore })
+        } catch (e) {
+          return refusal(e, req)
+        }
+      },
+    },
+    {
+      // A practitioner's view: the submissions patients shared with them (for treatment).
+      path: '/shared-with-me',
+      method: 'get',
+      handler: async (req) => {
+        try {
+          const found = await gatewayFor(req, optionsFor(req, o, 'treatment')).find({
+            collection: 'symptom-submissions',
+            sort: ['-createdAt'],
+            limit: 10,
+            page: page(req),
+          })
+          return Response.json(found, { headers: noStore })
+        } catch (e) {
+          return refusal(e, req)
+        }
+      },
+    },
+    {
+      // "Who has seen my record": the patient's access report.
+      path: '/my-access-report',
+      method: 'get',
+      handler: async (req) => {
+        const q = req.query ?? {}
+        const after = Number(q.after)
+        try {
+          const report = await myAccessReport(req, optionsFor(req, o), {
+            from: typeof q.from === 'string' ? q.from : undefined,
+            to: typeof q.to === 'string' ? q.to : undefined,
+            after: Number.isInteger(after) && after > 0 ? after : undefined,
+            limit: 50,
+          })
+          return Response.json(report, { headers: noStore })
+        } catch (e) {
+          return refusal(e, req)
+        }
+      },
+    },
+  ]
+}
+
+/**
+ * Tells the gateway that this token's session is over (`POST
+ * /api/auth/logout` with the token itself), so that it is refused there
+ * from now on as Payload refuses it. A gateway that cannot be reached does
+ * not stop the logout; it is logged, and the token still ends at its
+ * expiry.
+ */
+export function logoutAtGateway(o: PhiGatewayPluginOptions): CollectionAfterLogoutHook {
+  return async ({ req }) => {
+    const token = tokenOf(req, req.payload.config.cookiePrefix)
+    if (!token) return
+    try {
+      const res = await (o.fetch ?? fetch)(`${o.baseURL.replace(/\/+$/, '')}/auth/logout`, {
+        method: 'POST',
+        headers: { Authorization: `JWT ${token}` },
+        cache: 'no-store',
+      })
+      if (!res.ok && res.status !== 401) {
+        req.payload.logger.warn({ msg: 'phi-gateway did not record the logout', status: res.status })
+      }
+    } catch (e) {
+      req.payload.logger.warn({ msg: 'phi-gateway unreachable at logout', err: String(e) })
+    }
+  }
+}
+
+/**
+ * The plugin. Throws at start, naming what to change, when the user
+ * collection would not work with the gateway.
+ */
+export function phiGateway(options: PhiGatewayPluginOptions) {
+  return (config: Config): Config => {
+    const problems = gatewayConfigProblems(config, options)
+    if (problems.length) {
+      throw new Error(`phi-gateway: the Payload config does not fit the gateway:\n- ${problems.join('\n- ')}`)
+    }
+    const slug = options.userCollection ?? 'users'
+    const collections = (config.collections ?? []).map((c): CollectionConfig => {
+      if (c.slug !== slug) return c
+      return {
+        ...c,
+        hooks: { ...c.hooks, afterLogout: [...(c.hooks?.afterLogout ?? []), logoutAtGateway(options)] },
+      }
+    })
+    return {
+      ...config,
+      collections,
+      endpoints: [...(config.endpoints ?? []), ...(options.endpoints === false ? [] : gatewayEndpoints(options))],
+    }
+  }
+}

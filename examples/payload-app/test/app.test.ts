@@ -1,0 +1,172 @@
+// The example app against a real phi-gateway, every token issued by Payload
+// itself: users log in through Payload's REST API (its own login, on this
+// app's server), and call the gateway with what Payload gave them.
+//
+//   DATABASE_URI=postgres://.../payload PAYLOAD_SECRET=... PHI_GATEWAY_URL=http://127.0.0.1:8080/api \
+//   PAYLOAD_PUBLIC_SERVER_URL=http://localhost:3000 npm test
+//
+// The gateway must share PAYLOAD_SECRET, list the app's origin in
+// PHI_CSRF_ORIGINS and have PHI_TOKEN_LEEWAY_SECS=0 (the expiry test);
+// tests/api/payload_app.rs starts it so. The database is Payload's own, and
+// empty: the adapter creates its tables.
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import type { Server } from 'node:http'
+import { randomUUID } from 'node:crypto'
+import { getPayload } from 'payload'
+import { gatewayWithToken, gatewayConfigProblems, PayloadSDKError } from '@phi-gateway/payload'
+import config, { serverURL } from '../src/payload.config.js'
+import { serve } from '../src/server.js'
+
+const GATEWAY = process.env.PHI_GATEWAY_URL!.replace(/\/+$/, '')
+const RUN = randomUUID().slice(0, 8)
+const password = `pw-${RUN}-long-enough`
+
+let server: Server
+let app = ''
+const users: Record<string, { id: number | string; email: string }> = {}
+
+before(async () => {
+  server = await serve(0)
+  const addr = server.address()
+  app = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`
+  // The users, made as an operator would (Payload's Local API).
+  const payload = await getPayload({ config })
+  for (const [name, roles] of Object.entries({ pat: [], doc: ['practitioner'], admin: ['admin'], late: [] })) {
+    const email = `${name}-${RUN}@example.org`
+    const u = await payload.create({ collection: 'users', data: { email, password, roles } as never })
+    users[name] = { id: u.id, email }
+  }
+})
+
+after(async () => {
+  server?.close()
+  // Payload keeps its pool open; the test runner waits for nothing else.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 100).unref()
+})
+
+/** Logs in through Payload's REST API: its token, its expiry, and the cookie it set. */
+async function login(name: string) {
+  const res = await fetch(`${app}/api/users/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: users[name].email, password }),
+  })
+  const body = (await res.json()) as { token?: string; exp?: number; errors?: unknown }
+  assert.equal(res.status, 200, JSON.stringify(body))
+  assert.ok(body.token && body.exp)
+  const cookie = res.headers.getSetCookie().find((c) => c.startsWith('payload-token='))
+  assert.ok(cookie, 'Payload sets its payload-token cookie')
+  return { token: body.token, exp: body.exp, cookie: cookie.split(';')[0] }
+}
+
+/** What a browser sends with Payload's cookie on a same-origin page (Payload's CSRF rule checks it). */
+const browser = (cookie: string) => ({ cookie, 'sec-fetch-site': 'same-origin' })
+
+const sdk = (token: string, purposeOfUse?: 'treatment' | 'operations') =>
+  gatewayWithToken(token, { baseURL: GATEWAY, purposeOfUse })
+
+async function status(p: Promise<unknown>): Promise<number> {
+  try {
+    await p
+    return 200
+  } catch (e) {
+    if (e instanceof PayloadSDKError) return e.status
+    throw e
+  }
+}
+
+test("the plugin accepted this config, and names what is wrong with another", async () => {
+  assert.deepEqual(gatewayConfigProblems((await config) as never, { baseURL: GATEWAY }), [])
+  const wrong = gatewayConfigProblems(
+    {
+      collections: [
+        { slug: 'users', auth: { tokenExpiration: 86400 }, fields: [{ name: 'roles', type: 'select', hasMany: true, options: ['admin'] }] },
+      ],
+    } as never,
+    { baseURL: GATEWAY, maxTokenAgeSecs: 3600 },
+  )
+  assert.equal(wrong.length, 2, wrong.join('\n'))
+  assert.match(wrong[0], /saveToJWT: true/)
+  assert.match(wrong[1], /tokens last 86400 s .* set tokenExpiration to 3600 or less/)
+})
+
+test('Payload-issued tokens: a patient, a practitioner linked by an admin, the cookie, the logout and the expiry', async () => {
+  // Logged in first: its token is the one that expires at the end.
+  const late = await login('late')
+  const pat = await login('pat')
+  const admin = await login('admin')
+  const doc = await login('doc')
+  const patId = `users:${users.pat.id}`
+
+  // The patient's submission, written and read back through the gateway.
+  const notes = `slept badly, run ${RUN}`
+  const created = await sdk(pat.token).create({
+    collection: 'symptom-submissions',
+    data: { symptoms: [{ name: 'Headache', severity: 3, onset: '2026-11-30' }], notes },
+  })
+  assert.equal(created.owner, patId, 'the gateway sees the user Payload logged in')
+  const back = await sdk(pat.token).findByID({ collection: 'symptom-submissions', id: created.id })
+  assert.equal(back.notes, notes)
+
+  // An admin links the Payload practitioner (a numeric id: users:5) to a
+  // directory record; the patient shares the submission with it.
+  const practitioner = await sdk(admin.token, 'operations').create({
+    collection: 'practitioners',
+    data: { name: `Dr Run ${RUN}`, slug: `dr-${RUN}`, userId: `users:${users.doc.id}`, location: { lat: 43.65, lon: -79.38 }, status: 'published' },
+  })
+  assert.equal(practitioner.userId, `users:${users.doc.id}`)
+  const consent = await sdk(pat.token).create({
+    collection: 'consents',
+    data: { practitionerId: practitioner.id, submissionId: created.id },
+  })
+  assert.ok(consent.id)
+
+  // The practitioner reads it, directly and through the app's endpoint with
+  // Payload's cookie (the plugin forwards the user's own token).
+  const seen = await sdk(doc.token, 'treatment').findByID({ collection: 'symptom-submissions', id: created.id })
+  assert.equal(seen.notes, notes)
+  const shared = await fetch(`${app}/api/shared-with-me`, { headers: browser(doc.cookie) })
+  const sharedBody = (await shared.json()) as { docs: { id: string }[] }
+  assert.equal(shared.status, 200, JSON.stringify(sharedBody))
+  assert.ok(sharedBody.docs.some((d) => d.id === created.id))
+  // Another patient's view through the app: only their own (none).
+  const mine = await fetch(`${app}/api/my-submissions`, { headers: { authorization: `JWT ${late.token}` } })
+  assert.equal(mine.status, 200)
+  assert.equal(((await mine.json()) as { docs: unknown[] }).docs.length, 0)
+
+  // "Who has seen my record": the practitioner's read is in the patient's report.
+  const report = await fetch(`${app}/api/my-access-report`, { headers: browser(pat.cookie) })
+  const reportBody = (await report.json()) as { docs: { who: { user: string | null } }[] }
+  assert.equal(report.status, 200, JSON.stringify(reportBody))
+  assert.ok(reportBody.docs.some((a) => a.who.user === `users:${users.doc.id}`), JSON.stringify(reportBody))
+
+  // Payload's cookie straight to the gateway: from the app's origin only.
+  const fromApp = await fetch(`${GATEWAY}/symptom-submissions/${created.id}`, {
+    headers: { cookie: pat.cookie, origin: serverURL },
+  })
+  assert.equal(fromApp.status, 200)
+  const fromElsewhere = await fetch(`${GATEWAY}/symptom-submissions/${created.id}`, {
+    headers: { cookie: pat.cookie, origin: 'https://evil.example' },
+  })
+  assert.equal(fromElsewhere.status, 401)
+
+  // No login, no data: the app's endpoint and the gateway both refuse.
+  assert.equal((await fetch(`${app}/api/my-submissions`)).status, 401)
+
+  // A logout through Payload ends the session at the gateway too.
+  const out = await fetch(`${app}/api/users/logout`, { method: 'POST', headers: { authorization: `JWT ${pat.token}` } })
+  assert.equal(out.status, 200)
+  const me = await fetch(`${app}/api/users/me`, { headers: { authorization: `JWT ${pat.token}` } })
+  assert.equal(((await me.json()) as { user: unknown }).user, null, 'Payload no longer knows the token')
+  assert.equal(await status(sdk(pat.token).findByID({ collection: 'symptom-submissions', id: created.id })), 401)
+  // A new login works again.
+  const again = await login('pat')
+  assert.equal((await sdk(again.token).findByID({ collection: 'symptom-submissions', id: created.id })).notes, notes)
+
+  // The first token, once expired, is refused (the gateway's leeway is 0 here).
+  assert.equal(await status(sdk(late.token).find({ collection: 'symptom-submissions' })), 200)
+  const wait = late.exp * 1000 + 1500 - Date.now()
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+  assert.equal(await status(sdk(late.token).find({ collection: 'symptom-submissions' })), 401)
+})

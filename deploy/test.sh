@@ -32,6 +32,17 @@ if [ "$(cat "$pkg/node_modules/.stamp" 2>/dev/null)" != "$lock" ]; then
   (cd "$pkg" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
   echo "$lock" >"$pkg/node_modules/.stamp"
 fi
+# Debian's Chromium, for the example app's pages (headless).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test.sh: installing Debian's chromium (the example app's page tests)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+  else
+    echo "test.sh: Debian's chromium is needed (the example app's page tests): apt-get install chromium" >&2
+    exit 1
+  fi
+fi
 # The example Payload app (real payload and @payloadcms/db-postgres; its
 # test installs the client package from the tarball npm pack makes).
 ex=$root/examples/payload-app

@@ -56,6 +56,11 @@ async fn a_real_payload_app_logs_users_in_and_the_gateway_takes_its_tokens() {
     .await;
     // Payload's own database: empty, its adapter makes its tables.
     let payload_db = TestDb::empty().await;
+    // The pages' screenshots, kept where a human can look at them.
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    for name in ["who-has-seen-my-record.png", "shared-with-me.png"] {
+        std::fs::remove_file(shots.join(name)).ok();
+    }
     let mut test = Command::new("npm");
     test.current_dir(example())
         .args(["test", "--silent"])
@@ -65,11 +70,20 @@ async fn a_real_payload_app_logs_users_in_and_the_gateway_takes_its_tokens() {
         .env("PAYLOAD_PUBLIC_SERVER_URL", APP_ORIGIN)
         // Short, so that the test sees a Payload token expire.
         .env("PAYLOAD_TOKEN_EXPIRATION", "25")
-        .env("NODE_ENV", "test");
+        .env("NODE_ENV", "test")
+        .env("SCREENSHOT_DIR", &shots);
     let (ok, out) = run(test).await;
     assert!(ok, "the Payload app's tests failed:\n{out}");
     assert!(
         out.contains("# pass 2") && out.contains("# fail 0"),
         "{out}"
     );
+    for name in ["who-has-seen-my-record.png", "shared-with-me.png"] {
+        let png = std::fs::read(shots.join(name)).unwrap_or_default();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{name}: a screenshot of the page ({} bytes)",
+            png.len()
+        );
+    }
 }

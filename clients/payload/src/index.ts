@@ -282,6 +282,8 @@ export {
   phiGateway,
   gatewayConfigProblems,
   gatewayEndpoints,
+  gatewayPages,
+  escapeHtml,
   logoutAtGateway,
   type PhiGatewayPluginOptions,
 } from './plugin.js'

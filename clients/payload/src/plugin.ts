@@ -107,6 +107,129 @@ function page(req: PayloadRequest): number {
   return Number.isInteger(n) && n > 0 ? n : 1
 }
 
+/** Text for HTML: every value a page shows goes through this. */
+export function escapeHtml(v: unknown): string {
+  return String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
+}
+
+/**
+ * A whole page, server-rendered: no script, no outside resource (its CSP
+ * allows none), never cached, never framed.
+ */
+function htmlPage(title: string, body: string, status = 200): Response {
+  const doc = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>
+body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#1d2330}
+h1{font-size:1.5rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #d8dce4;vertical-align:top}
+th{background:#f2f4f8}.bg{color:#a30000;font-weight:600}.muted{color:#5b6474}
+</style></head><body>
+<h1>${escapeHtml(title)}</h1>
+${body}
+</body></html>`
+  return new Response(doc, {
+    status,
+    headers: {
+      'Content-Type': 'text/html; charset=utf-8',
+      'Cache-Control': 'no-store',
+      'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'no-referrer',
+    },
+  })
+}
+
+/** A refusal as a page: the gateway's message (it names no value), or the login hint. */
+function refusalPage(e: unknown, req: PayloadRequest, title: string): Response {
+  if (e instanceof NoUserTokenError) {
+    return htmlPage(title, '<p>Log in to see this page.</p>', 401)
+  }
+  if (e instanceof PayloadSDKError) {
+    req.payload.logger.warn({ msg: 'phi-gateway refused', status: e.status })
+    const message = e.errors?.[0]?.message ?? 'The request was refused.'
+    return htmlPage(title, `<p>${escapeHtml(message)}</p>`, e.status)
+  }
+  throw e
+}
+
+const when = (t: string) => escapeHtml(t.replace('T', ' ').replace(/\.\d+/, '').replace('Z', ' UTC'))
+
+/** The pages the plugin registers (under Payload's `/api/pages`). */
+export function gatewayPages(o: PhiGatewayPluginOptions): Endpoint[] {
+  return [
+    {
+      // "Who has seen my record": the patient's access report as a page.
+      path: '/pages/my-access-report',
+      method: 'get',
+      handler: async (req) => {
+        const title = 'Who has seen my record'
+        try {
+          const report = await myAccessReport(req, optionsFor(req, o), { limit: 200 })
+          const rows = report.docs
+            .map(
+              (a) => `<tr${a.breakGlass ? ' class="bg"' : ''}>
+<td>${when(a.at)}</td>
+<td>${escapeHtml(a.who.practitionerName ?? a.who.user ?? 'unknown')}<br><span class="muted">${escapeHtml(a.who.roles.join(', '))}</span></td>
+<td>${escapeHtml(a.action)} ${escapeHtml(a.collection)}<br><span class="muted">${escapeHtml(a.fields.join(', '))}</span></td>
+<td>${escapeHtml(a.purpose ?? '')}${a.breakGlass ? `<br>Emergency access: ${escapeHtml(a.reason ?? '')}` : ''}</td>
+</tr>`,
+            )
+            .join('\n')
+          const body = report.docs.length
+            ? `<p>Every access to your submissions and consents by anyone else, from ${when(report.from)} to ${when(report.to)}, newest last.</p>
+<table><thead><tr><th>When</th><th>Who</th><th>What</th><th>Why</th></tr></thead><tbody>
+${rows}
+</tbody></table>${report.hasNextPage ? '<p class="muted">Older pages: ask for the report with <code>after</code>.</p>' : ''}`
+            : `<p>Nobody else has accessed your records from ${when(report.from)} to ${when(report.to)}.</p>`
+          const archived = report.archivedBefore
+            ? `<p class="muted">Accesses before ${when(report.archivedBefore)} were archived after the retention period and are not shown.</p>`
+            : ''
+          return htmlPage(title, body + archived)
+        } catch (e) {
+          return refusalPage(e, req, title)
+        }
+      },
+    },
+    {
+      // A practitioner's page: the submissions patients shared with them.
+      path: '/pages/shared-with-me',
+      method: 'get',
+      handler: async (req) => {
+        const title = 'Submissions shared with me'
+        try {
+          const found = await gatewayFor(req, optionsFor(req, o, 'treatment')).find({
+            collection: 'symptom-submissions',
+            sort: ['-createdAt'],
+            limit: 50,
+            page: page(req),
+            select: { owner: true, status: true, symptoms: true, createdAt: true },
+          })
+          const rows = found.docs
+            .map(
+              (s) => `<tr>
+<td>${when(s.createdAt)}</td>
+<td>${escapeHtml(s.owner)}</td>
+<td>${(s.symptoms ?? []).map((y) => `${escapeHtml(y.name)} (severity ${escapeHtml(y.severity)})`).join('<br>')}</td>
+<td>${escapeHtml(s.status)}</td>
+</tr>`,
+            )
+            .join('\n')
+          const body = found.docs.length
+            ? `<p>What patients have shared with you (each opening is on their record, for treatment).</p>
+<table><thead><tr><th>Submitted</th><th>Patient</th><th>Symptoms</th><th>Status</th></tr></thead><tbody>
+${rows}
+</tbody></table>`
+            : '<p>No patient has shared a submission with you.</p>'
+          return htmlPage(title, body)
+        } catch (e) {
+          return refusalPage(e, req, title)
+        }
+      },
+    },
+  ]
+}
+
 /** The endpoints the plugin registers (under Payload's `/api`). */
 export function gatewayEndpoints(o: PhiGatewayPluginOptions): Endpoint[] {
   return [
@@ -220,7 +343,10 @@ export function phiGateway(options: PhiGatewayPluginOptions) {
     return {
       ...config,
       collections,
-      endpoints: [...(config.endpoints ?? []), ...(options.endpoints === false ? [] : gatewayEndpoints(options))],
+      endpoints: [
+        ...(config.endpoints ?? []),
+        ...(options.endpoints === false ? [] : [...gatewayEndpoints(options), ...gatewayPages(options)]),
+      ],
     }
   }
 }

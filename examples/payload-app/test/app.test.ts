@@ -13,6 +13,9 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Server } from 'node:http'
 import { randomUUID } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { chromium } from 'playwright-core'
 import { getPayload } from 'payload'
 import { gatewayWithToken, gatewayConfigProblems, PayloadSDKError } from '@phi-gateway/payload'
 import config, { serverURL } from '../src/payload.config.js'
@@ -140,6 +143,46 @@ test('Payload-issued tokens: a patient, a practitioner linked by an admin, the c
   const reportBody = (await report.json()) as { docs: { who: { user: string | null } }[] }
   assert.equal(report.status, 200, JSON.stringify(reportBody))
   assert.ok(reportBody.docs.some((a) => a.who.user === `users:${users.doc.id}`), JSON.stringify(reportBody))
+
+  // The pages, in a real browser (Debian's Chromium, headless) with
+  // Payload's cookie: the patient's "who has seen my record", the
+  // practitioner's "shared with me"; screenshots kept for a human to look at.
+  const shots = process.env.SCREENSHOT_DIR ?? join(process.cwd(), '.screenshots')
+  mkdirSync(shots, { recursive: true })
+  const chrome = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  })
+  try {
+    const open = async (token: string | null, path: string, shot?: string) => {
+      const ctx = await chrome.newContext({ viewport: { width: 1100, height: 700 } })
+      if (token) {
+        await ctx.addCookies([{ name: 'payload-token', value: token, url: app, httpOnly: true, sameSite: 'Strict' }])
+      }
+      const page = await ctx.newPage()
+      const res = await page.goto(`${app}${path}`)
+      const text = (await page.textContent('body')) ?? ''
+      if (shot) await page.screenshot({ path: join(shots, shot), fullPage: true })
+      await ctx.close()
+      return { status: res?.status(), text }
+    }
+    const report = await open(pat.token, '/api/pages/my-access-report', 'who-has-seen-my-record.png')
+    assert.equal(report.status, 200, report.text)
+    assert.match(report.text, new RegExp(`Dr Run ${RUN}`), 'the practitioner who read it, by name')
+    assert.match(report.text, /READ symptom-submissions/)
+    assert.match(report.text, /treatment/)
+    assert.ok(!report.text.includes(notes), 'the report names fields, never their values')
+    const shared = await open(doc.token, '/api/pages/shared-with-me', 'shared-with-me.png')
+    assert.equal(shared.status, 200, shared.text)
+    assert.match(shared.text, /Headache \(severity 3\)/)
+    assert.match(shared.text, new RegExp(patId))
+    const nobody = await open(null, '/api/pages/my-access-report')
+    assert.equal(nobody.status, 401)
+    assert.match(nobody.text, /Log in/)
+  } finally {
+    await chrome.close()
+  }
 
   // Payload's cookie straight to the gateway: from the app's origin only.
   const fromApp = await fetch(`${GATEWAY}/symptom-submissions/${created.id}`, {

@@ -4,6 +4,8 @@
 #   deploy/kubernetes/*.yaml      kubernetes-validate --strict (Kubernetes 1.29 and 1.37),
 #                                 kustomization.yaml's resource list, and the
 #                                 security settings the kit promises
+#   compose.yaml                  docker-compose config (Debian's docker-compose), the
+#                                 scripts it mounts (sh -n), and the promises below
 #   deploy/systemd/*.service      systemd-analyze verify, systemd-analyze security
 #                                 (exposure at most 2.0), the hardening directives,
 #                                 and the ExecStart wrapper run against a stand-in
@@ -64,6 +66,7 @@ py=$venv/bin/python
 command -v systemd-analyze >/dev/null || apt_install systemd-analyze systemd
 # The unit's ExecReload= runs /bin/kill, which verify requires to exist.
 [ -x /bin/kill ] || apt_install /bin/kill procps
+command -v docker-compose >/dev/null || apt_install docker-compose docker-compose
 
 ok "tools: $("$hadolint" --version | sed 's/Haskell Dockerfile Linter/hadolint/'), kubernetes-validate $("$kv" --version 2>&1 | awk '{print $NF}'), $(systemd-analyze --version | head -1)"
 
@@ -322,6 +325,47 @@ PY
   ok "manifest settings: $out assertions (securityContext, probes, key file modes, env, selectors, policy)"
 else
   fail "manifest settings" "$out"
+fi
+
+# --- compose.yaml --------------------------------------------------------------
+# Validated by Debian's docker-compose against the compose file format (no
+# daemon: `config` only parses, interpolates and validates).
+if out=$(docker-compose -f compose.yaml config -q 2>&1); then
+  ok "docker-compose config: compose.yaml is a valid compose file"
+else
+  fail "docker-compose config: compose.yaml" "$out"
+fi
+if out=$(for f in deploy/compose/*.sh; do sh -n "$f" || echo "$f"; done 2>&1) && [ -z "$out" ]; then
+  ok "compose scripts parse (sh -n deploy/compose/*.sh)"
+else
+  fail "compose scripts" "$out"
+fi
+# What the file promises: ports on loopback only, the gateway built from
+# deploy/Dockerfile, every mounted script present, no secret in the file.
+if out=$(docker-compose -f compose.yaml config 2>&1 | "$py" -c '
+import sys, os, re, yaml
+c = yaml.safe_load(sys.stdin)
+problems = []
+for name, s in c["services"].items():
+    for p in s.get("ports", []):
+        host = p.get("host_ip") if isinstance(p, dict) else str(p).split(":")[0]
+        if host != "127.0.0.1":
+            problems.append(f"{name}: port {p} is not on loopback")
+    for e in (s.get("entrypoint") or []):
+        if e.startswith("/compose/") and not os.path.exists("deploy/compose/" + e[len("/compose/"):]):
+            problems.append(f"{name}: {e} is missing from deploy/compose")
+    env = s.get("environment") or {}
+    for k, v in (env.items() if isinstance(env, dict) else []):
+        if re.search("PASSWORD$|SECRET$|KEY$", k) and v is not None:
+            problems.append(f"{name}: {k} is written in the file")
+if c["services"]["gateway"].get("build", {}).get("dockerfile") != "deploy/Dockerfile":
+    problems.append("gateway: not built from deploy/Dockerfile")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+' 2>&1); then
+  ok "compose.yaml: ports on loopback, the gateway from deploy/Dockerfile, its scripts present, no secret in the file"
+else
+  fail "compose.yaml promises" "$out"
 fi
 
 # --- systemd -------------------------------------------------------------------

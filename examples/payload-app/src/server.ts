@@ -7,8 +7,8 @@ import { Readable } from 'node:stream'
 import { handleEndpoints } from 'payload'
 import config from './payload.config.js'
 
-/** Serves Payload's REST API on `port` (0: a free one); resolves with the server once listening. */
-export async function serve(port: number) {
+/** Serves Payload's REST API on `host`:`port` (0: a free one); resolves with the server once listening. */
+export async function serve(port: number, host = '127.0.0.1') {
   const server = createServer(async (req, res) => {
     try {
       const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`)
@@ -40,12 +40,13 @@ export async function serve(port: number) {
       res.end(JSON.stringify({ errors: [{ message: 'Something went wrong.' }] }))
     }
   })
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  await new Promise<void>((resolve) => server.listen(port, host, resolve))
   return server
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const port = Number(process.env.PORT ?? 3000)
-  await serve(port)
-  console.log(`payload-app: Payload's REST API on http://127.0.0.1:${port}/api`)
+  const host = process.env.HOST ?? '127.0.0.1'
+  await serve(port, host)
+  console.log(`payload-app: Payload's REST API on http://${host}:${port}/api`)
 }

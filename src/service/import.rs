@@ -109,8 +109,88 @@ impl From<crate::store::StoreError> for Refused {
 
 /// Writes a batch of records of `source_table` in one transaction, with
 /// their import rows and the run's progress and counts: all or none.
+/// Submissions go in one statement; should it fail, the batch is written
+/// again a record at a time, which names the record refused.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_batch(
+    svc: &Services,
+    run: Uuid,
+    source_table: &str,
+    collection: &str,
+    records: Vec<(String, Record)>,
+    progress: &Value,
+    counts: &Value,
+) -> Result<Vec<(String, Uuid)>, Refused> {
+    if records
+        .iter()
+        .all(|(_, r)| matches!(r, Record::Submission { .. }))
+    {
+        match write_submissions(
+            svc,
+            run,
+            source_table,
+            collection,
+            &records,
+            progress,
+            counts,
+        )
+        .await
+        {
+            Ok(written) => return Ok(written),
+            // The database is away: the record-at-a-time path would fail too.
+            Err(e @ ApiError::Unavailable { .. }) => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    write_records(
+        svc,
+        run,
+        source_table,
+        collection,
+        records,
+        progress,
+        counts,
+    )
+    .await
+}
+
+/// A batch of submissions in one INSERT (`submissions::insert_many_in`).
+#[allow(clippy::too_many_arguments)]
+async fn write_submissions(
+    svc: &Services,
+    run: Uuid,
+    source_table: &str,
+    collection: &str,
+    records: &[(String, Record)],
+    progress: &Value,
+    counts: &Value,
+) -> Result<Vec<(String, Uuid)>, ApiError> {
+    let who = principal(run);
+    let c = super::Crypt::new(svc);
+    let mut rows = Vec::with_capacity(records.len());
+    for (_, record) in records {
+        let Record::Submission { owner, input } = record else {
+            return Err(ApiError::bug("a batch of submissions holds another record"));
+        };
+        rows.push(super::submissions::new_row(&c, owner.clone(), input)?);
+    }
+    let mut tx = svc.begin_phi(&who).await?;
+    let ids = super::submissions::insert_many_in(&mut tx, rows).await?;
+    let written: Vec<(String, Uuid)> = records.iter().map(|(k, _)| k.clone()).zip(ids).collect();
+    if written.len() != records.len() {
+        return Err(ApiError::bug(
+            "a batch insert returned another number of rows",
+        ));
+    }
+    imports::record(&mut tx, run, source_table, collection, &written).await?;
+    imports::save(&mut tx, run, progress, counts, "running").await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// A batch a record at a time: the record refused is named.
+#[allow(clippy::too_many_arguments)]
+async fn write_records(
     svc: &Services,
     run: Uuid,
     source_table: &str,

@@ -314,6 +314,25 @@ pub(crate) async fn insert_in(
         .map_err(|e| client_error(&SUBMISSIONS, e))
 }
 
+/// Inserts many new submissions (`new_row`) in one statement on the
+/// caller's transaction (an import's batch); each practitioner they name
+/// must be one the caller sees. An error names no row: the caller redoes
+/// the batch row by row (`insert_in`) to find it.
+pub(crate) async fn insert_many_in(
+    tx: &mut Tx,
+    rows: Vec<(NewRow, crate::store::facts::Facts)>,
+) -> Result<Vec<Uuid>, ApiError> {
+    let mut named: Vec<Uuid> = rows.iter().filter_map(|(r, _)| r.practitioner_id).collect();
+    named.sort();
+    named.dedup();
+    for p in named {
+        check_practitioner(tx, Some(p)).await?;
+    }
+    table::insert_many(tx, rows)
+        .await
+        .map_err(|e| client_error(&SUBMISSIONS, e))
+}
+
 pub async fn get(
     svc: &Services,
     who: &Principal,

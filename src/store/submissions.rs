@@ -93,6 +93,81 @@ pub async fn insert(tx: &mut Tx, s: NewRow, facts: &Facts) -> Result<SubmissionR
         .await?)
 }
 
+/// Inserts many submissions and their facts in one statement (an import's
+/// batch): the rows' columns as arrays, unnested. The same policies,
+/// guards and audit trigger apply, row by row, inside the statement.
+/// Returns the ids in the order given.
+pub async fn insert_many(tx: &mut Tx, rows: Vec<(NewRow, Facts)>) -> Result<Vec<Uuid>> {
+    let n = rows.len();
+    let mut id = Vec::with_capacity(n);
+    let mut owner = Vec::with_capacity(n);
+    let mut status = Vec::with_capacity(n);
+    let mut practitioner = Vec::with_capacity(n);
+    let mut symptoms = Vec::with_capacity(n);
+    let mut notes = Vec::with_capacity(n);
+    let mut email = Vec::with_capacity(n);
+    let mut email_bidx = Vec::with_capacity(n);
+    let mut dob = Vec::with_capacity(n);
+    let mut region = Vec::with_capacity(n);
+    let mut fact_ref = Vec::with_capacity(n);
+    let mut fact_region = Vec::with_capacity(n);
+    let mut fact_band = Vec::with_capacity(n);
+    let mut fact_categories = Vec::with_capacity(n);
+    for (r, f) in rows {
+        id.push(r.id);
+        owner.push(r.owner_id);
+        status.push(r.status);
+        practitioner.push(r.practitioner_id);
+        symptoms.push(r.symptoms);
+        notes.push(r.notes);
+        email.push(r.contact_email);
+        email_bidx.push(r.contact_email_bidx);
+        dob.push(r.date_of_birth);
+        region.push(r.region);
+        fact_ref.push(f.key);
+        fact_region.push(f.region);
+        fact_band.push(f.age_band);
+        // A fixed vocabulary without commas (`domain::submission::CATEGORIES`).
+        fact_categories.push(f.categories.join(","));
+    }
+    let ids: Vec<Uuid> = tx
+        .q_scalar(
+            "WITH x AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], \
+               $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[], $9::bytea[], $10::bytea[], \
+               $11::bytea[], $12::text[], $13::text[], $14::text[]) WITH ORDINALITY \
+               AS x(id, owner_id, status, practitioner_id, symptoms, notes, contact_email, \
+                    contact_email_bidx, date_of_birth, region, ref, f_region, age_band, categories, n)), \
+             s AS (INSERT INTO symptom_submissions (id, owner_id, status, practitioner_id, symptoms, \
+               notes, contact_email, contact_email_bidx, date_of_birth, region) \
+               SELECT id, owner_id, status, practitioner_id, symptoms, notes, contact_email, \
+                      contact_email_bidx, date_of_birth, region FROM x ORDER BY n \
+               RETURNING id, created_at), \
+             f AS (INSERT INTO submission_facts (ref, week, region, age_band, categories) \
+               SELECT x.ref, date_trunc('week', s.created_at AT TIME ZONE 'UTC')::date, x.f_region, \
+                      x.age_band, CASE WHEN x.categories = '' THEN '{}'::text[] \
+                                       ELSE string_to_array(x.categories, ',') END \
+               FROM s JOIN x USING (id)) \
+             SELECT s.id FROM s JOIN x USING (id) ORDER BY x.n",
+        )
+        .bind(&id)
+        .bind(&owner)
+        .bind(&status)
+        .bind(&practitioner)
+        .bind(&symptoms)
+        .bind(&notes)
+        .bind(&email)
+        .bind(&email_bidx)
+        .bind(&dob)
+        .bind(&region)
+        .bind(&fact_ref)
+        .bind(&fact_region)
+        .bind(&fact_band)
+        .bind(&fact_categories)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(ids)
+}
+
 pub async fn get(tx: &mut Tx, id: Uuid) -> Result<Option<SubmissionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM symptom_submissions WHERE id = $1");
     Ok(tx.q_as(&sql).bind(id).fetch_optional(&mut **tx).await?)

@@ -352,3 +352,74 @@ async fn payloads_own_tables_come_in_with_their_arrays_and_an_import_is_undone_w
     assert_eq!(fingerprint(&src_pool).await, before, "the source changed");
     let _ = std::fs::remove_file(&report);
 }
+
+/// Submissions go in one statement a batch; a row the database refuses
+/// there (a practitioner that does not exist) sends the batch through the
+/// record-at-a-time path, which names it: the rest are written once.
+#[tokio::test]
+async fn a_batch_the_database_refuses_is_written_again_without_the_row_it_names() {
+    let app = spawn_app().await;
+    let src = TestDb::empty().await;
+    let pool = src.admin_pool().await;
+    pool.execute(
+        "CREATE TABLE plain (id serial PRIMARY KEY, user_id text, symptoms text, notes text, practitioner_id text); \
+         INSERT INTO plain (user_id, symptoms, notes, practitioner_id) \
+         SELECT 'p' || i, '[{\"name\": \"Cough\", \"severity\": 2, \"onset\": \"2026-01-0' || (i % 9 + 1) || '\"}]', \
+                'notes ' || i, CASE WHEN i = 7 THEN '0193a1f0-0000-7000-8000-000000000001' END \
+         FROM generate_series(1, 20) i",
+    )
+    .await
+    .unwrap();
+    let map = std::env::temp_dir().join(format!("phi-map-{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(
+        &map,
+        "[[table]]\nsource = \"plain\"\ncollection = \"symptom-submissions\"\nkey = \"id\"\nowner = \"user_id\"\n\
+         [table.fields]\nsymptoms = { column = \"symptoms\", json = true }\nnotes = \"notes\"\n\
+         practitionerId = \"practitioner_id\"\n",
+    )
+    .unwrap();
+    let report = std::env::temp_dir().join(format!(
+        "phi-import-{}.ndjson",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let (ok, out) = import(
+        &app,
+        &[
+            "--source",
+            &src.admin_url(),
+            "--map",
+            map.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("imported 19, skipped as already present 0, invalid 1"),
+        "{out}"
+    );
+    let lines = std::fs::read_to_string(&report).unwrap();
+    let refused: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(refused["key"], "7", "{lines}");
+    assert_eq!(refused["errors"][0]["path"], "practitionerId", "{lines}");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM symptom_submissions").await,
+        19
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM submission_facts").await,
+        19,
+        "each submission's facts, written with it"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM audit.log WHERE action = 'CREATE' AND entity_type = 'symptom_submissions'").await,
+        19,
+        "one CREATE entry a record, by the table's trigger"
+    );
+    // Each owner sees their own, with its notes.
+    let page = json(app.as_patient("p3").get("/api/symptom-submissions").await).await;
+    assert_eq!(page["docs"][0]["notes"], "notes 3", "{page}");
+    std::fs::remove_file(map).ok();
+    std::fs::remove_file(report).ok();
+}

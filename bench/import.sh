@@ -81,7 +81,7 @@ one() { # label mapping batch
   printf 'import, %s, batch %s: %s rows in %.1f s = %.0f rows/s\n' "$1" "$3" "$rows" "$took" "$(echo "$rows / $took" | bc -l)"
   psql "$admin" -tAXc "SELECT '  imported submissions: ' || count(*) FROM symptom_submissions"
 }
-for batch in ${BENCH_IMPORT_BATCHES:-500}; do
+for batch in ${BENCH_IMPORT_BATCHES:-500 2000}; do
   one "pgcrypto-encrypted source (the guide's)" deploy/import/cms-guide.toml "$batch"
   one "the same rows in the clear" "$work/plain.toml" "$batch"
 done

@@ -34,8 +34,8 @@ pub struct ImportArgs {
     /// Read and validate everything; write nothing but the report.
     #[arg(long)]
     dry_run: bool,
-    /// Rows per transaction.
-    #[arg(long, default_value_t = 500)]
+    /// Rows per transaction (submissions: one INSERT each), 1 to 5000.
+    #[arg(long, default_value_t = 2000)]
     batch: usize,
     /// Stop once more rows than this are invalid.
     #[arg(long, default_value_t = 100)]

@@ -7,6 +7,10 @@
 # (.local/dev-payload-secret) when missing, loads the demo data once, and
 # serves until Ctrl-C, sealing the audit chain as phi_sealer. Safe to run
 # again.
+#
+#   deploy/run-local.sh env   prints the settings (export lines) an operator
+#                             command needs against that database, e.g.
+#                             eval "$(deploy/run-local.sh env)"; target/debug/phi-gateway audit verify
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -35,6 +39,14 @@ fi
 PAYLOAD_SECRET=$(cat .local/dev-payload-secret)
 export PAYLOAD_SECRET
 
+if [ "${1:-}" = env ]; then
+  for v in PHI_CONFIG PHI_ENVIRONMENT MIGRATION_DATABASE_URL DATABASE_URL AUDIT_SEALER_DATABASE_URL \
+    PHI_KEYRING PHI_AUDIT_SIGNING_KEY PHI_AUDIT_VERIFY_KEY PAYLOAD_SECRET; do
+    printf "export %s=%q\n" "$v" "${!v}"
+  done
+  exit 0
+fi
+
 cargo build --locked --bin phi-gateway
 bin=$root/target/debug/phi-gateway
 "$bin" migrate
@@ -42,6 +54,8 @@ bin=$root/target/debug/phi-gateway
 [ -f "$PHI_AUDIT_SIGNING_KEY" ] ||
   "$bin" keys signing generate --out "$PHI_AUDIT_SIGNING_KEY" --public-out "$PHI_AUDIT_VERIFY_KEY"
 "$bin" seed --demo
+# The analytics views publish the closed weeks (the demo's own week once it ends).
+"$bin" analytics refresh >/dev/null
 
 cat >&2 <<MSG
 phi-gateway: serving on http://127.0.0.1:8080
@@ -51,5 +65,6 @@ phi-gateway: serving on http://127.0.0.1:8080
   curl '127.0.0.1:8080/api/practitioners/near?lat=51.5&lon=-0.12&radius_km=25'
   TOKEN=\$(PHI_ENVIRONMENT=development PAYLOAD_SECRET=\$(cat .local/dev-payload-secret) target/debug/phi-gateway dev-token --user demo-patient-1)
   curl -H "Authorization: JWT \$TOKEN" 127.0.0.1:8080/api/symptom-submissions
+  eval "\$(deploy/run-local.sh env)"     # the settings an operator command needs (audit verify, keys ...)
 MSG
 exec "$bin" serve

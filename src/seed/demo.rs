@@ -14,7 +14,7 @@ use crate::domain::herb::{NewHerb, TcmProperties};
 use crate::domain::practitioner::{NewPractitioner, Status};
 use crate::domain::submission::{NewSubmission, SubmissionStatus, Symptom};
 use crate::identity::{Principal, Role};
-use crate::service::{Services, herbs, practitioners, submissions};
+use crate::service::{Services, consents, herbs, practitioners, submissions};
 
 fn admin() -> Principal {
     Principal::operator("seed", &[Role::Admin])
@@ -134,8 +134,28 @@ pub async fn demo(db: &crate::store::Db, keyring: Arc<KeyringHandle>) -> anyhow:
         .await
         .map_err(|e| anyhow::anyhow!("seeding a submission: {e:?}"))?;
     }
+    // demo-patient-1 shares their symptoms and notes (not their contact,
+    // birth date or region) with the practitioner linked to
+    // users:demo-practitioner: every role has something to see.
+    if let Some(practitioner_id) = first_practitioner {
+        consents::create(
+            &svc,
+            &Principal::user("users", "demo-patient-1", &[]),
+            crate::domain::consent::ConsentInput {
+                practitioner_id,
+                submission_id: None,
+                expires_at: None,
+                scope: Some(vec![
+                    crate::domain::consent::ConsentScope::Symptoms,
+                    crate::domain::consent::ConsentScope::Notes,
+                ]),
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding a consent: {e:?}"))?;
+    }
     Ok(format!(
-        "{} herbs, {count} practitioners, 3 submissions",
+        "{} herbs, {count} practitioners, 3 submissions, 1 consent",
         CLASSICAL_HERBS.len()
     ))
 }

@@ -80,7 +80,25 @@ async fn demo_and_bulk_seeds_load_and_read_back() {
     )
     .await
     .unwrap();
-    assert!(said.contains("51 herbs"), "{said}");
+    assert!(
+        said.contains("51 herbs") && said.contains("1 consent"),
+        "{said}"
+    );
+    // Every role has something to see: demo-patient-1 shares symptoms
+    // and notes with the practitioner linked to users:demo-practitioner.
+    let consent: (String, String) = sqlx::query_as(
+        "SELECT c.owner_id, p.user_id FROM consents c JOIN practitioners p ON p.id = c.practitioner_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        consent,
+        (
+            "users:demo-patient-1".into(),
+            "users:demo-practitioner".into()
+        )
+    );
     let again = phi_gateway::seed::demo(
         &phi_gateway::store::Db::new(pool.clone(), phi_gateway::store::Mode::default()),
         ring.clone(),

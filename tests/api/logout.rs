@@ -77,8 +77,26 @@ async fn a_logged_out_session_is_refused_and_the_others_go_on() {
         assert_eq!(on_record, 1, "the refusal of {request} is on the record");
     }
     assert_eq!(get(laptop.clone()).await.status(), 200);
-    // Logging out twice: the token is dead already.
-    assert_eq!(logout(Some(phone)).await.status(), 401);
+    // Logging out twice: the token is dead already, and the refusal is on
+    // the record too.
+    let again = logout(Some(phone)).await;
+    assert_eq!(again.status(), 401);
+    let request = again.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let entry: (String, String, String) = sqlx::query_as(
+        "SELECT action::text, entity_type, outcome FROM audit.log WHERE request_id = $1 \
+         AND actor_user = 'users:pat'",
+    )
+    .bind(&request)
+    .fetch_one(&mut app.admin().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        entry,
+        ("ACCESS_DENIED".into(), "sessions".into(), "denied".into())
+    );
 
     // Without sessions (no sid): that token alone.
     let old = token("pat", None, -10);

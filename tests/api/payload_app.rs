@@ -58,7 +58,12 @@ async fn a_real_payload_app_logs_users_in_and_the_gateway_takes_its_tokens() {
     let payload_db = TestDb::empty().await;
     // The pages' screenshots, kept where a human can look at them.
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    for name in ["who-has-seen-my-record.png", "shared-with-me.png"] {
+    for name in [
+        "who-has-seen-my-record.png",
+        "shared-with-me.png",
+        "consents-patient.png",
+        "consents-practitioner.png",
+    ] {
         std::fs::remove_file(shots.join(name)).ok();
     }
     let mut test = Command::new("npm");
@@ -78,7 +83,12 @@ async fn a_real_payload_app_logs_users_in_and_the_gateway_takes_its_tokens() {
         out.contains("# pass 2") && out.contains("# fail 0"),
         "{out}"
     );
-    for name in ["who-has-seen-my-record.png", "shared-with-me.png"] {
+    for name in [
+        "who-has-seen-my-record.png",
+        "shared-with-me.png",
+        "consents-patient.png",
+        "consents-practitioner.png",
+    ] {
         let png = std::fs::read(shots.join(name)).unwrap_or_default();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 10_000,

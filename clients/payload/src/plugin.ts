@@ -102,6 +102,12 @@ function optionsFor(req: PayloadRequest, o: PhiGatewayPluginOptions, purposeOfUs
   }
 }
 
+/** Treatment for practitioners and admins (the gateway requires a purpose of them); nothing for a patient (their own access is `patient-request`). */
+function clinicalPurpose(req: PayloadRequest): PurposeOfUse | undefined {
+  const roles = (req.user as { roles?: unknown } | null | undefined)?.roles
+  return Array.isArray(roles) && roles.some((r) => r === 'practitioner' || r === 'admin') ? 'treatment' : undefined
+}
+
 function page(req: PayloadRequest): number {
   const n = Number(req.query?.page ?? 1)
   return Number.isInteger(n) && n > 0 ? n : 1
@@ -186,6 +192,43 @@ ${rows}
             ? `<p class="muted">Accesses before ${when(report.archivedBefore)} were archived after the retention period and are not shown.</p>`
             : ''
           return htmlPage(title, body + archived)
+        } catch (e) {
+          return refusalPage(e, req, title)
+        }
+      },
+    },
+    {
+      // The consents the user gave (a patient) or that name them (a
+      // practitioner): who, what parts, until when.
+      path: '/pages/consents',
+      method: 'get',
+      handler: async (req) => {
+        const title = 'Consents'
+        try {
+          const found = await gatewayFor(req, optionsFor(req, o, clinicalPurpose(req))).find({
+            collection: 'consents',
+            limit: 100,
+            page: page(req),
+          })
+          const rows = found.docs
+            .map(
+              (c) => `<tr>
+<td>${when(c.createdAt)}</td>
+<td>${escapeHtml(c.owner)}</td>
+<td>${escapeHtml(c.practitionerId)}</td>
+<td>${c.submissionId ? `submission ${escapeHtml(c.submissionId)}` : 'all submissions'}</td>
+<td>${escapeHtml((c.scope ?? []).join(', '))}</td>
+<td>${c.expiresAt ? when(c.expiresAt) : 'no end'}</td>
+</tr>`,
+            )
+            .join('\n')
+          const body = found.docs.length
+            ? `<p>The consents you gave, and those that name you as the practitioner.</p>
+<table><thead><tr><th>Given</th><th>Patient</th><th>Practitioner</th><th>Shares</th><th>Parts</th><th>Until</th></tr></thead><tbody>
+${rows}
+</tbody></table>`
+            : '<p>No consent names you.</p>'
+          return htmlPage(title, body)
         } catch (e) {
           return refusalPage(e, req, title)
         }

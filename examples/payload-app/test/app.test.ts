@@ -177,6 +177,16 @@ test('Payload-issued tokens: a patient, a practitioner linked by an admin, the c
     assert.equal(shared.status, 200, shared.text)
     assert.match(shared.text, /Headache \(severity 3\)/)
     assert.match(shared.text, new RegExp(patId))
+    // The consents: the patient's own, and the practitioner's (naming them).
+    for (const [who, token, shot] of [
+      ['patient', pat.token, 'consents-patient.png'],
+      ['practitioner', doc.token, 'consents-practitioner.png'],
+    ] as const) {
+      const consents = await open(token, '/api/pages/consents', shot)
+      assert.equal(consents.status, 200, `${who}: ${consents.text}`)
+      assert.match(consents.text, new RegExp(practitioner.id), who)
+      assert.match(consents.text, new RegExp(`submission ${created.id}`), who)
+    }
     const nobody = await open(null, '/api/pages/my-access-report')
     assert.equal(nobody.status, 401)
     assert.match(nobody.text, /Log in/)

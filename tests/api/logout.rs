@@ -79,6 +79,7 @@ async fn a_logged_out_session_is_refused_and_the_others_go_on() {
     assert_eq!(get(laptop.clone()).await.status(), 200);
     // Logging out twice: the token is dead already, and the refusal is on
     // the record too.
+    let phone_again = phone.clone();
     let again = logout(Some(phone)).await;
     assert_eq!(again.status(), 401);
     let request = again.headers()["x-request-id"]
@@ -97,6 +98,29 @@ async fn a_logged_out_session_is_refused_and_the_others_go_on() {
         entry,
         ("ACCESS_DENIED".into(), "sessions".into(), "denied".into())
     );
+
+    // However the path is spelled, the route is behind the gate: the same
+    // 401, on the record.
+    let spelled = app
+        .client
+        .post(app.url("/%61pi/auth/%6cogout"))
+        .header("authorization", format!("JWT {phone_again}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spelled.status(), 401);
+    let request = spelled.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let denied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit.log WHERE request_id = $1 AND outcome = 'denied'",
+    )
+    .bind(&request)
+    .fetch_one(&mut app.admin().await)
+    .await
+    .unwrap();
+    assert_eq!(denied, 1, "the refusal of {request} is on the record");
 
     // Without sessions (no sid): that token alone.
     let old = token("pat", None, -10);

@@ -190,6 +190,8 @@ start() {
       echo "log_destination = 'stderr,jsonlog'"
       echo "log_directory = 'log'"
       echo "log_line_prefix = '%m [%p] %q%u@%d '"
+      # Statements per request (tests/api/statements.rs, bench/http.sh).
+      echo "shared_preload_libraries = 'pg_stat_statements'"
       if [ "${PHI_PG_FAST:-0}" = 1 ]; then
         echo "fsync = off"; echo "synchronous_commit = off"; echo "full_page_writes = off"
       fi

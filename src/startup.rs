@@ -218,7 +218,9 @@ fn serve(
         origins: settings.auth.csrf_origins.clone(),
     };
     let csrf_origins = settings.auth.csrf_origins.clone();
-    let mode = crate::store::Mode::of(&settings.database);
+    // The request pools' connections start with the statement timeout, so
+    // that a request may be one statement that sets the rest itself.
+    let (options, mode) = crate::store::Mode::of(&settings.database).with_one_statement(options);
     let metrics = web::Data::from(metrics);
     let limits = web::Data::new(BodyLimits {
         max_bytes: settings.server.max_body_bytes,

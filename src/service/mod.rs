@@ -71,6 +71,13 @@ impl Services {
     /// practitioner or an admin must first say why (`X-Purpose-Of-Use`),
     /// which every entry of the transaction records (`store::begin`).
     pub async fn begin_phi(&self, who: &Principal) -> Result<crate::store::Tx, ApiError> {
+        self.check_purpose(who)?;
+        Ok(self.pool.begin(who).await?)
+    }
+
+    /// A practitioner or admin names the purpose of every request that
+    /// reads or changes patients' data (what `begin_phi` checks first).
+    pub fn check_purpose(&self, who: &Principal) -> Result<(), ApiError> {
         if who.owes_purpose() && who.purpose_of_use.is_none() {
             return Err(ApiError::PurposeRequired(format!(
                 "X-Purpose-Of-Use is required of practitioners and admins reading or \
@@ -78,7 +85,7 @@ impl Services {
                 crate::identity::PurposeOfUse::vocabulary()
             )));
         }
-        Ok(self.pool.begin(who).await?)
+        Ok(())
     }
 
     pub fn new(pool: Db, audit_pool: Db, keyring: Arc<KeyringHandle>) -> Self {

@@ -203,6 +203,26 @@ fn read_entries(who: &Principal, docs: &[SubmissionDoc], sel: &Selection) -> Vec
     out
 }
 
+/// `read_entries` for a one-statement read, where the database knows the
+/// consent scope and the service does not yet: the fields the selection
+/// shows, each with the consent parts it needs (`ConsentScope::fields`),
+/// comma-joined (`store::submissions::ReadEntry`).
+fn read_entry_parts(sel: &Selection) -> (Vec<&'static str>, Vec<String>) {
+    let shown = sel.shown(SUBMISSIONS.document);
+    let needs = shown
+        .iter()
+        .map(|f| {
+            ConsentScope::ALL
+                .iter()
+                .filter(|s| s.fields().contains(f))
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    (shown, needs)
+}
+
 fn seal_symptoms(
     c: &Crypt,
     symptoms: &[Symptom],
@@ -238,12 +258,41 @@ async fn check_practitioner(tx: &mut Tx, id: Option<Uuid>) -> Result<(), ApiErro
     if let Some(p) = id
         && !crate::store::practitioners::visible(tx, p).await?
     {
-        return Err(ApiError::invalid(
-            "practitionerId",
-            "refers to a record that does not exist",
-        ));
+        return Err(invisible_practitioner());
     }
     Ok(())
+}
+
+fn invisible_practitioner() -> ApiError {
+    ApiError::invalid("practitionerId", "refers to a record that does not exist")
+}
+
+/// Opens the row a one-statement request returned, whose transaction has
+/// committed already (with its CREATE or READ entry): a failure (a key
+/// missing from this keyring; for a row just written only a bug or a
+/// broken keyring makes it) is recorded beside it on the reserved audit
+/// pool and answered as the error it is. A write stands, whole.
+async fn opened_after_commit(
+    svc: &Services,
+    c: &Crypt,
+    who: &Principal,
+    row: &SubmissionRow,
+    sel: &Selection,
+) -> Result<SubmissionDoc, ApiError> {
+    match to_doc(c, who, row, sel) {
+        Ok(d) => Ok(d),
+        Err(e) => {
+            audit::record_alone(
+                &svc.audit_pool,
+                who,
+                Entry::new(Action::DecryptFailure, TABLE, row.id)
+                    .outcome(Outcome::Failure)
+                    .subject(&row.owner_id),
+            )
+            .await;
+            Err(e)
+        }
+    }
 }
 
 pub async fn create(
@@ -261,9 +310,22 @@ pub async fn create(
         ));
     }
     let c = Crypt::new(svc);
-    let new = new_row(&c, owner, &input)?;
+    let (new, facts) = new_row(&c, owner, &input)?;
+    svc.check_purpose(who)?;
+    if let Some(mut one) = svc.pool.single().await? {
+        // One statement, its own transaction: the row, its facts and the
+        // CREATE entry (the trigger's), or nothing.
+        let Some(row) = table::insert_one(&mut one, who, new, &facts)
+            .await
+            .map_err(|e| client_error(&SUBMISSIONS, e))?
+        else {
+            return Err(invisible_practitioner());
+        };
+        drop(one);
+        return opened_after_commit(svc, &c, who, &row, &Selection::All).await;
+    }
     let mut tx = svc.begin_phi(who).await?;
-    let row = insert_in(&mut tx, new).await?;
+    let row = insert_in(&mut tx, (new, facts)).await?;
     let (tx, doc) = open_written(svc, &c, tx, who, &row).await?;
     // The CREATE entry is written by the table's audit trigger, on this
     // transaction.
@@ -341,6 +403,26 @@ pub async fn get(
 ) -> Result<Related<SubmissionDoc, PractitionerDoc>, ApiError> {
     who.require_user()?;
     let c = Crypt::new(svc);
+    svc.check_purpose(who)?;
+    // The common read (no relationship to populate, no break-glass entry
+    // to add) is one statement with its READ entry.
+    let alone = item.depth == 0 || !item.select.keeps("practitionerId");
+    if alone
+        && !who.break_glass()
+        && let Some(mut one) = svc.pool.single().await?
+    {
+        let (shown, needs) = read_entry_parts(&item.select);
+        let entry = table::ReadEntry {
+            shown: &shown,
+            needs: &needs,
+        };
+        let Some(row) = table::get_one(&mut one, who, id, entry).await? else {
+            return Err(ApiError::NotFound);
+        };
+        drop(one);
+        let doc = opened_after_commit(svc, &c, who, &row, &item.select).await?;
+        return Ok(Related::alone(doc));
+    }
     let mut tx = svc.begin_phi(who).await?;
     let Some(row) = table::get(&mut tx, id).await? else {
         return Err(ApiError::NotFound);

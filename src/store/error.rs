@@ -51,6 +51,8 @@ impl From<sqlx::Error> for StoreError {
             // not write this row. Any other 42501 (a missing grant) is ours.
             Some("42501") if db.message().contains("row-level security") => StoreError::RlsDenied,
             Some("PH403") => StoreError::Forbidden(db.message().to_string()),
+            // `app_begin`'s refusal of a logged-out session (0021).
+            Some("PH401") => StoreError::SessionEnded,
             Some("57014") => StoreError::Timeout,
             // admin shutdown, crash shutdown, cannot connect now, and the
             // connection failure classes.

@@ -44,6 +44,14 @@ use crate::identity::Principal;
 pub struct Mode {
     pub persistent: bool,
     pub timeouts: Timeouts,
+    /// The hot requests (a submission's create, a read by id) may run as
+    /// one statement that sets the identity itself (`app_begin`, migration
+    /// 0021), in a transaction of its own: the pool's connections carry
+    /// the statement timeout from their start, since such a statement
+    /// cannot set it for itself. Set by `serve` (`with_one_statement`),
+    /// never behind a transaction-mode pooler; other callers (tools,
+    /// tests that build services) open transactions.
+    pub one_statement: bool,
 }
 
 impl Mode {
@@ -57,7 +65,29 @@ impl Mode {
                 statement_ms: db.statement_timeout.as_millis() as u64,
                 anonymous_statement_ms: db.anonymous_statement_timeout.as_millis() as u64,
             },
+            one_statement: false,
         }
+    }
+
+    /// This mode with one-statement requests, when the pool's connections
+    /// can carry the statement timeout (no transaction-mode pooler between,
+    /// which would refuse the startup option): the options to open them
+    /// with, and the mode.
+    pub fn with_one_statement(
+        self,
+        options: sqlx::postgres::PgConnectOptions,
+    ) -> (sqlx::postgres::PgConnectOptions, Self) {
+        if !self.persistent {
+            return (options, self);
+        }
+        let ms = self.timeouts.statement_ms.to_string();
+        (
+            options.options([("statement_timeout", ms.as_str())]),
+            Self {
+                one_statement: true,
+                ..self
+            },
+        )
     }
 }
 
@@ -66,6 +96,7 @@ impl Default for Mode {
         Self {
             persistent: true,
             timeouts: Timeouts::default(),
+            one_statement: false,
         }
     }
 }
@@ -127,6 +158,17 @@ impl Db {
         begin(&self.pool, self.mode, who).await
     }
 
+    /// A connection for one statement that sets the caller's identity
+    /// itself (`IDENTITY_FROM`, bound with `bind_identity!`), when this
+    /// gateway's mode allows it (`Mode::one_statement`); `None` otherwise,
+    /// and the caller opens a transaction (`begin`).
+    pub async fn single(&self) -> Result<Option<Tx>> {
+        if !self.mode.one_statement {
+            return Ok(None);
+        }
+        Ok(Some(Tx::unbegun(&self.pool, self.mode.persistent).await?))
+    }
+
     /// A transaction with no caller's identity (`begin_plain`).
     pub async fn begin_plain(&self) -> Result<Tx> {
         begin_plain(&self.pool, self.mode).await
@@ -138,6 +180,57 @@ impl Db {
 pub async fn begin_plain(pool: &PgPool, mode: Mode) -> Result<Tx> {
     Ok(Tx::begin(pool, mode.persistent).await?)
 }
+
+/// What sets the caller's identity inside a one-statement request: the
+/// first item of its FROM, bound to `$1`..`$11` (`bind_identity!`). Every
+/// table of the statement is read after it: an INSERT selects its row from
+/// it, a read is a LATERAL subquery that names `who.ok` (migration 0021).
+pub const IDENTITY_FROM: &str =
+    "app_begin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) AS who(ok)";
+
+/// The caller's identity as the settings take it (`app.user_id`, ..,
+/// `app.purpose`), in `begin`'s and `app_begin`'s order.
+pub(crate) fn identity_values(who: &Principal) -> [String; 10] {
+    [
+        who.user_id.clone().unwrap_or_default(),
+        who.roles_csv(),
+        if who.break_glass() { "on" } else { "" }.to_string(),
+        who.collection.clone().unwrap_or_default(),
+        who.request_id.clone().unwrap_or_default(),
+        who.client_addr.clone().unwrap_or_default(),
+        who.api_key_id.map(|u| u.to_string()).unwrap_or_default(),
+        if who.break_glass() {
+            who.break_glass_reason.clone().unwrap_or_default()
+        } else {
+            String::new()
+        },
+        who.client_request_id.clone().unwrap_or_default(),
+        who.purpose()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+    ]
+}
+
+/// Binds the caller's identity as `$1`..`$11` of a statement that begins
+/// with [`IDENTITY_FROM`]: the ten settings and the session to check.
+macro_rules! bind_identity {
+    ($q:expr, $who:expr) => {{
+        let who: &$crate::identity::Principal = $who;
+        let [a, b, c, d, e, f, g, h, i, j] = $crate::store::identity_values(who);
+        $q.bind(a)
+            .bind(b)
+            .bind(c)
+            .bind(d)
+            .bind(e)
+            .bind(f)
+            .bind(g)
+            .bind(h)
+            .bind(i)
+            .bind(j)
+            .bind(who.session.as_ref().map(|s| s.key.clone()))
+    }};
+}
+pub(crate) use bind_identity;
 
 /// Opens the request's transaction and sets the caller's identity (and the
 /// statement timeout for this kind of caller) with transaction-local
@@ -175,26 +268,23 @@ pub async fn begin(pool: &PgPool, mode: Mode, who: &Principal) -> Result<Tx> {
     const SET: &str = set!();
     const SET_AND_CHECK: &str = concat!(set!(), ", app_session_ended($12)");
     let session = who.session.as_ref().map(|s| s.key.as_str());
+    let [a, b, c, d, e, f, g, h, i, j] = identity_values(who);
     let q = tx
         .q(if session.is_some() {
             SET_AND_CHECK
         } else {
             SET
         })
-        .bind(who.user_id.as_deref().unwrap_or(""))
-        .bind(who.roles_csv())
-        .bind(if who.break_glass() { "on" } else { "" })
-        .bind(who.collection.as_deref().unwrap_or(""))
-        .bind(who.request_id.as_deref().unwrap_or(""))
-        .bind(who.client_addr.as_deref().unwrap_or(""))
-        .bind(who.api_key_id.map(|u| u.to_string()).unwrap_or_default())
-        .bind(if who.break_glass() {
-            who.break_glass_reason.as_deref().unwrap_or("")
-        } else {
-            ""
-        })
-        .bind(who.client_request_id.as_deref().unwrap_or(""))
-        .bind(who.purpose().map(|p| p.as_str()).unwrap_or(""))
+        .bind(a)
+        .bind(b)
+        .bind(c)
+        .bind(d)
+        .bind(e)
+        .bind(f)
+        .bind(g)
+        .bind(h)
+        .bind(i)
+        .bind(j)
         .bind(timeout.to_string());
     let Some(session) = session else {
         q.execute(&mut *tx).await?;

@@ -7,18 +7,24 @@ use uuid::Uuid;
 
 use super::facts::Facts;
 use super::filter::order_by;
-use super::{Listing, Result, Rows, Tx, Value, list as page, update_returning};
+use super::{Listing, Result, Rows, Tx, Value, bind_identity, list as page, update_returning};
 use crate::crypto::SealedField;
+use crate::identity::Principal;
 use crate::query::ListQuery;
 use crate::schema::SUBMISSIONS;
 
 /// `scope`: for a row not the caller's own, the parts of it the consents
 /// naming the caller grant (NULL for their own rows; empty when no consent
 /// does, as for a break-glass read).
-const COLUMNS: &str = "id, owner_id, status, practitioner_id, symptoms, notes, contact_email, \
-    date_of_birth, region, created_at, updated_at, \
-    CASE WHEN owner_id = (SELECT app_user_id()) THEN NULL \
-         ELSE coalesce(consent_scope(owner_id, id), '{}') END AS scope";
+macro_rules! columns {
+    () => {
+        "id, owner_id, status, practitioner_id, symptoms, notes, contact_email, \
+         date_of_birth, region, created_at, updated_at, \
+         CASE WHEN owner_id = (SELECT app_user_id()) THEN NULL \
+              ELSE coalesce(consent_scope(owner_id, id), '{}') END AS scope"
+    };
+}
+const COLUMNS: &str = columns!();
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct SubmissionRow {
@@ -90,6 +96,100 @@ pub async fn insert(tx: &mut Tx, s: NewRow, facts: &Facts) -> Result<SubmissionR
         .bind(&facts.age_band)
         .bind(&facts.categories)
         .fetch_one(&mut **tx)
+        .await?)
+}
+
+/// `insert` as the request's one statement (`Db::single`): the identity
+/// set first (`IDENTITY_FROM`), the row selected from it, so that every
+/// policy, default and trigger sees the caller; the practitioner it names
+/// checked in the same statement (`practitioners::visible`'s question).
+/// `None`: that practitioner is not one the caller sees, and nothing was
+/// written.
+pub async fn insert_one(
+    tx: &mut Tx,
+    who: &Principal,
+    s: NewRow,
+    facts: &Facts,
+) -> Result<Option<SubmissionRow>> {
+    const SQL: &str = concat!(
+        "WITH s AS (INSERT INTO symptom_submissions (id, owner_id, status, practitioner_id, symptoms, \
+         notes, contact_email, contact_email_bidx, date_of_birth, region) \
+         SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21 FROM ",
+        "app_begin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) AS who(ok)",
+        " WHERE who.ok AND ($15::uuid IS NULL \
+                OR EXISTS (SELECT 1 FROM practitioners p WHERE p.id = $15 AND who.ok)) \
+         RETURNING ",
+        columns!(),
+        "), f AS (INSERT INTO submission_facts (ref, week, region, age_band, categories) \
+         SELECT $22, date_trunc('week', s.created_at AT TIME ZONE 'UTC')::date, $23, $24, $25 FROM s) \
+         SELECT * FROM s"
+    );
+    debug_assert!(SQL.contains(super::IDENTITY_FROM));
+    let q = bind_identity!(tx.q_as::<SubmissionRow>(SQL), who);
+    Ok(q.bind(s.id)
+        .bind(s.owner_id)
+        .bind(s.status)
+        .bind(s.practitioner_id)
+        .bind(s.symptoms)
+        .bind(s.notes)
+        .bind(s.contact_email)
+        .bind(s.contact_email_bidx)
+        .bind(s.date_of_birth)
+        .bind(s.region)
+        .bind(&facts.key)
+        .bind(&facts.region)
+        .bind(&facts.age_band)
+        .bind(&facts.categories)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+/// The READ entry of a one-statement read: which fields the answer shows,
+/// as the row's consent scope leaves them (`service::submissions::
+/// read_entries`, said in SQL). `shown[i]` is shown when the row is the
+/// caller's own (`scope` NULL) or the consents grant every part of
+/// `needs[i]` (comma-joined; empty when no part is needed).
+pub struct ReadEntry<'a> {
+    pub shown: &'a [&'static str],
+    pub needs: &'a [String],
+}
+
+/// `get` as the request's one statement (`Db::single`), with its READ
+/// entry: the identity set first (`IDENTITY_FROM`), the row read in a
+/// LATERAL subquery that cannot run before it, the entry appended for the
+/// row found (`audit.append`, as `store::audit::append` calls it), all in
+/// one transaction. `None`: no row the caller may see, and no entry.
+pub async fn get_one(
+    tx: &mut Tx,
+    who: &Principal,
+    id: Uuid,
+    entry: ReadEntry<'_>,
+) -> Result<Option<SubmissionRow>> {
+    const SQL: &str = concat!(
+        "SELECT x.*, audit.append($13, $14, $15, $16, $17, $18, $19, '{READ}'::audit.action[], \
+           '{symptom_submissions}'::text[], ARRAY[x.id::text], '{success}'::text[], '{NULL}'::text[], \
+           ARRAY[array_to_string(ARRAY(SELECT f FROM unnest($20::text[], $21::text[]) AS u(f, n) \
+                 WHERE x.scope IS NULL OR string_to_array(n, ',') <@ x.scope), ',')], \
+           '{NULL}'::text[], ARRAY[x.owner_id]) AS audited \
+         FROM ",
+        "app_begin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) AS who(ok)",
+        " CROSS JOIN LATERAL (SELECT ",
+        columns!(),
+        " FROM symptom_submissions WHERE id = $12 AND who.ok OFFSET 0) x"
+    );
+    debug_assert!(SQL.contains(super::IDENTITY_FROM));
+    let q = bind_identity!(tx.q_as::<SubmissionRow>(SQL), who);
+    Ok(q.bind(id)
+        .bind(who.user_id.as_deref())
+        .bind(who.collection.as_deref())
+        .bind(who.roles_csv())
+        .bind(who.api_key_id)
+        .bind(who.request_id.as_deref())
+        .bind(who.client_request_id.as_deref())
+        .bind(who.client_addr.as_deref())
+        .bind(entry.shown)
+        .bind(entry.needs)
+        .fetch_optional(&mut **tx)
         .await?)
 }
 

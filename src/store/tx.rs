@@ -59,6 +59,22 @@ impl Tx {
         })
     }
 
+    /// A connection from `pool` (one held by this worker when there is one)
+    /// with no transaction open: each statement sent on it is a
+    /// transaction of its own. Kept by the worker afterwards, as after a
+    /// commit.
+    pub(super) async fn unbegun(pool: &PgPool, persistent: bool) -> Result<Tx, sqlx::Error> {
+        let key = key_of(pool);
+        let (conn, held_since) = acquire(pool, key).await?;
+        Ok(Tx {
+            conn: Some(conn),
+            open: false,
+            persistent,
+            key,
+            held_since,
+        })
+    }
+
     /// Whether its statements may be prepared by name.
     pub fn persistent(&self) -> bool {
         self.persistent

@@ -47,6 +47,30 @@ async fn a_logged_out_session_is_refused_and_the_others_go_on() {
     let phone_later = token("pat", Some("6f1c1f4e-phone"), -5);
     let laptop = token("pat", Some("0b9d7a2c-laptop"), 0);
     assert_eq!(get(phone.clone()).await.status(), 200);
+    // A create and a read by id are one statement each, which checks the
+    // session itself (`app_begin`): the same refusal after the logout.
+    let create = |t: String| {
+        let req = app
+            .client
+            .post(app.url("/api/symptom-submissions"))
+            .header("authorization", format!("JWT {t}"))
+            .json(&json!({"symptoms": [{"name": "Cough", "severity": 2, "onset": "2026-01-01"}]}));
+        async move { req.send().await.unwrap() }
+    };
+    let res = create(phone.clone()).await;
+    assert_eq!(res.status(), 201);
+    let mine = format!(
+        "/api/symptom-submissions/{}",
+        json(res).await["doc"]["id"].as_str().unwrap()
+    );
+    let read = |t: String| {
+        let req = app
+            .client
+            .get(app.url(&mine))
+            .header("authorization", format!("JWT {t}"));
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(read(phone.clone()).await.status(), 200);
 
     let res = logout(Some(phone.clone())).await;
     assert_eq!(res.status(), 200);
@@ -77,6 +101,23 @@ async fn a_logged_out_session_is_refused_and_the_others_go_on() {
         assert_eq!(on_record, 1, "the refusal of {request} is on the record");
     }
     assert_eq!(get(laptop.clone()).await.status(), 200);
+    for res in [create(phone.clone()).await, read(phone.clone()).await] {
+        assert_eq!(res.status(), 401);
+        let body = json(res).await;
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("logged out"),
+            "{body}"
+        );
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM symptom_submissions")
+        .fetch_one(&mut app.admin().await)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the refused create wrote nothing");
+    assert_eq!(read(laptop.clone()).await.status(), 200);
     // Logging out twice: the token is dead already, and the refusal is on
     // the record too.
     let phone_again = phone.clone();

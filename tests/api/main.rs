@@ -36,4 +36,5 @@ mod scale;
 mod schema;
 mod schemathesis;
 mod sdk;
+mod statements;
 mod submissions;

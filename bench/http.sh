@@ -6,11 +6,19 @@
 #   bench/run.sh http          (or bench/http.sh with a cluster already up)
 #   BENCH_SECS=5 BENCH_ROUNDS=2 BENCH_HERBS=200000 BENCH_PRACTITIONERS=1000000
 #   BENCH_CLIENTS="1 4 16" BENCH_WHAT="create read tcm near"
+#   BENCH_DELAY_MS=1  every round trip to PostgreSQL 1 ms longer, for both
+#                     sides (bench/delay-proxy.py: this kernel has no netem)
 # (each side runs BENCH_ROUNDS times BENCH_SECS seconds per line)
 #
-# pgbench runs the statements the gateway sends (bench/http/*.sql, the same
-# text as the store's, as phi_app, prepared, with the identity set): the gap
-# between the two is the gateway's own cost. wrk (Debian's package, installed
+# Each line also says how many statements phi_app sent per request (HTTP)
+# and per transaction (pgbench), as pg_stat_statements counts them, and the
+# CPU each process spent per request.
+#
+# pgbench is the naive client: a CMS that talks SQL to the same tables
+# itself, as phi_app with its identity set in a transaction (bench/http/*.sql:
+# BEGIN, the identity, the store's statement, the audit entry, COMMIT; 4
+# statements a create, 5 a read, as the gateway sent them before issue 26),
+# prepared. The gateway now sends a create or a read as one statement. wrk (Debian's package, installed
 # here when missing) drives HTTP from the same machine. Needs the cluster's
 # environment (PHI_PG_*), as bench/run.sh sets it.
 set -euo pipefail
@@ -51,13 +59,23 @@ export PHI_ANONYMOUS_PER_MINUTE=0 PHI_ANONYMOUS_CONCURRENCY=${PHI_ANONYMOUS_CONC
 "$bin" keys signing generate --out "$PHI_AUDIT_SIGNING_KEY" --public-out "$work/verify.json" >/dev/null
 echo "seeding $herbs herbs and $practitioners practitioners..." >&2
 "$bin" seed --herbs "$herbs" --practitioners "$practitioners" 2>/dev/null
-psql "$admin" -qXc "VACUUM ANALYZE"
+psql "$admin" -qXc "VACUUM ANALYZE" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+
+# With a delay: the gateway and pgbench reach PostgreSQL through the proxy.
+pg_host=${host_port%:*} pg_port=${host_port#*:}
+if [ "${BENCH_DELAY_MS:-0}" != 0 ]; then
+  pg_port=${BENCH_PROXY_PORT:-18432}
+  python3 bench/delay-proxy.py "$pg_port" "$host_port" "$BENCH_DELAY_MS" &
+  proxy=$!
+  sleep 0.5
+  export DATABASE_URL=postgres://phi_app:$PHI_PG_APP_PASSWORD@$pg_host:$pg_port/$db
+fi
 
 port=${BENCH_PORT:-18080}
 export PHI_PORT=$port
 RUST_LOG=${RUST_LOG:-info} "$bin" serve >"$work/gateway.log" 2>&1 &
 gw=$!
-trap 'kill $gw 2>/dev/null || true' EXIT
+trap 'kill $gw ${proxy:-} 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 sleep 1
 idle=$(awk '/VmRSS/ {print $2}' /proc/$gw/status)
@@ -126,6 +144,15 @@ ticks() { # pid
   echo "$total"
 }
 postmaster=$(head -1 "$PHI_PG_DIR/data/postmaster.pid")
+
+# phi_app's statements in the bench database since `stmts_reset`.
+stmts_reset() {
+  psql "$admin" -qtAXc "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)" >/dev/null
+}
+stmts() {
+  psql "$admin" -qtAXc "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND userid = 'phi_app'::regrole"
+}
 hz=$(getconf CLK_TCK)
 # "gateway postgres loadgen" CPU microseconds per request over a run:
 # $1 requests, then the three tick deltas.
@@ -139,14 +166,15 @@ per_request() {
 timeout_of() { case $1 in tcm | near) echo 5000 ;; *) echo 30000 ;; esac; }
 
 # One pgbench run; its per-transaction logs stay for the percentiles.
-# -> "tps transactions postgres_ticks pgbench_ticks"
+# -> "tps transactions postgres_ticks pgbench_ticks statements"
 run_pgbench() { # script clients round
   local threads=$(( $2 < 2 ? 1 : 2 ))
   local out pg0 pg1 l
+  stmts_reset
   pg0=$(ticks "$postmaster")
   out=$(cd "$work" && PGPASSWORD=$PHI_PG_APP_PASSWORD pgbench -n -M prepared -c "$2" -j "$threads" -T "$secs" \
     -l --log-prefix="pgbench_log_$3" -f "$1.sql" "${pgbench_vars[@]}" -D "timeout=$(timeout_of "$1")" \
-    -h "${host_port%:*}" -p "${host_port#*:}" -U phi_app "$db" 2>&1; times)
+    -h "$pg_host" -p "$pg_port" -U phi_app "$db" 2>&1; times)
   # pgbench's backends end after it does: count their CPU once the
   # postmaster has reaped them, not in the next run.
   for _ in $(seq 50); do
@@ -162,16 +190,17 @@ run_pgbench() { # script clients round
     echo "pgbench $1 with $2 clients failed:" >&2; echo "$out" >&2; exit 1
   fi
   l=$(echo "$out" | tail -1 | cpu_of_times)
-  echo "$tps $n $((pg1 - pg0)) $l"
+  echo "$tps $n $((pg1 - pg0)) $l $(stmts)"
 }
 
 # wrk's latency ("850.00us", "1.23ms", "1.02s") in ms.
 ms() { awk -v v="$1" 'BEGIN { x = v + 0; if (v ~ /us$/) x /= 1000; else if (v ~ /ms$/) x += 0; else if (v ~ /s$/) x *= 1000; printf "%.2f", x }'; }
 
-# One wrk run. -> "rps p50_ms p99_ms requests gateway_ticks postgres_ticks wrk_ticks"
+# One wrk run. -> "rps p50_ms p99_ms requests gateway_ticks postgres_ticks wrk_ticks statements"
 run_wrk() { # script path ids clients
   local threads=$(( $4 < 2 ? 1 : 2 ))
   local out g0 g1 pg0 pg1 l
+  stmts_reset
   g0=$(ticks "$gw"); pg0=$(ticks "$postmaster")
   out=$(BENCH_PATH=$2 BENCH_IDS_FILE=$3 wrk -t "$threads" -c "$4" -d "${secs}s" --timeout 30s --latency \
     -s "bench/http/$1.lua" "http://127.0.0.1:$port" 2>&1; times)
@@ -185,7 +214,7 @@ run_wrk() { # script path ids clients
   p99=$(ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
   n=$(echo "$out" | awk '/requests in/ {print $1; exit}')
   l=$(echo "$out" | tail -1 | cpu_of_times)
-  echo "$rps $p50 $p99 $n $((g1 - g0)) $((pg1 - pg0)) $l"
+  echo "$rps $p50 $p99 $n $((g1 - g0)) $((pg1 - pg0)) $l $(stmts)"
 }
 
 http_run() { # what clients
@@ -201,8 +230,8 @@ http_run() { # what clients
 # so that what drifts on a shared machine over a minute falls on both
 # sides alike. Rates are the mean of the rounds; pgbench's percentiles are
 # over every transaction of its rounds, wrk's the mean of its rounds'.
-printf '%-8s %7s | %10s %9s %9s | %10s %9s %9s | %5s | %s\n' what clients "HTTP rps" p50ms p99ms "pgbench" p50ms p99ms ratio \
-  "CPU us/request: HTTP gateway+postgres+wrk, pgbench postgres+pgbench"
+printf '%-8s %7s | %10s %9s %9s | %10s %9s %9s | %5s | %-13s | %s\n' what clients "HTTP rps" p50ms p99ms "pgbench" p50ms p99ms ratio \
+  "statements" "CPU us/request: HTTP gateway+postgres+wrk, pgbench postgres+pgbench"
 for c in $clients; do
   for what in $whats; do
     rm -f "$work"/pgbench_log_*
@@ -214,14 +243,14 @@ for c in $clients; do
         run_pgbench "$what" "$c" "$r" >>"$work/p"; http_run "$what" "$c" >>"$work/w"
       fi
     done
-    read -r wr w50 w99 wg wp wl < <(awk -v hz="$hz" '{ r += $1; a += $2; b += $3; n += $4; g += $5; p += $6; l += $7 }
-      END { printf "%.0f %.2f %.2f %.0f %.0f %.0f\n", r / NR, a / NR, b / NR, g * 1e6 / hz / n, p * 1e6 / hz / n, l * 1e6 / hz / n }' "$work/w")
-    read -r pt pp pl < <(awk -v hz="$hz" '{ t += $1; n += $2; p += $3; l += $4 }
-      END { printf "%.0f %.0f %.0f\n", t / NR, p * 1e6 / hz / n, l * 1e6 / hz / n }' "$work/p")
+    read -r wr w50 w99 wg wp wl ws < <(awk -v hz="$hz" '{ r += $1; a += $2; b += $3; n += $4; g += $5; p += $6; l += $7; s += $8 }
+      END { printf "%.0f %.2f %.2f %.0f %.0f %.0f %.2f\n", r / NR, a / NR, b / NR, g * 1e6 / hz / n, p * 1e6 / hz / n, l * 1e6 / hz / n, s / n }' "$work/w")
+    read -r pt pp pl ps < <(awk -v hz="$hz" '{ t += $1; n += $2; p += $3; l += $4; s += $5 }
+      END { printf "%.0f %.0f %.0f %.2f\n", t / NR, p * 1e6 / hz / n, l * 1e6 / hz / n, s / n }' "$work/p")
     read -r p50 p99 < <(percentiles "$work"/pgbench_log_*)
     ratio=$(awk -v a="$wr" -v b="$pt" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-    printf '%-8s %7s | %10s %9s %9s | %10s %9s %9s | %5s | %s+%s+%s, %s+%s\n' "$what" "$c" "$wr" "$w50" "$w99" "$pt" "$p50" "$p99" "$ratio" \
-      "$wg" "$wp" "$wl" "$pp" "$pl"
+    printf '%-8s %7s | %10s %9s %9s | %10s %9s %9s | %5s | %5s, %5s | %s+%s+%s, %s+%s\n' "$what" "$c" "$wr" "$w50" "$w99" "$pt" "$p50" "$p99" "$ratio" \
+      "$ws" "$ps" "$wg" "$wp" "$wl" "$pp" "$pl"
   done
 done
 # 64 clients reading, for the memory figure.

@@ -232,20 +232,32 @@ pub async fn seal_all(pool: &PgPool) -> Result<usize, sqlx::Error> {
 }
 
 /// Seals what can be sealed now (it may take a few ranges: one opened while
-/// others were still running ends early).
+/// others were still running ends early), in at most a few rounds that are
+/// not full: under steady writes every round finds a few new entries, and
+/// a loop that waited for two empty rounds ran without pause, sealing a
+/// handful of entries a round (a sixth of the gateway's CPU at 2,000 reads
+/// a second, BENCHMARKS.md). What comes in after waits for the next tick.
+/// A full round (a backlog) does not count.
 pub async fn seal_available(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    const BATCH: i32 = 5000;
+    const ROUNDS: u32 = 4;
     let mut total = 0;
     let mut idle_rounds = 0;
+    let mut rounds = 0;
     loop {
-        let n = seal_pending(pool, 5000).await?;
+        let n = seal_pending(pool, BATCH).await?;
         total += n;
+        if n == BATCH as usize {
+            continue;
+        }
+        rounds += 1;
         if n == 0 {
             idle_rounds += 1;
-            if idle_rounds >= 2 {
-                return Ok(total);
-            }
         } else {
             idle_rounds = 0;
+        }
+        if idle_rounds >= 2 || rounds >= ROUNDS {
+            return Ok(total);
         }
     }
 }

@@ -9,13 +9,20 @@
 #   deploy/systemd/*.service      systemd-analyze verify, systemd-analyze security
 #                                 (exposure at most 2.0), the hardening directives,
 #                                 and the ExecStart wrapper run against a stand-in
+#   deploy/monitoring/            promtool check rules and test rules (the alerts),
+#                                 the dashboard's JSON and its queries (parsed by
+#                                 promtool), the ServiceMonitor's selection against
+#                                 the kit's Service and Deployment, and that every
+#                                 phi_* metric they use is registered in src/metrics.rs
 # No container engine or cluster is involved: the image is linted, not built;
-# the manifests are validated, not applied; the unit is analysed, not started.
+# the manifests are validated, not applied; the unit is analysed, not started;
+# the rules are unit-tested by promtool, not loaded into a running Prometheus.
 #
 # The Python tools (pinned below) go into a virtualenv of the project's,
 # .local/kit-venv, made when missing or when the pins change. systemd-analyze
-# comes from Debian's systemd package, installed with apt-get when missing
-# and running as root. Safe to run again. Exits non-zero if any check fails.
+# and promtool come from Debian's systemd and prometheus packages, installed
+# with apt-get when missing and running as root. Safe to run again. Exits
+# non-zero if any check fails.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -67,8 +74,15 @@ command -v systemd-analyze >/dev/null || apt_install systemd-analyze systemd
 # The unit's ExecReload= runs /bin/kill, which verify requires to exist.
 [ -x /bin/kill ] || apt_install /bin/kill procps
 command -v docker-compose >/dev/null || apt_install docker-compose docker-compose
+# promtool ships in Debian's prometheus package (2.42 in Debian 12). On a host
+# booted with systemd the package also enables and starts a Prometheus server,
+# which this script does not want: it only needs the tool.
+if ! command -v promtool >/dev/null; then
+  apt_install promtool prometheus
+  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; fi
+fi
 
-ok "tools: $("$hadolint" --version | sed 's/Haskell Dockerfile Linter/hadolint/'), kubernetes-validate $("$kv" --version 2>&1 | awk '{print $NF}'), $(systemd-analyze --version | head -1)"
+ok "tools: $("$hadolint" --version | sed 's/Haskell Dockerfile Linter/hadolint/'), kubernetes-validate $("$kv" --version 2>&1 | awk '{print $NF}'), $(systemd-analyze --version | head -1), promtool $(promtool --version 2>&1 | awk 'NR == 1 {print $3}')"
 
 # --- Dockerfile ----------------------------------------------------------------
 if out=$("$hadolint" --no-color --failure-threshold warning deploy/Dockerfile 2>&1); then
@@ -474,6 +488,263 @@ PY
 else
   fail "ExecStart wrapper" "$out"
 fi
+
+# --- Monitoring ----------------------------------------------------------------
+# deploy/monitoring/: alerting rules with their unit tests, a Grafana
+# dashboard, and a ServiceMonitor. promtool checks what Prometheus would load;
+# the rest is read back against the kit and the code.
+mon=deploy/monitoring
+mon_tmp=$(mktemp -d)
+trap 'rm -rf "$mon_tmp"' EXIT
+
+if out=$(promtool check rules "$mon/alerts.yaml" 2>&1); then
+  ok "promtool check rules $mon/alerts.yaml: $(echo "$out" | grep -o '[0-9]* rules found')"
+else
+  fail "promtool check rules $mon/alerts.yaml" "$out"
+fi
+if out=$(promtool test rules "$mon/alerts.test.yaml" 2>&1); then
+  ok "promtool test rules $mon/alerts.test.yaml"
+else
+  fail "promtool test rules $mon/alerts.test.yaml" "$out"
+fi
+
+# What promtool does not require: each alert waits (`for`), says how bad it
+# is, tells the operator what to do, is tested both ways, and is in the
+# README's list.
+if out=$("$py" - <<'PY' 2>&1
+import re, yaml
+groups = yaml.safe_load(open("deploy/monitoring/alerts.yaml"))["groups"]
+tests = yaml.safe_load(open("deploy/monitoring/alerts.test.yaml"))["tests"]
+readme = open("deploy/README.md").read()
+monitoring = readme.split("\n## Monitoring\n", 1)[1].split("\n## ", 1)[0] if "\n## Monitoring\n" in readme else ""
+fires, quiet = set(), set()
+for t in tests:
+    for a in t.get("alert_rule_test", []):
+        (fires if a.get("exp_alerts") else quiet).add(a["alertname"])
+problems, names = [], []
+if len(groups) != 1:
+    problems.append(f"one group expected, found {len(groups)}")
+for g in groups:
+    for r in g["rules"]:
+        if "alert" not in r:
+            continue
+        n = r["alert"]
+        names.append(n)
+        if "for" not in r:
+            problems.append(f"{n}: no for:")
+        if r.get("labels", {}).get("severity") not in ("page", "ticket"):
+            problems.append(f"{n}: severity must be page or ticket")
+        ann = r.get("annotations", {})
+        if not ann.get("summary") or not ann.get("description"):
+            problems.append(f"{n}: summary and description annotations")
+        if n not in fires:
+            problems.append(f"{n}: no test in alerts.test.yaml fires it")
+        if n not in quiet:
+            problems.append(f"{n}: no test in alerts.test.yaml checks it stays quiet")
+        if f"\n| `{n}` |" not in monitoring:
+            problems.append(f"{n}: no row in the alerts table of deploy/README.md, \"Monitoring\"")
+if problems:
+    raise SystemExit("\n".join(problems))
+print(len(names))
+PY
+); then
+  ok "alerts: $out alerts, each with for:, severity, summary and description, tested firing and quiet, in deploy/README.md's table"
+else
+  fail "alerts: conventions" "$out"
+fi
+
+# The dashboard: valid JSON, one Prometheus data source chosen by a
+# variable, and every query valid PromQL (Grafana's variables replaced, then
+# parsed by promtool as recording rules).
+if out=$("$py" - "$mon_tmp/dashboard-queries.yaml" <<'PY' 2>&1
+import json, re, sys, yaml
+d = json.load(open("deploy/monitoring/grafana-dashboard.json"))
+problems = []
+if d.get("schemaVersion", 0) < 36:
+    problems.append(f"schemaVersion {d.get('schemaVersion')}: expected 36 or later")
+variables = {v["name"]: v for v in d.get("templating", {}).get("list", [])}
+ds = variables.get("datasource", {})
+if ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+    problems.append("no `datasource` variable of type datasource (prometheus)")
+exprs, ids = [], set()
+def uses_variable(obj, where):
+    if (obj.get("datasource") or {}).get("uid") != "${datasource}":
+        problems.append(f"{where}: data source is not ${{datasource}}")
+for v in variables.values():
+    if v.get("type") == "query":
+        uses_variable(v, f"variable {v['name']}")
+        q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+        m = re.fullmatch(r"label_values\((.+),\s*\w+\)", q)
+        if not m:
+            problems.append(f"variable {v['name']}: {q}")
+        else:
+            exprs.append(m.group(1))
+panels = [p for p in d["panels"] if p["type"] != "row"]
+for p in panels:
+    if p["id"] in ids:
+        problems.append(f"panel id {p['id']} used twice")
+    ids.add(p["id"])
+    uses_variable(p, f"panel {p['title']!r}")
+    if not p.get("targets"):
+        problems.append(f"panel {p['title']!r}: no query")
+    for t in p.get("targets", []):
+        uses_variable(t, f"panel {p['title']!r} query {t.get('refId')}")
+        exprs.append(t["expr"])
+subst = {"$__rate_interval": "5m", "$__range": "1h", "$job": "phi-gateway", "$instance": ".*"}
+def concrete(e):
+    for k in sorted(subst, key=len, reverse=True):
+        e = e.replace(k, subst[k])
+    return e
+left = [e for e in map(concrete, exprs) if "$" in e]
+if left:
+    problems.append(f"unknown variables in {left}")
+rules = [{"record": f"dashboard:query_{i}", "expr": concrete(e)} for i, e in enumerate(exprs)]
+yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(sys.argv[1], "w"))
+if problems:
+    raise SystemExit("\n".join(problems))
+print(f"{len(panels)} panels, {len(exprs)} queries")
+PY
+) && qout=$(promtool check rules "$mon_tmp/dashboard-queries.yaml" 2>&1); then
+  ok "grafana-dashboard.json: valid JSON, \${datasource} variable, $out, all PromQL that promtool parses"
+else
+  fail "grafana-dashboard.json" "$out${qout:+
+$qout}"
+fi
+
+# The ServiceMonitor: it must pick the kit's gateways on the operations port,
+# the job label must be the one alerts.yaml expects, and it must stay out of
+# the kustomization (the CRD may not be installed). Its Service and
+# NetworkPolicy are plain Kubernetes objects: validated like the kit's. The
+# PrometheusRule that deploy/README.md makes with sed must carry exactly the
+# rules of alerts.yaml.
+if out=$("$py" - "$mon_tmp/core.yaml" <<'PY' 2>&1
+import glob, re, sys, yaml
+kit = {}
+for p in glob.glob("deploy/kubernetes/*.yaml"):
+    if not p.endswith("/kustomization.yaml"):
+        for d in yaml.safe_load_all(open(p)):
+            kit[d["kind"]] = d
+svc, dep = kit["Service"], kit["Deployment"]
+pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+main = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "phi-gateway")
+container_ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+metrics_port = int(next(e["value"] for e in main["env"] if e["name"] == "PHI_METRICS_ADDR").rsplit(":", 1)[1])
+docs = [d for d in yaml.safe_load_all(open("deploy/monitoring/servicemonitor.yaml")) if d]
+# The plain Kubernetes objects, for kubernetes-validate below.
+core = [d for d in docs if not d.get("apiVersion", "").startswith("monitoring.coreos.com/")]
+yaml.safe_dump_all(core, open(sys.argv[1], "w"))
+problems, count = [], 0
+def check(cond, what):
+    global count
+    count += 1
+    if not cond:
+        problems.append(what)
+monitors = [d for d in docs if d.get("kind") == "ServiceMonitor"]
+check(len(monitors) == 1 and monitors[0].get("apiVersion") == "monitoring.coreos.com/v1",
+      "one ServiceMonitor, apiVersion monitoring.coreos.com/v1")
+if not monitors:
+    raise SystemExit("\n".join(problems))
+sm = monitors[0]
+sel = sm["spec"]["selector"]["matchLabels"]
+check(sel.items() <= svc["metadata"]["labels"].items(),
+      f"the ServiceMonitor selects {sel}, labels the kit's Service has ({svc['metadata']['labels']})")
+check(not sm["spec"].get("namespaceSelector"), "the ServiceMonitor looks in its own namespace (the kit's)")
+services = [d for d in docs if d.get("kind") == "Service" and sel.items() <= d["metadata"]["labels"].items()]
+check(len(services) == 1, "one Service of servicemonitor.yaml matches the selector")
+if len(services) != 1:
+    raise SystemExit("\n".join(problems))
+ms = services[0]
+check(ms["spec"]["selector"].items() <= pod_labels.items(), "that Service selects the gateway pods")
+check(ms["spec"].get("publishNotReadyAddresses") is True, "unready pods stay scraped (publishNotReadyAddresses)")
+for ep in sm["spec"]["endpoints"]:
+    sp = next((p for p in ms["spec"]["ports"] if p["name"] == ep.get("port")), None)
+    target = sp and sp.get("targetPort")
+    check(sp is not None and container_ports.get(target, target) == metrics_port,
+          f"endpoint port {ep.get('port')!r} reaches the container's {metrics_port} (PHI_METRICS_ADDR)")
+    check(ep.get("path", "/metrics") == "/metrics", "endpoint path /metrics")
+    check(all(p["name"] != ep.get("port") for p in svc["spec"]["ports"]),
+          "the kit's Service has no port of that name (no second target per pod)")
+job = ms["metadata"]["labels"].get(sm["spec"].get("jobLabel", ""), ms["metadata"]["name"])
+expected = set(re.findall(r'job="([^"]+)"', open("deploy/monitoring/alerts.yaml").read()))
+check(expected == {job}, f"the job alerts.yaml expects {sorted(expected)} is the ServiceMonitor's {job!r}")
+policies = [d for d in docs if d.get("kind") == "NetworkPolicy"]
+for np in policies:
+    check(np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items(), "the NetworkPolicy selects the gateway pods")
+    ports = [p.get("port") for rule in np["spec"].get("ingress", []) for p in rule.get("ports", [])]
+    check(ports == [metrics_port] and np["spec"]["policyTypes"] == ["Ingress"],
+          f"the NetworkPolicy opens only {metrics_port}, inbound")
+check(len(policies) == 1, "a NetworkPolicy lets Prometheus reach the operations port")
+k = yaml.safe_load(open("deploy/kubernetes/kustomization.yaml"))
+check(not any("monitoring" in r or "servicemonitor" in r for r in k.get("resources", [])),
+      "servicemonitor.yaml is not in deploy/kubernetes/kustomization.yaml")
+if problems:
+    raise SystemExit("\n".join(problems))
+print(count)
+PY
+); then
+  ok "servicemonitor.yaml: $out assertions (selects the kit's Service labels, port ops = PHI_METRICS_ADDR, job phi-gateway as alerts.yaml expects, not in the kustomization)"
+else
+  fail "servicemonitor.yaml" "$out"
+fi
+for v in "${K8S_VERSIONS[@]}"; do
+  if out=$("$kv" --strict --quiet -k "$v" "$mon_tmp/core.yaml" 2>&1) && [ -z "$out" ]; then
+    ok "kubernetes-validate --strict -k $v: servicemonitor.yaml's Service and NetworkPolicy"
+  else
+    fail "kubernetes-validate --strict -k $v: servicemonitor.yaml's Service and NetworkPolicy" "$out"
+  fi
+done
+# The same commands as deploy/README.md, "Monitoring".
+if out=$({
+  printf 'apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: phi-gateway\n  labels:\n    app.kubernetes.io/name: phi-gateway\nspec:\n'
+  sed 's/^/  /' "$mon/alerts.yaml"
+} | "$py" -c '
+import sys, yaml
+wrapped = yaml.safe_load(sys.stdin)
+assert wrapped["kind"] == "PrometheusRule", wrapped.get("kind")
+assert wrapped["spec"] == yaml.safe_load(open("deploy/monitoring/alerts.yaml")), "spec differs from alerts.yaml"
+' 2>&1); then
+  ok "alerts.yaml wraps into a PrometheusRule with the same rules (deploy/README.md's command)"
+else
+  fail "PrometheusRule wrapping" "$out"
+fi
+
+# Metric names are the contract between the code and the monitoring files:
+# each phi_* name a rule or a panel queries must be registered in
+# src/metrics.rs. prometheus-client appends _total to a counter's name and
+# _bucket/_sum/_count to a histogram's, so those suffixes are taken off
+# before looking (without knowing the type: a gauge queried as *_total would
+# pass). process_* and up are not ours and are not checked.
+if out=$("$py" - <<'PY' 2>&1
+import json, re, yaml
+registered = set(re.findall(r'"(phi_[a-z0-9_]+)"', open("src/metrics.rs").read()))
+used = {}
+for g in yaml.safe_load(open("deploy/monitoring/alerts.yaml"))["groups"]:
+    for r in g["rules"]:
+        for n in re.findall(r"\bphi_[a-z0-9_]+", r["expr"]):
+            used.setdefault(n, set()).add(f"alerts.yaml {r.get('alert') or r.get('record')}")
+d = json.load(open("deploy/monitoring/grafana-dashboard.json"))
+for p in d["panels"]:
+    for t in p.get("targets", []):
+        for n in re.findall(r"\bphi_[a-z0-9_]+", t.get("expr", "")):
+            used.setdefault(n, set()).add(f"dashboard {p['title']!r}")
+for v in d.get("templating", {}).get("list", []):
+    for n in re.findall(r"\bphi_[a-z0-9_]+", json.dumps(v.get("query", ""))):
+        used.setdefault(n, set()).add(f"dashboard variable {v['name']}")
+def known(name):
+    return name in registered or any(
+        name.endswith(s) and name[: -len(s)] in registered for s in ("_total", "_bucket", "_sum", "_count"))
+missing = {n: w for n, w in sorted(used.items()) if not known(n)}
+if missing:
+    raise SystemExit("\n".join(f"{n} (used by {', '.join(sorted(w))}) is not registered in src/metrics.rs"
+                             for n, w in missing.items()))
+print(len(used))
+PY
+); then
+  ok "metric names: the $out phi_* names the alerts and the dashboard use are registered in src/metrics.rs"
+else
+  fail "metric names: alerts.yaml and grafana-dashboard.json use names src/metrics.rs does not register" "$out"
+fi
+rm -rf "$mon_tmp"
 
 if [ "$failed" != 0 ]; then
   echo "check-kit: some checks failed" >&2

@@ -152,6 +152,127 @@ pub async fn revert(
     Ok(())
 }
 
+/// Why a connection to the database failed, in an operator's words: the
+/// kind of failure first (password refused, connection refused, unknown
+/// host, TLS, the URL itself), then PostgreSQL's or the system's message.
+/// Never the URL or its password: sqlx's messages do not carry them, and a
+/// configuration error is named, not quoted.
+pub fn connect_cause(e: &sqlx::Error) -> String {
+    use std::io::ErrorKind;
+    match e {
+        sqlx::Error::Database(d) => {
+            let kind = match d.code().as_deref() {
+                Some("28P01") => "password refused",
+                Some("28000") => {
+                    "authentication refused (no pg_hba.conf entry, or the role may not log in)"
+                }
+                Some("3D000") => "no such database",
+                Some("53300") => "the server has no connection slot left",
+                Some("57P03") => "the server is starting up or shutting down",
+                _ => "the server refused the connection",
+            };
+            format!("{kind}: {}", d.message())
+        }
+        sqlx::Error::Io(io) => {
+            let text = io.to_string();
+            let kind = match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    "connection refused (nothing listens there: is PostgreSQL running, on that host and port?)"
+                }
+                ErrorKind::TimedOut => "connection timed out",
+                _ if text.contains("lookup") || text.contains("resolve") => "unknown host",
+                _ => "network error",
+            };
+            format!("{kind}: {text}")
+        }
+        sqlx::Error::Tls(t) => format!("TLS failure: {t}"),
+        sqlx::Error::Configuration(_) => {
+            "invalid database URL or options (scheme, port, parameters)".into()
+        }
+        sqlx::Error::PoolTimedOut => "no connection within the acquire timeout".into(),
+        other => format!("{other}"),
+    }
+}
+
+/// Tries one connection with `options` (no pool), within `timeout`: the
+/// cause when it fails (`connect_cause`).
+pub async fn try_connect(
+    options: &sqlx::postgres::PgConnectOptions,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    use sqlx::Connection;
+    match tokio::time::timeout(timeout, sqlx::PgConnection::connect_with(options)).await {
+        Err(_) => Err(format!(
+            "connection timed out after {} s (a firewall, or the wrong host?)",
+            timeout.as_secs()
+        )),
+        Ok(Err(e)) => Err(connect_cause(&e)),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+    }
+}
+
+/// The request pools' options, for `explain_unavailable`.
+static DIAGNOSIS: std::sync::OnceLock<(sqlx::postgres::PgConnectOptions, std::time::Duration)> =
+    std::sync::OnceLock::new();
+static LAST_DIAGNOSIS: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// Checks at start that the service's database answers, and says why not
+/// (the service still starts: an orchestrator restarts what exits, and the
+/// database may come up after it). Remembers the options for
+/// `explain_unavailable`.
+pub async fn check_at_start(settings: &DatabaseSettings) {
+    let Ok(options) = settings.connect_options() else {
+        return;
+    };
+    let host = options.get_host().to_string();
+    let port = options.get_port();
+    let _ = DIAGNOSIS.set((options.clone(), settings.acquire_timeout));
+    match try_connect(&options, settings.acquire_timeout).await {
+        Ok(()) => tracing::info!(host, port, "database reachable"),
+        Err(cause) => tracing::warn!(
+            host,
+            port,
+            cause,
+            "database unreachable at start; serving anyway, requests that need it answer 503 until it is"
+        ),
+    }
+}
+
+/// A request found the database unavailable: at most every 30 s, one
+/// connection is tried in the background and its cause logged (a pool
+/// only says it timed out).
+pub fn explain_unavailable() {
+    let Some((options, timeout)) = DIAGNOSIS.get() else {
+        return;
+    };
+    {
+        let mut last = LAST_DIAGNOSIS.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(30)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let (options, timeout) = (options.clone(), *timeout);
+    tokio::spawn(async move {
+        let host = options.get_host().to_string();
+        let port = options.get_port();
+        match try_connect(&options, timeout).await {
+            Ok(()) => tracing::warn!(
+                host,
+                port,
+                "database unavailable to a request, though a new connection succeeds (the pool is exhausted, or it just came back)"
+            ),
+            Err(cause) => tracing::warn!(host, port, cause, "database unavailable"),
+        }
+    });
+}
+
 /// A small pool for operator commands (`keys status`, `reencrypt`, `seed`,
 /// `audit`) that must see every row: the migration URL's role, not `phi_app`.
 pub async fn operator_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {

@@ -234,15 +234,6 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
-            // Logged here, once, with the whole chain; the body is replaced by
-            // `request_context` with the opaque message and the request id.
-            if matches!(self, ApiError::Internal { .. }) {
-                tracing::error!(error = ?self, "request failed");
-            } else {
-                tracing::warn!(error = %self, "request failed");
-            }
-        }
         let mut builder = HttpResponse::build(status);
         match self {
             ApiError::Unavailable {
@@ -258,8 +249,32 @@ impl ResponseError for ApiError {
             _ if status.is_server_error() => ErrorBody::message("Something went wrong."),
             other => ErrorBody::message(other.to_string()),
         };
-        builder.json(body)
+        let mut res = builder.json(body);
+        if status.is_server_error() {
+            // Logged once, on the request's access line, with the whole
+            // chain (`telemetry::request_context`); the body is replaced
+            // there by the opaque message and the request id.
+            let internal = matches!(self, ApiError::Internal { .. });
+            res.extensions_mut().insert(FailureNote {
+                internal,
+                text: if internal {
+                    format!("{self:?}")
+                } else {
+                    self.to_string()
+                },
+            });
+        }
+        res
     }
+}
+
+/// Why a request failed with a 5xx, for its one access line: an internal
+/// error (a bug, with its source chain) is logged at ERROR, an unavailable
+/// dependency at WARN.
+#[derive(Clone, Debug)]
+pub struct FailureNote {
+    pub internal: bool,
+    pub text: String,
 }
 
 #[cfg(test)]

@@ -35,7 +35,13 @@ pub async fn reload(
     Ok(())
 }
 
-pub fn watch(handle: Arc<KeyringHandle>, settings: Settings, db: crate::store::Db) {
+pub fn watch(
+    handle: Arc<KeyringHandle>,
+    settings: Settings,
+    db: crate::store::Db,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    metrics.keyring_active(handle.current().active_key_id());
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -47,7 +53,10 @@ pub fn watch(handle: Arc<KeyringHandle>, settings: Settings, db: crate::store::D
         };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match reload(&handle, &settings, &db).await {
+                let result = reload(&handle, &settings, &db).await;
+                metrics.keyring_reloaded(result.is_ok());
+                metrics.keyring_active(handle.current().active_key_id());
+                match result {
                     Ok(()) => tracing::info!(keyring = ?handle.current(), "keyring reloaded"),
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "keyring reload refused; the old keyring stays")

@@ -1,7 +1,11 @@
 //! Prometheus metrics (the `prometheus-client` crate, OpenMetrics text):
 //! request counts and latency histograms by method, route pattern and
 //! status; refusals counted per minute instead of audited one by one; how
-//! far behind audit sealing is; pool gauges sampled when scraped.
+//! far behind audit sealing is, the chain's head and its last checkpoint,
+//! and whether the database answered (all sampled when scraped); pool
+//! gauges and the time requests waited for a connection; keyring reloads;
+//! the build; the process (memory, CPU, open files, start time).
+//! `deploy/monitoring/` has the alerts and the dashboard built on them.
 //!
 //! Labels are bounded: route *patterns* (or "unmatched"), status codes, and
 //! the HTTP methods of the route table (anything else is "OTHER"), so no
@@ -34,6 +38,20 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// The commit this binary was built from (`build.rs`), or "unknown".
+pub const COMMIT: &str = env!("PHI_GIT_COMMIT");
+
 fn histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
@@ -49,6 +67,19 @@ pub struct Metrics {
     unsealed: Gauge,
     seal_lag: Gauge<f64, AtomicU64>,
     quarantined: Gauge,
+    database_up: Gauge,
+    chain_head: Gauge,
+    last_checkpoint: Gauge<f64, AtomicU64>,
+    acquire_timeouts: Counter,
+    acquire_wait: Counter<f64, AtomicU64>,
+    keyring_reloads: Family<ResultLabels, Counter>,
+    keyring_last_reload: Gauge<f64, AtomicU64>,
+    keyring_active: Gauge,
+    process_rss: Gauge,
+    process_cpu: Counter<f64, AtomicU64>,
+    process_open_fds: Gauge,
+    process_max_fds: Gauge,
+    process_start: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -107,6 +138,92 @@ impl Default for Metrics {
             "Audit entries that can never be sealed (inserted behind the log's back)",
             quarantined.clone(),
         );
+        let database_up = Gauge::default();
+        registry.register(
+            "phi_database_up",
+            "Whether the last scrape could ask the database (1) or not (0)",
+            database_up.clone(),
+        );
+        let chain_head = Gauge::default();
+        registry.register(
+            "phi_audit_chain_head_position",
+            "Position of the audit hash chain's head",
+            chain_head.clone(),
+        );
+        let last_checkpoint = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "phi_audit_last_checkpoint_timestamp_seconds",
+            "Unix time of the last signed checkpoint of the chain (0: none yet)",
+            last_checkpoint.clone(),
+        );
+        let acquire_timeouts = Counter::default();
+        registry.register(
+            "phi_db_pool_acquire_timeouts",
+            "Requests that waited for a pool connection until the acquire timeout",
+            acquire_timeouts.clone(),
+        );
+        let acquire_wait = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "phi_db_pool_acquire_wait_seconds",
+            "Time requests spent waiting for a pool connection",
+            acquire_wait.clone(),
+        );
+        let keyring_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "phi_keyring_reloads",
+            "Keyring reloads (SIGHUP) by result: ok, or refused (the old keyring stays)",
+            keyring_reloads.clone(),
+        );
+        let keyring_last_reload = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "phi_keyring_last_reload_timestamp_seconds",
+            "Unix time of the last keyring reload, whatever its result (0: none)",
+            keyring_last_reload.clone(),
+        );
+        let keyring_active = Gauge::default();
+        registry.register(
+            "phi_keyring_active_key_id",
+            "Id of the data key new values are sealed under",
+            keyring_active.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: COMMIT,
+            })
+            .set(1);
+        registry.register("phi_build_info", "The running build (always 1)", build);
+        let process_rss = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory",
+            process_rss.clone(),
+        );
+        let process_cpu = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time, user and system",
+            process_cpu.clone(),
+        );
+        let process_open_fds = Gauge::default();
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors",
+            process_open_fds.clone(),
+        );
+        let process_max_fds = Gauge::default();
+        registry.register(
+            "process_max_fds",
+            "Limit of open file descriptors",
+            process_max_fds.clone(),
+        );
+        let process_start = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "process_start_time_seconds",
+            "Unix time the process started",
+            process_start.clone(),
+        );
         Self {
             registry,
             requests,
@@ -118,8 +235,78 @@ impl Default for Metrics {
             unsealed,
             seal_lag,
             quarantined,
+            database_up,
+            chain_head,
+            last_checkpoint,
+            acquire_timeouts,
+            acquire_wait,
+            keyring_reloads,
+            keyring_last_reload,
+            keyring_active,
+            process_rss,
+            process_cpu,
+            process_open_fds,
+            process_max_fds,
+            process_start,
         }
     }
+}
+
+/// What the audit status said at a scrape (`store::health::seal_status`).
+pub struct AuditGauges {
+    pub head: Option<i64>,
+    pub last_checkpoint: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The process's own figures, from /proc (Linux; elsewhere none).
+struct ProcessFigures {
+    rss_bytes: i64,
+    cpu_seconds: f64,
+    open_fds: i64,
+    max_fds: i64,
+    start_unix: f64,
+}
+
+fn process_figures() -> Option<ProcessFigures> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // /proc counts CPU and start time in USER_HZ, 100 on every Linux ABI.
+    const TICK: f64 = 100.0;
+    let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<i64>().ok());
+    let cpu_seconds = (field(14)? + field(15)?) as f64 / TICK;
+    let rss_bytes = std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<i64>()
+        .ok()?
+        * 1024;
+    let boot: f64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    let start_unix = boot + field(22)? as f64 / TICK;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as i64;
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .unwrap_or(-1);
+    Some(ProcessFigures {
+        rss_bytes,
+        cpu_seconds,
+        open_fds,
+        max_fds,
+        start_unix,
+    })
 }
 
 /// Pool figures sampled when `/metrics` is scraped.
@@ -166,10 +353,67 @@ impl Metrics {
         self.quarantined.set(quarantined);
     }
 
+    /// The rest of a scrape's audit status, or `None` when the database
+    /// could not be asked (`phi_database_up` 0; the audit gauges keep
+    /// their last values).
+    pub fn audit_chain(&self, status: Option<AuditGauges>) {
+        let Some(a) = status else {
+            self.database_up.set(0);
+            return;
+        };
+        self.database_up.set(1);
+        self.chain_head.set(a.head.unwrap_or(0));
+        self.last_checkpoint.set(
+            a.last_checkpoint
+                .map(|t| t.timestamp_millis() as f64 / 1000.0)
+                .unwrap_or(0.0),
+        );
+    }
+
+    /// The data key new values are sealed under (at start and after each
+    /// reload).
+    pub fn keyring_active(&self, id: u32) {
+        self.keyring_active.set(id as i64);
+    }
+
+    /// A keyring reload (SIGHUP) and its result.
+    pub fn keyring_reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.keyring_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.keyring_last_reload.set(now);
+    }
+
     pub fn render(&self, pool: &PoolGauges) -> String {
         self.pool_size.set(pool.size as i64);
         self.pool_idle.set(pool.idle as i64);
         self.pool_max.set(pool.max as i64);
+        // Totals kept by the store (`store::acquire_figures`), brought up to
+        // date: counters only go up.
+        let (timeouts, wait) = crate::store::acquire_figures();
+        let seen = self.acquire_timeouts.get();
+        if timeouts > seen {
+            self.acquire_timeouts.inc_by(timeouts - seen);
+        }
+        let waited = self.acquire_wait.get();
+        if wait > waited {
+            self.acquire_wait.inc_by(wait - waited);
+        }
+        if let Some(p) = process_figures() {
+            self.process_rss.set(p.rss_bytes);
+            let cpu = self.process_cpu.get();
+            if p.cpu_seconds > cpu {
+                self.process_cpu.inc_by(p.cpu_seconds - cpu);
+            }
+            self.process_open_fds.set(p.open_fds);
+            self.process_max_fds.set(p.max_fds);
+            self.process_start.set(p.start_unix);
+        }
         let mut out = String::with_capacity(8192);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");

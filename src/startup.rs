@@ -36,6 +36,8 @@ pub struct Application {
     /// The operations listener (`PHI_METRICS_ADDR`), if configured.
     ops: Option<(u16, Server)>,
     pub keyring: Arc<KeyringHandle>,
+    /// The service's metrics (the keyring's reloads are counted there).
+    pub metrics: Arc<Metrics>,
     /// Refusals counted since the last flush are written when serving
     /// stops, not lost with the process.
     refusals: Arc<Refusals>,
@@ -73,6 +75,7 @@ impl Application {
         // database cannot say yet, nothing is sealed or opened until it can.
         tasks.extend(crate::service::keycheck::guard(&pool, &keyring).await?);
         let metrics = Arc::new(Metrics::default());
+        metrics.keyring_active(keyring.current().active_key_id());
         let refusals = Arc::new(Refusals::with_metrics(metrics.clone()));
         tasks.push(refusals::spawn_flusher(
             refusals.clone(),
@@ -121,12 +124,20 @@ impl Application {
             )?),
             None => None,
         };
-        let server = serve(listener, services, exporter, metrics, pools, settings)?;
+        let server = serve(
+            listener,
+            services,
+            exporter,
+            metrics.clone(),
+            pools,
+            settings,
+        )?;
         Ok(Self {
             port,
             server,
             ops,
             keyring,
+            metrics,
             refusals,
             audit_pool: final_flush,
             tasks,

@@ -189,26 +189,156 @@ pub fn flush_logs() {
     }
 }
 
+/// Every log line's `service` and `version` (JSON logs).
+const SERVICE: &str = "phi-gateway";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The request id of a request's root span (`PhiRootSpan`), kept in the
+/// span's extensions by `RequestIds` for `JsonLine`.
+struct SpanRequestId(String);
+
+/// Keeps each span's `request_id` field where `JsonLine` finds it.
+struct RequestIds;
+
+impl<S> tracing_subscriber::Layer<S> for RequestIds
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Find(Option<String>);
+        impl tracing::field::Visit for Find {
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                if f.name() == "request_id" {
+                    self.0 = Some(v.to_string());
+                }
+            }
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "request_id" {
+                    self.0 = Some(format!("{v:?}"));
+                }
+            }
+        }
+        let mut found = Find(None);
+        attrs.record(&mut found);
+        if let (Some(r), Some(span)) = (found.0, ctx.span(id)) {
+            span.extensions_mut().insert(SpanRequestId(r));
+        }
+    }
+}
+
+/// The JSON line of every event: timestamp, level, message, `request_id`
+/// (of the request being served, at the top level, not inside a span
+/// object), the event's fields, target, service and version. The access
+/// line (`access_log`) is written in the same shape.
+struct JsonLine;
+
+/// An event's fields as JSON members, in the order they were recorded.
+#[derive(Default)]
+struct JsonFields {
+    message: Option<String>,
+    members: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl tracing::field::Visit for JsonFields {
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        if f.name() == "message" {
+            self.message = Some(v.to_string());
+        } else {
+            self.members.push((f.name(), v.into()));
+        }
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.members.push((f.name(), v.into()));
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.members.push((f.name(), v.into()));
+    }
+    fn record_f64(&mut self, f: &tracing::field::Field, v: f64) {
+        self.members.push((f.name(), v.into()));
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.members.push((f.name(), v.into()));
+    }
+    fn record_error(&mut self, f: &tracing::field::Field, v: &(dyn std::error::Error + 'static)) {
+        self.members.push((f.name(), v.to_string().into()));
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        let text = format!("{v:?}");
+        if f.name() == "message" {
+            self.message = Some(text);
+        } else {
+            self.members.push((f.name(), text.into()));
+        }
+    }
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        let request_id = ctx.lookup_current().and_then(|span| {
+            span.scope()
+                .find_map(|s| s.extensions().get::<SpanRequestId>().map(|r| r.0.clone()))
+        });
+        let json = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let meta = event.metadata();
+        write!(w, r#"{{"timestamp":"{now}","level":"{}""#, meta.level())?;
+        if let Some(m) = &fields.message {
+            write!(w, r#","message":{}"#, json(m))?;
+        }
+        if let Some(r) = &request_id {
+            write!(w, r#","request_id":{}"#, json(r))?;
+        }
+        for (k, v) in &fields.members {
+            write!(w, ",{}:{v}", json(k))?;
+        }
+        writeln!(
+            w,
+            r#","target":{},"service":"{SERVICE}","version":"{VERSION}"}}"#,
+            json(meta.target())
+        )
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| BoundedStderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // A second init (tests) is not an error worth failing over.
     JSON_LOGS.store(
         format == LogFormat::Json,
         std::sync::atomic::Ordering::Relaxed,
     );
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => registry
+            .with(RequestIds)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonLine)
+                    .with_writer(|| BoundedStderr),
+            )
             .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(|| BoundedStderr))
+            .try_init(),
     };
 }
 
@@ -301,6 +431,11 @@ pub async fn request_context(
 
     let route = route_pattern(res.request());
     let status = res.status();
+    let failure = res
+        .response()
+        .extensions()
+        .get::<crate::error::FailureNote>()
+        .cloned();
     if status.is_server_error() {
         let (http_req, old) = res.into_parts();
         let mut replacement = HttpResponse::build(status);
@@ -359,6 +494,7 @@ pub async fn request_context(
         route_label,
         status.as_u16(),
         elapsed,
+        failure.as_ref(),
     );
     Ok(res)
 }
@@ -382,17 +518,46 @@ static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 /// tracing-subscriber's JSON formatter it cost 20 us of a 200 us read at 16
 /// clients, a tenth of the gateway's CPU (BENCHMARKS.md). Every value in it
 /// is ours (a UUID, a route pattern from the table, a method label, numbers).
-fn access_log(request_id: &str, method: &str, route: &str, status: u16, elapsed: Duration) {
-    if !tracing::enabled!(target: "phi_gateway::access", tracing::Level::INFO) {
+fn access_log(
+    request_id: &str,
+    method: &str,
+    route: &str,
+    status: u16,
+    elapsed: Duration,
+    failure: Option<&crate::error::FailureNote>,
+) {
+    use tracing::Level;
+    // A failed request's one line says why (`error::FailureNote`).
+    let (level, message) = match failure {
+        None => (Level::INFO, "request finished"),
+        Some(f) if f.internal => (Level::ERROR, "request failed"),
+        Some(_) => (Level::WARN, "request failed"),
+    };
+    let enabled = match level {
+        Level::ERROR => tracing::enabled!(target: "phi_gateway::access", Level::ERROR),
+        Level::WARN => tracing::enabled!(target: "phi_gateway::access", Level::WARN),
+        _ => tracing::enabled!(target: "phi_gateway::access", Level::INFO),
+    };
+    if !enabled {
         return;
     }
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let error = failure.map(|f| f.text.as_str());
     if !JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-        tracing::info!(
-            target: "phi_gateway::access",
-            request_id, http.method = method, http.route = route, http.status_code = status,
-            latency_ms, "request finished"
-        );
+        macro_rules! line {
+            ($lvl:expr) => {
+                tracing::event!(
+                    target: "phi_gateway::access", $lvl,
+                    request_id, http.method = method, http.route = route, http.status_code = status,
+                    latency_ms, error, "{message}"
+                )
+            };
+        }
+        match level {
+            Level::ERROR => line!(Level::ERROR),
+            Level::WARN => line!(Level::WARN),
+            _ => line!(Level::INFO),
+        }
         return;
     }
     use std::io::Write;
@@ -401,16 +566,24 @@ fn access_log(request_id: &str, method: &str, route: &str, status: u16, elapsed:
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let _ = write!(
         line,
-        r#"{{"timestamp":"{now}","level":"INFO","message":"request finished","request_id":"#
+        r#"{{"timestamp":"{now}","level":"{level}","message":"{message}","request_id":"#
     );
     let _ = serde_json::to_writer(&mut line, request_id);
     let _ = write!(line, r#","http.method":"#);
     let _ = serde_json::to_writer(&mut line, method);
     let _ = write!(line, r#","http.route":"#);
     let _ = serde_json::to_writer(&mut line, route);
+    let _ = write!(
+        line,
+        r#","http.status_code":{status},"latency_ms":{latency_ms:.3}"#
+    );
+    if let Some(e) = error {
+        let _ = write!(line, r#","error":"#);
+        let _ = serde_json::to_writer(&mut line, e);
+    }
     let _ = writeln!(
         line,
-        r#","http.status_code":{status},"latency_ms":{latency_ms:.3},"target":"phi_gateway::access"}}"#
+        r#","target":"phi_gateway::access","service":"{SERVICE}","version":"{VERSION}"}}"#
     );
     match log_queue() {
         Some(q) => q.push(line),
@@ -423,6 +596,65 @@ fn access_log(request_id: &str, method: &str, route: &str, status: u16, elapsed:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A JSON line inside a request names the request at the top level,
+    /// with the service and version, and keeps the event's fields.
+    #[test]
+    fn json_lines_carry_the_request_id_service_and_version() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::registry().with(RequestIds).with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonLine)
+                .with_writer(move || out.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("http_request", request_id = %"01a2-rid");
+            let _in = span.enter();
+            tracing::warn!(table = "herbs", rows = 3_u64, "sealed value \"odd\"");
+        });
+        tracing::subscriber::with_default(
+            tracing_subscriber::registry().with(RequestIds).with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonLine)
+                    .with_writer({
+                        let out = buf.clone();
+                        move || out.clone()
+                    }),
+            ),
+            || tracing::info!("outside any request"),
+        );
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let l = &lines[0];
+        assert_eq!(l["level"], "WARN");
+        assert_eq!(l["message"], "sealed value \"odd\"");
+        assert_eq!(l["request_id"], "01a2-rid");
+        assert_eq!(l["table"], "herbs");
+        assert_eq!(l["rows"], 3);
+        assert_eq!(l["service"], "phi-gateway");
+        assert_eq!(l["version"], env!("CARGO_PKG_VERSION"));
+        assert!(l.get("span").is_none(), "{l}");
+        assert!(lines[1].get("request_id").is_none(), "{}", lines[1]);
+        assert_eq!(lines[1]["service"], "phi-gateway");
+    }
 
     #[test]
     fn request_ids_are_version_7_and_distinct() {

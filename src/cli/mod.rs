@@ -17,7 +17,11 @@ use crate::startup::Application;
 use crate::{db, telemetry};
 
 #[derive(Parser)]
-#[command(name = "phi-gateway", version, about = "Encrypted PHI storage gateway")]
+#[command(
+    name = "phi-gateway",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PHI_GIT_COMMIT"), ")"),
+    about = "Encrypted PHI storage gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -114,6 +118,7 @@ fn settings() -> anyhow::Result<Settings> {
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    crate::db::check_at_start(&settings.database).await;
     let app = Application::build(settings).await?;
     tracing::info!(
         host = %settings.server.host,
@@ -121,7 +126,12 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         environment = ?settings.environment,
         "serving"
     );
-    crate::keyreload::watch(app.keyring.clone(), settings.clone(), app.service_pool());
+    crate::keyreload::watch(
+        app.keyring.clone(),
+        settings.clone(),
+        app.service_pool(),
+        app.metrics.clone(),
+    );
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())

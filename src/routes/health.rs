@@ -144,7 +144,19 @@ pub async fn metrics(
     metrics: web::Data<Metrics>,
     pools: web::Data<WorkerPools>,
     max: web::Data<PoolMax>,
+    db: web::Data<Db>,
+    limit: web::Data<SealLagLimit>,
 ) -> HttpResponse {
+    // The audit gauges are the database's figures at this scrape (an
+    // alert on the seal lag must not wait for someone to ask /health).
+    let chain = seal_state(&db, &metrics, limit.0)
+        .await
+        .ok()
+        .map(|(_, _, s)| crate::metrics::AuditGauges {
+            head: s.head_pos,
+            last_checkpoint: s.last_checkpoint,
+        });
+    metrics.audit_chain(chain);
     let (size, idle) = pools.figures();
     let text = metrics.render(&PoolGauges {
         size,

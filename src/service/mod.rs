@@ -268,10 +268,14 @@ impl From<StoreError> for ApiError {
                 what: "database (the query took too long)",
                 retry_after_secs: 2,
             },
-            StoreError::Unavailable(_) => ApiError::Unavailable {
-                what: "database",
-                retry_after_secs: 2,
-            },
+            StoreError::Unavailable(_) => {
+                // Logged with its cause, now and then (`db::explain_unavailable`).
+                crate::db::explain_unavailable();
+                ApiError::Unavailable {
+                    what: "database",
+                    retry_after_secs: 2,
+                }
+            }
             StoreError::Other(e) => ApiError::internal("database error", e),
         }
     }

@@ -54,9 +54,16 @@ impl From<sqlx::Error> for StoreError {
             // `app_begin`'s refusal of a logged-out session (0021).
             Some("PH401") => StoreError::SessionEnded,
             Some("57014") => StoreError::Timeout,
-            // admin shutdown, crash shutdown, cannot connect now, and the
-            // connection failure classes.
-            Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03") => {
+            // admin shutdown, crash shutdown, cannot connect now, the
+            // connection failure classes, and a connection the server
+            // refused (a wrong password, no such database, no slot left):
+            // nothing a request can change, logged with its cause
+            // (`db::explain_unavailable`).
+            Some(c)
+                if c.starts_with("08")
+                    || c.starts_with("28")
+                    || matches!(c, "57P01" | "57P02" | "57P03" | "3D000" | "53300") =>
+            {
                 StoreError::Unavailable(e)
             }
             _ => StoreError::Other(e),

@@ -23,7 +23,7 @@ pub mod submissions;
 mod tx;
 
 pub use error::{Result, StoreError};
-pub use tx::{Tx, held, hold_connections_on_this_thread};
+pub use tx::{Tx, acquire_figures, held, hold_connections_on_this_thread};
 
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::{Query, QueryAs, QueryScalar};

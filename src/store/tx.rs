@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -271,7 +271,38 @@ impl Drop for Held {
     }
 }
 
+/// How many acquires timed out, and the microseconds requests waited for
+/// the pool, since the process started (`acquire_figures`, the metrics).
+static ACQUIRE_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+static ACQUIRE_WAIT_US: AtomicU64 = AtomicU64::new(0);
+
+/// Acquires that timed out, and the seconds spent waiting for the pool
+/// (a connection held by the worker is taken without waiting).
+pub fn acquire_figures() -> (u64, f64) {
+    (
+        ACQUIRE_TIMEOUTS.load(Ordering::Relaxed),
+        ACQUIRE_WAIT_US.load(Ordering::Relaxed) as f64 / 1e6,
+    )
+}
+
 async fn acquire(
+    pool: &PgPool,
+    key: usize,
+) -> Result<(PoolConnection<Postgres>, Option<Instant>), sqlx::Error> {
+    let started = Instant::now();
+    let got = acquire_inner(pool, key).await;
+    // Taken from those this worker held: no wait to count.
+    if !matches!(got, Ok((_, Some(_)))) {
+        let waited = started.elapsed().as_micros() as u64;
+        ACQUIRE_WAIT_US.fetch_add(waited, Ordering::Relaxed);
+    }
+    if matches!(got, Err(sqlx::Error::PoolTimedOut)) {
+        ACQUIRE_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+    }
+    got
+}
+
+async fn acquire_inner(
     pool: &PgPool,
     key: usize,
 ) -> Result<(PoolConnection<Postgres>, Option<Instant>), sqlx::Error> {

@@ -89,6 +89,49 @@ async fn metrics_count_requests_by_route_and_status() {
     );
     assert!(text.contains("phi_http_request_duration_seconds_bucket{"));
     assert!(text.contains("phi_db_pool_max_connections 10"));
+    // The operator's figures (issue 25): the build, the database as this
+    // scrape found it, the chain, the keyring, the pool's waits, the
+    // process.
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("phi_build_info{"))
+        .unwrap_or_else(|| panic!("no build info in:\n{text}"));
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{build}"
+    );
+    assert!(
+        build.contains("commit=\"") && build.ends_with(" 1"),
+        "{build}"
+    );
+    assert_eq!(value("phi_database_up"), 1.0);
+    assert!(value("phi_audit_chain_head_position") >= 0.0);
+    assert!(value("phi_keyring_active_key_id") >= 1.0);
+    // (Process-wide totals: other tests in this process time out on
+    // purpose. Their presence is what is checked here.)
+    value("phi_db_pool_acquire_timeouts_total");
+    value("phi_db_pool_acquire_wait_seconds_total");
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_open_fds") > 3.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    let started = value("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started > now - 3600.0 && started <= now + 1.0,
+        "{started} vs {now}"
+    );
 }
 
 fn pg_script() -> PathBuf {
@@ -229,6 +272,24 @@ async fn a_sealer_falling_behind_shows_in_health_and_metrics() {
         .unwrap();
     assert_eq!(res.status(), 201);
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A scrape alone samples the lag (nobody asked /health/audit yet).
+    let text = client
+        .get(crate::helpers::ops_url(&address, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lag: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("phi_audit_seal_lag_seconds "))
+        .unwrap_or_else(|| panic!("no lag gauge in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(lag >= 1.0, "the scrape's own figure: {lag}");
+    assert!(text.contains("\nphi_audit_unsealed_entries "), "{text}");
     let body = json(
         client
             .get(crate::helpers::ops_url(&address, "/health/audit"))
@@ -255,4 +316,122 @@ async fn a_sealer_falling_behind_shows_in_health_and_metrics() {
         .parse()
         .unwrap();
     assert!(lag >= 1.0, "{lag}");
+}
+
+/// A wrong password (issue 25): the real binary says so at start, still
+/// serves (an orchestrator would restart what exits), answers 503 with
+/// Retry-After to what needs the database, and logs the cause again for
+/// that request: never the password itself.
+#[tokio::test]
+async fn a_refused_password_is_named_in_the_logs_and_requests_get_503() {
+    let db = crate::helpers::TestDb::migrated().await;
+    let wrong = "not-the-password-4b1d";
+    let url = db.app_url().replacen(
+        &format!(":{}@", crate::testdb::app_password()),
+        &format!(":{wrong}@"),
+        1,
+    );
+    assert_ne!(
+        url,
+        db.app_url(),
+        "the test's URL carries a password to replace"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = tempfile_path("refused-password.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &url)
+        .env("PHI_CONFIG", "/dev/null")
+        .env("PHI_ENVIRONMENT", "development")
+        .env("DATABASE_TLS_MODE", "disable")
+        .env("DATABASE_ACQUIRE_TIMEOUT_SECS", "2")
+        .env("DATABASE_ENCRYPTION_KEY", crate::helpers::TEST_DATA_KEY)
+        .env("DATABASE_BLIND_INDEX_KEY", crate::helpers::TEST_INDEX_KEY)
+        .env("PAYLOAD_SECRET", crate::helpers::PAYLOAD_SECRET)
+        .env("PHI_PORT", port.to_string())
+        .env("PHI_ANALYTICS_REFRESH_SECS", "0")
+        .env("RUST_LOG", "info")
+        .env("PHI_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = crate::helpers::http_client();
+    let mut status = None;
+    let mut request = String::new();
+    for _ in 0..150 {
+        if let Ok(r) = client
+            .get(format!("{address}/api/symptom-submissions"))
+            .header("authorization", crate::helpers::bearer("ann", &[]))
+            .send()
+            .await
+        {
+            let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+            status = Some((r.status(), r.headers().get("retry-after").is_some()));
+            request = id;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The cause of the request's 503 is logged in the background.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        status,
+        Some((reqwest::StatusCode::SERVICE_UNAVAILABLE, true)),
+        "{text}"
+    );
+    let start = text
+        .lines()
+        .find(|l| l.contains("database unreachable at start"))
+        .unwrap_or_else(|| panic!("no start-up warning in:\n{text}"));
+    assert!(start.contains("password refused"), "{start}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("database unavailable") && l.contains("password refused")),
+        "no cause for the request's 503 in:\n{text}"
+    );
+    assert!(
+        !text.contains(wrong),
+        "the password is in the logs:\n{text}"
+    );
+    // The failed request is one line, which says why, with the service
+    // and version; every line is JSON.
+    let mine: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.contains(&request))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(mine.len(), 1, "{text}");
+    assert_eq!(mine[0]["request_id"], request.as_str());
+    assert_eq!(mine[0]["level"], "WARN");
+    assert_eq!(mine[0]["http.status_code"], 503);
+    assert!(
+        mine[0]["error"].as_str().unwrap().contains("database"),
+        "{}",
+        mine[0]
+    );
+    assert_eq!(mine[0]["service"], "phi-gateway");
+    assert_eq!(mine[0]["version"], env!("CARGO_PKG_VERSION"));
+    for l in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert_eq!(v["service"], "phi-gateway", "{l}");
+    }
+    assert!(text.contains("serving"), "it still serves:\n{text}");
+}
+
+fn tempfile_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("phi-health-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }

@@ -137,14 +137,7 @@ async fn open_read(
         match to_doc(c, who, row, sel) {
             Ok(d) => docs.push(d),
             Err(e) => {
-                audit::record(
-                    &mut tx,
-                    who,
-                    &[Entry::new(Action::DecryptFailure, TABLE, row.id)
-                        .outcome(Outcome::Failure)
-                        .subject(&row.owner_id)],
-                )
-                .await?;
+                audit::record(&mut tx, who, &[decrypt_failure(row)]).await?;
                 tx.commit().await?;
                 return Err(e);
             }
@@ -166,15 +159,7 @@ async fn open_written(
         Ok(d) => Ok((tx, d)),
         Err(e) => {
             tx.rollback().await.map_err(store::StoreError::from)?;
-            audit::record_alone(
-                &svc.audit_pool,
-                who,
-                Entry::new(Action::DecryptFailure, TABLE, row.id)
-                    .outcome(Outcome::Failure)
-                    .subject(&row.owner_id),
-            )
-            .await;
-            Err(e)
+            Err(recorded_alone(svc, who, row, e).await)
         }
     }
 }
@@ -281,18 +266,27 @@ async fn opened_after_commit(
 ) -> Result<SubmissionDoc, ApiError> {
     match to_doc(c, who, row, sel) {
         Ok(d) => Ok(d),
-        Err(e) => {
-            audit::record_alone(
-                &svc.audit_pool,
-                who,
-                Entry::new(Action::DecryptFailure, TABLE, row.id)
-                    .outcome(Outcome::Failure)
-                    .subject(&row.owner_id),
-            )
-            .await;
-            Err(e)
-        }
+        Err(e) => Err(recorded_alone(svc, who, row, e).await),
     }
+}
+
+/// The DECRYPT_FAILURE entry of a row that could not be opened.
+fn decrypt_failure(row: &SubmissionRow) -> Entry {
+    Entry::new(Action::DecryptFailure, TABLE, row.id)
+        .outcome(Outcome::Failure)
+        .subject(&row.owner_id)
+}
+
+/// Records that `row` could not be opened on the reserved audit pool (the
+/// request's transaction is gone or rolled back), and gives back why.
+async fn recorded_alone(
+    svc: &Services,
+    who: &Principal,
+    row: &SubmissionRow,
+    e: ApiError,
+) -> ApiError {
+    audit::record_alone(&svc.audit_pool, who, decrypt_failure(row)).await;
+    e
 }
 
 pub async fn create(

@@ -12,16 +12,21 @@ use crate::{apikeys, db};
 pub enum ApiKeysCommand {
     /// Make a key and print it once.
     Create {
+        /// service (reads and writes as a service) or auditor (audit exports).
         #[arg(long, value_parser = ["service", "auditor"])]
         role: String,
+        /// Who or what holds it (shown by list, recorded in the audit log).
         #[arg(long)]
         name: String,
         /// RFC 3339 time after which the key stops working.
         #[arg(long)]
         expires: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Every key: id, role, name, dates, revoked or not (never the secret).
     List,
+    /// Revoke a key now; its next request is refused.
     Revoke {
+        /// The key's id (`apikeys list`).
         id: uuid::Uuid,
     },
 }

@@ -35,6 +35,7 @@ pub enum AuditCommand {
 
 #[derive(clap::Args)]
 pub struct VerifyExportArgs {
+    /// The export or accounting file to check.
     file: PathBuf,
     /// The public signing key file.
     #[arg(long)]
@@ -49,8 +50,10 @@ pub struct VerifyExportArgs {
 pub enum OnlineAudit {
     /// Recompute the hash chain and checkpoints; report the first broken link.
     Verify {
+        /// From this instant (RFC 3339, `2026-01-31T00:00:00Z`, or a date).
         #[arg(long)]
         from: Option<Instant>,
+        /// Up to this instant (RFC 3339, or a date).
         #[arg(long)]
         to: Option<Instant>,
         /// Also require the chain to reach every checkpoint anchored here.
@@ -69,12 +72,16 @@ pub enum OnlineAudit {
     /// Export entries, with a signed manifest, to a file (CSV: the
     /// manifest beside it, FILE.manifest.json).
     Export {
+        /// From this instant (RFC 3339, `2026-01-31T00:00:00Z`, or a date).
         #[arg(long)]
         from: Option<Instant>,
+        /// Up to this instant (RFC 3339, or a date).
         #[arg(long)]
         to: Option<Instant>,
+        /// ndjson or csv (CSV with its signed manifest beside it).
         #[arg(long, default_value = "ndjson", value_parser = format_named)]
         format: Format,
+        /// The file to write.
         #[arg(long)]
         out: PathBuf,
     },
@@ -121,8 +128,10 @@ pub enum OnlineAudit {
         /// The patient's namespaced user id (`users:5`).
         #[arg(long)]
         patient: Option<String>,
+        /// From this instant (RFC 3339, `2026-01-31T00:00:00Z`, or a date).
         #[arg(long)]
         from: Option<Instant>,
+        /// Up to this instant (RFC 3339, or a date).
         #[arg(long)]
         to: Option<Instant>,
         /// Why (the matter, the request): required.
@@ -134,7 +143,9 @@ pub enum OnlineAudit {
     },
     /// Release a legal hold (recorded on it; holds are never deleted).
     Release {
+        /// The hold's id (`audit holds`).
         id: i64,
+        /// Who releases it (recorded on the hold).
         #[arg(long)]
         by: String,
     },
@@ -143,6 +154,7 @@ pub enum OnlineAudit {
     /// Seal pending entries now and sign a checkpoint; with --follow, keep
     /// sealing (for deployments where no gateway seals).
     Seal {
+        /// Keep sealing every PHI_AUDIT_SEAL_INTERVAL_MS until interrupted.
         #[arg(long)]
         follow: bool,
     },
@@ -520,7 +532,10 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
             let sealer = operator_sealer(settings, pool.clone())?;
             let n = sealer::seal_all(&pool).await?;
             let c = sealer.checkpoint().await?;
-            println!("sealed {n} entries; head position {:?}", c.map(|c| c.pos));
+            println!(
+                "sealed {n} entries; head position {}",
+                shown(c.map(|c| c.pos))
+            );
             if follow {
                 sealer.spawn(
                     settings.audit.seal_interval,

@@ -29,6 +29,7 @@ pub enum KeysCommand {
 pub enum OfflineKeys {
     /// Write a new keyring (mode 0600) with a fresh data key and index key.
     Generate {
+        /// The keyring file to write (refused if it exists).
         #[arg(long)]
         out: PathBuf,
         /// Mark it a development keyring (refused in production).
@@ -44,6 +45,7 @@ pub enum OfflineKeys {
     Kek(KekCommand),
     /// Ask a running gateway to re-read its keyring (SIGHUP to its pid).
     Reload {
+        /// The gateway's process id.
         #[arg(long)]
         pid: u32,
     },
@@ -57,12 +59,14 @@ pub enum OfflineKeys {
 pub enum OnlineKeys {
     /// Wrap a keyring's keys (in the clear until now) by a KEK, in place.
     Wrap {
+        /// The KEK: transit://HOST:PORT/KEY or file://PATH.
         #[arg(long)]
         kek: String,
     },
     /// Wrap every key anew: by another KEK, or by the newest version of the
     /// same transit key after rotating it there. No row changes.
     Rewrap {
+        /// The KEK: transit://HOST:PORT/KEY or file://PATH.
         #[arg(long)]
         kek: String,
     },
@@ -84,7 +88,9 @@ pub enum OnlineKeys {
     /// Retire a decrypt-only version that no value uses any more (API-key
     /// hashes and analytics keys included).
     Retire {
+        /// The key version to retire (`keys status`).
         version: u32,
+        /// A blind-index key version, not a data key.
         #[arg(long)]
         index: bool,
     },
@@ -94,6 +100,7 @@ pub enum OnlineKeys {
 pub enum KekCommand {
     /// Write a new KEK file (mode 0600); name it as file://PATH.
     Generate {
+        /// The KEK file to write.
         #[arg(long)]
         out: PathBuf,
     },
@@ -103,6 +110,7 @@ pub enum KekCommand {
 pub enum SigningCommand {
     /// Write a new signing key (mode 0600) and its public key.
     Generate {
+        /// The signing key file to write.
         #[arg(long)]
         out: PathBuf,
         /// Where to write the public key (for auditors).
@@ -111,20 +119,25 @@ pub enum SigningCommand {
     },
     /// A new active signing key; old ones stay in the public file.
     Rotate {
+        /// The signing key file, rewritten in place.
         #[arg(long)]
         file: PathBuf,
+        /// Where to write the public keys, old ones included.
         #[arg(long)]
         public_out: PathBuf,
     },
     /// Write the public key of a signing key file.
     Public {
+        /// The signing key file.
         #[arg(long)]
         file: PathBuf,
+        /// Where to write the public key.
         #[arg(long)]
         out: PathBuf,
     },
     /// Each signing key version and its state.
     Status {
+        /// The signing key file.
         #[arg(long)]
         file: PathBuf,
     },

@@ -30,6 +30,10 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API until SIGTERM/SIGINT.
+    ///
+    /// Takes no options: it is configured by the settings below
+    /// (`phi-gateway config` prints their effective values).
+    #[command(after_long_help = crate::config::settings_help())]
     Serve,
     /// Apply pending migrations (as MIGRATION_DATABASE_URL, else DATABASE_URL).
     Migrate {
@@ -41,7 +45,8 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         destroy: Vec<String>,
     },
-    /// Print the effective settings, secrets masked.
+    /// Print every setting as NAME=value (source: env | file | default),
+    /// secrets masked (`serve --help` says what each one does).
     Config,
     /// The keyring and the audit signing key (keys/README.md).
     #[command(subcommand)]
@@ -72,6 +77,7 @@ enum Command {
     /// Print a token signed as Payload would sign it, for trying the API
     /// locally (only with PHI_ENVIRONMENT=development).
     DevToken {
+        /// The user's id, as Payload puts it in the token (`5`).
         #[arg(long)]
         user: String,
         /// Comma-separated: practitioner, editor, admin, auditor.
@@ -97,7 +103,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Config => {
-            println!("{:#?}", settings()?);
+            for line in Settings::load_reported()? {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Keys(keys::KeysCommand::Online(cmd)) => keys::run(cmd, &settings()?).await,
@@ -174,4 +182,47 @@ fn dev_token(user: &str, roles: &str) -> anyhow::Result<()> {
         v.sign(&serde_json::json!({"id": user, "collection": collection, "iat": now, "exp": now + 8 * 3600, "roles": roles}))
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_of_every_command_has_help() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        let mut stack = vec![(String::from("phi-gateway"), cli)];
+        while let Some((path, cmd)) = stack.pop() {
+            if cmd.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert_eq!(missing, Vec::<String>::new(), "no help text");
+    }
+
+    #[test]
+    fn serve_help_lists_the_settings() {
+        let mut cli = Cli::command();
+        let text = cli
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for name in ["DATABASE_URL", "PAYLOAD_SECRET", "PHI_PORT", "phi-gateway config"] {
+            assert!(text.contains(name), "{name} not in:\n{text}");
+        }
+    }
 }

@@ -12,10 +12,13 @@ pub struct SeedArgs {
     /// submissions for the demo users.
     #[arg(long)]
     demo: bool,
+    /// This many synthetic practitioners (benchmarks).
     #[arg(long, default_value_t = 0)]
     practitioners: u64,
+    /// This many synthetic herbs.
     #[arg(long, default_value_t = 0)]
     herbs: u64,
+    /// This many synthetic symptom submissions (encrypted as real ones).
     #[arg(long, default_value_t = 0)]
     submissions: u64,
 }

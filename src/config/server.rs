@@ -25,6 +25,9 @@ pub struct ServerSettings {
     /// The operations listener (`host:port`): `/metrics` and the detailed
     /// health answers. Unset: none (the API port answers only ok/503).
     pub metrics_addr: Option<String>,
+    /// Where request spans go, over OTLP/HTTP (`http://collector:4318`;
+    /// `/v1/traces` is added). Unset: no spans leave the process.
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -46,6 +49,7 @@ pub(super) struct FileServer {
     body_timeout_secs: Option<u64>,
     analytics_refresh_secs: Option<u64>,
     metrics_addr: Option<String>,
+    otlp_endpoint: Option<String>,
 }
 
 impl ServerSettings {
@@ -82,7 +86,15 @@ impl ServerSettings {
                     .unwrap_or(3600),
             ),
             metrics_addr: env.var("PHI_METRICS_ADDR").or(file.metrics_addr),
+            otlp_endpoint: env
+                .var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .or(file.otlp_endpoint),
         };
+        if let Some(e) = &server.otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            bail!("OTEL_EXPORTER_OTLP_ENDPOINT: {e:?} is not an http:// or https:// URL");
+        }
 
         Ok(server)
     }

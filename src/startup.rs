@@ -215,6 +215,14 @@ fn serve(
     let db = db.clone();
     let services = Arc::new(services);
     let exporter = exporter.map(web::Data::new);
+    // Request spans leave the process only when a collector is named.
+    let spans = settings
+        .server
+        .otlp_endpoint
+        .as_deref()
+        .map(crate::trace::export_to)
+        .transpose()?
+        .map(web::Data::new);
     let verifier = settings.auth.payload_secret.as_ref().map(|secret| {
         Arc::new(
             JwtVerifier::new(
@@ -270,6 +278,9 @@ fn serve(
         let mut app = App::new();
         if let Some(e) = &exporter {
             app = app.app_data(e.clone());
+        }
+        if let Some(s) = &spans {
+            app = app.app_data(s.clone());
         }
         app.wrap(TracingLogger::<PhiRootSpan>::new())
             .wrap(actix_web::middleware::Condition::new(

@@ -193,11 +193,35 @@ pub fn flush_logs() {
 const SERVICE: &str = "phi-gateway";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The request id of a request's root span (`PhiRootSpan`), kept in the
-/// span's extensions by `RequestIds` for `JsonLine`.
-struct SpanRequestId(String);
+/// The request and trace ids of a request's root span (`PhiRootSpan`),
+/// kept in the span's extensions by `RequestIds` for `JsonLine`.
+#[derive(Default)]
+struct SpanIds {
+    request_id: Option<String>,
+    trace_id: Option<String>,
+}
 
-/// Keeps each span's `request_id` field where `JsonLine` finds it.
+impl tracing::field::Visit for SpanIds {
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.record(f.name(), v.to_string());
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.record(f.name(), format!("{v:?}"));
+    }
+}
+
+impl SpanIds {
+    fn record(&mut self, name: &str, v: String) {
+        match name {
+            "request_id" => self.request_id = Some(v),
+            "trace_id" => self.trace_id = Some(v),
+            _ => {}
+        }
+    }
+}
+
+/// Keeps each span's `request_id` and `trace_id` where `JsonLine` finds
+/// them.
 struct RequestIds;
 
 impl<S> tracing_subscriber::Layer<S> for RequestIds
@@ -210,23 +234,12 @@ where
         id: &tracing::span::Id,
         ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        struct Find(Option<String>);
-        impl tracing::field::Visit for Find {
-            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
-                if f.name() == "request_id" {
-                    self.0 = Some(v.to_string());
-                }
-            }
-            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                if f.name() == "request_id" {
-                    self.0 = Some(format!("{v:?}"));
-                }
-            }
-        }
-        let mut found = Find(None);
+        let mut found = SpanIds::default();
         attrs.record(&mut found);
-        if let (Some(r), Some(span)) = (found.0, ctx.span(id)) {
-            span.extensions_mut().insert(SpanRequestId(r));
+        if found.request_id.is_some()
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().insert(found);
         }
     }
 }
@@ -290,10 +303,14 @@ where
     ) -> std::fmt::Result {
         let mut fields = JsonFields::default();
         event.record(&mut fields);
-        let request_id = ctx.lookup_current().and_then(|span| {
-            span.scope()
-                .find_map(|s| s.extensions().get::<SpanRequestId>().map(|r| r.0.clone()))
+        let ids = ctx.lookup_current().and_then(|span| {
+            span.scope().find_map(|s| {
+                s.extensions()
+                    .get::<SpanIds>()
+                    .map(|r| (r.request_id.clone(), r.trace_id.clone()))
+            })
         });
+        let (request_id, trace_id) = ids.unwrap_or_default();
         let json = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let meta = event.metadata();
@@ -303,6 +320,9 @@ where
         }
         if let Some(r) = &request_id {
             write!(w, r#","request_id":{}"#, json(r))?;
+        }
+        if let Some(t) = &trace_id {
+            write!(w, r#","trace_id":{}"#, json(t))?;
         }
         for (k, v) in &fields.members {
             write!(w, ",{}:{v}", json(k))?;
@@ -353,37 +373,49 @@ impl RootSpanBuilder for PhiRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let extensions = request.extensions();
         let request_id = extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
-        tracing::info_span!("http_request", request_id = %request_id)
+        let trace_id = extensions
+            .get::<crate::trace::TraceContext>()
+            .map(|t| t.trace_hex())
+            .unwrap_or_default();
+        tracing::info_span!("http_request", request_id = %request_id, trace_id = %trace_id)
     }
 
     fn on_request_end<B: MessageBody>(_: Span, _: &Result<ServiceResponse<B>, Error>) {}
 }
 
-/// A request id: a UUIDv7 whose random part comes from a per-thread
-/// buffer, one system call per 400 ids (`Uuid::now_v7` made two per
-/// request). Unguessable as before; not ordered within a millisecond,
-/// which nothing asks of a request id (row ids still use `now_v7`).
-fn new_request_id() -> uuid::Uuid {
-    const IDS: usize = 400;
+/// Random bytes from a per-thread buffer, one system call per 4000 bytes
+/// (`Uuid::now_v7` made two per request): request ids, trace and span ids.
+/// Unguessable as the system's own.
+pub(crate) fn random_fill(out: &mut [u8]) {
+    const BYTES: usize = 4000;
     thread_local! {
-        static RANDOM: std::cell::RefCell<([u8; IDS * 10], usize)> =
-            const { std::cell::RefCell::new(([0; IDS * 10], IDS * 10)) };
+        static RANDOM: std::cell::RefCell<([u8; BYTES], usize)> =
+            const { std::cell::RefCell::new(([0; BYTES], BYTES)) };
     }
-    let mut bytes = [0u8; 10];
     RANDOM.with(|r| {
         let (buf, at) = &mut *r.borrow_mut();
-        if *at == buf.len() {
+        if *at + out.len() > buf.len() {
             if getrandom::fill(buf).is_err() {
                 // No randomness to be had: the library's own way, which
                 // panics only if the OS RNG is gone for it too.
-                bytes.copy_from_slice(&uuid::Uuid::now_v7().as_bytes()[6..]);
+                for chunk in out.chunks_mut(16) {
+                    chunk.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..chunk.len()]);
+                }
                 return;
             }
             *at = 0;
         }
-        bytes.copy_from_slice(&buf[*at..*at + 10]);
-        *at += 10;
+        out.copy_from_slice(&buf[*at..*at + out.len()]);
+        *at += out.len();
     });
+}
+
+/// A request id: a UUIDv7 whose random part comes from `random_fill`. Not
+/// ordered within a millisecond, which nothing asks of a request id (row
+/// ids still use `now_v7`).
+fn new_request_id() -> uuid::Uuid {
+    let mut bytes = [0u8; 10];
+    random_fill(&mut bytes);
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -401,7 +433,11 @@ pub async fn request_context(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let request_id = RequestId(new_request_id().to_string());
+    let trace =
+        crate::trace::TraceContext::from_header(req.headers().get(crate::trace::TRACEPARENT));
+    let started_at = std::time::SystemTime::now();
     req.extensions_mut().insert(request_id.clone());
+    req.extensions_mut().insert(trace);
     if let Some(c) = ClientRequestId::from_header(req.headers().get(REQUEST_ID_HEADER)) {
         req.extensions_mut().insert(c);
     }
@@ -410,6 +446,7 @@ pub async fn request_context(
         req.head_mut().method = actix_web::http::Method::GET;
     }
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let spans = req.app_data::<web::Data<crate::trace::Spans>>().cloned();
     let limit = req
         .app_data::<web::Data<crate::extract::BodyLimits>>()
         .map(|l| l.max_bytes)
@@ -488,14 +525,27 @@ pub async fn request_context(
     if let Some(m) = metrics {
         m.observe_request(method.as_str(), route_label, status.as_u16(), elapsed);
     }
+    let trace_id = trace.trace_hex();
     access_log(
         &request_id.0,
+        &trace_id,
         crate::metrics::method_label(method.as_str()),
         route_label,
         status.as_u16(),
         elapsed,
         failure.as_ref(),
     );
+    if let Some(spans) = spans {
+        spans.record(crate::trace::Finished {
+            context: trace,
+            method: crate::metrics::method_label(method.as_str()),
+            route: route_label.to_string(),
+            status: status.as_u16(),
+            request_id: request_id.0,
+            started: started_at,
+            elapsed,
+        });
+    }
     Ok(res)
 }
 
@@ -518,8 +568,10 @@ static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 /// tracing-subscriber's JSON formatter it cost 20 us of a 200 us read at 16
 /// clients, a tenth of the gateway's CPU (BENCHMARKS.md). Every value in it
 /// is ours (a UUID, a route pattern from the table, a method label, numbers).
+#[allow(clippy::too_many_arguments)]
 fn access_log(
     request_id: &str,
+    trace_id: &str,
     method: &str,
     route: &str,
     status: u16,
@@ -548,7 +600,7 @@ fn access_log(
             ($lvl:expr) => {
                 tracing::event!(
                     target: "phi_gateway::access", $lvl,
-                    request_id, http.method = method, http.route = route, http.status_code = status,
+                    request_id, trace_id, http.method = method, http.route = route, http.status_code = status,
                     latency_ms, error, "{message}"
                 )
             };
@@ -569,7 +621,7 @@ fn access_log(
         r#"{{"timestamp":"{now}","level":"{level}","message":"{message}","request_id":"#
     );
     let _ = serde_json::to_writer(&mut line, request_id);
-    let _ = write!(line, r#","http.method":"#);
+    let _ = write!(line, r#","trace_id":"{trace_id}","http.method":"#);
     let _ = serde_json::to_writer(&mut line, method);
     let _ = write!(line, r#","http.route":"#);
     let _ = serde_json::to_writer(&mut line, route);
@@ -600,7 +652,7 @@ mod tests {
     /// A JSON line inside a request names the request at the top level,
     /// with the service and version, and keeps the event's fields.
     #[test]
-    fn json_lines_carry_the_request_id_service_and_version() {
+    fn json_lines_carry_the_request_and_trace_ids_service_and_version() {
         use std::sync::{Arc, Mutex};
         use tracing_subscriber::layer::SubscriberExt;
         #[derive(Clone, Default)]
@@ -622,7 +674,7 @@ mod tests {
                 .with_writer(move || out.clone()),
         );
         tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("http_request", request_id = %"01a2-rid");
+            let span = tracing::info_span!("http_request", request_id = %"01a2-rid", trace_id = %"4bf92f35");
             let _in = span.enter();
             tracing::warn!(table = "herbs", rows = 3_u64, "sealed value \"odd\"");
         });
@@ -647,6 +699,7 @@ mod tests {
         assert_eq!(l["level"], "WARN");
         assert_eq!(l["message"], "sealed value \"odd\"");
         assert_eq!(l["request_id"], "01a2-rid");
+        assert_eq!(l["trace_id"], "4bf92f35");
         assert_eq!(l["table"], "herbs");
         assert_eq!(l["rows"], 3);
         assert_eq!(l["service"], "phi-gateway");

@@ -221,7 +221,12 @@ mod tests {
             .unwrap()
             .render_long_help()
             .to_string();
-        for name in ["DATABASE_URL", "PAYLOAD_SECRET", "PHI_PORT", "phi-gateway config"] {
+        for name in [
+            "DATABASE_URL",
+            "PAYLOAD_SECRET",
+            "PHI_PORT",
+            "phi-gateway config",
+        ] {
             assert!(text.contains(name), "{name} not in:\n{text}");
         }
     }

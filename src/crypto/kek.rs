@@ -263,7 +263,7 @@ impl FileKek {
 }
 
 #[cfg(feature = "transit")]
-mod transit {
+pub(crate) mod transit {
     use super::*;
 
     /// Vault/OpenBao transit: `encrypt`/`decrypt` of the 32-byte keys with
@@ -358,7 +358,7 @@ mod transit {
         Ok(roots)
     }
 
-    fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    pub(crate) fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
         let roots = roots(ca_file)?;
         Ok(
             rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(

@@ -38,3 +38,4 @@ mod schemathesis;
 mod sdk;
 mod statements;
 mod submissions;
+mod trace_context;

@@ -21,6 +21,7 @@ mod http_errors;
 mod kek;
 mod limits;
 mod logout;
+mod managed;
 mod migrations;
 mod operations;
 mod payload;

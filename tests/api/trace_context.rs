@@ -150,7 +150,10 @@ async fn a_callers_trace_reaches_the_logs_and_the_exported_span() {
         .find(|l| l.contains(&own_request))
         .unwrap_or_else(|| panic!("no line for {own_request} in:\n{text}"));
     let own_line: serde_json::Value = serde_json::from_str(own_line).unwrap();
-    let own_trace = own_line["trace_id"].as_str().unwrap_or_default().to_string();
+    let own_trace = own_line["trace_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(own_trace.len(), 32, "{own_line}");
     assert_ne!(own_trace, TRACE);
 

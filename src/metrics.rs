@@ -56,6 +56,13 @@ fn histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -75,6 +82,8 @@ pub struct Metrics {
     keyring_reloads: Family<ResultLabels, Counter>,
     keyring_last_reload: Gauge<f64, AtomicU64>,
     keyring_active: Gauge,
+    analytics_refreshes: Family<ResultLabels, Counter>,
+    analytics_last_refresh: Gauge<f64, AtomicU64>,
     process_rss: Gauge,
     process_cpu: Counter<f64, AtomicU64>,
     process_open_fds: Gauge,
@@ -186,6 +195,18 @@ impl Default for Metrics {
             "Id of the data key new values are sealed under",
             keyring_active.clone(),
         );
+        let analytics_refreshes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "phi_analytics_refreshes",
+            "Scheduled analytics refreshes by this process (PHI_ANALYTICS_REFRESH_SECS), by result: ok, failed",
+            analytics_refreshes.clone(),
+        );
+        let analytics_last_refresh = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "phi_analytics_last_refresh_timestamp_seconds",
+            "Unix time of this process's last successful analytics refresh (0: none yet)",
+            analytics_last_refresh.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -243,6 +264,8 @@ impl Default for Metrics {
             keyring_reloads,
             keyring_last_reload,
             keyring_active,
+            analytics_refreshes,
+            analytics_last_refresh,
             process_rss,
             process_cpu,
             process_open_fds,
@@ -376,17 +399,24 @@ impl Metrics {
         self.keyring_active.set(id as i64);
     }
 
+    /// A scheduled analytics refresh and its result.
+    pub fn analytics_refreshed(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.analytics_refreshes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        if ok {
+            self.analytics_last_refresh.set(unix_now());
+        }
+    }
+
     /// A keyring reload (SIGHUP) and its result.
     pub fn keyring_reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
         self.keyring_reloads
             .get_or_create(&ResultLabels { result })
             .inc();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        self.keyring_last_reload.set(now);
+        self.keyring_last_reload.set(unix_now());
     }
 
     pub fn render(&self, pool: &PoolGauges) -> String {

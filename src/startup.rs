@@ -97,6 +97,7 @@ impl Application {
             tasks.push(crate::service::upkeep::spawn_analytics_refresh(
                 pool.clone(),
                 settings.server.analytics_refresh,
+                metrics.clone(),
             ));
         }
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))

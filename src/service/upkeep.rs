@@ -16,13 +16,19 @@ pub async fn refresh_analytics(db: &Db) -> Result<(), StoreError> {
 }
 
 /// `refresh_analytics` every `every`, until the handle is aborted.
-pub fn spawn_analytics_refresh(db: Db, every: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_analytics_refresh(
+    db: Db,
+    every: Duration,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = refresh_analytics(&db).await {
+            let result = refresh_analytics(&db).await;
+            metrics.analytics_refreshed(result.is_ok());
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "analytics refresh failed");
             }
         }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{error_message, json, spawn_app, start_server, test_settings};
+use crate::helpers::{error_message, json, spawn_app, spawn_app_with, start_server, test_settings};
 
 #[tokio::test]
 async fn health_answers_without_the_database() {
@@ -418,4 +418,40 @@ fn tempfile_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("phi-health-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// A gateway that refreshes the analysts' aggregates says when it last did.
+#[tokio::test]
+async fn the_scheduled_analytics_refresh_is_counted_and_timed() {
+    let app = spawn_app_with(&[("PHI_ANALYTICS_REFRESH_SECS", "1")]).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut text = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        text = app.ops_get("/metrics").await.text().await.unwrap();
+        if text.contains(r#"phi_analytics_refreshes_total{result="ok"}"#) {
+            break;
+        }
+    }
+    let ok: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"phi_analytics_refreshes_total{result="ok"} "#))
+        .unwrap_or_else(|| panic!("no successful refresh counted in:\n{text}"))
+        .parse()
+        .unwrap();
+    assert!(ok >= 1.0);
+    let last: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("phi_analytics_last_refresh_timestamp_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last >= before - 1.0, "{last} vs {before}");
+    assert!(
+        !text.contains(r#"phi_analytics_refreshes_total{result="failed"}"#),
+        "{text}"
+    );
 }

@@ -331,6 +331,39 @@ jl = job["spec"]["template"]["metadata"]["labels"]
 check(not svc["spec"]["selector"].items() <= jl.items(), "the Job's pod is not behind the Service")
 check(np["spec"]["podSelector"]["matchLabels"].items() <= jl.items(), "the NetworkPolicy covers the Job's pod")
 
+# The audit anchor, on by default: each pod appends to its own file on a
+# shared claim the database's operators cannot rewrite, and a daily job
+# verifies the chain against every file there (deploy/README.md).
+anchor = env.get("PHI_AUDIT_ANCHOR", {}).get("value", "")
+av = volume_behind(pod, main, anchor) if anchor else None
+check(av is not None and "persistentVolumeClaim" in av[1] and not av[0].get("readOnly", False),
+      "PHI_AUDIT_ANCHOR is a file on a writable PersistentVolumeClaim")
+check(anchor.endswith("/$(POD_NAME).jsonl")
+      and env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"
+      and [e["name"] for e in main["env"]].index("POD_NAME") < [e["name"] for e in main["env"]].index("PHI_AUDIT_ANCHOR"),
+      "one anchor file per pod ($(POD_NAME).jsonl, POD_NAME defined before it)")
+pvc = docs["PersistentVolumeClaim"]
+claim = av[1]["persistentVolumeClaim"]["claimName"] if av else None
+check(pvc["metadata"]["name"] == claim and pvc["spec"]["accessModes"] == ["ReadWriteMany"],
+      "the anchor claim is in the kit, ReadWriteMany (shared by the pods)")
+cron = docs["CronJob"]
+cpod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+hardened("CronJob", cpod)
+cc = cpod["containers"][0]
+anchor_dir = anchor.rsplit("/", 1)[0] if anchor else None
+check(cc["args"][:2] == ["audit", "verify"] and cc["args"][2:] == ["--anchor", anchor_dir],
+      f"the CronJob runs `audit verify --anchor {anchor_dir}` (every pod's file)")
+cm = next((m for m in cc["volumeMounts"] if m["mountPath"] == anchor_dir), None)
+cv = next((v for v in cpod["volumes"] if cm and v["name"] == cm["name"]), None)
+check(cm is not None and cm.get("readOnly") is True and cv is not None
+      and cv.get("persistentVolumeClaim", {}).get("claimName") == claim,
+      "the CronJob mounts the same claim, read-only")
+check(env_of(cc).get("PHI_AUDIT_VERIFY_KEY", {}).get("value", "").startswith("/var/run/phi/verify/"),
+      "the CronJob checks signatures with the public key")
+check(cron["spec"].get("concurrencyPolicy") == "Forbid", "CronJob concurrencyPolicy Forbid")
+check(np["spec"]["podSelector"]["matchLabels"].items() <= cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"].items(),
+      "the NetworkPolicy covers the CronJob's pod")
+
 if problems:
     raise SystemExit("\n".join(problems))
 print(count)
@@ -387,16 +420,63 @@ fi
 # (ExecStart's /bin/sh, ExecReload's /bin/kill; the gateway's own path sits
 # inside the shell script, exercised by the wrapper check below). It exits 0
 # on mere warnings (an unknown key, say), so any output is a failure here.
-if out=$(systemd-analyze verify "$unit" 2>&1) && [ -z "$out" ]; then
-  ok "systemd-analyze verify $unit"
-else
-  fail "systemd-analyze verify $unit" "$out"
-fi
+verify_unit=deploy/systemd/phi-gateway-audit-verify.service
+verify_timer=deploy/systemd/phi-gateway-audit-verify.timer
+for u in "$unit" "$verify_unit" "$verify_timer"; do
+  if out=$(systemd-analyze verify "$u" 2>&1) && [ -z "$out" ]; then
+    ok "systemd-analyze verify $u"
+  else
+    fail "systemd-analyze verify $u" "$out"
+  fi
+done
 
-if out=$(systemd-analyze security --offline=yes --threshold="$EXPOSURE_THRESHOLD" --no-pager "$unit" 2>&1); then
-  ok "systemd-analyze security --offline=yes --threshold=$EXPOSURE_THRESHOLD: $(echo "$out" | grep -o 'Overall exposure level.*' | sed 's/Overall exposure level for //')"
+for u in "$unit" "$verify_unit"; do
+  if out=$(systemd-analyze security --offline=yes --threshold="$EXPOSURE_THRESHOLD" --no-pager "$u" 2>&1); then
+    ok "systemd-analyze security --offline=yes --threshold=$EXPOSURE_THRESHOLD: $(echo "$out" | grep -o 'Overall exposure level.*' | sed 's/Overall exposure level for //')"
+  else
+    fail "systemd-analyze security --offline=yes --threshold=$EXPOSURE_THRESHOLD $u" "$(echo "$out" | grep -E '✗|Overall')"
+  fi
+done
+
+# The audit anchor, on by default: the gateway appends to a file in its
+# StateDirectory=, and the daily verify reads that directory, read-only, as
+# the same dynamic user.
+if out=$("$py" - "$unit" "$verify_unit" "$verify_timer" <<'PY' 2>&1
+import sys
+def directives(path):
+    values = {}
+    for raw in open(path):
+        line = raw.strip()
+        if not line or line[0] in "#;" or line.startswith("["):
+            continue
+        k, _, v = line.partition("=")
+        values.setdefault(k, []).append(v)
+    return values
+g, v, t = (directives(p) for p in sys.argv[1:4])
+problems = []
+state = g.get("StateDirectory", [None])[0]
+anchor = next((e.split("=", 1)[1] for e in g.get("Environment", []) if e.startswith("PHI_AUDIT_ANCHOR=")), "")
+if not state or not anchor.startswith(f"%S/{state}/") or not anchor.endswith(".jsonl"):
+    problems.append(f"gateway: PHI_AUDIT_ANCHOR=%S/<StateDirectory>/FILE.jsonl (found {anchor!r}, StateDirectory {state!r})")
+exec_v = " ".join(v.get("ExecStart", []))
+if f"audit verify --anchor /var/lib/{state}" not in exec_v:
+    problems.append(f"verify: ExecStart runs `audit verify --anchor /var/lib/{state}`")
+if v.get("StateDirectory") != [state] or f"/var/lib/{state}" not in v.get("ReadOnlyPaths", []):
+    problems.append("verify: the same StateDirectory=, read-only")
+if v.get("DynamicUser") != ["yes"] or v.get("User") != ["phi-gateway"]:
+    problems.append("verify: DynamicUser=yes with User=phi-gateway (the gateway's dynamic user)")
+if v.get("Type") != ["oneshot"] or not any(e.startswith("PHI_AUDIT_VERIFY_KEY=") for e in v.get("Environment", [])):
+    problems.append("verify: Type=oneshot with PHI_AUDIT_VERIFY_KEY")
+if not t.get("OnCalendar") or t.get("Persistent") != ["true"]:
+    problems.append("timer: OnCalendar= and Persistent=true")
+if problems:
+    raise SystemExit("\n".join(problems))
+print(anchor)
+PY
+); then
+  ok "audit anchor: the gateway appends to $out; the daily verify reads it"
 else
-  fail "systemd-analyze security --offline=yes --threshold=$EXPOSURE_THRESHOLD" "$(echo "$out" | grep -E '✗|Overall')"
+  fail "audit anchor (systemd)" "$out"
 fi
 
 if out=$("$py" - "$unit" <<'PY' 2>&1

@@ -83,6 +83,12 @@ impl Application {
             settings.audit.refusal_flush,
         ));
         let sealer = sealer(settings)?;
+        if sealer.is_some() && settings.audit.anchor.is_none() && settings.production() {
+            tracing::warn!(
+                "sealing without PHI_AUDIT_ANCHOR: checkpoints stay in the database only, where whoever \
+                 can rewrite the chain can drop them too (deploy/README.md, The audit anchor)"
+            );
+        }
         match &sealer {
             Some(s) => tasks.push(s.clone().spawn(
                 settings.audit.seal_interval,

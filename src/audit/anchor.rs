@@ -45,8 +45,34 @@ impl Anchor {
             .with_context(|| format!("appending to the anchor {}", self.path.display()))
     }
 
-    /// Every anchored checkpoint, in file order.
+    /// Every anchored checkpoint: of one file, in file order; or of a
+    /// directory, every `*.jsonl` file in it together, by position (where
+    /// several gateways each append to a file of their own, as the
+    /// Kubernetes kit's pods do).
     pub fn read(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
+        if !path.is_dir() {
+            return Self::read_file(path);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading the anchor directory {}", path.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.retain(|p| p.extension().is_some_and(|e| e == "jsonl") && p.is_file());
+        files.sort();
+        anyhow::ensure!(
+            !files.is_empty(),
+            "the anchor directory {} holds no *.jsonl file",
+            path.display()
+        );
+        let mut out = Vec::new();
+        for f in &files {
+            out.extend(Self::read_file(f)?);
+        }
+        out.sort_by_key(|c| c.pos);
+        Ok(out)
+    }
+
+    fn read_file(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
         let f = std::fs::File::open(path)
             .with_context(|| format!("reading the anchor {}", path.display()))?;
         let mut out = Vec::new();

@@ -56,9 +56,16 @@ pub enum OnlineAudit {
         /// Up to this instant (RFC 3339, or a date).
         #[arg(long)]
         to: Option<Instant>,
-        /// Also require the chain to reach every checkpoint anchored here.
+        /// Also require the chain to reach every checkpoint anchored here: a
+        /// file, or a directory of `*.jsonl` files, one per sealing gateway
+        /// (default: PHI_AUDIT_ANCHOR).
         #[arg(long)]
         anchor: Option<PathBuf>,
+        /// Verify without an anchor in production, where otherwise it is
+        /// refused: without one, a chain cut at its tail, or rewritten with
+        /// every checkpoint, verifies.
+        #[arg(long, conflicts_with = "anchor")]
+        no_anchor: bool,
         /// The public signing key (default: PHI_AUDIT_VERIFY_KEY).
         #[arg(long)]
         public_key: Option<PathBuf>,
@@ -289,6 +296,7 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
             anchor,
             public_key,
             since_anchor,
+            no_anchor,
         } => {
             sealer::seal_all(&pool).await?;
             let public = public_key
@@ -299,10 +307,15 @@ pub async fn run(cmd: OnlineAudit, settings: &Settings) -> anyhow::Result<()> {
             let ring = Keyring::load(&settings.keys, settings.production())
                 .await
                 .ok();
-            let anchored = anchor
-                .or_else(|| settings.audit.anchor.clone())
-                .map(|p| Anchor::read(&p))
-                .transpose()?;
+            let anchor = anchor.or_else(|| settings.audit.anchor.clone());
+            if anchor.is_none() && settings.production() && !no_anchor {
+                bail!(
+                    "no anchor: without one, a chain cut at its tail or rewritten together with its \
+                     checkpoints verifies. Name it (--anchor FILE_OR_DIR, or PHI_AUDIT_ANCHOR), or \
+                     say --no-anchor to verify the database's own chain alone"
+                );
+            }
+            let anchored = anchor.map(|p| Anchor::read(&p)).transpose()?;
             let keys = VerifyKeys {
                 public: public.as_ref(),
                 keyring: ring.as_ref(),

@@ -521,6 +521,24 @@ async fn cuts_and_rewrites_of_the_chain_are_caught_with_the_anchor() {
     assert_eq!(anchored.len(), 1);
     assert_eq!(verify(&pool, Some(&anchored)).await.first_problem, None);
 
+    // Two gateways, each appending to its own file in one directory (the
+    // Kubernetes kit's pods): read together, by position.
+    let pods = dir.join("pods");
+    std::fs::create_dir_all(&pods).unwrap();
+    std::fs::copy(&anchor_path, pods.join("phi-gateway-b.jsonl")).unwrap();
+    std::fs::write(pods.join("notes.txt"), "not an anchor").unwrap();
+    create(&app, "n6").await;
+    let other = sealer(&pool, Some(Anchor::new(pods.join("phi-gateway-a.jsonl"))));
+    other.checkpoint().await.unwrap().expect("a head");
+    let both = Anchor::read(&pods).unwrap();
+    assert_eq!(both.len(), 2);
+    assert!(both[0].pos < both[1].pos, "by position");
+    assert_eq!(verify(&pool, Some(&both)).await.first_problem, None);
+    assert_eq!(verify(&pool, Some(&both)).await.anchored_checked, 2);
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(format!("{:#}", Anchor::read(&empty).unwrap_err()).contains("no *.jsonl file"));
+
     // The tail: the newest entries and their checkpoint removed from the
     // database. Without the anchor, what is left is a consistent chain.
     let head: i64 = sqlx::query_scalar("SELECT max(pos) FROM audit.chain")

@@ -259,7 +259,13 @@ async fn verify_without_a_checkpoint_or_an_anchor_is_not_an_ok() {
         201
     );
     let ring = "/nonexistent/keyring.json";
+    // Production wants the anchor named, or its absence said out loud.
     let (ok, out) = cli_in(&db, ring, "production", &["audit", "verify"]);
+    assert!(
+        !ok && out.contains("no anchor:") && out.contains("--no-anchor"),
+        "{out}"
+    );
+    let (ok, out) = cli_in(&db, ring, "production", &["audit", "verify", "--no-anchor"]);
     assert!(
         !ok && out.contains("no signed checkpoint and no anchor"),
         "{out}"
@@ -272,7 +278,7 @@ async fn verify_without_a_checkpoint_or_an_anchor_is_not_an_ok() {
     // Once a checkpoint is signed, production's verify is an ok.
     let (ok, out) = cli_in(&db, ring, "production", &["audit", "seal"]);
     assert!(ok, "{out}");
-    let (ok, out) = cli_in(&db, ring, "production", &["audit", "verify"]);
+    let (ok, out) = cli_in(&db, ring, "production", &["audit", "verify", "--no-anchor"]);
     assert!(
         ok && out.starts_with("ok: ") && !out.contains("WARNING"),
         "{out}"

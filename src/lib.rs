@@ -24,6 +24,7 @@ pub mod page;
 pub mod progress;
 pub mod query;
 pub mod rekey;
+pub mod replica;
 pub mod routes;
 pub mod schema;
 pub mod seed;

@@ -84,6 +84,8 @@ pub struct Metrics {
     keyring_active: Gauge,
     analytics_refreshes: Family<ResultLabels, Counter>,
     analytics_last_refresh: Gauge<f64, AtomicU64>,
+    replica_lag: Gauge<f64, AtomicU64>,
+    replica_in_use: Gauge,
     process_rss: Gauge,
     process_cpu: Counter<f64, AtomicU64>,
     process_open_fds: Gauge,
@@ -207,6 +209,18 @@ impl Default for Metrics {
             "Unix time of this process's last successful analytics refresh (0: none yet)",
             analytics_last_refresh.clone(),
         );
+        let replica_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "phi_db_replica_lag_seconds",
+            "How far the read replica (DATABASE_READ_URL) is behind, at the last check each second (-1: it does not answer)",
+            replica_lag.clone(),
+        );
+        let replica_in_use = Gauge::default();
+        registry.register(
+            "phi_db_replica_in_use",
+            "1 while anonymous directory reads go to the replica; 0 while they fall back to the primary",
+            replica_in_use.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -266,6 +280,8 @@ impl Default for Metrics {
             keyring_active,
             analytics_refreshes,
             analytics_last_refresh,
+            replica_lag,
+            replica_in_use,
             process_rss,
             process_cpu,
             process_open_fds,
@@ -397,6 +413,12 @@ impl Metrics {
     /// reload).
     pub fn keyring_active(&self, id: u32) {
         self.keyring_active.set(id as i64);
+    }
+
+    /// The read replica's last check.
+    pub fn replica(&self, lag: Option<f64>, in_use: bool) {
+        self.replica_lag.set(lag.unwrap_or(-1.0));
+        self.replica_in_use.set(i64::from(in_use));
     }
 
     /// A scheduled analytics refresh and its result.

@@ -111,9 +111,27 @@ impl Application {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let port = listener.local_addr()?.port();
-        let services = Services::new(pool.clone(), audit_pool.clone(), keyring.clone())
+        let mut services = Services::new(pool.clone(), audit_pool.clone(), keyring.clone())
             .with_refusals(refusals.clone())
             .with_user_collections(&settings.auth.user_collections);
+        // The replica is asked how far behind it is every second; reads go
+        // there only while it is within its bound.
+        let replica = match settings.database.read_options()? {
+            Some(options) => {
+                let state = Arc::new(crate::replica::ReplicaLag::new(
+                    settings.database.read_max_lag,
+                ));
+                tasks.push(crate::replica::watch(
+                    options,
+                    state.clone(),
+                    metrics.clone(),
+                    std::time::Duration::from_secs(1),
+                ));
+                services.replica = state.clone();
+                Some(state)
+            }
+            None => None,
+        };
         let final_flush = audit_pool.clone();
         let exporter = sealer.map(|sealer| Exporter {
             reader: pool.pool.clone(),
@@ -127,6 +145,7 @@ impl Application {
                 pool.clone(),
                 pools.clone(),
                 metrics.clone(),
+                replica,
                 settings,
             )?),
             None => None,
@@ -340,6 +359,7 @@ fn ops_server(
     pool: Db,
     pools: web::Data<routes::health::WorkerPools>,
     metrics: Arc<Metrics>,
+    replica: Option<Arc<crate::replica::ReplicaLag>>,
     settings: &Settings,
 ) -> anyhow::Result<(u16, Server)> {
     let listener = TcpListener::bind(addr)
@@ -350,8 +370,10 @@ fn ops_server(
     let (workers, per_worker) = worker_shape(settings);
     let max = web::Data::new(routes::health::PoolMax(per_worker * workers as u32));
     let lag = web::Data::new(routes::health::SealLagLimit(settings.audit.max_seal_lag));
+    let replica = web::Data::new(routes::health::Replica(replica));
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(replica.clone())
             .app_data(pool.clone())
             .app_data(pools.clone())
             .app_data(metrics.clone())

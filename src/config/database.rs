@@ -120,6 +120,8 @@ pub struct DatabaseSettings {
     pub pooler: bool,
     /// Connections reserved for audit entries written on their own.
     pub audit_pool_size: u32,
+    /// The replica is passed over while it is further behind than this.
+    pub read_max_lag: Duration,
 }
 
 impl DatabaseSettings {
@@ -200,6 +202,7 @@ pub(super) struct FileDatabase {
     ca_file: Option<PathBuf>,
     pooler: Option<bool>,
     audit_pool_size: Option<u32>,
+    read_max_lag_secs: Option<u64>,
 }
 
 impl fmt::Debug for FileDatabase {
@@ -323,6 +326,12 @@ impl DatabaseSettings {
                 .or(file.audit_pool_size)
                 .unwrap_or(2)
                 .max(1),
+            read_max_lag: secs(
+                env,
+                "DATABASE_READ_MAX_LAG_SECS",
+                file.read_max_lag_secs,
+                10,
+            )?,
         };
 
         Ok(database)

@@ -183,6 +183,12 @@ const ITEMS: &[Item] = &[
         |s| opt(s.database.read_url.as_ref().map(|u| format!("{u:?}")))
     ),
     item!(
+        "DATABASE_READ_MAX_LAG_SECS",
+        Some("database.read_max_lag_secs"),
+        "read from the primary while the replica is further behind",
+        |s| s.database.read_max_lag.as_secs().to_string()
+    ),
+    item!(
         "DATABASE_MAX_CONNECTIONS",
         Some("database.max_connections"),
         "pool size (20 in production, 10 in development)",

@@ -73,10 +73,11 @@ pub async fn database_details(
     db: web::Data<Db>,
     pools: web::Data<WorkerPools>,
     max: web::Data<PoolMax>,
+    replica: web::Data<Replica>,
 ) -> Result<HttpResponse, ApiError> {
     let version = health::round_trip(&db).await?;
     let (size, idle) = pools.figures();
-    Ok(HttpResponse::Ok().json(json!({
+    let mut body = json!({
         "status": "ok",
         "serverVersion": version,
         "pool": {
@@ -85,8 +86,21 @@ pub async fn database_details(
             "inUse": (size as usize).saturating_sub(idle),
             "max": max.0,
         }
-    })))
+    });
+    // The replica is not the primary: its lag does not make this instance
+    // unready (reads fall back to the primary); it is reported.
+    if let Some(r) = &replica.0 {
+        body["replica"] = json!({
+            "lagSeconds": r.lag_seconds(),
+            "maxLagSeconds": r.max.as_secs_f64(),
+            "inUse": r.usable(),
+        });
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
+
+/// The read replica's state, when one is configured (`DATABASE_READ_URL`).
+pub struct Replica(pub Option<std::sync::Arc<crate::replica::ReplicaLag>>);
 
 /// How far behind sealing the audit log is: "ok" while the oldest
 /// unsealed entry is younger than the limit and nothing is quarantined,

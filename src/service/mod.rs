@@ -59,6 +59,8 @@ pub struct Services {
     /// directory read by callers without credentials (no audit entry is
     /// written there). `None`: everything on `pool`.
     pub read_pool: Option<Db>,
+    /// Whether `read_pool` is within its lag bound (`replica::watch`).
+    pub replica: Arc<crate::replica::ReplicaLag>,
     pub keyring: Arc<KeyringHandle>,
     pub refusals: Arc<Refusals>,
     /// The Payload collections whose users sign in here
@@ -93,6 +95,7 @@ impl Services {
             pool,
             audit_pool,
             read_pool: None,
+            replica: Arc::new(crate::replica::ReplicaLag::new(std::time::Duration::ZERO)),
             keyring,
             refusals: Arc::new(Refusals::default()),
             user_collections: Arc::from(vec!["users".to_string()]),
@@ -108,10 +111,11 @@ impl Services {
     /// the replica for callers without credentials, when there is one. A
     /// signed-in caller's reads stay on the primary: staff reads of sealed
     /// contact fields write audit entries, and a user should see their own
-    /// writes at once.
+    /// writes at once. A replica behind by more than
+    /// `DATABASE_READ_MAX_LAG_SECS`, or not answering, is passed over.
     pub fn directory(&self, who: &Principal) -> &Db {
         match &self.read_pool {
-            Some(replica) if who.is_anonymous() => replica,
+            Some(replica) if who.is_anonymous() && self.replica.usable() => replica,
             _ => &self.pool,
         }
     }

@@ -69,7 +69,10 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
     let replica_admin = on_port(primary.admin("phi"));
     let address = start_server(test_settings(
         &primary_app,
-        &[("DATABASE_READ_URL", replica_app.as_str())],
+        &[
+            ("DATABASE_READ_URL", replica_app.as_str()),
+            ("DATABASE_READ_MAX_LAG_SECS", "5"),
+        ],
     ))
     .await;
     let client = http_client();
@@ -134,14 +137,47 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
         .await
         .unwrap();
     assert!(reads >= 1);
+
+    // Paused past its bound (5 s here), the replica is passed over: the
+    // directory is read from the primary, and the operations listener says
+    // why.
+    let details = async || {
+        json(
+            client
+                .get(crate::helpers::ops_url(&address, "/health/database"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    eventually("the directory falls back to the primary", async || {
+        names(&app, None).await.contains(&"Second herb".to_string())
+    })
+    .await;
+    let d = details().await;
+    assert_eq!(d["replica"]["inUse"], false, "{d}");
+    assert!(d["replica"]["lagSeconds"].as_f64().unwrap() > 5.0, "{d}");
+    assert_eq!(d["replica"]["maxLagSeconds"], 5.0, "{d}");
+    let metrics = client
+        .get(crate::helpers::ops_url(&address, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("phi_db_replica_in_use 0"), "{metrics}");
+
     sqlx::query("SELECT pg_wal_replay_resume()")
         .execute(&mut on_replica)
         .await
         .unwrap();
-    eventually("the replica catches up", async || {
-        names(&app, None).await.contains(&"Second herb".to_string())
+    eventually("the replica is back in use", async || {
+        details().await["replica"]["inUse"] == true
     })
     .await;
+    assert!(names(&app, None).await.contains(&"Second herb".to_string()));
 
     // The analysts' and auditors' roles read the replica directly.
     let analytics = on_port(primary.url("phi_analytics", "PHI_PG_ANALYTICS_PASSWORD", "phi"));

@@ -10,7 +10,9 @@
 # runs as the cluster's owner (PgBouncer refuses root), in DIR/pgbouncer,
 # with the login roles' passwords in a userlist of mode 0600 there.
 # PHI_PGBOUNCER_POOL_SIZE sets the server connections per database and user
-# (default 2).
+# (default 2). PHI_PGBOUNCER_TLS_DIR, a folder with ca.pem, server.pem and
+# server.key, turns on the ini's TLS lines (to PostgreSQL: verify-full
+# against ca.pem; from clients: required, with server.pem).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -55,7 +57,9 @@ start() {
   echo "$port" >"$bdir/port"
   (umask 077
    printf '"phi_app" "%s"\n"phi_sealer" "%s"\n' "$PHI_PG_APP_PASSWORD" "$PHI_PG_SEALER_PASSWORD" >"$bdir/userlist.txt")
-  sed -e "s|@PG_PORT@|$PHI_PG_PORT|; s|@PORT@|$port|; s|@DIR@|$bdir|g; s|@POOL_SIZE@|${PHI_PGBOUNCER_POOL_SIZE:-2}|" \
+  local tls=${PHI_PGBOUNCER_TLS_DIR:-} on=''
+  [ -z "$tls" ] || on='s|^;tls;||;'
+  sed -e "$on s|@PG_PORT@|$PHI_PG_PORT|; s|@PORT@|$port|; s|@DIR@|$bdir|g; s|@POOL_SIZE@|${PHI_PGBOUNCER_POOL_SIZE:-2}|; s|@TLS@|$tls|g" \
     "$here/pgbouncer.ini" >"$bdir/pgbouncer.ini"
   if is_root; then chown -R postgres:postgres "$bdir"; fi
   as_owner "$bin" -d "$bdir/pgbouncer.ini" >/dev/null 2>&1 ||

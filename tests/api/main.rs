@@ -39,4 +39,5 @@ mod schemathesis;
 mod sdk;
 mod statements;
 mod submissions;
+mod tls;
 mod trace_context;

@@ -35,6 +35,60 @@ pub async fn reload(
     Ok(())
 }
 
+/// Checks every `every` that the KEK the keyring is wrapped by still
+/// answers (`phi_kek_up`): a gateway serves with its keys in memory, so a
+/// key service gone, a token revoked or a transit key deleted shows only
+/// at the next reload or restart, which would then fail. Connects once and
+/// asks for the key each time; after a failure it connects again.
+pub fn watch_kek(
+    handle: Arc<KeyringHandle>,
+    settings: Settings,
+    metrics: Arc<crate::metrics::Metrics>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    use crate::crypto::kek::Kek;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut kek: Option<Kek> = None;
+        let mut was: Option<bool> = None;
+        loop {
+            tick.tick().await;
+            let uri = settings
+                .keys
+                .kek
+                .clone()
+                .or_else(|| handle.current().kek().map(str::to_string));
+            let Some(uri) = uri else {
+                // Keys in the clear (development): no KEK to reach.
+                continue;
+            };
+            if kek.as_ref().is_some_and(|k| k.uri() != uri) {
+                kek = None;
+            }
+            let result = match &kek {
+                Some(k) => k.probe().await,
+                None => Kek::connect(&uri, &settings.keys.kek_auth, settings.production())
+                    .await
+                    .map(|k| kek = Some(k)),
+            };
+            let up = result.is_ok();
+            metrics.kek_up(&uri, up);
+            match (&result, was) {
+                (Err(e), Some(true) | None) => {
+                    tracing::warn!(error = %format!("{e:#}"), "the KEK does not answer: a reload or restart would fail")
+                }
+                (Ok(()), Some(false)) => tracing::info!("the KEK answers again"),
+                _ => {}
+            }
+            if !up {
+                kek = None;
+            }
+            was = Some(up);
+        }
+    })
+}
+
 pub fn watch(
     handle: Arc<KeyringHandle>,
     settings: Settings,

@@ -39,6 +39,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KekLabels {
+    kek: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -84,6 +89,7 @@ pub struct Metrics {
     keyring_active: Gauge,
     analytics_refreshes: Family<ResultLabels, Counter>,
     analytics_last_refresh: Gauge<f64, AtomicU64>,
+    kek_up: Family<KekLabels, Gauge>,
     replica_lag: Gauge<f64, AtomicU64>,
     replica_in_use: Gauge,
     process_rss: Gauge,
@@ -209,6 +215,12 @@ impl Default for Metrics {
             "Unix time of this process's last successful analytics refresh (0: none yet)",
             analytics_last_refresh.clone(),
         );
+        let kek_up = Family::<KekLabels, Gauge>::default();
+        registry.register(
+            "phi_kek_up",
+            "1 when the KEK the keyring is wrapped by answered the last check (PHI_KEK_CHECK_SECS), 0 when not",
+            kek_up.clone(),
+        );
         let replica_lag = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "phi_db_replica_lag_seconds",
@@ -280,6 +292,7 @@ impl Default for Metrics {
             keyring_active,
             analytics_refreshes,
             analytics_last_refresh,
+            kek_up,
             replica_lag,
             replica_in_use,
             process_rss,
@@ -413,6 +426,18 @@ impl Metrics {
     /// reload).
     pub fn keyring_active(&self, id: u32) {
         self.keyring_active.set(id as i64);
+    }
+
+    /// Whether the KEK (its URI, which holds no secret) answered its last
+    /// check. Only the KEK in use has a series.
+    pub fn kek_up(&self, kek: &str, up: bool) {
+        let labels = KekLabels {
+            kek: kek.to_string(),
+        };
+        if self.kek_up.get(&labels).is_none() {
+            self.kek_up.clear();
+        }
+        self.kek_up.get_or_create(&labels).set(i64::from(up));
     }
 
     /// The read replica's last check.

@@ -114,6 +114,14 @@ impl Application {
         let mut services = Services::new(pool.clone(), audit_pool.clone(), keyring.clone())
             .with_refusals(refusals.clone())
             .with_user_collections(&settings.auth.user_collections);
+        if !settings.keys.kek_check.is_zero() {
+            tasks.push(crate::keyreload::watch_kek(
+                keyring.clone(),
+                settings.clone(),
+                metrics.clone(),
+                settings.keys.kek_check,
+            ));
+        }
         // The replica is asked how far behind it is every second; reads go
         // there only while it is within its bound.
         let replica = match settings.database.read_options()? {

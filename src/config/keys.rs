@@ -22,6 +22,9 @@ pub struct KeySettings {
     pub kek: Option<String>,
     /// Credentials for a transit KEK, from the environment only.
     pub kek_auth: KekAuth,
+    /// How often a serving gateway checks it can still reach the KEK
+    /// (`phi_kek_up`); zero: never.
+    pub kek_check: std::time::Duration,
 }
 
 impl fmt::Debug for KeySettings {
@@ -32,6 +35,7 @@ impl fmt::Debug for KeySettings {
             .field("index_key", &self.index_key.as_ref().map(|_| "***"))
             .field("kek", &self.kek)
             .field("kek_auth", &self.kek_auth)
+            .field("kek_check", &self.kek_check)
             .finish()
     }
 }
@@ -41,6 +45,7 @@ impl fmt::Debug for KeySettings {
 pub(super) struct FileKeys {
     keyring_file: Option<PathBuf>,
     kek: Option<String>,
+    kek_check_secs: Option<u64>,
 }
 
 impl KeySettings {
@@ -55,6 +60,7 @@ impl KeySettings {
             index_key: env.var("DATABASE_BLIND_INDEX_KEY").map(SecretString::from),
             kek: env.var("PHI_KEK").or(file.kek),
             kek_auth: KekAuth::from_env(env)?,
+            kek_check: super::env::secs(env, "PHI_KEK_CHECK_SECS", file.kek_check_secs, 60)?,
         };
         Ok(keys)
     }

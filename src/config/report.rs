@@ -272,6 +272,12 @@ const ITEMS: &[Item] = &[
         |s| opt(s.keys.kek.as_ref())
     ),
     item!(
+        "PHI_KEK_CHECK_SECS",
+        Some("keys.kek_check_secs"),
+        "how often a serving gateway checks it can reach the KEK (phi_kek_up; 0: never)",
+        |s| s.keys.kek_check.as_secs().to_string()
+    ),
+    item!(
         "DATABASE_ENCRYPTION_KEY",
         "a development data key instead of a keyring",
         Secret

@@ -115,6 +115,22 @@ impl Kek {
             Kek::Transit(t) => t.unwrap(binding, ciphertext).await,
         }
     }
+
+    /// Whether the KEK is still there for the next load of the keyring: the
+    /// file still exists, or the key service still answers for the transit
+    /// key with the token in hand. Unwraps nothing.
+    pub async fn probe(&self) -> anyhow::Result<()> {
+        match self {
+            Kek::File(k) => {
+                let path = k.uri.trim_start_matches("file://");
+                std::fs::metadata(path)
+                    .map(|_| ())
+                    .with_context(|| format!("KEK {}: the file is gone", k.uri))
+            }
+            #[cfg(feature = "transit")]
+            Kek::Transit(t) => t.probe().await,
+        }
+    }
 }
 
 /// Installs ring as the process's rustls provider (once; later calls and a
@@ -474,6 +490,14 @@ pub(crate) mod transit {
                 info.kind
             );
             Ok(t)
+        }
+
+        /// The transit key, asked for by name (as at connect).
+        pub async fn probe(&self) -> anyhow::Result<()> {
+            let _: KeyInfo = self
+                .call(reqwest::Method::GET, &format!("keys/{}", self.name), None)
+                .await?;
+            Ok(())
         }
 
         async fn call<T: serde::de::DeserializeOwned>(

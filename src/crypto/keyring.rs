@@ -795,6 +795,7 @@ mod tests {
             index_key: None,
             kek: None,
             kek_auth: KekAuth::default(),
+            kek_check: std::time::Duration::ZERO,
         };
         // The file alone does not choose the KEK in production...
         let err = Keyring::open_file(&path, &settings, true)

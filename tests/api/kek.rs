@@ -856,3 +856,62 @@ async fn a_redirecting_key_service_gets_no_token_elsewhere() {
         .await
         .unwrap();
 }
+
+/// A serving gateway keeps its keys in memory, so a KEK gone shows only at
+/// the next reload or restart; `phi_kek_up` says so before then.
+#[tokio::test]
+async fn a_kek_that_stops_answering_is_reported_while_the_gateway_serves() {
+    let bao = bao();
+    let db = TestDb::migrated().await;
+    let dir = temp_dir("kek-up");
+    let ring = dir.join("keyring.json");
+    let ring_s = ring.to_str().unwrap();
+    let name = bao.new_key().await;
+    let uri = bao.uri(&name);
+    let token = [("PHI_KEK_TOKEN", bao.token.as_str())];
+    let (ok, out) = cli(
+        &db,
+        &ring,
+        &token,
+        &["keys", "generate", "--out", ring_s, "--kek", &uri],
+    );
+    assert!(ok, "{out}");
+    let mut settings = ring_settings(ring_s, &token);
+    settings.push(("PHI_KEK_CHECK_SECS", "1"));
+    let address = start_server(test_settings(&db.app_url(), &settings)).await;
+    let client = crate::helpers::http_client();
+    let kek_up = async || -> Option<String> {
+        let text = client
+            .get(crate::helpers::ops_url(&address, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("phi_kek_up{{kek=\"{uri}\"}} ")))
+            .map(str::to_string)
+    };
+    let until = async |want: &str| {
+        for _ in 0..100 {
+            if kek_up().await.as_deref() == Some(want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("phi_kek_up never {want} (last {:?})", kek_up().await);
+    };
+    until("1").await;
+    // The transit key deleted at the key service: reported, and requests
+    // still served with the keys in memory.
+    bao.delete(&name).await;
+    until("0").await;
+    let app = TestApp::at(&address, &client);
+    let res = app
+        .caller(ANN)
+        .post("/api/symptom-submissions", &body("still served"))
+        .await;
+    assert_eq!(res.status(), 201);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -31,7 +31,11 @@ impl From<sqlx::Error> for StoreError {
         use sqlx::Error as E;
         match &e {
             E::RowNotFound => return StoreError::NotFound,
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+            E::PoolTimedOut | E::PoolClosed => return StoreError::Unavailable(e),
+            E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                // The connection itself is gone: not to be kept for the
+                // next request (`tx::connection_broken`).
+                super::tx::connection_broken();
                 return StoreError::Unavailable(e);
             }
             _ => {}
@@ -64,6 +68,7 @@ impl From<sqlx::Error> for StoreError {
                     || c.starts_with("28")
                     || matches!(c, "57P01" | "57P02" | "57P03" | "3D000" | "53300") =>
             {
+                super::tx::connection_broken();
                 StoreError::Unavailable(e)
             }
             _ => StoreError::Other(e),

@@ -119,6 +119,23 @@ impl Drop for Tx {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        if BROKEN.with(|b| b.replace(false)) {
+            // This request lost its connection (the server went away: a
+            // failover, a restart). The ones this worker keeps are most
+            // likely gone too: all go back to the pool, which tests each
+            // before lending it again, instead of being handed to the next
+            // requests one failure at a time for up to HOLD_AT_MOST.
+            drop(conn);
+            let stale = HELD.try_with(|h| {
+                h.try_borrow_mut()
+                    .map(|mut h| h.sweep(Duration::ZERO))
+                    .unwrap_or_default()
+            });
+            for c in stale.unwrap_or_default() {
+                release(c);
+            }
+            return;
+        }
         if self.open {
             PgTransactionManager::start_rollback(&mut conn);
             // Back to the pool, whose ping sends the ROLLBACK and closes
@@ -194,6 +211,16 @@ struct Held {
 
 thread_local! {
     static HELD: RefCell<Held> = RefCell::new(Held::default());
+    /// A statement on this thread found its connection gone (set by
+    /// `StoreError::from`, read when the request's `Tx` is dropped).
+    static BROKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The connection in use on this thread failed as a connection (I/O, TLS,
+/// the server shutting down or refusing): the request's `Tx` is not kept
+/// when dropped, nor are the others this worker holds.
+pub(super) fn connection_broken() {
+    let _ = BROKEN.try_with(|b| b.set(true));
 }
 
 /// How many connections of each pool the workers hold, for the health

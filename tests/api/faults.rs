@@ -483,3 +483,48 @@ async fn requests_queued_behind_a_held_connection_get_it() {
         .unwrap();
     assert_eq!(n, 121);
 }
+
+/// Connections cut under the gateway (a failover, a restart, an
+/// administrator's `pg_terminate_backend`): the request that finds its
+/// connection gone gets a 503, and the worker drops the connections it was
+/// keeping, so the next requests get fresh ones. (They were handed out
+/// again, each failing one request, for up to 30 s: the failover drill,
+/// deploy/ha/drill.sh, found it.)
+#[tokio::test]
+async fn connections_cut_under_the_gateway_cost_one_request_not_thirty_seconds() {
+    let app = crate::helpers::spawn_app().await;
+    let ann = Some(("ann", &[][..]));
+    for i in 0..5 {
+        let res = app
+            .caller(ann)
+            .post("/api/symptom-submissions", &body(i))
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    let mut admin = app.admin().await;
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE usename = 'phi_app' AND datname = current_database()) t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(cut >= 1, "the worker held a connection");
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let res = app
+            .caller(ann)
+            .post("/api/symptom-submissions", &body(100 + i))
+            .await;
+        statuses.push(res.status().as_u16());
+    }
+    let failed = statuses.iter().filter(|s| **s != 201).count();
+    assert!(
+        failed <= 1 && statuses[1..].iter().all(|s| *s == 201),
+        "after the cut: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 503),
+        "{statuses:?}"
+    );
+}

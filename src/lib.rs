@@ -7,6 +7,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod auth;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod crypto;

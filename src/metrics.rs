@@ -39,6 +39,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KekLabels {
     kek: String,
 }
@@ -90,6 +95,9 @@ pub struct Metrics {
     analytics_refreshes: Family<ResultLabels, Counter>,
     analytics_last_refresh: Gauge<f64, AtomicU64>,
     kek_up: Family<KekLabels, Gauge>,
+    tls_ca_not_after: Family<FileLabels, Gauge>,
+    /// The CA files to read at each scrape (`trust_files`).
+    ca_files: std::sync::Mutex<Vec<std::path::PathBuf>>,
     replica_lag: Gauge<f64, AtomicU64>,
     replica_in_use: Gauge,
     process_rss: Gauge,
@@ -221,6 +229,12 @@ impl Default for Metrics {
             "1 when the KEK the keyring is wrapped by answered the last check (PHI_KEK_CHECK_SECS), 0 when not",
             kek_up.clone(),
         );
+        let tls_ca_not_after = Family::<FileLabels, Gauge>::default();
+        registry.register(
+            "phi_tls_ca_not_after_timestamp_seconds",
+            "When the first certificate of a CA file the gateway verifies against expires (DATABASE_CA_FILE, PHI_KEK_CA_FILE; 0: unreadable)",
+            tls_ca_not_after.clone(),
+        );
         let replica_lag = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "phi_db_replica_lag_seconds",
@@ -293,6 +307,8 @@ impl Default for Metrics {
             analytics_refreshes,
             analytics_last_refresh,
             kek_up,
+            tls_ca_not_after,
+            ca_files: Default::default(),
             replica_lag,
             replica_in_use,
             process_rss,
@@ -428,6 +444,30 @@ impl Metrics {
         self.keyring_active.set(id as i64);
     }
 
+    /// The CA files whose expiry each scrape reports.
+    pub fn trust_files(&self, files: Vec<std::path::PathBuf>) {
+        *self.ca_files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+    }
+
+    fn sample_ca_files(&self) {
+        let files = self
+            .ca_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for f in files {
+            let not_after = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|t| crate::certs::earliest_not_after(&t))
+                .unwrap_or(0);
+            self.tls_ca_not_after
+                .get_or_create(&FileLabels {
+                    file: f.display().to_string(),
+                })
+                .set(not_after);
+        }
+    }
+
     /// Whether the KEK (its URI, which holds no secret) answered its last
     /// check. Only the KEK in use has a series.
     pub fn kek_up(&self, kek: &str, up: bool) {
@@ -467,6 +507,7 @@ impl Metrics {
     }
 
     pub fn render(&self, pool: &PoolGauges) -> String {
+        self.sample_ca_files();
         self.pool_size.set(pool.size as i64);
         self.pool_idle.set(pool.idle as i64);
         self.pool_max.set(pool.max as i64);

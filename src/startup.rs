@@ -114,6 +114,13 @@ impl Application {
         let mut services = Services::new(pool.clone(), audit_pool.clone(), keyring.clone())
             .with_refusals(refusals.clone())
             .with_user_collections(&settings.auth.user_collections);
+        metrics.trust_files(
+            [&settings.database.ca_file, &settings.keys.kek_auth.ca_file]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+        );
         if !settings.keys.kek_check.is_zero() {
             tasks.push(crate::keyreload::watch_kek(
                 keyring.clone(),

@@ -156,6 +156,24 @@ async fn the_gateway_verifies_postgresql_and_pgbouncer_over_tls() {
     .await;
     submission_round_trip(&TestApp::at(&direct, &client)).await;
     all_encrypted(&admin, "phi_app").await;
+    // The CA's expiry, read at each scrape (the CA here is valid 2 days).
+    let text = client
+        .get(crate::helpers::ops_url(&direct, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("phi_tls_ca_not_after_timestamp_seconds{{file=\"{ca_s}\"}} ");
+    let not_after: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap();
+    let in_two_days = chrono::Utc::now().timestamp() + 2 * 86_400;
+    assert!((not_after - in_two_days).abs() < 300, "{not_after}");
 
     // A CA that did not sign the server's certificate: no connection, a
     // 503, never a fall back to the clear.

@@ -39,7 +39,8 @@ pub async fn reload(
 /// answers (`phi_kek_up`): a gateway serves with its keys in memory, so a
 /// key service gone, a token revoked or a transit key deleted shows only
 /// at the next reload or restart, which would then fail. Connects once and
-/// asks for the key each time; after a failure it connects again.
+/// asks for the key each time; when that fails, it connects afresh at once,
+/// and only a failed fresh connection counts as down.
 pub fn watch_kek(
     handle: Arc<KeyringHandle>,
     settings: Settings,
@@ -66,9 +67,16 @@ pub fn watch_kek(
             if kek.as_ref().is_some_and(|k| k.uri() != uri) {
                 kek = None;
             }
-            let result = match &kek {
+            // A probe that fails on a connection made earlier (an AppRole
+            // token past its TTL, say) gets one fresh connection at once:
+            // only a KEK that cannot be reached afresh counts as down.
+            let probed = match &kek {
                 Some(k) => k.probe().await,
-                None => Kek::connect(&uri, &settings.keys.kek_auth, settings.production())
+                None => Err(anyhow::anyhow!("not connected")),
+            };
+            let result = match probed {
+                Ok(()) => Ok(()),
+                Err(_) => Kek::connect(&uri, &settings.keys.kek_auth, settings.production())
                     .await
                     .map(|k| kek = Some(k)),
             };

@@ -17,7 +17,10 @@ case "$1" in
     phi-gateway migrate
     # The demo data once (a second `up` keeps what is there).
     if [ ! -e $s/seeded ]; then
-      phi-gateway seed --demo && touch $s/seeded
+      # Its Payload users, made in this order on a fresh database
+      # (examples/payload-app/src/seed.ts), are users:1 admin, users:2
+      # practitioner, users:3 patient: the demo records are theirs.
+      phi-gateway seed --demo --demo-patient 3 --demo-practitioner 2 && touch $s/seeded
     fi
     phi-gateway analytics refresh
     ;;

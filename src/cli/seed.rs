@@ -12,6 +12,14 @@ pub struct SeedArgs {
     /// submissions for the demo users.
     #[arg(long)]
     demo: bool,
+    /// With --demo: the user id owning the first patient's submissions and
+    /// consent (default demo-patient-1), e.g. a Payload user's `3`.
+    #[arg(long, requires = "demo", value_name = "USER_ID")]
+    demo_patient: Option<String>,
+    /// With --demo: the user id linked to the first practitioner record
+    /// (default demo-practitioner).
+    #[arg(long, requires = "demo", value_name = "USER_ID")]
+    demo_practitioner: Option<String>,
     /// This many synthetic practitioners (benchmarks).
     #[arg(long, default_value_t = 0)]
     practitioners: u64,
@@ -30,7 +38,15 @@ pub async fn run(args: SeedArgs, settings: &Settings) -> anyhow::Result<()> {
     crate::service::keycheck::compare(&operator, &ring).await?;
     if args.demo {
         let handle = std::sync::Arc::new(KeyringHandle::new(ring));
-        let n = seed::demo(&operator, handle.clone()).await?;
+        let defaults = seed::DemoUsers::default();
+        let users = seed::DemoUsers {
+            patient: args.demo_patient.clone().unwrap_or(defaults.patient),
+            practitioner: args
+                .demo_practitioner
+                .clone()
+                .unwrap_or(defaults.practitioner),
+        };
+        let n = seed::demo(&operator, handle.clone(), &users).await?;
         println!("demo data: {n}");
         if args.practitioners + args.herbs + args.submissions > 0 {
             seed::bulk(

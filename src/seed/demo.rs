@@ -31,8 +31,32 @@ fn slugify(s: &str) -> String {
         .join("-")
 }
 
+/// Whose the demo records are: the first patient's (two submissions and a
+/// consent) and the practitioner's (linked to the first directory record).
+/// Defaults: `demo-patient-1` and `demo-practitioner`, the development
+/// tokens of deploy/run-local.sh; compose.yaml names its Payload users'
+/// numeric ids instead.
+#[derive(Debug, Clone)]
+pub struct DemoUsers {
+    pub patient: String,
+    pub practitioner: String,
+}
+
+impl Default for DemoUsers {
+    fn default() -> Self {
+        Self {
+            patient: "demo-patient-1".into(),
+            practitioner: "demo-practitioner".into(),
+        }
+    }
+}
+
 /// Demo data through the services. Does nothing when herbs already exist.
-pub async fn demo(db: &crate::store::Db, keyring: Arc<KeyringHandle>) -> anyhow::Result<String> {
+pub async fn demo(
+    db: &crate::store::Db,
+    keyring: Arc<KeyringHandle>,
+    users: &DemoUsers,
+) -> anyhow::Result<String> {
     let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM herbs")
         .fetch_one(&db.pool)
         .await?;
@@ -91,7 +115,7 @@ pub async fn demo(db: &crate::store::Db, keyring: Arc<KeyringHandle>) -> anyhow:
                     email: Some(SecretText::from(format!("{slug}@clinic.example"))),
                     phone: Some(SecretText::from("+1 555 0100")),
                     licence_number: Some(SecretText::from(format!("LIC-{}", 1000 + count))),
-                    user_id: (count == 0).then(|| "users:demo-practitioner".to_string()),
+                    user_id: (count == 0).then(|| format!("users:{}", users.practitioner)),
                 },
             )
             .await
@@ -102,11 +126,15 @@ pub async fn demo(db: &crate::store::Db, keyring: Arc<KeyringHandle>) -> anyhow:
     }
     for (user, symptom, notes) in [
         (
-            "demo-patient-1",
+            users.patient.as_str(),
             "Lower back pain",
             "Worse after sitting; better with heat.",
         ),
-        ("demo-patient-1", "Insomnia", "Wakes at 3am most nights."),
+        (
+            users.patient.as_str(),
+            "Insomnia",
+            "Wakes at 3am most nights.",
+        ),
         (
             "demo-patient-2",
             "Seasonal allergies with sneezing",
@@ -140,7 +168,7 @@ pub async fn demo(db: &crate::store::Db, keyring: Arc<KeyringHandle>) -> anyhow:
     if let Some(practitioner_id) = first_practitioner {
         consents::create(
             &svc,
-            &Principal::user("users", "demo-patient-1", &[]),
+            &Principal::user("users", &users.patient, &[]),
             crate::domain::consent::ConsentInput {
                 practitioner_id,
                 submission_id: None,

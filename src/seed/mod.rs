@@ -9,4 +9,4 @@ mod demo;
 
 pub use bulk::bulk;
 pub use data::{CITIES, CLASSICAL_HERBS, Rng};
-pub use demo::demo;
+pub use demo::{DemoUsers, demo};

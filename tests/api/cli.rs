@@ -284,3 +284,49 @@ async fn verify_without_a_checkpoint_or_an_anchor_is_not_an_ok() {
         "{out}"
     );
 }
+
+/// compose.yaml seeds the demo records for its Payload users' numeric ids
+/// (`seed --demo --demo-patient 3 --demo-practitioner 2`): the patient
+/// owns the submissions and the consent, the practitioner is linked.
+#[tokio::test]
+async fn the_demo_seed_belongs_to_the_users_it_is_told() {
+    let db = TestDb::migrated().await;
+    let dir = std::env::temp_dir().join(format!("phi-seed-{}", uuid::Uuid::new_v4().simple()));
+    let ring = dir.join("keyring.json");
+    let ring_s = ring.to_str().unwrap();
+    let (ok, out) = cli(&db, ring_s, &["keys", "generate", "--out", ring_s]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&db, ring_s, &["seed", "--demo-patient", "3"]);
+    assert!(!ok && out.contains("--demo"), "only with --demo: {out}");
+    let (ok, out) = cli(
+        &db,
+        ring_s,
+        &[
+            "seed",
+            "--demo",
+            "--demo-patient",
+            "3",
+            "--demo-practitioner",
+            "2",
+        ],
+    );
+    assert!(ok && out.contains("1 consent"), "{out}");
+    let mut admin = sqlx::PgConnection::connect(&db.admin_url()).await.unwrap();
+    let (consent_owner, linked): (String, String) = sqlx::query_as(
+        "SELECT c.owner_id, p.user_id FROM consents c JOIN practitioners p ON p.id = c.practitioner_id",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        (consent_owner.as_str(), linked.as_str()),
+        ("users:3", "users:2")
+    );
+    let owned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM symptom_submissions WHERE owner_id = 'users:3'")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(owned, 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -77,6 +77,7 @@ async fn demo_and_bulk_seeds_load_and_read_back() {
     let said = phi_gateway::seed::demo(
         &phi_gateway::store::Db::new(pool.clone(), phi_gateway::store::Mode::default()),
         ring.clone(),
+        &phi_gateway::seed::DemoUsers::default(),
     )
     .await
     .unwrap();
@@ -102,6 +103,7 @@ async fn demo_and_bulk_seeds_load_and_read_back() {
     let again = phi_gateway::seed::demo(
         &phi_gateway::store::Db::new(pool.clone(), phi_gateway::store::Mode::default()),
         ring.clone(),
+        &phi_gateway::seed::DemoUsers::default(),
     )
     .await
     .unwrap();

@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod page;
 pub mod progress;
 pub mod query;
+pub mod random;
 pub mod rekey;
 pub mod replica;
 pub mod routes;

@@ -66,15 +66,6 @@ impl ReplicaLag {
     }
 }
 
-/// The replica's lag: 0 when it has replayed all it received (an idle
-/// primary sends nothing, and the last replay's age would grow without the
-/// replica being behind); otherwise the age of the last transaction it
-/// replayed. On a primary (not in recovery), 0.
-const LAG: &str = "SELECT CASE \
-    WHEN NOT pg_is_in_recovery() THEN 0 \
-    WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
-    ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 1e9) END::float8";
-
 /// Starts the check (in the current runtime): every `every`, on a pool of
 /// one connection of its own.
 pub fn watch(
@@ -95,7 +86,7 @@ pub fn watch(
             tick.tick().await;
             let lag = tokio::time::timeout(
                 every.max(Duration::from_secs(1)),
-                sqlx::query_scalar::<_, f64>(LAG).fetch_one(&pool),
+                crate::store::health::replica_lag(&pool),
             )
             .await
             .ok()

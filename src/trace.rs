@@ -38,7 +38,7 @@ impl TraceContext {
     /// ff) starts a new one, as the specification says to.
     pub fn from_header(value: Option<&HeaderValue>) -> Self {
         let mut span_id = [0u8; 8];
-        crate::telemetry::random_fill(&mut span_id);
+        crate::random::fill(&mut span_id);
         match value
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent)
@@ -51,7 +51,7 @@ impl TraceContext {
             },
             None => {
                 let mut trace_id = [0u8; 16];
-                crate::telemetry::random_fill(&mut trace_id);
+                crate::random::fill(&mut trace_id);
                 Self {
                     trace_id,
                     span_id,

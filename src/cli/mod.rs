@@ -33,7 +33,7 @@ enum Command {
     ///
     /// Takes no options: it is configured by the settings below
     /// (`phi-gateway config` prints their effective values).
-    #[command(after_long_help = crate::config::settings_help())]
+    #[command(after_long_help = crate::config::report::help())]
     Serve,
     /// Apply pending migrations (as MIGRATION_DATABASE_URL, else DATABASE_URL).
     Migrate {
@@ -103,7 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Config => {
-            for line in Settings::load_reported()? {
+            for line in crate::config::report::load_reported()? {
                 println!("{line}");
             }
             Ok(())

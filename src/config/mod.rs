@@ -10,7 +10,7 @@ mod database;
 mod env;
 mod keys;
 mod limits;
-mod report;
+pub mod report;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,6 @@ pub use database::{DatabaseSettings, DatabaseUrl, TlsMode};
 pub use env::{Env, ProcessEnv};
 pub use keys::{KekAuth, KeySettings};
 pub use limits::{Cidr, LimitSettings};
-pub use report::{Line as ReportLine, Source as SettingSource, help as settings_help};
 pub use server::{LogFormat, ServerSettings};
 
 /// Where the service runs. Unnamed means production: every default fails
@@ -96,29 +95,9 @@ impl Settings {
         Self::from_parts(&text, path.as_deref(), &ProcessEnv)
     }
 
-    /// As `load`, with every setting's effective value and its source
-    /// (`phi-gateway config`), secrets masked; the first line names the
-    /// file.
-    pub fn load_reported() -> anyhow::Result<Vec<String>> {
-        let (path, text) = Self::file()?;
-        let settings = Self::from_parts(&text, path.as_deref(), &ProcessEnv)?;
-        let file = ReportLine {
-            name: "PHI_CONFIG",
-            value: path.map_or_else(|| "(none)".into(), |p| p.display().to_string()),
-            source: match ProcessEnv.var("PHI_CONFIG") {
-                Some(_) => SettingSource::Env,
-                None => SettingSource::Default,
-            },
-        };
-        Ok(std::iter::once(file)
-            .chain(report::report(&settings, &text, &ProcessEnv))
-            .map(|l| l.to_string())
-            .collect())
-    }
-
     /// The settings file named by `PHI_CONFIG` (else the default one when
     /// it exists), and its text.
-    fn file() -> anyhow::Result<(Option<PathBuf>, String)> {
+    pub(crate) fn file() -> anyhow::Result<(Option<PathBuf>, String)> {
         let path = ProcessEnv.var("PHI_CONFIG").map(PathBuf::from).or_else(|| {
             let p = PathBuf::from(DEFAULT_CONFIG_FILE);
             p.exists().then_some(p)

@@ -8,7 +8,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Env, Settings};
+use super::Settings;
+use super::env::{Env, ProcessEnv};
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -502,6 +503,26 @@ pub fn report(settings: &Settings, text: &str, env: &dyn Env) -> Vec<Line> {
             }
         })
         .collect()
+}
+
+/// The settings as `load` reads them, each with its effective value and
+/// its source, secrets masked (`phi-gateway config`); the first line names
+/// the file.
+pub fn load_reported() -> anyhow::Result<Vec<String>> {
+    let (path, text) = Settings::file()?;
+    let settings = Settings::from_parts(&text, path.as_deref(), &ProcessEnv)?;
+    let file = Line {
+        name: "PHI_CONFIG",
+        value: path.map_or_else(|| "(none)".into(), |p| p.display().to_string()),
+        source: match ProcessEnv.var("PHI_CONFIG") {
+            Some(_) => Source::Env,
+            None => Source::Default,
+        },
+    };
+    Ok(std::iter::once(file)
+        .chain(report(&settings, &text, &ProcessEnv))
+        .map(|l| l.to_string())
+        .collect())
 }
 
 /// The settings as `serve --help` lists them: variable, file key, help.

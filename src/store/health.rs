@@ -65,3 +65,18 @@ pub async fn check_service_role(conn: &mut PgConnection) -> std::result::Result<
     }
     Ok(())
 }
+
+/// A replica's lag in seconds: 0 when it has replayed all it received (an
+/// idle primary sends nothing, and the last replay's age would grow without
+/// the replica being behind); otherwise the age of the last transaction it
+/// replayed. On a primary (not in recovery), 0.
+pub async fn replica_lag(pool: &sqlx::PgPool) -> std::result::Result<f64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT CASE \
+           WHEN NOT pg_is_in_recovery() THEN 0 \
+           WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
+           ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 1e9) END::float8",
+    )
+    .fetch_one(pool)
+    .await
+}

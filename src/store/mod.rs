@@ -17,6 +17,7 @@ pub mod health;
 pub mod herbs;
 pub mod imports;
 pub mod keys;
+pub mod managed;
 pub mod practitioners;
 pub mod sessions;
 pub mod submissions;

@@ -44,7 +44,13 @@ async fn generated_requests_get_documented_answers_that_match_their_schemas() {
             .args(["--no-color", "--request-timeout", "10"])
             // A logout ends the run's own credential: every later request
             // would be a 401 (tests/api/logout.rs covers it).
-            .args(["--exclude-operation-id", "logout"]);
+            .args(["--exclude-operation-id", "logout"])
+            // The health checks answer 503 whenever the database does not
+            // answer them within 5 s: their documented purpose, which a
+            // loaded test machine triggers and schemathesis counts as a
+            // server error whatever the document says (one CI run saw it on
+            // /health/audit). tests/api/health.rs covers them.
+            .args(["--exclude-path-regex", "^/health"]);
         if let Some(a) = &auth {
             cmd.args(["-H", &format!("Authorization: {a}")]);
         }

@@ -273,14 +273,7 @@ async fn a_sealer_falling_behind_shows_in_health_and_metrics() {
     assert_eq!(res.status(), 201);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // A scrape alone samples the lag (nobody asked /health/audit yet).
-    let text = client
-        .get(crate::helpers::ops_url(&address, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::helpers::scrape(&client, &address).await;
     let lag: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("phi_audit_seal_lag_seconds "))

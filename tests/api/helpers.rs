@@ -168,6 +168,18 @@ pub fn ops_url(address: &str, path: &str) -> String {
     format!("{ops}{path}")
 }
 
+/// The `/metrics` text of the server at `address` (its operations listener).
+pub async fn scrape(client: &reqwest::Client, address: &str) -> String {
+    client
+        .get(ops_url(address, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Starts the real server on a free port in the background.
 pub async fn start_server(settings: Settings) -> String {
     if std::env::var("TEST_LOG").is_ok() {

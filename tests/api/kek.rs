@@ -881,14 +881,7 @@ async fn a_kek_that_stops_answering_is_reported_while_the_gateway_serves() {
     let address = start_server(test_settings(&db.app_url(), &settings)).await;
     let client = crate::helpers::http_client();
     let kek_up = async || -> Option<String> {
-        let text = client
-            .get(crate::helpers::ops_url(&address, "/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = crate::helpers::scrape(&client, &address).await;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("phi_kek_up{{kek=\"{uri}\"}} ")))
             .map(str::to_string)

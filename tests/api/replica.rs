@@ -159,14 +159,7 @@ async fn the_public_directory_reads_from_the_replica_and_phi_stays_on_the_primar
     assert_eq!(d["replica"]["inUse"], false, "{d}");
     assert!(d["replica"]["lagSeconds"].as_f64().unwrap() > 5.0, "{d}");
     assert_eq!(d["replica"]["maxLagSeconds"], 5.0, "{d}");
-    let metrics = client
-        .get(crate::helpers::ops_url(&address, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::scrape(&client, &address).await;
     assert!(metrics.contains("phi_db_replica_in_use 0"), "{metrics}");
 
     sqlx::query("SELECT pg_wal_replay_resume()")

@@ -157,14 +157,7 @@ async fn the_gateway_verifies_postgresql_and_pgbouncer_over_tls() {
     submission_round_trip(&TestApp::at(&direct, &client)).await;
     all_encrypted(&admin, "phi_app").await;
     // The CA's expiry, read at each scrape (the CA here is valid 2 days).
-    let text = client
-        .get(crate::helpers::ops_url(&direct, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::helpers::scrape(&client, &direct).await;
     let series = format!("phi_tls_ca_not_after_timestamp_seconds{{file=\"{ca_s}\"}} ");
     let not_after: i64 = text
         .lines()

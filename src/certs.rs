@@ -107,56 +107,26 @@ BBT6ZI3l2d9jXUwR8V8FtnB1bq9k2jAfBgNVHSMEGDAWgBT6ZI3l2d9jXUwR8V8F
 tnB1bq9k2jAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQDQ0U8j
 -----END CERTIFICATE-----";
 
+    /// A self-signed certificate valid `days` from now, as PEM (openssl).
+    fn self_signed(days: &str) -> String {
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=t"])
+            .args(["-days", days, "-keyout", "/dev/null"])
+            .output()
+            .expect("openssl is needed for this test");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     #[test]
     fn reads_not_after_from_a_generated_certificate() {
-        let Ok(out) = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-subj",
-                "/CN=t",
-                "-days",
-                "3",
-                "-keyout",
-                "/dev/null",
-            ])
-            .output()
-        else {
-            panic!("openssl is needed for this test");
-        };
-        assert!(out.status.success());
-        let pem = String::from_utf8(out.stdout).unwrap();
+        let pem = self_signed("3");
         let t = earliest_not_after(&pem).expect("a notAfter");
         let expected = chrono::Utc::now().timestamp() + 3 * 86_400;
         assert!((t - expected).abs() < 120, "{t} vs {expected}");
         // Two certificates: the earlier one counts.
-        let short = String::from_utf8(
-            std::process::Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-subj",
-                    "/CN=s",
-                    "-days",
-                    "1",
-                    "-keyout",
-                    "/dev/null",
-                ])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
+        let short = self_signed("1");
         let both = format!("{pem}\n{short}");
         assert!(earliest_not_after(&both).unwrap() < t - 86_400);
     }

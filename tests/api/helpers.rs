@@ -168,6 +168,34 @@ pub fn ops_url(address: &str, path: &str) -> String {
     format!("{ops}{path}")
 }
 
+/// A free port on loopback (for a real binary the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary's `serve` on `port` against `database_url`, in a clean
+/// environment with the tests' development settings; callers add theirs.
+pub fn serve_command(database_url: &str, port: u16) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phi-gateway"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("PHI_CONFIG", "/dev/null")
+        .env("PHI_ENVIRONMENT", "development")
+        .env("DATABASE_TLS_MODE", "disable")
+        .env("DATABASE_ENCRYPTION_KEY", TEST_DATA_KEY)
+        .env("DATABASE_BLIND_INDEX_KEY", TEST_INDEX_KEY)
+        .env("PAYLOAD_SECRET", PAYLOAD_SECRET)
+        .env("PHI_PORT", port.to_string())
+        .env("PHI_ANALYTICS_REFRESH_SECS", "0");
+    cmd
+}
+
 /// The `/metrics` text of the server at `address` (its operations listener).
 pub async fn scrape(client: &reqwest::Client, address: &str) -> String {
     client

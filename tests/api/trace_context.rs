@@ -4,7 +4,6 @@
 //! operator would start it.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -64,27 +63,11 @@ fn collector() -> (String, mpsc::Receiver<(String, serde_json::Value)>) {
 async fn a_callers_trace_reaches_the_logs_and_the_exported_span() {
     let db = crate::helpers::TestDb::migrated().await;
     let (endpoint, spans) = collector();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let dir = std::env::temp_dir().join(format!("phi-trace-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("gateway.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phi-gateway"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db.app_url())
-        .env("PHI_CONFIG", "/dev/null")
-        .env("PHI_ENVIRONMENT", "development")
-        .env("DATABASE_TLS_MODE", "disable")
-        .env("DATABASE_ENCRYPTION_KEY", crate::helpers::TEST_DATA_KEY)
-        .env("DATABASE_BLIND_INDEX_KEY", crate::helpers::TEST_INDEX_KEY)
-        .env("PAYLOAD_SECRET", crate::helpers::PAYLOAD_SECRET)
-        .env("PHI_PORT", port.to_string())
-        .env("PHI_ANALYTICS_REFRESH_SECS", "0")
+    let mut child = crate::helpers::serve_command(&db.app_url(), port)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .env("RUST_LOG", "info")
         .env("PHI_LOG_FORMAT", "json")

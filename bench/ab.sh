@@ -10,6 +10,13 @@
 #   BENCH_AB_WHAT=read|create BENCH_AB_CLIENTS=16 BENCH_AB_SECS=4 BENCH_AB_ROUNDS=6
 #   BENCH_AB_ENV_B="DATABASE_POOLER=true"   settings for B alone (A: BENCH_AB_ENV_A),
 #   e.g. one binary against itself with a setting changed
+#   BENCH_AB_PERF=FILE   after the rounds, `perf record --call-graph dwarf` of B for one more
+#   wrk run, written to FILE (read it with `perf report -i FILE --no-children`)
+#   BENCH_AB_CALLGRIND=1   after the rounds, each build's user-space instructions
+#   per request, counted by valgrind's callgrind over 2,000 requests (4 clients):
+#   a figure the machine's neighbours do not move, for changes of a few percent
+#   BENCH_AB_STRACE=1   after the rounds, B's system calls per request (strace -c
+#   on all its threads for one more wrk run)
 #
 # Make the old binary with, for example:
 #   git stash && cargo build --release --bin phi-gateway && cp target/release/phi-gateway /tmp/old && git stash pop
@@ -82,3 +89,41 @@ median() { sort -n -k"$2" "$1" | awk -v k="$2" '{ v[NR] = $k } END { print v[int
 for s in a b; do
   echo "$what at $clients clients, $(echo "$s" | tr ab AB): median $(median "$work/r$s" 1) requests/s, $(median "$work/r$s" 2) us of gateway CPU per request"
 done
+if [ -n "${BENCH_AB_PERF:-}" ]; then
+  perf record -q --call-graph dwarf,16384 -F 1000 -o "$BENCH_AB_PERF" -p "$b" -- sleep "$secs" 2>/dev/null &
+  rec=$!
+  sleep 0.2
+  wrk -t 2 -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" http://127.0.0.1:18092 >/dev/null
+  wait "$rec"
+  echo "B's profile: $BENCH_AB_PERF"
+fi
+if [ -n "${BENCH_AB_STRACE:-}" ]; then
+  command -v strace >/dev/null || { echo "strace is missing" >&2; exit 1; }
+  # shellcheck disable=SC2046 # one -p per thread
+  strace -c -f -o "$work/strace" $(ls "/proc/$b/task" | sed 's/^/-p /') &
+  rec=$!
+  sleep 0.5
+  n=$(wrk -t 2 -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" http://127.0.0.1:18092 | awk '/requests in/ {print $1}')
+  kill -INT "$rec"; wait "$rec" || true
+  echo "B's system calls per request ($n requests under strace):"
+  awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" { printf "  %-16s %.2f\n", $NF, $4 / n }' "$work/strace" | sort -k2 -nr | head -12
+fi
+if [ -n "${BENCH_AB_CALLGRIND:-}" ]; then
+  command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
+  for s in a b; do
+    port=18093; [ "$s" = b ] && port=18094
+    (cd "$work" && env PHI_PORT=$port RUST_LOG=info PHI_WORKERS=1 valgrind -q --tool=callgrind \
+      --instr-atstart=no --callgrind-out-file="$work/callgrind.$s" "$work/$s" serve >"$work/$s.cg.log" 2>&1) &
+    pids+=($!)
+    for _ in $(seq 600); do curl -sf "127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+    wrk -t 1 -c 4 -d 3s -s "bench/http/$lua.lua" "http://127.0.0.1:$port" >/dev/null
+    vg=$(pgrep -f "callgrind-out-file=$work/callgrind.$s" | head -1)
+    callgrind_control -i on "$vg" >/dev/null
+    n=$(BENCH_MAX_REQUESTS=2000 wrk -t 1 -c 4 -d 120s -s "bench/http/$lua.lua" "http://127.0.0.1:$port" | awk '/requests in/ {print $1}')
+    callgrind_control -i off "$vg" >/dev/null
+    callgrind_control -d "$vg" >/dev/null
+    ir=$(cat "$work"/callgrind."$s"* 2>/dev/null | awk '/^totals:/ {t += $2} END {print t}')
+    kill "$vg" 2>/dev/null || true
+    echo "$what, $(echo "$s" | tr ab AB): $((ir / n)) instructions per request in user space ($n requests under callgrind)"
+  done
+fi

@@ -335,6 +335,34 @@ where
     }
 }
 
+/// The fmt layer formats every new span's fields into a string kept with
+/// the span, for formats that print them; `JsonLine` does not (it reads
+/// `SpanIds`), so in JSON that work, two values formatted per request's
+/// root span, is skipped.
+struct NoSpanFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _: tracing_subscriber::fmt::format::Writer<'w>,
+        _: R,
+    ) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+/// The layer that writes `JsonLine`s to `writer` (after `RequestIds`).
+fn json_lines<S, W>(writer: W) -> tracing_subscriber::fmt::Layer<S, NoSpanFields, JsonLine, W>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .event_format(JsonLine)
+        .fmt_fields(NoSpanFields)
+        .with_writer(writer)
+}
+
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
@@ -350,11 +378,7 @@ pub fn init(format: LogFormat) {
     let _ = match format {
         LogFormat::Json => registry
             .with(RequestIds)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(JsonLine)
-                    .with_writer(|| BoundedStderr),
-            )
+            .with(json_lines(|| BoundedStderr))
             .try_init(),
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().with_writer(|| BoundedStderr))
@@ -641,25 +665,21 @@ mod tests {
         }
         let buf = Buf::default();
         let out = buf.clone();
-        let subscriber = tracing_subscriber::registry().with(RequestIds).with(
-            tracing_subscriber::fmt::layer()
-                .event_format(JsonLine)
-                .with_writer(move || out.clone()),
-        );
+        let subscriber = tracing_subscriber::registry()
+            .with(RequestIds)
+            .with(json_lines(move || out.clone()));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("http_request", request_id = %"01a2-rid", trace_id = %"4bf92f35");
             let _in = span.enter();
             tracing::warn!(table = "herbs", rows = 3_u64, "sealed value \"odd\"");
         });
         tracing::subscriber::with_default(
-            tracing_subscriber::registry().with(RequestIds).with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(JsonLine)
-                    .with_writer({
-                        let out = buf.clone();
-                        move || out.clone()
-                    }),
-            ),
+            tracing_subscriber::registry()
+                .with(RequestIds)
+                .with(json_lines({
+                    let out = buf.clone();
+                    move || out.clone()
+                })),
             || tracing::info!("outside any request"),
         );
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();

@@ -99,8 +99,7 @@ if [ -n "${BENCH_AB_PERF:-}" ]; then
 fi
 if [ -n "${BENCH_AB_STRACE:-}" ]; then
   command -v strace >/dev/null || { echo "strace is missing" >&2; exit 1; }
-  # shellcheck disable=SC2046 # one -p per thread
-  strace -c -f -o "$work/strace" $(ls "/proc/$b/task" | sed 's/^/-p /') &
+  strace -c -f -o "$work/strace" -p "$b" 2>/dev/null &
   rec=$!
   sleep 0.5
   n=$(wrk -t 2 -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" http://127.0.0.1:18092 | awk '/requests in/ {print $1}')

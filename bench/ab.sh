@@ -14,7 +14,10 @@
 #   wrk run, written to FILE (read it with `perf report -i FILE --no-children`)
 #   BENCH_AB_CALLGRIND=1   after the rounds, each build's user-space instructions
 #   per request, counted by valgrind's callgrind over 2,000 requests (4 clients):
-#   a figure the machine's neighbours do not move, for changes of a few percent
+#   a figure the machine's neighbours do not move, for changes of a few percent.
+#   wrk stops sending after 2,000 answers but returns after its 20 s, so the
+#   count also holds the process's background work (sealer, pools) over 20 s,
+#   alike for both builds
 #   BENCH_AB_STRACE=1   after the rounds, B's system calls per request (strace -c
 #   on all its threads for one more wrk run)
 #
@@ -118,7 +121,7 @@ if [ -n "${BENCH_AB_CALLGRIND:-}" ]; then
     wrk -t 1 -c 4 -d 3s -s "bench/http/$lua.lua" "http://127.0.0.1:$port" >/dev/null
     vg=$(pgrep -f "callgrind-out-file=$work/callgrind.$s" | head -1)
     callgrind_control -i on "$vg" >/dev/null
-    n=$(BENCH_MAX_REQUESTS=2000 wrk -t 1 -c 4 -d 120s -s "bench/http/$lua.lua" "http://127.0.0.1:$port" | awk '/requests in/ {print $1}')
+    n=$(BENCH_MAX_REQUESTS=2000 wrk -t 1 -c 4 -d 20s -s "bench/http/$lua.lua" "http://127.0.0.1:$port" | awk '/requests in/ {print $1}')
     callgrind_control -i off "$vg" >/dev/null
     callgrind_control -d "$vg" >/dev/null
     ir=$(cat "$work"/callgrind."$s"* 2>/dev/null | awk '/^totals:/ {t += $2} END {print t}')

@@ -6,13 +6,4 @@ wrk.headers["Authorization"] = "JWT " .. os.getenv("BENCH_TOKEN")
 wrk.body = '{"symptoms":[{"name":"Lower back pain","severity":5,"onset":"2026-01-01","notes":"' ..
   string.rep("x", 200) .. '"}],"notes":"' .. string.rep("n", 1000) ..
   '","contactEmail":"bench@example.org","dateOfBirth":"1980-05-05"}'
--- BENCH_MAX_REQUESTS: each wrk thread stops after that many answers (a fixed
--- amount of work, for bench/ab.sh's instruction counts).
-local max = tonumber(os.getenv("BENCH_MAX_REQUESTS") or "")
-if max then
-  local seen = 0
-  response = function()
-    seen = seen + 1
-    if seen >= max then wrk.thread:stop() end
-  end
-end
+dofile("bench/http/limit.lua")

@@ -14,13 +14,4 @@ request = function()
   end
   return wrk.format("GET", path)
 end
--- BENCH_MAX_REQUESTS: each wrk thread stops after that many answers (a fixed
--- amount of work, for bench/ab.sh's instruction counts).
-local max = tonumber(os.getenv("BENCH_MAX_REQUESTS") or "")
-if max then
-  local seen = 0
-  response = function()
-    seen = seen + 1
-    if seen >= max then wrk.thread:stop() end
-  end
-end
+dofile("bench/http/limit.lua")

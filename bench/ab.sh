@@ -30,6 +30,7 @@ cd "$root"
 [ $# = 2 ] || { echo "usage: bench/run.sh ab OLD_BINARY NEW_BINARY" >&2; exit 2; }
 what=${BENCH_AB_WHAT:-read}
 clients=${BENCH_AB_CLIENTS:-16}
+threads=$(( clients < 2 ? clients : 2 ))
 secs=${BENCH_AB_SECS:-4}
 rounds=${BENCH_AB_ROUNDS:-6}
 command -v wrk >/dev/null || { echo "wrk is missing (bench/http.sh installs it)" >&2; exit 1; }
@@ -74,14 +75,14 @@ lua=get; [ "$what" = create ] && lua=create
 run() { # pid port -> "rps cpu_us_per_request"
   local u0 s0 u1 s1 out n
   read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$1/stat")
-  out=$(wrk -t 2 -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" "http://127.0.0.1:$2")
+  out=$(wrk -t "$threads" -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" "http://127.0.0.1:$2")
   read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$1/stat")
   if echo "$out" | grep -q "Non-2xx\|Socket errors"; then echo "$out" >&2; exit 1; fi
   n=$(echo "$out" | awk '/requests in/ {print $1}')
   awk -v n="$n" -v t="$((u1 - u0 + s1 - s0))" -v hz="$(getconf CLK_TCK)" -v d="$secs" \
     'BEGIN { printf "%.0f %.0f\n", n / d, t * 1e6 / hz / n }'
 }
-for p in 18091 18092; do wrk -t 2 -c "$clients" -d 2s -s "bench/http/$lua.lua" "http://127.0.0.1:$p" >/dev/null; done
+for p in 18091 18092; do wrk -t "$threads" -c "$clients" -d 2s -s "bench/http/$lua.lua" "http://127.0.0.1:$p" >/dev/null; done
 : >"$work/ra"; : >"$work/rb"
 for i in $(seq "$rounds"); do
   if [ $((i % 2)) = 1 ]; then run "$a" 18091 >>"$work/ra"; run "$b" 18092 >>"$work/rb"
@@ -96,7 +97,7 @@ if [ -n "${BENCH_AB_PERF:-}" ]; then
   perf record -q --call-graph dwarf,16384 -F 1000 -o "$BENCH_AB_PERF" -p "$b" -- sleep "$secs" 2>/dev/null &
   rec=$!
   sleep 0.2
-  wrk -t 2 -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" http://127.0.0.1:18092 >/dev/null
+  wrk -t "$threads" -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" http://127.0.0.1:18092 >/dev/null
   wait "$rec"
   echo "B's profile: $BENCH_AB_PERF"
 fi
@@ -105,7 +106,7 @@ if [ -n "${BENCH_AB_STRACE:-}" ]; then
   strace -c -f -o "$work/strace" -p "$b" 2>/dev/null &
   rec=$!
   sleep 0.5
-  n=$(wrk -t 2 -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" http://127.0.0.1:18092 | awk '/requests in/ {print $1}')
+  n=$(wrk -t "$threads" -c "$clients" -d "${secs}s" -s "bench/http/$lua.lua" http://127.0.0.1:18092 | awk '/requests in/ {print $1}')
   kill -INT "$rec"; wait "$rec" || true
   echo "B's system calls per request ($n requests under strace):"
   awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" { printf "  %-16s %.2f\n", $NF, $4 / n }' "$work/strace" | sort -k2 -nr | head -12

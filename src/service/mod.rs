@@ -239,14 +239,17 @@ impl Crypt {
     /// (submission facts): the active key's, and every live key's.
     pub fn id_refs(&self, table: &str, column: &str, id: Uuid) -> (Vec<u8>, Vec<Vec<u8>>) {
         let s = id.to_string();
-        let key = self.ring.blind_index(table, column, &s).as_bytes().to_vec();
-        let all = self
-            .ring
-            .blind_index_candidates(table, column, &s)
-            .into_iter()
-            .map(|b| b.as_bytes().to_vec())
-            .collect();
-        (key, all)
+        // The active key's index is among the candidates: computed once.
+        let active = self.ring.active_index_key_id();
+        let all = self.ring.blind_index_candidates(table, column, &s);
+        let key = match all.iter().find(|b| b.key_id() == Some(active)) {
+            Some(b) => b.as_bytes().to_vec(),
+            None => self.ring.blind_index(table, column, &s).as_bytes().to_vec(),
+        };
+        (
+            key,
+            all.into_iter().map(|b| b.as_bytes().to_vec()).collect(),
+        )
     }
 }
 
@@ -343,4 +346,38 @@ pub fn list_entry(
             "page": q.page,
             "limit": q.limit,
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Purpose;
+
+    /// A record id's blind indexes: the active key's, and one per live
+    /// index key (during an index key rotation, the old key's too).
+    #[test]
+    fn id_refs_are_the_active_index_and_every_live_one() {
+        let mut ring = Keyring::generate(false).unwrap();
+        ring.rotate(Purpose::Index).unwrap();
+        let id = Uuid::from_u128(42);
+        let s = id.to_string();
+        let c = Crypt {
+            ring: Arc::new(ring),
+            blocked: false,
+        };
+        let (key, all) = c.id_refs("submission_facts", "submission", id);
+        let expected = c.ring.blind_index("submission_facts", "submission", &s);
+        assert_eq!(key, expected.as_bytes());
+        let candidates = c
+            .ring
+            .blind_index_candidates("submission_facts", "submission", &s);
+        assert_eq!(candidates.len(), 2);
+        assert_eq!(
+            all,
+            candidates
+                .iter()
+                .map(|b| b.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        );
+    }
 }

@@ -5,6 +5,11 @@
 #                                 if an acknowledged write is lost, the
 #                                 audit chain does not verify, or the
 #                                 gateway does not resume
+#   DRILL_PGBOUNCER=1 deploy/ha/drill.sh
+#                                 the same with Debian's PgBouncer in
+#                                 transaction mode between the service's
+#                                 connections and HAProxy (deploy/pgbouncer.ini,
+#                                 DATABASE_POOLER=true; the sealer direct)
 #
 # Two PostgreSQL nodes under Patroni (Debian's patroni, with one etcd
 # member: Debian's etcd-server) in synchronous mode, HAProxy routing to
@@ -47,6 +52,9 @@ need=()
 command -v patroni >/dev/null || need+=(patroni)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+if [ -n "${DRILL_PGBOUNCER:-}" ]; then
+  command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   is_root || die "missing: ${need[*]}; install Debian's packages (needs root)"
   log "installing Debian's ${need[*]}"
@@ -174,9 +182,27 @@ CREATE ROLE phi_app LOGIN PASSWORD '$APPW';
 CREATE ROLE phi_sealer LOGIN PASSWORD '$SEAPW';
 CREATE DATABASE phi;
 EOF
+# The service's role reaches the primary through HAProxy, or through
+# PgBouncer (transaction mode, the kit's own ini) in front of HAProxy.
+AP=$HP
+if [ -n "${DRILL_PGBOUNCER:-}" ]; then
+  AP=$(free_port)
+  mkdir -p "$d/pgbouncer"
+  (umask 077; printf '"phi_app" "%s"\n"phi_sealer" "%s"\n' "$APPW" "$SEAPW" >"$d/pgbouncer/userlist.txt")
+  sed -e "s|@PG_PORT@|$HP|; s|@PORT@|$AP|; s|@DIR@|$d/pgbouncer|g; s|@POOL_SIZE@|4|" \
+    "$root/deploy/pgbouncer.ini" >"$d/pgbouncer/pgbouncer.ini"
+  is_root && chown -R postgres:postgres "$d/pgbouncer"
+  as_pg "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" -d "$d/pgbouncer/pgbouncer.ini" >/dev/null
+  wait_for "PgBouncer listens" 10 bash -c "(exec 3<>/dev/tcp/127.0.0.1/$AP) 2>/dev/null"
+  cp "$d/pgbouncer/pgbouncer.pid" "$d/pgbouncer.pid"
+  export DATABASE_POOLER=true
+fi
 export PHI_CONFIG=/dev/null PHI_ENVIRONMENT=development DATABASE_TLS_MODE=disable
 export MIGRATION_DATABASE_URL="$su_url/phi"
-export DATABASE_URL="postgres://phi_app:$APPW@127.0.0.1:$HP/phi"
+export DATABASE_URL="postgres://phi_app:$APPW@127.0.0.1:$AP/phi"
+# The sealer connects past PgBouncer, as deploy/README.md says (its
+# statements are prepared by name: through PgBouncer its rounds failed once
+# the failover gave it other server connections).
 export AUDIT_SEALER_DATABASE_URL="postgres://phi_sealer:$SEAPW@127.0.0.1:$HP/phi"
 export DATABASE_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
 export DATABASE_BLIND_INDEX_KEY=$(head -c 32 /dev/urandom | base64)
@@ -193,7 +219,7 @@ wait_for "the gateway answers" 30 bash -c "[ \"\$(curl -s -o /dev/null -w '%{htt
 
 leader=$(curl -s "http://127.0.0.1:$R1/patroni" | python3 -c 'import json,sys; print(json.load(sys.stdin)["role"])')
 [ "$leader" = primary ] || [ "$leader" = master ] || die "node1 is not the primary ($leader)"
-log "node1 primary on $P1, node2 synchronous standby on $P2, HAProxy $HP, gateway $GP"
+log "node1 primary on $P1, node2 synchronous standby on $P2, HAProxy $HP${DRILL_PGBOUNCER:+, PgBouncer $AP}, gateway $GP"
 
 # Writers: four threads creating submissions for WRITE_SECS; the primary's
 # node is killed KILL_AT seconds in.
@@ -257,7 +283,8 @@ kill "$(cat "$d/gateway.pid")" 2>/dev/null || true
 sleep 1
 verify_out=$("$gw" audit verify --anchor "$d/anchor.jsonl" 2>&1) && verified=yes || verified=no
 
-python3 - "$d/writes.jsonl" "$killed_at" "$found" "$verified" <<'PY'
+rc=0
+python3 - "$d/writes.jsonl" "$killed_at" "$found" "$verified" <<'PY' || rc=$?
 import json, sys
 recs = sorted(map(json.loads, open(sys.argv[1])), key=lambda r: r["t"])
 killed, found, verified = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -285,6 +312,5 @@ ok = found == len(acked) and resumed is not None and verified == "yes" \
 print("drill:", "passed" if ok else "FAILED")
 sys.exit(0 if ok else 1)
 PY
-rc=$?
 [ "$verified" = yes ] || printf '%s\n' "$verify_out" >&2
 exit $rc

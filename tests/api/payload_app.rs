@@ -2,9 +2,11 @@
 //! `payload` and `@payloadcms/db-postgres` on a database of its own in the
 //! test cluster, with `@phi-gateway/payload` installed from the tarball
 //! `npm pack` makes. Users log in through Payload's own REST API (Payload's
-//! `handleEndpoints` on node:http; no Next.js) and call this gateway with
-//! the tokens Payload issued: none is signed by the test. Node's test runner
-//! drives it (examples/payload-app/test/app.test.ts).
+//! `handleEndpoints` on node:http) and call this gateway with the tokens
+//! Payload issued: none is signed by the test. Then Payload's admin panel
+//! (Next.js, `next dev`) is logged into through its own form in Chromium, and
+//! the plugin's views are read there. Node's test runner drives it
+//! (examples/payload-app/test/app.test.ts).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,9 +14,28 @@ use std::process::Command;
 use crate::helpers::{PAYLOAD_SECRET, output_text, spawn_app_with};
 use crate::testdb::TestDb;
 
-/// The app's origin as Payload knows it (its `serverURL` and `csrf`), and
-/// the one the gateway honours Payload's cookie from.
-const APP_ORIGIN: &str = "http://localhost:3000";
+/// The app's origin as Payload knows it (its `serverURL` and `csrf`), the
+/// one the gateway honours Payload's cookie from, and where the test serves
+/// Payload's admin panel (`next dev`): a free port.
+fn app_origin() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The screenshots the example app's tests keep: the plugin's pages, and its
+/// views in Payload's admin panel.
+const SHOTS: [&str; 7] = [
+    "who-has-seen-my-record.png",
+    "shared-with-me.png",
+    "consents-patient.png",
+    "consents-practitioner.png",
+    "admin-shared-with-me.png",
+    "admin-consents-practitioner.png",
+    "admin-my-access-report.png",
+];
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/payload-app")
@@ -49,8 +70,9 @@ async fn a_real_payload_app_logs_users_in_and_the_gateway_takes_its_tokens() {
     );
     assert!(out.contains("installed phi-gateway-payload-"), "{out}");
 
+    let origin = app_origin();
     let app = spawn_app_with(&[
-        ("PHI_CSRF_ORIGINS", APP_ORIGIN),
+        ("PHI_CSRF_ORIGINS", origin.as_str()),
         ("PHI_TOKEN_LEEWAY_SECS", "0"),
     ])
     .await;
@@ -58,12 +80,7 @@ async fn a_real_payload_app_logs_users_in_and_the_gateway_takes_its_tokens() {
     let payload_db = TestDb::empty().await;
     // The pages' screenshots, kept where a human can look at them.
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    for name in [
-        "who-has-seen-my-record.png",
-        "shared-with-me.png",
-        "consents-patient.png",
-        "consents-practitioner.png",
-    ] {
+    for name in SHOTS {
         std::fs::remove_file(shots.join(name)).ok();
     }
     let mut test = Command::new("npm");
@@ -72,7 +89,8 @@ async fn a_real_payload_app_logs_users_in_and_the_gateway_takes_its_tokens() {
         .env("DATABASE_URI", payload_db.admin_url())
         .env("PAYLOAD_SECRET", PAYLOAD_SECRET)
         .env("PHI_GATEWAY_URL", format!("{}/api", app.address))
-        .env("PAYLOAD_PUBLIC_SERVER_URL", APP_ORIGIN)
+        .env("PAYLOAD_PUBLIC_SERVER_URL", &origin)
+        .env("NEXT_TELEMETRY_DISABLED", "1")
         // Short, so that the test sees a Payload token expire.
         .env("PAYLOAD_TOKEN_EXPIRATION", "25")
         .env("NODE_ENV", "test")
@@ -80,15 +98,10 @@ async fn a_real_payload_app_logs_users_in_and_the_gateway_takes_its_tokens() {
     let (ok, out) = run(test).await;
     assert!(ok, "the Payload app's tests failed:\n{out}");
     assert!(
-        out.contains("# pass 2") && out.contains("# fail 0"),
+        out.contains("# pass 3") && out.contains("# fail 0"),
         "{out}"
     );
-    for name in [
-        "who-has-seen-my-record.png",
-        "shared-with-me.png",
-        "consents-patient.png",
-        "consents-practitioner.png",
-    ] {
+    for name in SHOTS {
         let png = std::fs::read(shots.join(name)).unwrap_or_default();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 10_000,

@@ -23,6 +23,14 @@ export interface PhiGatewayPluginOptions {
   maxTokenAgeSecs?: number
   /** Register the endpoints below (default true). */
   endpoints?: boolean
+  /**
+   * Add the views to Payload's admin panel (default true): "Shared with me"
+   * (`/admin/shared-with-me`), "Consents" (`/admin/consents`) and "Who has
+   * seen my record" (`/admin/my-access-report`), with links in its nav.
+   * They are React Server Components in `@phi-gateway/payload/views`; run
+   * `payload generate:importmap` after adding the plugin.
+   */
+  adminViews?: boolean
   /** A custom fetch (tests, mTLS). */
   fetch?: typeof fetch
 }
@@ -159,7 +167,34 @@ function refusalPage(e: unknown, req: PayloadRequest, title: string): Response {
   throw e
 }
 
-const when = (t: string) => escapeHtml(t.replace('T', ' ').replace(/\.\d+/, '').replace('Z', ' UTC'))
+/** A timestamp as a page shows it: `2026-12-04 21:25:54 UTC`. */
+export const timeText = (t: string) => t.replace('T', ' ').replace(/\.\d+/, '').replace('Z', ' UTC')
+const when = (t: string) => escapeHtml(timeText(t))
+
+/**
+ * What the pages and the admin views show, read from the gateway as the
+ * logged-in user. The consents they gave (a patient) or that name them (a
+ * practitioner, for treatment).
+ */
+export function consentsOf(req: PayloadRequest, o: PhiGatewayPluginOptions, pageNo = 1) {
+  return gatewayFor(req, optionsFor(req, o, clinicalPurpose(req))).find({ collection: 'consents', limit: 100, page: pageNo })
+}
+
+/** The submissions patients shared with a practitioner (for treatment); only the fields shown are opened. */
+export function sharedWithMe(req: PayloadRequest, o: PhiGatewayPluginOptions, pageNo = 1) {
+  return gatewayFor(req, optionsFor(req, o, 'treatment')).find({
+    collection: 'symptom-submissions',
+    sort: ['-createdAt'],
+    limit: 50,
+    page: pageNo,
+    select: { owner: true, status: true, symptoms: true, createdAt: true },
+  })
+}
+
+/** "Who has seen my record": the patient's access report, newest 200. */
+export function accessReportOf(req: PayloadRequest, o: PhiGatewayPluginOptions) {
+  return myAccessReport(req, optionsFor(req, o), { limit: 200 })
+}
 
 /** The pages the plugin registers (under Payload's `/api/pages`). */
 export function gatewayPages(o: PhiGatewayPluginOptions): Endpoint[] {
@@ -171,7 +206,7 @@ export function gatewayPages(o: PhiGatewayPluginOptions): Endpoint[] {
       handler: async (req) => {
         const title = 'Who has seen my record'
         try {
-          const report = await myAccessReport(req, optionsFor(req, o), { limit: 200 })
+          const report = await accessReportOf(req, o)
           const rows = report.docs
             .map(
               (a) => `<tr${a.breakGlass ? ' class="bg"' : ''}>
@@ -205,11 +240,7 @@ ${rows}
       handler: async (req) => {
         const title = 'Consents'
         try {
-          const found = await gatewayFor(req, optionsFor(req, o, clinicalPurpose(req))).find({
-            collection: 'consents',
-            limit: 100,
-            page: page(req),
-          })
+          const found = await consentsOf(req, o, page(req))
           const rows = found.docs
             .map(
               (c) => `<tr>
@@ -241,13 +272,7 @@ ${rows}
       handler: async (req) => {
         const title = 'Submissions shared with me'
         try {
-          const found = await gatewayFor(req, optionsFor(req, o, 'treatment')).find({
-            collection: 'symptom-submissions',
-            sort: ['-createdAt'],
-            limit: 50,
-            page: page(req),
-            select: { owner: true, status: true, symptoms: true, createdAt: true },
-          })
+          const found = await sharedWithMe(req, o, page(req))
           const rows = found.docs
             .map(
               (s) => `<tr>
@@ -365,6 +390,19 @@ export function logoutAtGateway(o: PhiGatewayPluginOptions): CollectionAfterLogo
   }
 }
 
+/** Where the plugin keeps its options in `config.custom`, for the admin views. */
+export const OPTIONS_KEY = 'phiGateway'
+
+/** The module of the admin views, as Payload's import map names it. */
+const VIEWS_MODULE = '@phi-gateway/payload/views'
+
+/** The admin views, by key (Payload's `admin.components.views`). */
+export const ADMIN_VIEWS = {
+  phiSharedWithMe: { Component: `${VIEWS_MODULE}#SharedWithMeView`, path: '/shared-with-me', exact: true },
+  phiConsents: { Component: `${VIEWS_MODULE}#ConsentsView`, path: '/consents', exact: true },
+  phiAccessReport: { Component: `${VIEWS_MODULE}#AccessReportView`, path: '/my-access-report', exact: true },
+} as const satisfies Record<string, { Component: string; path: `/${string}`; exact: boolean }>
+
 /**
  * The plugin. Throws at start, naming what to change, when the user
  * collection would not work with the gateway.
@@ -383,9 +421,27 @@ export function phiGateway(options: PhiGatewayPluginOptions) {
         hooks: { ...c.hooks, afterLogout: [...(c.hooks?.afterLogout ?? []), logoutAtGateway(options)] },
       }
     })
+    const views = options.adminViews === false ? {} : ADMIN_VIEWS
+    const components = config.admin?.components ?? {}
     return {
       ...config,
       collections,
+      // The views read the options here (server-side only: Payload never sends `custom` to the browser).
+      custom: { ...config.custom, [OPTIONS_KEY]: options },
+      admin: {
+        ...config.admin,
+        // Payload's default avatar is Gravatar's: every admin page would send a hash of the user's
+        // email (a patient's, here) to a third party. Kept only when the app chose it.
+        avatar: config.admin?.avatar ?? 'default',
+        components: {
+          ...components,
+          views: { ...components.views, ...views },
+          afterNavLinks: [
+            ...(components.afterNavLinks ?? []),
+            ...(options.adminViews === false ? [] : [`${VIEWS_MODULE}#GatewayNavLinks`]),
+          ],
+        },
+      },
       endpoints: [
         ...(config.endpoints ?? []),
         ...(options.endpoints === false ? [] : [...gatewayEndpoints(options), ...gatewayPages(options)]),

@@ -6,7 +6,7 @@
 import { postgresAdapter } from '@payloadcms/db-postgres'
 import { phiGateway } from '@phi-gateway/payload'
 import { buildConfig } from 'payload'
-import { Users } from './collections/Users.js'
+import { Users } from './collections/Users.ts'
 
 const required = (name: string): string => {
   const v = process.env[name]

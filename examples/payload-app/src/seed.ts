@@ -2,7 +2,7 @@
 // an admin, a practitioner and a patient, made once through Payload's Local
 // API, with the password DEMO_PASSWORD (development only).
 import { getPayload } from 'payload'
-import config from './payload.config.js'
+import config from './payload.config.ts'
 
 const password = process.env.DEMO_PASSWORD ?? 'demo-password'
 const payload = await getPayload({ config })

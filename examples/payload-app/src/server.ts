@@ -5,7 +5,7 @@
 import { createServer } from 'node:http'
 import { Readable } from 'node:stream'
 import { handleEndpoints } from 'payload'
-import config from './payload.config.js'
+import config from './payload.config.ts'
 
 /** Serves Payload's REST API on `host`:`port` (0: a free one); resolves with the server once listening. */
 export async function serve(port: number, host = '127.0.0.1') {

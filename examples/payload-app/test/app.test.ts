@@ -13,19 +13,25 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Server } from 'node:http'
 import { randomUUID } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import { getPayload } from 'payload'
 import { gatewayWithToken, gatewayConfigProblems, PayloadSDKError } from '@phi-gateway/payload'
-import config, { serverURL } from '../src/payload.config.js'
-import { serve } from '../src/server.js'
+import config, { serverURL } from '../src/payload.config.ts'
+import { serve } from '../src/server.ts'
 
 const GATEWAY = process.env.PHI_GATEWAY_URL!.replace(/\/+$/, '')
 const RUN = randomUUID().slice(0, 8)
 const password = `pw-${RUN}-long-enough`
 
+const shots = process.env.SCREENSHOT_DIR ?? join(process.cwd(), '.screenshots')
 let server: Server
+// Payload's admin panel (Next.js, `next dev`) on serverURL's port, started
+// in `before` so that it compiles while the other tests run.
+let admin: ChildProcess | undefined
+const adminLog = join(shots, 'next-dev.log')
 let app = ''
 const users: Record<string, { id: number | string; email: string }> = {}
 
@@ -33,9 +39,26 @@ before(async () => {
   server = await serve(0)
   const addr = server.address()
   app = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`
+  mkdirSync(shots, { recursive: true })
+  const log = openSync(adminLog, 'w')
+  const port = new URL(serverURL).port || '80'
+  admin = spawn(join('node_modules', '.bin', 'next'), ['dev', '--port', port, '--hostname', new URL(serverURL).hostname], {
+    detached: true,
+    stdio: ['ignore', log, log],
+    // Its sessions last the usual 15 minutes (this run's REST tokens expire in seconds, for the expiry test).
+    env: { ...process.env, NODE_ENV: 'development', NEXT_TELEMETRY_DISABLED: '1', PAYLOAD_TOKEN_EXPIRATION: '900' },
+  })
+  closeSync(log)
   // The users, made as an operator would (Payload's Local API).
   const payload = await getPayload({ config })
-  for (const [name, roles] of Object.entries({ pat: [], doc: ['practitioner'], admin: ['admin'], late: [] })) {
+  for (const [name, roles] of Object.entries({
+    pat: [],
+    doc: ['practitioner'],
+    admin: ['admin'],
+    late: [],
+    apat: [],
+    adoc: ['practitioner'],
+  })) {
     const email = `${name}-${RUN}@example.org`
     const u = await payload.create({ collection: 'users', data: { email, password, roles } as never })
     users[name] = { id: u.id, email }
@@ -44,6 +67,13 @@ before(async () => {
 
 after(async () => {
   server?.close()
+  if (admin?.pid) {
+    try {
+      process.kill(-admin.pid, 'SIGTERM')
+    } catch {
+      // already gone
+    }
+  }
   // Payload keeps its pool open; the test runner waits for nothing else.
   setTimeout(() => process.exit(process.exitCode ?? 0), 100).unref()
 })
@@ -61,6 +91,15 @@ async function login(name: string) {
   const cookie = res.headers.getSetCookie().find((c) => c.startsWith('payload-token='))
   assert.ok(cookie, 'Payload sets its payload-token cookie')
   return { token: body.token, exp: body.exp, cookie: cookie.split(';')[0] }
+}
+
+/** Debian's Chromium, headless, without the background connections this closed network refuses. */
+function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  })
 }
 
 /** What a browser sends with Payload's cookie on a same-origin page (Payload's CSRF rule checks it). */
@@ -147,13 +186,8 @@ test('Payload-issued tokens: a patient, a practitioner linked by an admin, the c
   // The pages, in a real browser (Debian's Chromium, headless) with
   // Payload's cookie: the patient's "who has seen my record", the
   // practitioner's "shared with me"; screenshots kept for a human to look at.
-  const shots = process.env.SCREENSHOT_DIR ?? join(process.cwd(), '.screenshots')
   mkdirSync(shots, { recursive: true })
-  const chrome = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  })
+  const chrome = await launchChromium()
   try {
     const open = async (token: string | null, path: string, shot?: string) => {
       const ctx = await chrome.newContext({ viewport: { width: 1100, height: 700 } })
@@ -222,4 +256,103 @@ test('Payload-issued tokens: a patient, a practitioner linked by an admin, the c
   const wait = late.exp * 1000 + 1500 - Date.now()
   if (wait > 0) await new Promise((r) => setTimeout(r, wait))
   assert.equal(await status(sdk(late.token).find({ collection: 'symptom-submissions' })), 401)
+})
+
+/** Waits until the admin panel answers its login page (its first compile included). */
+async function adminReady(): Promise<void> {
+  const deadline = Date.now() + 240_000
+  while (Date.now() < deadline) {
+    if (admin?.exitCode != null) break
+    try {
+      const res = await fetch(`${serverURL}/admin/login`, { signal: AbortSignal.timeout(60_000) })
+      if (res.status === 200) return
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 500))
+  }
+  assert.fail(`the admin panel (next dev) did not start:\n${readFileSync(adminLog, 'utf8').slice(-4000)}`)
+}
+
+test("the plugin's views in Payload's admin panel (Next.js), in Chromium, after a login through the admin's own form", async () => {
+  // A patient shares a submission with a practitioner an admin linked.
+  const [pat, adminUser] = [await login('apat'), await login('admin')]
+  const patId = `users:${users.apat.id}`
+  const created = await sdk(pat.token).create({
+    collection: 'symptom-submissions',
+    data: { symptoms: [{ name: 'Insomnia', severity: 4, onset: '2026-12-01' }], notes: `admin view, run ${RUN}` },
+  })
+  const practitioner = await sdk(adminUser.token, 'operations').create({
+    collection: 'practitioners',
+    data: { name: `Dr Admin ${RUN}`, slug: `dr-admin-${RUN}`, userId: `users:${users.adoc.id}`, location: { lat: 51.5, lon: -0.12 }, status: 'published' },
+  })
+  await sdk(pat.token).create({ collection: 'consents', data: { practitionerId: practitioner.id, submissionId: created.id } })
+
+  await adminReady()
+  const offsite: string[] = []
+  const chrome = await launchChromium()
+  try {
+    /** A browser session logged in through the admin's login form (Payload sets its cookie). */
+    const session = async (name: string) => {
+      // Wide enough that Payload shows its nav open.
+      const ctx = await chrome.newContext({ viewport: { width: 1600, height: 900 } })
+      const page = await ctx.newPage()
+      page.setDefaultTimeout(120_000)
+      await page.goto(`${serverURL}/admin/login`)
+      await page.fill('#field-email', users[name].email)
+      await page.fill('#field-password', password)
+      await page.click('button[type="submit"]')
+      await page.waitForURL((u) => !u.pathname.startsWith('/admin/login'))
+      // Nothing on the admin's pages is fetched from elsewhere (Gravatar's avatar by default).
+      page.on('request', (r) => {
+        if (!r.url().startsWith(serverURL) && !r.url().startsWith('data:')) offsite.push(r.url())
+      })
+      return { ctx, page }
+    }
+    const view = async (page: import('playwright-core').Page, path: string, expect: RegExp, shot?: string) => {
+      const res = await page.goto(`${serverURL}/admin${path}`)
+      await page.getByText(expect).first().waitFor()
+      // What the page shows (not the scripts Next.js inlines).
+      const text = await page.innerText('body')
+      if (shot) await page.screenshot({ path: join(shots, shot), fullPage: true })
+      return { status: res?.status(), text }
+    }
+
+    // The practitioner: the submission shared with them, inside the admin's frame (its nav links to the views).
+    const doc = await session('adoc')
+    const shared = await view(doc.page, '/shared-with-me', /Insomnia \(severity 4\)/, 'admin-shared-with-me.png')
+    assert.equal(shared.status, 200)
+    assert.match(shared.text, new RegExp(patId), 'the patient, by their Payload id')
+    assert.match(shared.text, /Shared with me/, "the nav's link")
+    assert.ok(!shared.text.includes(`admin view, run ${RUN}`), 'the view opens only the fields it shows (no notes)')
+    const docConsents = await view(doc.page, '/consents', new RegExp(`submission ${created.id}`), 'admin-consents-practitioner.png')
+    assert.match(docConsents.text, new RegExp(practitioner.id))
+    await doc.ctx.close()
+
+    // The patient: who has seen their record (the practitioner's read above, by name), their consents, and
+    // no practitioner's view (the page says what it is for and asks the gateway nothing).
+    const patient = await session('apat')
+    const report = await view(patient.page, '/my-access-report', new RegExp(`Dr Admin ${RUN}`), 'admin-my-access-report.png')
+    assert.match(report.text, /READ symptom-submissions/)
+    assert.match(report.text, /treatment/)
+    assert.ok(!report.text.includes('Shared with me'), "a patient's nav has no practitioner's link")
+    await view(patient.page, '/consents', new RegExp(`submission ${created.id}`))
+    const notMine = await view(patient.page, '/shared-with-me', /This page is for practitioners/)
+    assert.ok(!notMine.text.includes('Insomnia'), notMine.text)
+    await patient.ctx.close()
+
+    // Nobody logged in: no data, a link to the login.
+    const anon = await chrome.newContext()
+    const nobody = await anon.newPage()
+    await nobody.goto(`${serverURL}/admin/shared-with-me`)
+    await nobody.getByText(/Log in to see this page/).first().waitFor()
+    assert.ok(!(await nobody.innerText('body')).includes('Insomnia'))
+    await anon.close()
+    assert.deepEqual(offsite, [], 'requests the admin pages made to other origins')
+    // The admin server's log names no value it showed.
+    const log = readFileSync(adminLog, 'utf8')
+    assert.ok(!log.includes('Insomnia') && !log.includes(`run ${RUN}`), 'PHI in the admin server log')
+  } finally {
+    await chrome.close()
+  }
 })

@@ -4,7 +4,7 @@
 //! `npm pack` makes. Users log in through Payload's own REST API (Payload's
 //! `handleEndpoints` on node:http) and call this gateway with the tokens
 //! Payload issued: none is signed by the test. Then Payload's admin panel
-//! (Next.js, `next dev`) is logged into through its own form in Chromium, and
+//! (Next.js, `next build` and `next start`) is logged into through its own form in Chromium, and
 //! the plugin's views are read there. Node's test runner drives it
 //! (examples/payload-app/test/app.test.ts).
 
@@ -16,7 +16,7 @@ use crate::testdb::TestDb;
 
 /// The app's origin as Payload knows it (its `serverURL` and `csrf`), the
 /// one the gateway honours Payload's cookie from, and where the test serves
-/// Payload's admin panel (`next dev`): a free port.
+/// Payload's admin panel (`next start`): a free port.
 fn app_origin() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

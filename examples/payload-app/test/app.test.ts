@@ -28,10 +28,10 @@ const password = `pw-${RUN}-long-enough`
 
 const shots = process.env.SCREENSHOT_DIR ?? join(process.cwd(), '.screenshots')
 let server: Server
-// Payload's admin panel (Next.js, `next dev`) on serverURL's port, started
-// in `before` so that it compiles while the other tests run.
+// Payload's admin panel (Next.js, built and started) on serverURL's port,
+// started in `before` so that it builds while the other tests run.
 let admin: ChildProcess | undefined
-const adminLog = join(shots, 'next-dev.log')
+const adminLog = join(shots, 'next-admin.log')
 let app = ''
 const users: Record<string, { id: number | string; email: string }> = {}
 
@@ -42,11 +42,19 @@ before(async () => {
   mkdirSync(shots, { recursive: true })
   const log = openSync(adminLog, 'w')
   const port = new URL(serverURL).port || '80'
-  admin = spawn(join('node_modules', '.bin', 'next'), ['dev', '--port', port, '--hostname', new URL(serverURL).hostname], {
+  // Built as a team deploys it (`next build`: compiled, type-checked with the views), then served.
+  admin = spawn('sh', ['-c', 'node_modules/.bin/next build && exec node_modules/.bin/next start --port "$ADMIN_PORT" --hostname "$ADMIN_HOST"'], {
     detached: true,
     stdio: ['ignore', log, log],
-    // Its sessions last the usual 15 minutes (this run's REST tokens expire in seconds, for the expiry test).
-    env: { ...process.env, NODE_ENV: 'development', NEXT_TELEMETRY_DISABLED: '1', PAYLOAD_TOKEN_EXPIRATION: '900' },
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      NEXT_TELEMETRY_DISABLED: '1',
+      ADMIN_PORT: port,
+      ADMIN_HOST: new URL(serverURL).hostname,
+      // Its sessions last the usual 15 minutes (this run's REST tokens expire in seconds, for the expiry test).
+      PAYLOAD_TOKEN_EXPIRATION: '900',
+    },
   })
   closeSync(log)
   // The users, made as an operator would (Payload's Local API).
@@ -258,9 +266,9 @@ test('Payload-issued tokens: a patient, a practitioner linked by an admin, the c
   assert.equal(await status(sdk(late.token).find({ collection: 'symptom-submissions' })), 401)
 })
 
-/** Waits until the admin panel answers its login page (its first compile included). */
+/** Waits until the admin panel answers its login page (its build included). */
 async function adminReady(): Promise<void> {
-  const deadline = Date.now() + 240_000
+  const deadline = Date.now() + 480_000
   while (Date.now() < deadline) {
     if (admin?.exitCode != null) break
     try {
@@ -271,7 +279,7 @@ async function adminReady(): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 500))
   }
-  assert.fail(`the admin panel (next dev) did not start:\n${readFileSync(adminLog, 'utf8').slice(-4000)}`)
+  assert.fail(`the admin panel (next build, next start) did not start:\n${readFileSync(adminLog, 'utf8').slice(-4000)}`)
 }
 
 test("the plugin's views in Payload's admin panel (Next.js), in Chromium, after a login through the admin's own form", async () => {
@@ -312,6 +320,8 @@ test("the plugin's views in Payload's admin panel (Next.js), in Chromium, after 
     const view = async (page: import('playwright-core').Page, path: string, expect: RegExp, shot?: string) => {
       const res = await page.goto(`${serverURL}/admin${path}`)
       await page.getByText(expect).first().waitFor()
+      // A page with a patient's data is never stored by a browser or a proxy.
+      assert.match(res?.headers()['cache-control'] ?? '', /no-store/, `${path}: Cache-Control`)
       // What the page shows (not the scripts Next.js inlines).
       const text = await page.innerText('body')
       if (shot) await page.screenshot({ path: join(shots, shot), fullPage: true })
@@ -327,6 +337,13 @@ test("the plugin's views in Payload's admin panel (Next.js), in Chromium, after 
     assert.ok(!shared.text.includes(`admin view, run ${RUN}`), 'the view opens only the fields it shows (no notes)')
     const docConsents = await view(doc.page, '/consents', new RegExp(`submission ${created.id}`), 'admin-consents-practitioner.png')
     assert.match(docConsents.text, new RegExp(practitioner.id))
+    // Logging out of the admin ends the session at the gateway too: the browser's token is refused there.
+    const docToken = (await doc.ctx.cookies(serverURL)).find((c) => c.name === 'payload-token')?.value
+    assert.ok(docToken, "the admin's login set Payload's cookie")
+    assert.equal(await status(sdk(docToken, 'treatment').findByID({ collection: 'symptom-submissions', id: created.id })), 200)
+    await doc.page.goto(`${serverURL}/admin/logout`)
+    await doc.page.waitForURL((u) => u.pathname.startsWith('/admin/login'))
+    assert.equal(await status(sdk(docToken, 'treatment').findByID({ collection: 'symptom-submissions', id: created.id })), 401)
     await doc.ctx.close()
 
     // The patient: who has seen their record (the practitioner's read above, by name), their consents, and

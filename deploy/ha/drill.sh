@@ -9,7 +9,10 @@
 #                                 the same with Debian's PgBouncer in
 #                                 transaction mode between the service's
 #                                 connections and HAProxy (deploy/pgbouncer.ini,
-#                                 DATABASE_POOLER=true; the sealer direct)
+#                                 DATABASE_POOLER=true; the sealer direct,
+#                                 past PgBouncer)
+#   DRILL_PGBOUNCER=1 DRILL_SEALER_PGBOUNCER=1 deploy/ha/drill.sh
+#                                 the sealer through PgBouncer too
 #
 # Two PostgreSQL nodes under Patroni (Debian's patroni, with one etcd
 # member: Debian's etcd-server) in synchronous mode, HAProxy routing to
@@ -200,10 +203,12 @@ fi
 export PHI_CONFIG=/dev/null PHI_ENVIRONMENT=development DATABASE_TLS_MODE=disable
 export MIGRATION_DATABASE_URL="$su_url/phi"
 export DATABASE_URL="postgres://phi_app:$APPW@127.0.0.1:$AP/phi"
-# The sealer connects past PgBouncer, as deploy/README.md says (its
-# statements are prepared by name: through PgBouncer its rounds failed once
-# the failover gave it other server connections).
-export AUDIT_SEALER_DATABASE_URL="postgres://phi_sealer:$SEAPW@127.0.0.1:$HP/phi"
+# The sealer connects past PgBouncer (HAProxy), or through it too with
+# DRILL_SEALER_PGBOUNCER=1 (its statements are prepared unnamed, so other
+# server connections after the failover are nothing to it).
+SP=$HP
+[ -n "${DRILL_PGBOUNCER:-}" ] && [ -n "${DRILL_SEALER_PGBOUNCER:-}" ] && SP=$AP
+export AUDIT_SEALER_DATABASE_URL="postgres://phi_sealer:$SEAPW@127.0.0.1:$SP/phi"
 export DATABASE_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
 export DATABASE_BLIND_INDEX_KEY=$(head -c 32 /dev/urandom | base64)
 export PAYLOAD_SECRET=$(pw)
@@ -219,7 +224,7 @@ wait_for "the gateway answers" 30 bash -c "[ \"\$(curl -s -o /dev/null -w '%{htt
 
 leader=$(curl -s "http://127.0.0.1:$R1/patroni" | python3 -c 'import json,sys; print(json.load(sys.stdin)["role"])')
 [ "$leader" = primary ] || [ "$leader" = master ] || die "node1 is not the primary ($leader)"
-log "node1 primary on $P1, node2 synchronous standby on $P2, HAProxy $HP${DRILL_PGBOUNCER:+, PgBouncer $AP}, gateway $GP"
+log "node1 primary on $P1, node2 synchronous standby on $P2, HAProxy $HP${DRILL_PGBOUNCER:+, PgBouncer $AP}, gateway $GP, sealer via $SP"
 
 # Writers: four threads creating submissions for WRITE_SECS; the primary's
 # node is killed KILL_AT seconds in.
@@ -279,12 +284,21 @@ found=$({ echo "CREATE TEMP TABLE acked (id uuid); COPY acked FROM STDIN;"
           cat "$d/acked.txt"; echo '\.'
           echo "SELECT count(*) FROM acked JOIN symptom_submissions USING (id);"; } |
         psql -qAt -v ON_ERROR_STOP=1 "$su_url/phi")
+# The gateway's own sealer seals every entry, those after the switch too
+# (before the verifier, which seals what is left itself), within 20 s.
+sealed_by_gateway=no
+for _ in $(seq 1 200); do
+  unsealed=$(psql -qAt "$su_url/phi" -c "SELECT count(*) FROM audit.log l WHERE NOT EXISTS
+    (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq)")
+  [ "$unsealed" = 0 ] && { sealed_by_gateway=yes; break; }
+  sleep 0.1
+done
 kill "$(cat "$d/gateway.pid")" 2>/dev/null || true
 sleep 1
 verify_out=$("$gw" audit verify --anchor "$d/anchor.jsonl" 2>&1) && verified=yes || verified=no
 
 rc=0
-python3 - "$d/writes.jsonl" "$killed_at" "$found" "$verified" <<'PY' || rc=$?
+python3 - "$d/writes.jsonl" "$killed_at" "$found" "$verified" "$sealed_by_gateway" <<'PY' || rc=$?
 import json, sys
 recs = sorted(map(json.loads, open(sys.argv[1])), key=lambda r: r["t"])
 killed, found, verified = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -306,8 +320,9 @@ if first_fail and last_fail:
     print(f"failures from kill + {first_fail['t'] - killed:.2f} s to kill + {last_fail['t'] - killed:.2f} s")
 if resumed:
     print(f"every write succeeds again from:  kill + {resumed['t'] - killed:.2f} s")
+print(f"every entry sealed by the gateway: {sys.argv[5]}")
 print(f"audit chain verifies (anchored): {verified}")
-ok = found == len(acked) and resumed is not None and verified == "yes" \
+ok = found == len(acked) and resumed is not None and verified == "yes" and sys.argv[5] == "yes" \
      and all(r["status"] == 503 and r.get("retry_after") for r in failed)
 print("drill:", "passed" if ok else "FAILED")
 sys.exit(0 if ok else 1)

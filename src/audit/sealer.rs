@@ -18,6 +18,15 @@ use super::signing::SigningKeys;
 
 const SEALER_LOCK: i64 = 0x7068_695f_6175_6474; // "phi_audt"
 
+// Every statement here is prepared unnamed (`persistent(false)`), inside a
+// transaction: a sealer behind a transaction-mode pooler (PgBouncer before
+// 1.21) would find its statements prepared by name gone once the pooler
+// handed it another server connection (a failover, a restarted server),
+// and every round after would fail ("prepared statement sqlx_s_1 does not
+// exist"). Outside a transaction the pooler may even switch servers between
+// a statement's parse and its execution. A round parses a handful of
+// statements: nothing beside its work.
+
 /// Seals up to `batch` committed entries, if no other sealer holds the lock.
 /// Returns how many were sealed.
 ///
@@ -44,6 +53,7 @@ pub async fn seal_pending(pool: &PgPool, batch: i32) -> Result<usize, sqlx::Erro
 async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .persistent(false)
         .bind(SEALER_LOCK)
         .fetch_one(&mut *tx)
         .await?;
@@ -52,6 +62,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
     }
     let (lo, hi, after_seq): (i64, Option<i64>, i64) =
         sqlx::query_as("SELECT lo, hi, after_seq FROM audit.sealer_state")
+            .persistent(false)
             .fetch_one(&mut *tx)
             .await?;
     let (lo, hi) = match hi {
@@ -59,6 +70,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
         None => {
             let xmin: i64 =
                 sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .persistent(false)
                     .fetch_one(&mut *tx)
                     .await?;
             if xmin <= lo {
@@ -73,6 +85,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
                 "SELECT count(*), min(txid), max(txid) FROM (SELECT txid FROM audit.log \
                  WHERE txid >= $1 AND txid < $2 ORDER BY txid, seq LIMIT $3) w",
             )
+            .persistent(false)
             .bind(lo)
             .bind(xmin)
             .bind(batch as i64 + 1)
@@ -92,6 +105,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
                 }
                 _ => {
                     sqlx::query("UPDATE audit.sealer_state SET lo = $1, hi = NULL, after_seq = 0")
+                        .persistent(false)
                         .bind(xmin)
                         .execute(&mut *tx)
                         .await?;
@@ -112,6 +126,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
         "SELECT txid, {} FROM audit.log WHERE {window} AND seq > $3 ORDER BY seq LIMIT $4",
         row_columns("")
     ))
+    .persistent(false)
     .bind(lo)
     .bind(hi)
     .bind(after_seq)
@@ -121,11 +136,13 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
     .await?;
     if (rows.len() as i32) < batch {
         sqlx::query("UPDATE audit.sealer_state SET lo = $1, hi = NULL, after_seq = 0")
+            .persistent(false)
             .bind(hi)
             .execute(&mut *tx)
             .await?;
     } else {
         sqlx::query("UPDATE audit.sealer_state SET lo = $1, hi = $2, after_seq = $3")
+            .persistent(false)
             .bind(lo)
             .bind(hi)
             .bind(rows.last().map(|(_, r)| r.seq).unwrap_or(after_seq))
@@ -141,6 +158,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
     let mut taken: std::collections::HashSet<i64> = if careful {
         let seqs: Vec<i64> = rows.iter().map(|(_, r)| r.seq).collect();
         sqlx::query_scalar("SELECT seq FROM audit.chain WHERE seq = ANY($1)")
+            .persistent(false)
             .bind(&seqs)
             .fetch_all(&mut *tx)
             .await?
@@ -151,6 +169,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
     };
     let head: Option<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
+            .persistent(false)
             .fetch_optional(&mut *tx)
             .await?;
     let (mut pos, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
@@ -182,7 +201,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
             "INSERT INTO audit.quarantine (seq, txid, reason) \
              SELECT s, t, 'sequence number already sealed' FROM UNNEST($1::bigint[], $2::bigint[]) AS x(s, t) \
              ON CONFLICT DO NOTHING",
-        )
+        ).persistent(false)
         .bind(&q_seqs)
         .bind(&q_txids)
         .execute(&mut *tx)
@@ -193,6 +212,7 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
         "INSERT INTO audit.chain (pos, seq, txid, prev_hash, hash) \
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[])",
     )
+    .persistent(false)
     .bind(positions)
     .bind(chain_seqs)
     .bind(txids)
@@ -214,16 +234,20 @@ pub async fn seal_all(pool: &PgPool) -> Result<usize, sqlx::Error> {
         total += seal_available(pool).await?;
         // The horizon as a literal: a parameter (or a subquery) is planned
         // for any value, as a scan of the whole log (a second at 10 million).
+        let mut tx = pool.begin().await?;
         let lo: i64 = sqlx::query_scalar("SELECT lo FROM audit.sealer_state")
-            .fetch_one(pool)
+            .persistent(false)
+            .fetch_one(&mut *tx)
             .await?;
         let unsealed: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM audit.log l WHERE l.txid >= {lo} \
              AND NOT EXISTS (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq) \
              AND NOT EXISTS (SELECT 1 FROM audit.quarantine q WHERE q.seq = l.seq AND q.txid = l.txid))"
         ))
-        .fetch_one(pool)
+        .persistent(false)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         if !unsealed || std::time::Instant::now() > deadline {
             return Ok(total);
         }
@@ -264,9 +288,23 @@ pub async fn seal_available(pool: &PgPool) -> Result<usize, sqlx::Error> {
 
 /// The chain's last position (0 while empty).
 pub async fn head(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT coalesce(max(pos), 0) FROM audit.chain")
-        .fetch_one(pool)
-        .await
+    let mut tx = pool.begin().await?;
+    let head = sqlx::query_scalar("SELECT coalesce(max(pos), 0) FROM audit.chain")
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(head)
+}
+
+/// Keeps the audit log's monthly partitions three months ahead.
+async fn upkeep(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT audit.ensure_partitions(3)")
+        .persistent(false)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 /// The sealer's means: its pool (as `phi_sealer`), the signing key, and the
@@ -283,10 +321,13 @@ impl Sealer {
     /// to the anchor). None while the chain is empty.
     pub async fn checkpoint(&self) -> anyhow::Result<Option<Checkpoint>> {
         seal_all(&self.pool).await?;
+        let mut tx = self.pool.begin().await?;
         let head: Option<(i64, Vec<u8>)> =
             sqlx::query_as("SELECT pos, hash FROM audit.chain ORDER BY pos DESC LIMIT 1")
-                .fetch_optional(&self.pool)
+                .persistent(false)
+                .fetch_optional(&mut *tx)
                 .await?;
+        tx.commit().await?;
         let Some((pos, hash)) = head else {
             return Ok(None);
         };
@@ -297,18 +338,20 @@ impl Sealer {
     /// returned) and appended to the anchor.
     pub async fn sign_at(&self, pos: i64, hash: Vec<u8>) -> anyhow::Result<(i64, Checkpoint)> {
         let c = sign_checkpoint(&self.signing, pos, hash);
+        let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO audit.checkpoints (pos, hash, at, alg, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6) \
              RETURNING id",
-        )
+        ).persistent(false)
         .bind(c.pos)
         .bind(&c.hash)
         .bind(c.at)
         .bind(&c.alg)
         .bind(c.key_id as i32)
         .bind(&c.signature)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         if let Some(a) = &self.anchor {
             a.append(&c)?;
         }
@@ -334,17 +377,11 @@ impl Sealer {
                 }
                 ticks += 1;
                 if ticks % checkpoint_every.max(1) == 1 || checkpoint_every <= 1 {
-                    if let Err(e) = sqlx::query("SELECT audit.ensure_partitions(3)")
-                        .execute(&self.pool)
-                        .await
-                    {
+                    if let Err(e) = upkeep(&self.pool).await {
                         tracing::warn!(error = %e, "audit partition upkeep failed");
                     }
-                    let head: Option<i64> = sqlx::query_scalar("SELECT max(pos) FROM audit.chain")
-                        .fetch_one(&self.pool)
-                        .await
-                        .unwrap_or(None);
-                    if head.is_some_and(|h| h > last_signed) {
+                    let head = head(&self.pool).await.unwrap_or(0);
+                    if head > last_signed {
                         match self.checkpoint().await {
                             Ok(Some(c)) => last_signed = c.pos,
                             Ok(None) => {}

@@ -18,11 +18,7 @@ use crate::testdb::TestDb;
 /// one the gateway honours Payload's cookie from, and where the test serves
 /// Payload's admin panel (`next start`): a free port.
 fn app_origin() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    format!("http://127.0.0.1:{port}")
+    format!("http://127.0.0.1:{}", crate::helpers::free_port())
 }
 
 /// The screenshots the example app's tests keep: the plugin's pages, and its

@@ -2,7 +2,7 @@
 //! Debian's PgBouncer 1.18 with deploy/pgbouncer.ini, started by
 //! deploy/test.sh in front of the test cluster with two server connections
 //! per database and user. The gateway runs with `DATABASE_POOLER=true`; its
-//! sealer connects to PostgreSQL directly, as deploy/README.md says.
+//! sealer connects to PostgreSQL directly, or through PgBouncer too.
 
 use std::collections::BTreeSet;
 
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::helpers::{TestApp, json, start_server, test_settings};
-use crate::testdb::{TestDb, app_password};
+use crate::testdb::{TestDb, app_password, sealer_password};
 
 fn bouncer_port() -> String {
     std::env::var("PHI_PGBOUNCER_PORT").expect(
@@ -29,9 +29,23 @@ fn through_bouncer(db: &TestDb) -> String {
 }
 
 async fn behind_bouncer() -> TestApp {
+    behind_bouncer_sealing(false).await
+}
+
+/// The gateway behind PgBouncer, its sealer too when `sealer_behind`.
+async fn behind_bouncer_sealing(sealer_behind: bool) -> TestApp {
     let db = TestDb::migrated().await;
     let url = through_bouncer(&db);
-    let sealer = db.sealer_url();
+    let sealer = if sealer_behind {
+        format!(
+            "postgres://phi_sealer:{}@127.0.0.1:{}/{}",
+            sealer_password(),
+            bouncer_port(),
+            db.name
+        )
+    } else {
+        db.sealer_url()
+    };
     let settings = test_settings(
         &url,
         &[
@@ -157,10 +171,16 @@ async fn crud_and_the_audit_trail_work_through_pgbouncer() {
     assert_eq!(app.as_patient("pat").get(&path).await.status(), 404);
 
     // Every one of those left its entry, sealed by the direct sealer.
+    all_sealed(&app, 6).await;
+}
+
+/// Waits (up to 15 s) until at least `entries` entries on submissions are
+/// in the log and every entry is in the chain.
+async fn all_sealed(app: &TestApp, entries: i64) {
     let pool = app.db.admin_pool().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let (entries, unsealed): (i64, i64) = sqlx::query_as(
+        let (n, unsealed): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM audit.log WHERE entity_type = 'symptom_submissions'),
                     (SELECT count(*) FROM audit.log l WHERE NOT EXISTS
                        (SELECT 1 FROM audit.chain c WHERE c.seq = l.seq))",
@@ -168,14 +188,56 @@ async fn crud_and_the_audit_trail_work_through_pgbouncer() {
         .fetch_one(&pool)
         .await
         .unwrap();
-        if entries >= 6 && unsealed == 0 {
-            break;
+        if n >= entries && unsealed == 0 {
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{entries} entries, {unsealed} unsealed"
+            "{n} entries, {unsealed} unsealed"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The sealer behind PgBouncer as well: when the pooler hands it other
+/// server connections (here the old ones are terminated, as a failover or a
+/// restarted server does), it goes on sealing. Its statements are prepared
+/// unnamed inside their transactions; prepared by name, every round after
+/// the switch failed ("prepared statement sqlx_s_1 does not exist", seen in
+/// the failover drill).
+#[tokio::test]
+async fn a_sealer_behind_pgbouncer_seals_on_new_server_connections() {
+    let app = behind_bouncer_sealing(true).await;
+    let submit = |n: u32| {
+        let app = &app;
+        async move {
+            created(
+                app.as_patient("pat")
+                    .post(
+                        "/api/symptom-submissions",
+                        &json!({"symptoms": [{"name": "Cough", "severity": 1, "onset": "2026-01-01"}],
+                                "notes": format!("round {n}")}),
+                    )
+                    .await,
+            )
+            .await
+        }
+    };
+    submit(1).await;
+    all_sealed(&app, 1).await;
+    for round in 2..=4 {
+        // PgBouncer's server connections as the sealer, gone.
+        let mut admin = app.admin().await;
+        let (ended,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND usename = 'phi_sealer'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(ended >= 1, "round {round}: the sealer's server connections");
+        submit(round).await;
+        all_sealed(&app, round as i64).await;
     }
 }
 

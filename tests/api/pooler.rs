@@ -227,18 +227,47 @@ async fn a_sealer_behind_pgbouncer_seals_on_new_server_connections() {
     all_sealed(&app, 1).await;
     for round in 2..=4 {
         // PgBouncer's server connections as the sealer, gone.
-        let mut admin = app.admin().await;
-        let (ended,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE datname = current_database() AND usename = 'phi_sealer'",
-        )
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
+        let ended = end_server_connections(&app, "phi_sealer").await;
         assert!(ended >= 1, "round {round}: the sealer's server connections");
         submit(round).await;
         all_sealed(&app, round as i64).await;
     }
+    // What reads the chain in a serving gateway goes on too, on yet other
+    // server connections: the auditor's export (planned as the sealer, its
+    // pages as the service) and the accounting of disclosures as FHIR.
+    for (path, last) in [
+        ("/api/audit/export?format=ndjson", "phiGatewayManifest"),
+        ("/api/audit/export?format=fhir", "Provenance"),
+        (
+            "/api/audit/disclosures?patient=users:pat&format=fhir",
+            "Provenance",
+        ),
+    ] {
+        for role in ["phi_sealer", "phi_app"] {
+            end_server_connections(&app, role).await;
+        }
+        let res = app.as_auditor().get(path).await;
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        let tail = text.lines().last().unwrap_or_default();
+        assert!(tail.contains(last), "{path} ends with its {last}: {text}");
+    }
+}
+
+/// Terminates PgBouncer's server connections as `role` to this test's
+/// database (as a failover or a restarted server ends them); how many.
+async fn end_server_connections(app: &TestApp, role: &str) -> i64 {
+    let mut admin = app.admin().await;
+    let (ended,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND usename = $1",
+    )
+    .bind(role)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    ended
 }
 
 /// Many users interleaved on two server connections: nobody's identity

@@ -57,6 +57,9 @@ pub async fn plan(
     };
     let settled = c.at - chrono::Duration::seconds(chain::CLOCK_SKEW_SECS);
     let complete_before = to.map_or(settled, |t| t.min(settled));
+    // Unnamed statements in a transaction, as the sealer's (its pool): they
+    // hold behind a transaction-mode pooler.
+    let mut tx = pool.begin().await?;
     let (first, last, left_out): (Option<i64>, Option<i64>, i64) = sqlx::query_as(
         "SELECT min(c.pos), max(c.pos), \
                 count(*) FILTER (WHERE c.pos IS NULL AND q.seq IS NULL AND l.at < $3) \
@@ -69,7 +72,8 @@ pub async fn plan(
     .bind(to)
     .bind(complete_before)
     .bind(c.pos)
-    .fetch_one(pool)
+    .persistent(false)
+    .fetch_one(&mut *tx)
     .await?;
     if left_out > 0 {
         return Err(PlanError::Unsealed(left_out));
@@ -78,8 +82,10 @@ pub async fn plan(
     // (the few entries of a later month sealed among them stay in the log,
     // but their neighbours do not).
     let archived: i64 = sqlx::query_scalar("SELECT coalesce(max(last_pos), 0) FROM audit.archives")
-        .fetch_one(pool)
+        .persistent(false)
+        .fetch_one(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(Plan {
         range: first
             .zip(last)
@@ -143,11 +149,17 @@ pub async fn stream(
         );
         while after < last {
             let upto = (after + PAGE).min(last);
+            // A transaction a page (one over the whole export would hold
+            // back the sealer's horizon), its statement unnamed: behind a
+            // transaction-mode pooler a page may meet another server.
+            let mut tx = pool.begin().await?;
             let rows = sqlx::query(&sql)
                 .bind(after)
                 .bind(upto)
-                .fetch_all(pool)
+                .persistent(false)
+                .fetch_all(&mut *tx)
                 .await?;
+            tx.commit().await?;
             let mut chunk = String::with_capacity(rows.len() * 420);
             for r in &rows {
                 let pos: i64 = r.get("pos");
@@ -206,7 +218,9 @@ pub async fn disclosure_entries(
     to: DateTime<Utc>,
     upto: Option<i64>,
 ) -> Result<Vec<(AuditRow, i64, Vec<u8>, Vec<u8>)>, sqlx::Error> {
-    sqlx::query(&format!(
+    // Unnamed, in a transaction: it holds behind a transaction-mode pooler.
+    let mut tx = pool.begin().await?;
+    let entries = sqlx::query(&format!(
         "SELECT c.pos, c.prev_hash, c.hash, {} \
          FROM audit.log l JOIN audit.chain c ON c.seq = l.seq AND c.txid = l.txid \
          WHERE l.subject = $1 AND l.at >= $2 AND l.at < $3 \
@@ -220,6 +234,7 @@ pub async fn disclosure_entries(
     .bind(from)
     .bind(to)
     .bind(upto)
+    .persistent(false)
     .try_map(|r: sqlx::postgres::PgRow| {
         Ok((
             AuditRow::from_row(&r)?,
@@ -228,6 +243,8 @@ pub async fn disclosure_entries(
             r.try_get("hash")?,
         ))
     })
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(entries)
 }

@@ -285,5 +285,7 @@ export {
   gatewayPages,
   escapeHtml,
   logoutAtGateway,
+  ADMIN_VIEWS,
+  OPTIONS_KEY,
   type PhiGatewayPluginOptions,
 } from './plugin.js'

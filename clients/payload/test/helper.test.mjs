@@ -2,6 +2,7 @@
 // Runs against the built package (`npm test` builds first).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { gatewayFor, gatewayWithToken, tokenOf, NoUserTokenError } from '../dist/index.js'
 
 const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url')
@@ -70,4 +71,39 @@ test("the SDK sends the user's token as `Authorization: JWT`, whichever way it c
     assert.equal(headers.get('x-request-id'), 'cms-1')
     assert.equal(init.cache, 'no-store')
   }
+})
+
+test("the plugin adds its admin views, their nav links and a local avatar; adminViews: false leaves them out", async () => {
+  const { phiGateway, ADMIN_VIEWS, OPTIONS_KEY } = await import('../dist/index.js')
+  const users = {
+    slug: 'users',
+    auth: { tokenExpiration: 900 },
+    fields: [{ name: 'roles', type: 'select', hasMany: true, options: ['practitioner'], saveToJWT: true }],
+  }
+  const options = { baseURL: 'http://gateway.internal:8080/api' }
+  const config = phiGateway(options)({ collections: [users], admin: { components: { afterNavLinks: ['./Mine#Link'] } } })
+  const views = config.admin.components.views
+  assert.deepEqual(
+    Object.values(views).map((v) => [v.path, v.Component, v.exact]),
+    [
+      ['/shared-with-me', '@phi-gateway/payload/views#SharedWithMeView', true],
+      ['/consents', '@phi-gateway/payload/views#ConsentsView', true],
+      ['/my-access-report', '@phi-gateway/payload/views#AccessReportView', true],
+    ],
+  )
+  assert.deepEqual(config.admin.components.afterNavLinks, ['./Mine#Link', '@phi-gateway/payload/views#GatewayNavLinks'])
+  // Payload's own default would be Gravatar's (each user's email hash, to a third party).
+  assert.equal(config.admin.avatar, 'default')
+  assert.equal(config.custom[OPTIONS_KEY], options, 'the views read the options on the server')
+  // Every component the import map will name is exported by the views module.
+  const views_js = readFileSync(new URL('../dist/views.js', import.meta.url), 'utf8')
+  for (const name of [...Object.values(ADMIN_VIEWS).map((v) => v.Component), '@phi-gateway/payload/views#GatewayNavLinks']) {
+    assert.match(views_js, new RegExp(`export (async )?function ${name.split('#')[1]}\\b`), name)
+  }
+
+  const chosen = phiGateway(options)({ collections: [users], admin: { avatar: 'gravatar' } })
+  assert.equal(chosen.admin.avatar, 'gravatar', "the app's own choice is kept")
+  const none = phiGateway({ ...options, adminViews: false })({ collections: [users] })
+  assert.deepEqual(none.admin.components.views, {})
+  assert.deepEqual(none.admin.components.afterNavLinks, [])
 })

@@ -201,7 +201,8 @@ async fn seal_round(pool: &PgPool, batch: i32, careful: bool) -> Result<usize, s
             "INSERT INTO audit.quarantine (seq, txid, reason) \
              SELECT s, t, 'sequence number already sealed' FROM UNNEST($1::bigint[], $2::bigint[]) AS x(s, t) \
              ON CONFLICT DO NOTHING",
-        ).persistent(false)
+        )
+        .persistent(false)
         .bind(&q_seqs)
         .bind(&q_txids)
         .execute(&mut *tx)

@@ -138,8 +138,18 @@ impl DatabaseSettings {
             .transpose()
     }
 
-    /// Connection options for migrations (falls back to the service URL).
+    /// Connection options for migrations and operator commands (falls
+    /// back to the service URL, unless that goes through a transaction-mode
+    /// pooler: they prepare statements by name and hold session locks, so
+    /// they connect to PostgreSQL directly).
     pub fn migration_options(&self) -> anyhow::Result<PgConnectOptions> {
+        if self.pooler && self.migration_url.is_none() {
+            anyhow::bail!(
+                "MIGRATION_DATABASE_URL is not set, and DATABASE_URL goes through a transaction-mode \
+                 pooler (DATABASE_POOLER=true): migrations and operator commands connect to \
+                 PostgreSQL directly; set MIGRATION_DATABASE_URL to the server itself"
+            );
+        }
         self.options_for(self.migration_url.as_ref().unwrap_or(&self.url))
     }
 

@@ -352,6 +352,27 @@ mod tests {
         )
         .unwrap();
         let remote = format!("{:?}", s.database.migration_options().unwrap());
+        // Behind a transaction-mode pooler, operators and migrations do not
+        // fall back to the service's URL (named statements, session locks).
+        let pooled = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = vec![
+                ("DATABASE_URL", "postgres://a@127.0.0.1:6432/d"),
+                ("DATABASE_POOLER", "true"),
+                ("PAYLOAD_SECRET", "s"),
+            ];
+            vars.extend_from_slice(extra);
+            Settings::from_parts("", None, &env(&vars)).unwrap()
+        };
+        let err = pooled(&[]).database.migration_options().unwrap_err();
+        assert!(
+            format!("{err:#}").contains("set MIGRATION_DATABASE_URL"),
+            "{err:#}"
+        );
+        let direct = pooled(&[("MIGRATION_DATABASE_URL", "postgres://a@127.0.0.1:5432/d")]);
+        assert!(
+            format!("{:?}", direct.database.migration_options().unwrap()).contains("5432"),
+            "the migration URL, not the pooler's"
+        );
         assert!(remote.contains("ssl_mode: VerifyFull"), "{remote}");
         // Anything short of verify-full to another machine is refused in
         // production, written in the URL or set for all.

@@ -939,13 +939,25 @@ async fn a_stolen_retired_signing_key_signs_nothing_that_verifies() {
     // The position of the entry dated five minutes on (the chain's head,
     // unless the gateway wrote an entry of its own after it: a loaded run
     // once sealed one there, and a checkpoint of that head covered nothing
-    // dated late).
-    let (pos, hash): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT pos, hash FROM audit.chain WHERE seq = $1")
+    // dated late). Sealed, that is, once every transaction older than it
+    // has ended, in the whole cluster: in a loaded suite another test's
+    // transaction outlived the 10 s a checkpoint waits (twice in CI).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (pos, hash): (i64, Vec<u8>) = loop {
+        let found = sqlx::query_as("SELECT pos, hash FROM audit.chain WHERE seq = $1")
             .bind(late_seq)
-            .fetch_one(&pool)
+            .fetch_optional(&pool)
             .await
             .unwrap();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entry {late_seq} is not sealed after 120 s"
+        );
+        phi_gateway::audit::sealer::seal_all(&pool).await.unwrap();
+    };
     let at = public.not_after(1).unwrap() - chrono::Duration::seconds(1);
     let at = chrono::DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap();
     let thief = SigningKeys::load_file(&stolen_path).unwrap();
